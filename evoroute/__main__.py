@@ -1,0 +1,3 @@
+from evoroute.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""Command line: ``python -m evoroute <command> ...``.
+
+Errors a user can cause print one line (``error: ...``) and exit with status 2; heavy
+libraries are imported only by the commands that need them so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from evoroute import config  # noqa: F401  (offline environment first)
+from evoroute.errors import EvoRouteError
+
+
+def _engine(args: argparse.Namespace):
+    from evoroute.storage.db import get_engine
+
+    return get_engine(getattr(args, "db", None))
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if not text else [t.strip() for t in text.split(",") if t.strip()]
+
+
+# ----------------------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> int:
+    from evoroute import registry
+    from evoroute.storage import db, repo
+
+    engine = _engine(args)
+    with db.session(engine) as s:
+        if args.action == "list":
+            rows = repo.list_models(session=s, enabled_only=not args.all)
+            if args.json:
+                print(json.dumps([r.model_dump(mode="json", exclude={"created_at", "updated_at"})
+                                  for r in rows], indent=1))
+                return 0
+            if not rows:
+                print("no models registered (python -m evoroute models add NAME ...)")
+                return 0
+            print(f"{'name':38} {'in $/1M':>9} {'out $/1M':>9} {'price':9} {'ttft s':>6} "
+                  f"{'tok/s':>6} {'on':3} litellm id")
+            for r in rows:
+                print(f"{r.name:38} {r.input_price_per_m:9.3f} {r.output_price_per_m:9.3f} "
+                      f"{r.price_source:9} {r.ttft_s:6.2f} {r.tokens_per_s:6.1f} "
+                      f"{'yes' if r.enabled else 'no':3} {r.litellm_id}")
+            return 0
+        if args.action == "add":
+            e = registry.add_model(session=s, name=args.name, litellm_id=args.litellm_id or "",
+                                   input_price_per_m=args.input_price,
+                                   output_price_per_m=args.output_price, ttft_s=args.ttft,
+                                   tokens_per_s=args.tps, api_base=args.api_base,
+                                   enabled=not args.disabled, notional=args.notional)
+            print(f"registered {e.name}: ${e.input_price_per_m:g} in / ${e.output_price_per_m:g} "
+                  f"out per 1M tokens ({e.price_source}), ttft {e.ttft_s:g} s, "
+                  f"{e.tokens_per_s:g} tok/s")
+            return 0
+        if args.action == "update":
+            changes: dict[str, Any] = {}
+            for arg, fld in (("litellm_id", "litellm_id"), ("input_price", "input_price_per_m"),
+                             ("output_price", "output_price_per_m"), ("ttft", "ttft_s"),
+                             ("tps", "tokens_per_s"), ("api_base", "api_base")):
+                if getattr(args, arg) is not None:
+                    changes[fld] = getattr(args, arg)
+            if args.enable:
+                changes["enabled"] = True
+            if args.disable:
+                changes["enabled"] = False
+            if not changes:
+                raise EvoRouteError("nothing to update: give at least one option")
+            e = registry.update_model(args.name, session=s, **changes)
+            print(f"updated {e.name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
+            return 0
+        if args.action == "remove":
+            registry.remove_model(args.name, session=s)
+            print(f"removed {args.name} (its past step records stay in the experience base)")
+            return 0
+    return 1
+
+
+# ----------------------------------------------------------------------------- decide
+def cmd_decide(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from evoroute import registry
+    from evoroute.core.types import StepContext, Weights
+    from evoroute.experience import SyncedIndex
+    from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
+    from evoroute.storage import db
+
+    engine = _engine(args)
+    with db.session(engine) as s:
+        models = registry.model_infos(session=s, names=_csv(args.models))
+    if not models:
+        raise EvoRouteError("no enabled models: register one with `python -m evoroute models add`")
+    cfg = EvoRouteConfig(weights=Weights.parse(args.weights), theta=args.theta,
+                         perf_signal=args.signal)
+    synced = SyncedIndex(engine, run_ids=[int(r) for r in _csv(args.runs) or []] or None,
+                         perf_signal=args.signal)
+    router = EvoRouteRouter(models, cfg, index=synced.index)
+    step = StepContext(task_key="cli", step_index=0, role=args.role, instruction=args.instruction,
+                       phase=args.phase)
+    d = router.decide(step, np.random.default_rng(args.seed))
+    e = d.explanation
+    if args.json:
+        print(e.to_json())
+        return 0
+    print(f"chosen model: {d.model}   (propensity {d.propensity:.3f}, phase {e.phase}, mode {e.mode})")
+    print(f"why: {e.reason}")
+    if e.fallback:
+        print(f"fallback used: {e.fallback}")
+    print(f"experience base: {len(synced.index)} records; retrieved per channel: "
+          + ", ".join(f"{k} {v}" for k, v in e.channels.items()))
+    print(f"predicted tools: {', '.join(e.predicted_tools) or '-'}   weights (wp, wc, wd): {e.weights}")
+    print(f"{'model':38} {'n':>6} {'P^':>6} {'C^ $':>10} {'D^ s':>7} {'pareto':6} "
+          f"{'θP':>6} {'U':>8} {'prop':>5}")
+    for c in sorted(e.candidates, key=lambda c: -(c.utility if c.utility is not None else -9e9)):
+        def f(x, fmt):
+            return format(x, fmt) if x is not None else "-"
+        print(f"{c.model:38} {c.n:6d} {f(c.p_hat, '6.3f')} {f(c.c_hat, '10.6f')} {f(c.d_hat, '7.3f')} "
+              f"{('yes' if c.pareto else ('new' if c.unexplored else 'no')):6} {f(c.theta_p, '6.3f')} "
+              f"{f(c.utility, '8.4f')} {c.propensity:5.2f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- runs
+def _spec_from_args(args: argparse.Namespace):
+    from evoroute.core.types import Weights
+    from evoroute.evaluation.runner import RunSpec
+
+    w = Weights.parse(args.weights)
+    return RunSpec(backend=args.backend, dataset=args.data, router=args.router,
+                   weights=w.as_tuple(), seed=args.seed, protocol=args.protocol,
+                   n_tasks=args.tasks, n_train=args.train, cold_start_tasks=args.cold_start,
+                   steps_per_task=args.steps_per_task, budget_usd=args.budget,
+                   models=tuple(_csv(args.models)) if args.models else None, name=args.name or "")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evoroute.evaluation import runner
+
+    spec = _spec_from_args(args)
+    engine = _engine(args)
+    if args.background:
+        run_id = runner.start_background(spec, engine_url=args.db)
+        print(f"started run {run_id} in the background; watch it in the studio "
+              f"(Runs page, ?run={run_id}) or stop it with `python -m evoroute runs stop {run_id}`")
+        return 0
+    run_id = runner.create_run(spec, engine=engine)
+    steps = []
+    last: dict[str, Any] = {}
+    show = sys.stderr.isatty() and not args.quiet
+    for st in runner.execute_run(run_id, engine=engine):
+        last = st
+        if args.json:
+            steps.append(st)
+        if show:
+            print(f"\r{st['step_no']}/{st['n_steps_total']} quality {st['cum_quality']:.3f} "
+                  f"cost ${st['cum_cost_usd']:.4f}", end="", file=sys.stderr)
+    if show:
+        print(file=sys.stderr)
+    from evoroute.storage import db, repo
+    with db.session(engine) as s:
+        run = repo.get_run(run_id, session=s)
+    print(f"run {run_id}: {run.status}; {run.n_steps_done} steps, cost ${run.cost_usd:.4f}"
+          + (f", quality {last.get('cum_quality', 0):.3f}" if last else "")
+          + (f" — {run.error}" if run.error else ""))
+    if args.json:
+        keep = ("step_no", "task_key", "split", "phase", "role", "model", "score", "cost_usd",
+                "latency_s", "latency_label", "ttft_s", "input_tokens", "output_tokens", "error",
+                "propensity")
+        out = {"run_id": run_id, "status": run.status, "config": json.loads(run.config_json),
+               "steps": [{("success" if k == "score" else k): st.get(k) for k in keep} for st in steps]}
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1, default=str)
+        print(f"wrote {args.json}")
+    return 0 if run.status in ("finished", "stopped") else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from evoroute.evaluation import runner
+
+    return runner.worker_main(args.run_id, engine_url=args.db)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from evoroute.storage import db, repo
+
+    engine = _engine(args)
+    with db.session(engine) as s:
+        if args.action == "stop":
+            if repo.get_run(args.run_id, session=s) is None:
+                raise EvoRouteError(f"no run with id {args.run_id}")
+            repo.request_stop(args.run_id, session=s)
+            print(f"stop requested for run {args.run_id}")
+            return 0
+        runs = repo.list_runs(session=s, limit=args.limit)
+        if not runs:
+            print("no runs yet")
+        for r in runs:
+            print(f"{r.id:5d} {r.status:9} {r.backend:9} {r.router:26} {r.dataset:22} "
+                  f"seed {r.seed:<4d} steps {r.n_steps_done:<6d} ${r.cost_usd:.4f}  {r.label}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from evoroute.core.types import Weights
+    from evoroute.evaluation import bench
+
+    result = bench.run_bench(dataset=args.data, routers=_csv(args.routers),
+                             weights=Weights.parse(args.weights).as_tuple(),
+                             protocol=args.protocol, seeds=args.seeds, json_path=args.json,
+                             progress=not args.quiet)
+    print(bench.format_table(result))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from evoroute.backends import local_models
+
+    fn = {"start": local_models.cli_start, "stop": local_models.cli_stop,
+          "status": local_models.cli_status}[args.action]
+    print(fn(_csv(args.models)) if args.action != "status" else fn())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from evoroute import demo
+
+    print(demo.ensure_demo(engine=_engine(args), run=not args.no_run))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from evoroute import experience_io
+    from evoroute.storage.repo import StepFilter
+
+    flt = StepFilter(run_ids=[int(r) for r in _csv(args.runs) or []] or None,
+                     roles=_csv(args.roles), models=_csv(args.models), text=args.text)
+    n = experience_io.export_csv(args.out, flt, engine=_engine(args))
+    print(f"exported {n} step records to {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from evoroute import experience_io
+
+    run_id, n = experience_io.import_csv(args.path, engine=_engine(args))
+    print(f"imported {n} step records into run {run_id}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m evoroute",
+                                description="EvoRoute Studio: experience-driven per-step LLM routing.")
+    p.add_argument("--db", help="SQLAlchemy URL of the experience base (default: EVOROUTE_DB_URL "
+                                "or var/evoroute.db)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="register and manage candidate models")
+    msub = m.add_subparsers(dest="action", required=True)
+    ml = msub.add_parser("list", help="list registered models")
+    ml.add_argument("--all", action="store_true", help="include disabled models")
+    ml.add_argument("--json", action="store_true")
+    for name in ("add", "update"):
+        a = msub.add_parser(name, help=f"{name} a model")
+        a.add_argument("name")
+        a.add_argument("--litellm-id", help="litellm model id (prices default from its cost map)")
+        a.add_argument("--input-price", type=str, help="USD per 1M input tokens")
+        a.add_argument("--output-price", type=str, help="USD per 1M output tokens")
+        a.add_argument("--ttft", type=str, default="0.5" if name == "add" else None,
+                       help="time to first token, seconds")
+        a.add_argument("--tps", type=str, default="50" if name == "add" else None,
+                       help="output tokens per second")
+        a.add_argument("--api-base", help="OpenAI-compatible base URL (keys come from the environment)")
+        if name == "add":
+            a.add_argument("--notional", action="store_true",
+                           help="prices are notional (e.g. a free local model)")
+            a.add_argument("--disabled", action="store_true")
+        else:
+            a.add_argument("--enable", action="store_true")
+            a.add_argument("--disable", action="store_true")
+    rm = msub.add_parser("remove", help="unregister a model")
+    rm.add_argument("name")
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("decide", help="route one instruction with the current experience base")
+    d.add_argument("instruction")
+    d.add_argument("--role", required=True)
+    d.add_argument("--weights", default="1,0.1,0.05", help="wp,wc,wd")
+    d.add_argument("--phase", default="optimize", choices=["optimize", "inference"])
+    d.add_argument("--theta", type=float, default=0.85)
+    d.add_argument("--signal", default="task", choices=["task", "step"])
+    d.add_argument("--models", help="comma-separated registered models (default: all enabled)")
+    d.add_argument("--runs", help="comma-separated run ids whose records form the base (default all)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_decide)
+
+    r = sub.add_parser("run", help="execute one run (replay, simulated or live)")
+    r.add_argument("--backend", default="replay", choices=["replay", "simulated", "live"])
+    r.add_argument("--data", default=None, help="bundled dataset name or file (replay) / scenario")
+    r.add_argument("--router", default="evoroute")
+    r.add_argument("--weights", default="1,0.1,0.05")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--protocol", default="bandit", choices=["bandit", "full"])
+    r.add_argument("--tasks", type=int, default=None, help="number of test tasks (default all)")
+    r.add_argument("--train", type=int, default=None, help="number of train tasks (default all)")
+    r.add_argument("--cold-start", type=int, default=50)
+    r.add_argument("--steps-per-task", type=int, default=1)
+    r.add_argument("--budget", type=float, default=None, help="USD cap for the run")
+    r.add_argument("--models", help="comma-separated registered models (default all enabled)")
+    r.add_argument("--name")
+    r.add_argument("--json", help="write every step to this JSON file")
+    r.add_argument("--background", action="store_true", help="run in a detached worker")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("worker", help=argparse.SUPPRESS)
+    w.add_argument("run_id", type=int)
+    w.set_defaults(func=cmd_worker)
+
+    rs = sub.add_parser("runs", help="list runs or stop one")
+    rs.add_argument("action", choices=["list", "stop"])
+    rs.add_argument("run_id", type=int, nargs="?")
+    rs.add_argument("--limit", type=int, default=30)
+    rs.set_defaults(func=cmd_runs)
+
+    b = sub.add_parser("bench", help="compare routers on a replay dataset")
+    b.add_argument("--data", default="routerbench")
+    b.add_argument("--routers", default=None, help="comma-separated (default: all)")
+    b.add_argument("--weights", default="1,0.1,0.05")
+    b.add_argument("--protocol", default="bandit", choices=["bandit", "full"])
+    b.add_argument("--seeds", type=int, default=1)
+    b.add_argument("--json")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    lo = sub.add_parser("local", help="manage local llama.cpp model servers on 127.0.0.1")
+    lo.add_argument("action", choices=["start", "stop", "status"])
+    lo.add_argument("--models", help="comma-separated local model names (default all)")
+    lo.set_defaults(func=cmd_local)
+
+    de = sub.add_parser("demo", help="load the bundled demo data (models + one replay run)")
+    de.add_argument("--no-run", action="store_true")
+    de.set_defaults(func=cmd_demo)
+
+    ex = sub.add_parser("export", help="export step records to CSV")
+    ex.add_argument("out")
+    ex.add_argument("--runs")
+    ex.add_argument("--roles")
+    ex.add_argument("--models")
+    ex.add_argument("--text")
+    ex.set_defaults(func=cmd_export)
+
+    im = sub.add_parser("import", help="import step records from CSV (validated, all or nothing)")
+    im.add_argument("path")
+    im.set_defaults(func=cmd_import)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "runs" and args.action == "stop" and args.run_id is None:
+        print("error: runs stop needs a run id", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EvoRouteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,59 @@
+"""The experience base as a router sees it: an ExperienceIndex kept in sync with the database.
+
+Loading streams rows in batches (no ORM objects); ``sync`` appends only records with a larger id
+than the last one seen and fills the success of tasks that finished since, so a decision never
+reloads the whole base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from evoroute.retrieval.index import ExperienceIndex
+from evoroute.retrieval.tools import parse_tools
+from evoroute.storage import db, repo
+
+
+@dataclass
+class SyncedIndex:
+    """An index over the step records of ``run_ids`` (None = the whole base)."""
+
+    engine: Engine
+    run_ids: Sequence[int] | None = None
+    perf_signal: str = "task"
+    index: ExperienceIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = ExperienceIndex(perf_signal=self.perf_signal)
+        self.sync()
+
+    def sync(self) -> int:
+        """Append new records and fill newly finished tasks; returns the records added."""
+        added = 0
+        with db.session(self.engine) as s:
+            for rows in repo.load_experience(session=s, run_ids=self.run_ids,
+                                             since_id=self.index.last_db_id):
+                added += len(rows)
+                self._append(rows)
+            pending = [ref[1] for ref in self.index.pending_tasks() if ref[0] == "task"]
+            for task_id, success in repo.finished_task_successes(pending, session=s):
+                self.index.set_task_perf(("task", task_id), success)
+        return added
+
+    def _append(self, rows: list[tuple]) -> None:
+        # row layout: repo.EXPERIENCE_COLUMNS
+        step_signal = self.perf_signal == "step"
+        perf = [r[10] if step_signal else r[11] for r in rows]
+        self.index.add_batch(
+            roles=[r[3] for r in rows], models=[r[4] for r in rows],
+            texts=[r[5] for r in rows],
+            embeddings=[repo.embedding_from_bytes(r[6]) for r in rows],
+            tools=[parse_tools(r[7]) for r in rows],
+            costs=[r[8] for r in rows], durations=[r[9] for r in rows], perf=perf,
+            # only records still waiting for their task's success need to be found again
+            task_refs=[("task", r[12]) if (p is None and r[12] is not None) else None
+                       for r, p in zip(rows, perf)],
+            db_ids=[r[0] for r in rows])

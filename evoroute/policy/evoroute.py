@@ -1,0 +1,253 @@
+"""EvoRoute: retrieve similar past steps, keep Pareto-optimal models, Thompson-sample a
+weighted utility (spec §3, arXiv 2601.02695)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from evoroute.core.pareto import pareto_mask
+from evoroute.core.posterior import nig_sample, variance_floor
+from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
+                                 StepOutcome, Weights)
+from evoroute.core.utility import reference_scale, utility
+from evoroute.policy.base import Router, register
+from evoroute.retrieval.index import CHANNELS, Estimates, ExperienceIndex, Retrieval
+from evoroute.retrieval.tools import ToolPredictor
+
+
+@dataclass(frozen=True)
+class EvoRouteConfig:
+    """Every knob of the algorithm; recorded with each run so it can be repeated exactly."""
+
+    weights: Weights = field(default_factory=Weights)
+    theta: float = 0.85                     # cosine threshold of the semantic channel
+    n_min: int = 2                          # fewer observations = unexplored
+    perf_signal: str = "task"               # task success P(τ) (paper) or step success σ
+    channels: tuple[str, ...] = CHANNELS    # ("semantic",) is the semantic-only ablation
+    thompson: bool = True                   # False: posterior mean (no-TS ablation)
+    pareto: bool = True                     # False: no Pareto filter ablation
+    cold_start: bool = True                 # False: no cold-start ablation (read by the runner)
+    cold_start_tasks: int = 50
+    raw_units: bool = False                 # paper-literal utility in USD and seconds
+    max_per_channel: int | None = None      # optional cap per channel (None = full union)
+    sem_scan_limit: int | None = None       # scan only the N most recent unique texts
+    propensity_draws: int = 256
+    default_model: str | None = None
+    tool_keywords: Mapping[str, Sequence[str]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["weights"] = list(self.weights.as_tuple())
+        d["channels"] = list(self.channels)
+        d["tool_keywords"] = None if self.tool_keywords is None else {
+            k: list(v) for k, v in self.tool_keywords.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvoRouteConfig":
+        d = dict(d)
+        if "weights" in d and not isinstance(d["weights"], Weights):
+            d["weights"] = Weights(*d["weights"])
+        if "channels" in d:
+            d["channels"] = tuple(d["channels"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no-cold-start": {"cold_start": False},
+    "no-role-tool": {"channels": ("semantic",)},      # the paper's "semantic-only retrieval"
+    "no-ts": {"thompson": False},
+    "no-pareto": {"pareto": False},
+}
+
+
+class EvoRouteRouter(Router):
+    name = "evoroute"
+    needs_embedding = True
+
+    def __init__(self, models: list[ModelInfo], config: EvoRouteConfig | None = None,
+                 index: ExperienceIndex | None = None, embedder: Any = None,
+                 name: str | None = None, **overrides: Any) -> None:
+        super().__init__(models)
+        cfg = config or EvoRouteConfig()
+        if overrides:
+            if "weights" in overrides and not isinstance(overrides["weights"], Weights):
+                overrides["weights"] = Weights(*overrides["weights"])
+            cfg = replace(cfg, **overrides)
+        self.config = cfg
+        self.name = name or self.name
+        self.index = index or ExperienceIndex(perf_signal=cfg.perf_signal)
+        self.embedder = embedder
+        self.tool_predictor = ToolPredictor(cfg.tool_keywords)
+        self.needs_embedding = "semantic" in cfg.channels
+
+    # ------------------------------------------------------------ learning
+    def observe(self, step: StepContext, decision: Decision, outcome: StepOutcome) -> None:
+        if outcome.error:
+            return      # a failed call is stored in the base but teaches no P/C/D estimate
+        perf = outcome.step_success if self.config.perf_signal == "step" else None
+        self.index.add(role=step.role, model=outcome.model, text=step.instruction,
+                       embedding=self._embedding(step), tools=self._tools(step),
+                       cost=outcome.cost_usd, duration=outcome.duration_s, perf=perf,
+                       task_ref=step.task_key)
+
+    def finish_task(self, task_key: str, success: float) -> None:
+        if self.config.perf_signal == "task":
+            self.index.set_task_perf(task_key, success)
+
+    # ------------------------------------------------------------ deciding
+    def _tools(self, step: StepContext) -> frozenset[str]:
+        return step.tools or self.tool_predictor.predict(step.instruction)
+
+    def _embedding(self, step: StepContext) -> np.ndarray | None:
+        if step.embedding is not None:
+            return step.embedding
+        if not self.needs_embedding:
+            return None
+        if self.embedder is None:
+            from evoroute.retrieval.embedder import get_embedder
+            self.embedder = get_embedder()
+        return self.embedder.encode_one(step.instruction)
+
+    def retrieve(self, step: StepContext) -> Retrieval:
+        cfg = self.config
+        return self.index.retrieve(step.role, self._embedding(step), self._tools(step),
+                                   theta=cfg.theta, channels=cfg.channels,
+                                   max_per_channel=cfg.max_per_channel,
+                                   sem_scan_limit=cfg.sem_scan_limit)
+
+    def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
+        names = self.candidates(step)
+        cfg = self.config
+        expl = Explanation(router=self.name, phase=step.phase, mode="",
+                           weights=cfg.weights.as_tuple(),
+                           predicted_tools=sorted(self._tools(step)))
+        if step.phase == "cold_start":
+            pick = names[int(rng.integers(len(names)))]
+            expl.mode, expl.chosen = "cold_start", pick
+            expl.reason = f"cold start: uniformly random among {len(names)} models"
+            expl.candidates = [CandidateStat(m, propensity=1 / len(names)) for m in names]
+            return Decision(pick, 1 / len(names), expl)
+        ret = self.retrieve(step)
+        est = ret.for_models(names)
+        expl.channels = ret.channel_totals(names)
+        if est.n_records.sum() == 0:
+            role_est = Retrieval(self.index.models, self.index.group_stats(step.role), {}).for_models(names)
+            if role_est.n_records.sum() > 0:
+                est, expl.fallback = role_est, "role"
+            else:
+                glob = Retrieval(self.index.models, self.index.group_stats(None), {}).for_models(names)
+                if glob.n_records.sum() > 0:
+                    est, expl.fallback = glob, "global"
+                else:
+                    return self._default(names, step, rng, expl, "retrieval and fallbacks are empty")
+        return self._choose(names, est, step, rng, expl)
+
+    def _default(self, names: list[str], step: StepContext, rng: np.random.Generator,
+                 expl: Explanation, why: str) -> Decision:
+        cfg = self.config
+        expl.fallback = "default_model"
+        expl.mode = "default_model"
+        if cfg.default_model in names:
+            expl.chosen, expl.reason = cfg.default_model, f"{why}: the default model"
+            expl.candidates = [CandidateStat(m, propensity=float(m == cfg.default_model)) for m in names]
+            return Decision(cfg.default_model, 1.0, expl)
+        pick = names[int(rng.integers(len(names)))]
+        expl.chosen = pick
+        expl.reason = f"{why} and no default model is set: uniformly random"
+        expl.candidates = [CandidateStat(m, propensity=1 / len(names)) for m in names]
+        return Decision(pick, 1 / len(names), expl)
+
+    def _choose(self, names: list[str], est: Estimates, step: StepContext,
+                rng: np.random.Generator, expl: Explanation) -> Decision:
+        cfg = self.config
+        cands = [CandidateStat(m, n=int(est.n[i]),
+                               p_hat=_f(est.p_mean[i]), c_hat=_f(est.c_mean[i]), d_hat=_f(est.d_mean[i]),
+                               unexplored=bool(est.n[i] < cfg.n_min))
+                 for i, m in enumerate(names)]
+        expl.candidates = cands
+        explored = est.n >= cfg.n_min
+        where = f" ({expl.fallback} fallback)" if expl.fallback else ""
+        if step.phase != "inference" and not explored.all():
+            un = np.flatnonzero(~explored)
+            i = int(un[rng.integers(un.size)])
+            for j in un:
+                cands[j].propensity = 1 / un.size
+            expl.mode, expl.chosen = "explore_unexplored", names[i]
+            expl.reason = (f"{un.size} model(s) have fewer than n_min={cfg.n_min} observations"
+                           f"{where}; trying one of them uniformly")
+            return Decision(names[i], 1 / un.size, expl)
+        pool = np.flatnonzero(explored)
+        if pool.size == 0:
+            pool = np.flatnonzero(est.n >= 1)
+            if pool.size == 0:
+                return self._default(names, step, rng, expl, "no model has a known outcome")
+        front = pareto_mask(est.p_mean[pool], est.c_mean[pool], est.d_mean[pool])
+        for j, keep in zip(pool, front):
+            cands[j].pareto = bool(keep)
+        keep = pool[front] if cfg.pareto else pool
+        c_ref = reference_scale(est.c_mean[keep])
+        d_ref = reference_scale(est.d_mean[keep])
+        sample = cfg.thompson and step.phase != "inference" and bool((est.n[keep] >= 2).all())
+        if sample:
+            th_p, th_c, th_d = self._draw(est, keep, rng, None)
+        else:
+            th_p, th_c, th_d = est.p_mean[keep], est.c_mean[keep], est.d_mean[keep]
+        u = utility(th_p, th_c, th_d, cfg.weights, c_ref, d_ref, cfg.raw_units)
+        best = int(np.argmax(u))
+        for k, j in enumerate(keep):
+            cands[j].theta_p, cands[j].theta_c, cands[j].theta_d = _f(th_p[k]), _f(th_c[k]), _f(th_d[k])
+            cands[j].utility = _f(u[k])
+        if sample:
+            K = cfg.propensity_draws
+            dp, dc, dd = self._draw(est, keep, rng, K)
+            wins = np.bincount(np.argmax(utility(dp, dc, dd, cfg.weights, c_ref, d_ref, cfg.raw_units),
+                                         axis=1), minlength=keep.size).astype(float)
+            wins[best] += 1          # the draw actually taken is one of the K + 1 samples
+            props = wins / (K + 1)
+        else:
+            props = np.zeros(keep.size)
+            props[best] = 1.0
+        for k, j in enumerate(keep):
+            cands[j].propensity = float(props[k])
+        chosen = names[int(keep[best])]
+        expl.mode = "thompson" if sample else "posterior_mean"
+        expl.chosen = chosen
+        kept = f"{keep.size} of {pool.size} explored model(s) kept by the Pareto filter" if cfg.pareto \
+            else f"Pareto filter off: all {pool.size} explored model(s) compete"
+        how = "highest sampled utility (Thompson sampling)" if sample else "highest posterior-mean utility"
+        expl.reason = f"{kept}{where}; {chosen} has the {how}"
+        return Decision(chosen, float(props[best]), expl)
+
+    def _draw(self, est: Estimates, keep: np.ndarray, rng: np.random.Generator, size: int | None):
+        out = []
+        for mean, var, n, metric in ((est.p_mean, est.p_var, est.n, "p"),
+                                     (est.c_mean, est.c_var, est.n_records, "c"),
+                                     (est.d_mean, est.d_var, est.n_records, "d")):
+            m = mean[keep]
+            out.append(nig_sample(m, var[keep], n[keep], variance_floor(m, metric), rng, size))
+        return out
+
+
+def _f(x: float) -> float | None:
+    x = float(x)
+    return None if not np.isfinite(x) else x
+
+
+def _factory(ablation: str | None):
+    def make(models: list[ModelInfo], config: EvoRouteConfig | None = None, **overrides: Any) -> Router:
+        cfg = config or EvoRouteConfig()
+        if ablation:
+            cfg = replace(cfg, **ABLATIONS[ablation])
+        return EvoRouteRouter(models, cfg, name="evoroute" + (f"-{ablation}" if ablation else ""),
+                              **overrides)
+    return make
+
+
+register("evoroute")(_factory(None))
+for _abl in ABLATIONS:
+    register(f"evoroute-{_abl}")(_factory(_abl))

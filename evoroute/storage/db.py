@@ -1,0 +1,63 @@
+"""Engine creation. SQLite gets WAL, a busy timeout and foreign keys; any SQLAlchemy URL works."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, create_engine
+
+from evoroute import config
+from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
+
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised via engine use
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """A new engine for ``url`` (default: ``EVOROUTE_DB_URL`` or the SQLite file under var/)."""
+    url = url or config.db_url()
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        memory = path in ("", ":memory:")
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": BUSY_TIMEOUT_MS / 1000},
+                               **({"poolclass": StaticPool} if memory else {}))
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (created once, tables created if missing)."""
+    url = url or config.db_url()
+    with _LOCK:
+        if url not in _ENGINES:
+            _ENGINES[url] = make_engine(url)
+        return _ENGINES[url]
+
+
+def session(engine: Engine | None = None) -> Session:
+    """A session whose objects stay readable after commit.
+
+    pysqlite opens a write transaction only at the first INSERT/UPDATE/DELETE, so a writer
+    waits on the busy timeout instead of failing on a read-to-write lock upgrade.
+    """
+    return Session(engine or get_engine(), expire_on_commit=False)

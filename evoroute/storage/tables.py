@@ -1,0 +1,113 @@
+"""SQLModel tables of the experience base: models, runs, tasks and step records (spec §2).
+
+Create / Read / table classes follow the full-stack-fastapi-template shape: the ``*Base``
+classes carry the user-facing fields and their validation, the ``table=True`` classes add
+ids and bookkeeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Column, Index, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ModelBase(SQLModel):
+    name: str = Field(index=True, unique=True, max_length=200)
+    litellm_id: str = Field(default="", max_length=300)
+    api_base: str | None = None
+    input_price_per_m: float = 0.0   # USD per 1M input tokens
+    output_price_per_m: float = 0.0  # USD per 1M output tokens
+    price_source: str = "override"   # litellm | override | notional
+    ttft_s: float = 0.5              # time to first token, seconds
+    tokens_per_s: float = 50.0       # output tokens per second
+    enabled: bool = True
+    notes: str = ""
+
+
+class ModelEntry(ModelBase, table=True):
+    __tablename__ = "model"
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = ""
+    status: str = Field(default="pending", index=True)  # pending|running|finished|stopped|failed
+    backend: str = "replay"          # replay | live | simulated
+    dataset: str = ""
+    router: str = "evoroute"
+    protocol: str = "bandit"
+    seed: int = 0
+    w_p: float = 1.0
+    w_c: float = 0.1
+    w_d: float = 0.05
+    budget_usd: float | None = None
+    config_json: str = Field(default="{}", sa_column=Column(Text))
+    label: str = ""                  # replayed | live | simulated (+ modelled latency)
+    n_tasks_total: int = 0
+    n_steps_done: int = 0
+    cost_usd: float = 0.0
+    stop_requested: bool = False
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "task"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    task_key: str = ""
+    split: str = ""
+    phase: str = ""
+    n_steps: int = 0
+    success: float | None = None
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class StepRecord(SQLModel, table=True):
+    """One executed step: the paper's experience record plus our bookkeeping (spec §2)."""
+
+    __tablename__ = "step"
+    __table_args__ = (
+        Index("ix_step_run_role", "run_id", "role"),
+        Index("ix_step_run_model", "run_id", "model"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="task.id", index=True)
+    task_key: str = ""
+    step_index: int = 0
+    phase: str = ""                   # cold_start | optimize | inference | import
+    role: str = Field(default="", index=True)
+    model: str = Field(default="", index=True)
+    query_id: str | None = None
+    instruction: str = Field(default="", sa_column=Column(Text))
+    embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    tools: str = ""                   # ';'-separated tool names
+    cost_usd: float = 0.0
+    duration_s: float = 0.0
+    latency_label: str = "modelled"   # modelled | measured | simulated
+    ttft_s: float | None = None
+    step_success: float | None = None
+    task_success: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+    explanation: str | None = Field(default=None, sa_column=Column(Text))
+    propensity: float | None = None
+    router: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
