@@ -21,6 +21,9 @@ from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry
 
 PRICE_FIELDS = ("input_price_per_m", "output_price_per_m")
+# litellm: from the bundled cost map; override: typed by the user; notional: a made-up price
+# (e.g. a free local model); recorded: replay uses the dataset's recorded cost per call.
+PRICE_SOURCES = ("litellm", "override", "notional", "recorded")
 PROFILE_FIELDS = ("ttft_s", "tokens_per_s")
 EDITABLE = {"litellm_id", "api_base", *PRICE_FIELDS, *PROFILE_FIELDS, "enabled", "notes", "price_source"}
 _FIELD_LABEL = {"input_price_per_m": "input price (USD per 1M tokens)",
@@ -89,7 +92,8 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
 def add_model(*, session: Session, name: str, litellm_id: str = "",
               input_price_per_m: float | None = None, output_price_per_m: float | None = None,
               ttft_s: float = 0.5, tokens_per_s: float = 50.0, api_base: str | None = None,
-              enabled: bool = True, notional: bool = False, notes: str = "") -> ModelEntry:
+              enabled: bool = True, notional: bool = False, notes: str = "",
+              price_source: str | None = None) -> ModelEntry:
     """Register a candidate model. Missing prices come from litellm's cost map, else it fails."""
     name = (name or "").strip()
     if not name:
@@ -111,6 +115,11 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
         output_price_per_m = known[1] if output_price_per_m is None else output_price_per_m
     fields = _clean(dict(input_price_per_m=input_price_per_m, output_price_per_m=output_price_per_m,
                          ttft_s=ttft_s, tokens_per_s=tokens_per_s, api_base=api_base))
+    if price_source is not None:
+        if price_source not in PRICE_SOURCES:
+            raise ValidationError(f"price source must be one of {', '.join(PRICE_SOURCES)}",
+                                  "price_source")
+        source = price_source
     entry = ModelEntry(name=name, litellm_id=litellm_id, enabled=enabled, notes=notes,
                        price_source=source, **fields)
     session.add(entry)
