@@ -6,13 +6,14 @@ import re
 from collections.abc import Mapping, Sequence
 
 DEFAULT_TOOL_KEYWORDS: dict[str, tuple[str, ...]] = {
+    # Specific words only: generic ones ("which", "find", "list") fire on most questions and
+    # turn the tool channel into "everything" (checked on the RouterBench train split).
     "python": ("python", "code", "function", "def", "implement", "program", "script",
-               "return", "list", "string", "algorithm", "sort"),
-    "calculator": ("calculate", "compute", "sum", "product", "percent", "percentage",
-                   "how many", "how much", "total", "average", "multiply", "divide", "square"),
-    "search": ("search", "look up", "lookup", "find", "who", "when", "where", "which",
-               "latest", "source", "wikipedia"),
-    "file": ("file", "files", "csv", "json", "directory", "folder", "path", "save to", "load from"),
+               "algorithm", "regex", "sandbox"),
+    "calculator": ("calculate", "compute", "percent", "percentage", "average", "multiply",
+                   "divide", "sum of", "product of", "arithmetic", "calculator"),
+    "search": ("search", "look up", "lookup", "latest", "news", "web", "wikipedia", "google"),
+    "file": ("file", "files", "csv", "json", "directory", "folder", "save to", "load from"),
 }
 
 
