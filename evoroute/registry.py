@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from evoroute import config  # noqa: F401  (sets the offline environment before litellm loads)
@@ -123,7 +124,11 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
     entry = ModelEntry(name=name, litellm_id=litellm_id, enabled=enabled, notes=notes,
                        price_source=source, **fields)
     session.add(entry)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:      # another process registered the name since the check above
+        session.rollback()
+        raise DuplicateModelError(f"a model named {name!r} is already registered", "name") from None
     session.refresh(entry)
     return entry
 

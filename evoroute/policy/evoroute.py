@@ -14,6 +14,7 @@ from evoroute.core.posterior import nig_sample, variance_floor
 from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
                                  StepOutcome, Weights)
 from evoroute.core.utility import reference_scale, utility
+from evoroute.errors import ValidationError
 from evoroute.policy.base import Router, register
 from evoroute.retrieval.index import CHANNELS, Estimates, ExperienceIndex, Retrieval
 from evoroute.retrieval.tools import ToolPredictor
@@ -38,6 +39,27 @@ class EvoRouteConfig:
     propensity_draws: int = 256
     default_model: str | None = None
     tool_keywords: Mapping[str, Sequence[str]] | None = None
+
+    def __post_init__(self) -> None:
+        # values a user sets (studio, CLI, router_params JSON) that would otherwise fail silently:
+        # max_per_channel=0 took *every* record (x[-0:]), an unknown channel name turned
+        # retrieval off, n_min=0 let models with no observations into the Pareto filter as NaN
+        if self.perf_signal not in ("task", "step"):
+            raise ValidationError(f"perf_signal must be 'task' or 'step', got {self.perf_signal!r}",
+                                  "perf_signal")
+        unknown = [c for c in self.channels if c not in CHANNELS]
+        if unknown or not self.channels:
+            raise ValidationError(f"channels must be a non-empty subset of {', '.join(CHANNELS)}; "
+                                  f"got {list(self.channels)}", "channels")
+        for name in ("max_per_channel", "sem_scan_limit"):
+            v = getattr(self, name)
+            if v is not None and not v >= 1:
+                raise ValidationError(f"{name} must be None (no cap) or >= 1, got {v!r}", name)
+        if not self.n_min >= 1:
+            raise ValidationError(f"n_min must be >= 1, got {self.n_min!r}", "n_min")
+        if not self.propensity_draws >= 0:
+            raise ValidationError(f"propensity_draws must be >= 0, got {self.propensity_draws!r}",
+                                  "propensity_draws")
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -80,7 +102,8 @@ class EvoRouteRouter(Router):
             cfg = replace(cfg, **overrides)
         self.config = cfg
         self.name = name or self.name
-        self.index = index or ExperienceIndex(perf_signal=cfg.perf_signal)
+        # `is None`, not `or`: an empty index is falsy (len 0) but is still the caller's index
+        self.index = index if index is not None else ExperienceIndex(perf_signal=cfg.perf_signal)
         self.embedder = embedder
         self.tool_predictor = ToolPredictor(cfg.tool_keywords)
         self.needs_embedding = "semantic" in cfg.channels
@@ -93,7 +116,8 @@ class EvoRouteRouter(Router):
         self.index.add(role=step.role, model=outcome.model, text=step.instruction,
                        embedding=self._embedding(step), tools=self._tools(step),
                        cost=outcome.cost_usd, duration=outcome.duration_s, perf=perf,
-                       task_ref=step.task_key)
+                       # only a record still waiting for its task's success is pending
+                       task_ref=step.task_key if perf is None else None)
 
     def finish_task(self, task_key: str, success: float) -> None:
         if self.config.perf_signal == "task":

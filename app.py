@@ -1,0 +1,13 @@
+"""EvoRoute Studio: `streamlit run app.py`. Navigation over pages/, nothing else."""
+
+import streamlit as st
+
+st.set_page_config(page_title="EvoRoute Studio", page_icon=":material/alt_route:", layout="wide")
+st.navigation([
+    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/neurology:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
+    st.Page("pages/pareto.py", title="Pareto explorer", icon=":material/scatter_plot:"),
+    st.Page("pages/experience.py", title="Experience", icon=":material/database:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+]).run()

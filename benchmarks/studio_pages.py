@@ -1,0 +1,230 @@
+"""Studio performance at scale: page renders, live-fragment server time, step-to-feed delay.
+
+    python benchmarks/studio_pages.py [--records 100000] [--json out.json] [--no-browser]
+
+Builds a temporary experience base with N step records sampled from the bundled RouterBench
+outcomes (real queries, models, scores, costs and token counts, with their shipped
+embeddings; latency modelled from each model's profile), spread over 20 finished replay-style
+runs, then measures:
+
+* every page's render through ``streamlit.testing.v1.AppTest`` (first render in this process,
+  which includes imports and building the experience index, and the median of 3 warm renders);
+* the live fragment's server time while a real replay run writes steps in a background worker
+  (the Runs page measures its own fragment and shows it; read back from AppTest);
+* the delay from a step being written to it appearing in the feed, in real headless Chromium
+  against ``streamlit run app.py``: the page records (inside the browser) when each new
+  "last step id" appears; the delay is that time minus the step's ``created_at`` (set when the
+  worker builds the record, before its commit, so the figure includes commit batching).
+
+Targets (issue 5): every page < 2 s, fragment < 100 ms, feed delay < 1.5 s. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import numpy as np  # noqa: E402
+
+PAGES = ("overview", "models", "runs", "pareto", "experience", "compare")
+
+
+def seed_base(url: str, n_records: int, n_runs: int = 20, seed: int = 0) -> dict:
+    """N records sampled from RouterBench outcomes, bulk-inserted (one transaction per run)."""
+    from sqlalchemy import insert, select
+
+    from evoroute import demo, registry
+    from evoroute.datasets import load_dataset
+    from evoroute.retrieval.embedder import get_embedder
+    from evoroute.storage import db, repo
+    from evoroute.storage.tables import Run, StepRecord, Task, utcnow
+
+    t0 = time.perf_counter()
+    engine = db.get_engine(url)
+    demo.register_routerbench_models(engine)
+    with db.session(engine) as s:
+        infos = {m.name: m for m in registry.model_infos(session=s)}
+    df = load_dataset("routerbench").reset_index(drop=True)
+    queries = df["query"].unique().tolist()
+    vecs = dict(zip(queries, get_embedder().encode(queries)))
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(df), n_records)
+    per_run = np.array_split(pick, n_runs)
+    now = utcnow()
+    k = 0
+    for r, rows in enumerate(per_run):
+        sub = df.iloc[rows]
+        with db.session(engine) as s:
+            run = Run(name=f"bench base {r}", status="finished", backend="replay",
+                      dataset="routerbench", router="evoroute", label="replayed · latency modelled",
+                      seed=r, n_tasks_total=len(sub), n_steps_done=len(sub),
+                      cost_usd=float(sub["cost_usd"].sum()), config_json="{}",
+                      started_at=now, finished_at=now)
+            s.add(run)
+            s.flush()
+            keys = [f"bench:{k + i}" for i in range(len(sub))]
+            s.execute(insert(Task), [
+                {"run_id": run.id, "task_key": key, "split": "test", "phase": "inference",
+                 "n_steps": 1, "success": float(sc), "cost_usd": float(c),
+                 "duration_s": float(infos[m].modelled_latency(o)), "created_at": now,
+                 "finished_at": now}
+                for key, sc, c, m, o in zip(keys, sub["score"], sub["cost_usd"], sub["model"],
+                                            sub["output_tokens"])])
+            ids = dict(s.execute(select(Task.task_key, Task.id).where(Task.run_id == run.id)).all())
+            s.execute(insert(StepRecord), [
+                {"run_id": run.id, "task_id": ids[key], "task_key": key, "step_index": 0,
+                 "phase": "inference", "role": role, "model": m, "query_id": qid,
+                 "instruction": q, "embedding": repo.embedding_to_bytes(vecs[q]), "tools": "",
+                 "cost_usd": float(c), "duration_s": float(infos[m].modelled_latency(o)),
+                 "latency_label": "modelled", "step_success": float(sc),
+                 "task_success": float(sc), "input_tokens": int(i), "output_tokens": int(o),
+                 "router": "evoroute", "created_at": now}
+                for key, role, m, qid, q, c, sc, i, o in zip(
+                    keys, sub["role"], sub["model"], sub["query_id"], sub["query"],
+                    sub["cost_usd"], sub["score"], sub["input_tokens"], sub["output_tokens"])])
+            s.commit()
+        k += len(sub)
+    return {"records": k, "runs": n_runs, "seed_s": round(time.perf_counter() - t0, 1)}
+
+
+def render_pages(query_run: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    out = {}
+    for page in PAGES:
+        times = []
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.run()
+        if page == "runs":
+            at.query_params["run"] = str(query_run)
+        for i in range(4):
+            t = time.perf_counter()
+            if i == 0:
+                at.switch_page(f"pages/{page}.py").run()
+            else:
+                at.run()
+            times.append(time.perf_counter() - t)
+            if at.exception:
+                raise RuntimeError(f"{page}: {at.exception[0].value}")
+        out[page] = {"first_s": round(times[0], 3), "warm_median_s": round(statistics.median(times[1:]), 3)}
+    return out
+
+
+def fragment_times(url: str) -> dict:
+    """Fragment server time while a real replay run writes steps (AppTest reruns = ticks)."""
+    from streamlit.testing.v1 import AppTest
+
+    from evoroute import studio_service as svc
+    from evoroute.storage import db
+    from evoroute.storage.tables import Run
+
+    engine = db.get_engine(url)
+    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=7)
+    run_id = svc.launch_run(spec, engine_url=url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+    at.query_params["run"] = str(run_id)
+    at.switch_page("pages/runs.py").run()
+    ms, steps = [], []
+    while True:
+        with db.session(engine) as s:
+            status = s.get(Run, run_id).status
+        at.run()
+        cap = next(c.value for c in at.caption if c.value.startswith("live view refreshed in"))
+        ms.append(float(re.search(r"refreshed in (\d+) ms", cap).group(1)))
+        steps.append(int(next(m.value for m in at.metric if m.label == "steps seen").replace(",", "")))
+        if status in svc.TERMINAL_STATUSES:
+            break
+        time.sleep(1.0)
+    return {"run": run_id, "ticks": len(ms), "steps_at_end": steps[-1],
+            "fragment_ms_median": statistics.median(ms), "fragment_ms_p95": float(np.percentile(ms, 95)),
+            "fragment_ms_max": max(ms)}
+
+
+def feed_delay(url: str) -> dict:
+    """Step written -> shown in the feed, in headless Chromium against `streamlit run`."""
+    from browser import (browser_missing, by_label, chromium, click, expand, open_page,
+                         streamlit_server, wait_for, watch_metric, watched_values)
+    from sqlmodel import select
+
+    from evoroute.storage import db, repo
+    from evoroute.storage.tables import Run, StepRecord
+
+    why = browser_missing()
+    if why:
+        return {"skipped": why}
+    engine = db.get_engine(url)
+    with streamlit_server(url) as base, chromium() as d:
+        open_page(d, base, "runs")
+        expand(d, "Launch a run")
+        wait_for(lambda: by_label(d, "seed"), what="the launch form")
+        with db.session(engine) as s:
+            run_id = max(r.id for r in repo.list_runs(session=s)) + 1
+        watch_metric(d, "last step id", '[data-testid="stProgress"]')
+        click(d, "Start run")
+        wait_for(lambda: f"run={run_id}" in d.current_url, timeout=60, what="the new run")
+        wait_for(lambda: _status(engine, run_id) in ("finished", "stopped", "failed"),
+                 timeout=600, every=0.5, what="the run to end")
+        time.sleep(2)
+        seen = [(t, int(v.replace(",", ""))) for t, v, c in watched_values(d)
+                if c.startswith(f"run #{run_id} ") and v.replace(",", "").isdigit()]
+    with db.session(engine) as s:
+        created = dict(s.exec(select(StepRecord.id, StepRecord.created_at)
+                              .where(StepRecord.run_id == run_id)).all())
+        run = s.get(Run, run_id)
+    ended = run.finished_at.replace(tzinfo=timezone.utc).timestamp()
+    delays = [t - created[i].replace(tzinfo=timezone.utc).timestamp()
+              for t, i in seen if i in created and t <= ended + 1.5]
+    return {"run": run_id, "steps": run.n_steps_done, "observations": len(delays),
+            "delay_s_median": round(statistics.median(delays), 3) if delays else None,
+            "delay_s_p95": round(float(np.percentile(delays, 95)), 3) if delays else None,
+            "delay_s_max": round(max(delays), 3) if delays else None}
+
+
+def _status(engine, run_id: int) -> str:
+    from evoroute.storage import db
+    from evoroute.storage.tables import Run
+
+    with db.session(engine) as s:
+        return s.get(Run, run_id).status
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="evoroute-studio-bench-"))
+    url = f"sqlite:///{tmp / 'base.db'}"
+    os.environ["EVOROUTE_DB_URL"] = url
+    result = {"command": "python benchmarks/studio_pages.py" + ("" if args.records == 100_000
+                                                                else f" --records {args.records}"),
+              "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+              "base": seed_base(url, args.records)}
+    result["pages"] = render_pages(query_run=1)
+    result["live_fragment"] = fragment_times(url)
+    result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

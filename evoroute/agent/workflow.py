@@ -1,0 +1,270 @@
+"""The real agent: planner -> solver (tools) -> verifier (tools) -> answerer.
+
+Each role is one model call, routed on its own by the router (spec §3): the router sees the
+role and a *routing instruction* that is fixed per (task, role) (so the runner can embed every
+instruction up front), while the model sees a *prompt* built at call time from the task and
+what the earlier steps of the same task produced (the plan, the tool results, the verdict).
+
+What each step must produce, and how its step success σ is checked automatically:
+
+============  ===============================================  =====================================
+role          the model writes                                 σ = 1 when
+============  ===============================================  =====================================
+planner       a short numbered plan, no final number           the plan is non-empty and refers to
+                                                               at least one number of the problem
+solver        ``CALC: <expr>`` or ``PYTHON: <expr>``; the       the tool result equals the known
+              tool (not the model) computes the value           answer at the stated precision
+verifier      ``VERDICT: CORRECT`` or ``VERDICT: WRONG`` and    a verdict is given and the result
+              a corrected ``CALC:`` / ``PYTHON:`` line          after verification is right
+answerer      ``ANSWER: <number>``                              the final answer is right
+============  ===============================================  =====================================
+
+Task success is the answerer's: the final answer rounds to the known answer (1) or not (0).
+Prompts are written so a capable model solves every task by writing one expression; the tiny
+local models of this project often do not, which is the honest result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evoroute import config
+from evoroute.agent import tools as T
+from evoroute.errors import DatasetError
+
+ROLES = ("planner", "solver", "verifier", "answerer")
+MAX_TOKENS = {"planner": 64, "solver": 64, "verifier": 48, "answerer": 24}
+BUNDLED_TASKS = config.DATA_DIR / "agent_tasks" / "tasks.jsonl"
+TASK_SET_NAMES = ("default", "agent", "agent_tasks")
+REQUIRED = ("id", "split", "question", "answer", "decimals")
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """A word problem with a known answer (rounded to ``decimals`` places)."""
+
+    id: str
+    split: str
+    question: str
+    answer: float
+    decimals: int
+    kind: str = ""
+    tool: str = ""              # the tool the reference solution uses (not shown to routers)
+    reference: str = ""         # a reference expression (provenance; never shown to models)
+
+
+def resolve_task_file(name_or_path: str | None) -> Path:
+    if name_or_path in (None, "", *TASK_SET_NAMES):
+        return BUNDLED_TASKS
+    p = Path(str(name_or_path))
+    if not p.is_file():
+        raise DatasetError(f"no agent task set {name_or_path!r}: give 'default' (the bundled "
+                           f"tasks) or a JSONL file with fields {', '.join(REQUIRED)}")
+    return p
+
+
+def load_tasks(name_or_path: str | None = None) -> list[AgentTask]:
+    """Tasks from a JSONL file (one object per line); bad lines name file, line and field."""
+    path = resolve_task_file(name_or_path)
+    out, seen = [], set()
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except ValueError as exc:
+                raise DatasetError(f"not JSON ({exc.msg})", file=str(path), line=n) from None
+            for k in REQUIRED:
+                if k not in d:
+                    raise DatasetError("missing field", file=str(path), line=n, column=k)
+            if d["split"] not in ("train", "test"):
+                raise DatasetError(f"split must be train or test, got {d['split']!r}",
+                                   file=str(path), line=n, column="split")
+            try:
+                ans, dec = float(d["answer"]), int(d["decimals"])
+            except (TypeError, ValueError):
+                raise DatasetError("answer must be a number and decimals a whole number",
+                                   file=str(path), line=n, column="answer") from None
+            if str(d["id"]) in seen:
+                raise DatasetError(f"duplicate id {d['id']!r}", file=str(path), line=n, column="id")
+            seen.add(str(d["id"]))
+            out.append(AgentTask(id=str(d["id"]), split=d["split"], question=str(d["question"]),
+                                 answer=ans, decimals=dec, kind=str(d.get("kind", "")),
+                                 tool=str(d.get("tool", "")), reference=str(d.get("reference", ""))))
+    if not out:
+        raise DatasetError("no tasks", file=str(path))
+    return out
+
+
+def routing_instruction(role: str, task: AgentTask) -> str:
+    """What the router sees for a step: the role's job on this task (fixed before the run)."""
+    q = task.question
+    return {
+        "planner": f"Plan the calculation steps for this word problem: {q}",
+        "solver": f"Compute the answer with the calculator or python tool: {q}",
+        "verifier": f"Check the computed result and correct the expression if needed: {q}",
+        "answerer": f"State the final answer, rounded as asked: {q}",
+    }[role]
+
+
+@dataclass
+class TaskState:
+    """What the steps of one task have produced so far (the backend keeps one per task)."""
+
+    task: AgentTask
+    plan: str | None = None
+    solver_text: str | None = None
+    calls: list[T.ToolResult] = field(default_factory=list)
+    candidate: T.ToolResult | None = None     # the tool result the answer should be based on
+    verdict: str | None = None                # CORRECT | WRONG | None
+    verifier_text: str | None = None
+    final_text: str | None = None
+    final_answer: float | None = None
+    success: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> bool:
+        return T.answer_matches(self.final_answer, self.task.answer, self.task.decimals)
+
+    def transcript(self) -> dict[str, Any]:
+        return {"task": self.task.id, "question": self.task.question, "answer": self.task.answer,
+                "plan": self.plan, "solver": self.solver_text, "verifier": self.verifier_text,
+                "verdict": self.verdict, "final": self.final_text, "final_answer": self.final_answer,
+                "tool_calls": [{"tool": c.tool, "expression": c.expression, "ok": c.ok,
+                                "value": c.value, "error": c.error} for c in self.calls],
+                "step_success": dict(self.success), "errors": dict(self.errors),
+                "correct": self.correct}
+
+
+def _clip(text: str | None, n: int = 600) -> str:
+    t = (text or "").strip()
+    return t if len(t) <= n else t[:n] + " ..."
+
+
+SOLVER_TOOLS = (
+    "You have two tools. They compute the value for you, so write the expression, not the result.\n"
+    "- calculator: a line CALC: <arithmetic expression> (numbers, + - * / ** and parentheses)\n"
+    "- python: a line PYTHON: <one Python expression> (for lists: sorted, sum, len, max, min, "
+    "median, list comprehensions)\n")
+SOLVER_EXAMPLES = (
+    "Example 1\nProblem: Pens cost $1.50 each. Ana buys 4 pens and pays with a $10 note. How much "
+    "change does she get?\nCALC: 10 - 4*1.50\n\n"
+    "Example 2\nProblem: What is the sum of the odd numbers in the list [3, 8, 5, 12]?\n"
+    "PYTHON: sum(x for x in [3, 8, 5, 12] if x % 2 == 1)\n\n")
+
+
+def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
+    """The prompt of a step: one user message (some local chat templates drop system ones)."""
+    q = state.task.question
+    if role == "planner":
+        text = ("You are the planner of a team that solves word problems with a calculator.\n"
+                f"Problem: {q}\n"
+                "Write a short numbered plan (at most 3 steps) saying which numbers to combine "
+                "and how. Do not compute the final number.")
+    elif role == "solver":
+        text = ("You are the solver of a team that solves word problems.\n" + SOLVER_TOOLS + "\n"
+                + SOLVER_EXAMPLES + f"Problem: {q}\n"
+                + f"Plan from the planner: {_clip(state.plan) or '(no plan)'}\n"
+                "Write exactly one line that starts with CALC: or PYTHON:.")
+    elif role == "verifier":
+        c = state.candidate
+        if c is not None:
+            text = ("You are the verifier of a team that solves word problems.\n"
+                    f"Problem: {q}\n"
+                    f"The solver's expression ({c.tool} tool): {c.expression}\n"
+                    f"Tool result: {c.display()}\n"
+                    "Does the expression compute exactly what the problem asks? If yes, reply "
+                    "VERDICT: CORRECT\nIf not, reply VERDICT: WRONG and, on the next line, a "
+                    "corrected CALC: <expression> or PYTHON: <expression>.")
+        else:
+            last = state.calls[-1] if state.calls else None
+            why = (f"its {last.tool} expression {last.expression!r} failed: {last.error}"
+                   if last is not None else f"it wrote: {_clip(state.solver_text, 200)!r}")
+            text = ("You are the verifier of a team that solves word problems.\n" + SOLVER_TOOLS
+                    + f"\nProblem: {q}\nThe solver gave no usable result ({why}).\n"
+                    "Reply VERDICT: WRONG and, on the next line, CALC: <expression> or "
+                    "PYTHON: <expression> that computes the answer.")
+    elif role == "answerer":
+        c = state.candidate
+        if c is not None:
+            checked = {"CORRECT": "; the verifier says it is correct",
+                       "WRONG": "; the verifier doubted it"}.get(state.verdict or "", "")
+            result = f"Computed result: {c.display()} (from the {c.tool} tool{checked})\n"
+        else:
+            result = "Computed result: none (the tools gave no result); work it out yourself.\n"
+        text = ("You are the answerer of a team that solves word problems.\n"
+                f"Problem: {q}\n{result}"
+                "Reply with one line: ANSWER: <number>, rounded as the problem asks.")
+    else:
+        raise ValueError(f"unknown role {role!r}; the agent's roles are {', '.join(ROLES)}")
+    return [{"role": "user", "content": text}]
+
+
+_VERDICT = re.compile(r"VERDICT\W*?\s*[:=]?\s*(CORRECT|INCORRECT|WRONG)", re.IGNORECASE)
+_NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _run_calls(state: TaskState, calls: list[tuple[str, str]], limits: dict[str, Any]
+               ) -> T.ToolResult | None:
+    """Run every call in order; the last successful one is the step's result."""
+    best = None
+    for tool, expr in calls:
+        r = T.run_tool(tool, expr, **limits)
+        state.calls.append(r)
+        if r.ok and r.number() is not None:
+            best = r
+    return best
+
+
+def _is_right(r: T.ToolResult | None, task: AgentTask) -> bool:
+    return r is not None and T.answer_matches(r.number(), task.answer, task.decimals)
+
+
+def apply_output(role: str, state: TaskState, text: str, *,
+                 tool_limits: dict[str, Any] | None = None) -> float:
+    """Read a step's model output into the task state, run the tools it asks for, return σ."""
+    limits = dict(tool_limits or {})
+    task = state.task
+    text = text or ""
+    if role == "planner":
+        state.plan = text.strip()
+        nums = set(_NUM_IN_Q.findall(task.question))
+        ok = bool(state.plan) and any(n in state.plan for n in nums)
+        sigma = float(ok)
+    elif role == "solver":
+        state.solver_text = text.strip()
+        res = _run_calls(state, T.extract_tool_calls(text), limits)
+        if res is not None:
+            state.candidate = res
+        sigma = float(_is_right(res, task))
+    elif role == "verifier":
+        state.verifier_text = text.strip()
+        m = _VERDICT.search(text)
+        state.verdict = None if m is None else ("CORRECT" if m.group(1).upper() == "CORRECT" else "WRONG")
+        had = state.candidate
+        if state.verdict == "WRONG" or had is None:
+            # a fix must be tagged (a quoted expression is not a fix); acting as the solver,
+            # untagged arithmetic is read as the solver's is
+            calls = T.extract_tool_calls(text, allow_untagged=had is None)
+            res = _run_calls(state, calls, limits)
+            if res is not None:
+                state.candidate = res
+        sigma = float((state.verdict is not None or had is None) and _is_right(state.candidate, task))
+    elif role == "answerer":
+        state.final_text = text.strip()
+        state.final_answer = T.extract_answer(text)
+        sigma = float(state.correct)
+    else:
+        raise ValueError(f"unknown role {role!r}; the agent's roles are {', '.join(ROLES)}")
+    state.success[role] = sigma
+    return sigma
+
+
+__all__ = ["ROLES", "MAX_TOKENS", "AgentTask", "TaskState", "load_tasks", "routing_instruction",
+           "build_messages", "apply_output", "BUNDLED_TASKS", "resolve_task_file"]

@@ -1,0 +1,62 @@
+"""Compare: metrics of several runs, the quality-vs-cost hull, cumulative cost and regret."""
+
+import streamlit as st
+
+from evoroute import studio_service as svc
+from evoroute.storage import repo
+from ui import charts, state
+from ui.widgets import label_badge
+
+st.title("Compare runs")
+
+with state.session() as s:
+    runs = [r for r in repo.list_runs(session=s, limit=300) if r.n_steps_done > 0 or r.status == "finished"]
+if not runs:
+    st.info("No runs with steps yet.")
+    st.stop()
+by_id = {r.id: r for r in runs}
+default = [r.id for r in runs if r.status == "finished"][:4] or [runs[0].id]
+picked = st.multiselect("runs", list(by_id), default=default, key="cmp_runs",
+                        format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
+                                              f"{svc.run_label(by_id[i])}")
+if not picked:
+    st.info("Pick at least one run.")
+    st.stop()
+
+with state.session() as s, st.spinner("computing metrics…"):
+    comp = svc.compare_runs(picked, session=s)
+label_badge(comp.label)
+for note in comp.notes:
+    st.caption(note)
+if comp.table.empty:
+    st.info("None of the picked runs has a finished task yet.")
+    st.stop()
+
+st.dataframe(comp.table, hide_index=True, key="cmp_table",
+             column_config={c: st.column_config.NumberColumn(format="$%.5f")
+                            for c in comp.table.columns if "USD" in c}
+             | {c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("quality", "AIQ", "APGR", "CPT(50%)", "CPT(80%)")}
+             | {c: st.column_config.NumberColumn(format="%.2f")
+                for c in ("latency p50 (s)", "latency p95 (s)")})
+st.download_button("Download the table (CSV)", svc.comparison_csv(comp.table),
+                   file_name="evoroute-compare.csv", mime="text/csv", key="cmp_download",
+                   icon=":material/download:", on_click="ignore")
+st.caption("Quality: mean task success on the test split (or every task outside the cold start). "
+           "Latency per task: sum of its steps' latencies, "
+           + ("modelled from token counts" if "modelled" in comp.label else "as labelled") + ".")
+
+st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls, comp.label), key="cmp_hull")
+c1, c2 = st.columns(2)
+with c1:
+    st.plotly_chart(charts.cumulative_curves(comp.curves, "cum_cost", "Cumulative cost",
+                                             "USD", comp.label), key="cmp_cum_cost")
+with c2:
+    if comp.curves["regret"].notna().any():
+        st.plotly_chart(charts.cumulative_curves(comp.curves, "regret",
+                                                 "Cumulative regret vs the per-step oracle",
+                                                 "quality points lost", comp.label + " · oracle = "
+                                                 "best recorded model per step"),
+                        key="cmp_regret")
+    else:
+        st.info("Regret needs every model's outcome per step (replay runs only).")

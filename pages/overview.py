@@ -1,0 +1,57 @@
+"""Overview: the experience base at a glance, the latest runs, and a first replay run."""
+
+import streamlit as st
+
+from evoroute import studio_service as svc
+from ui import state
+from ui.widgets import label_badge, run_action
+
+st.title("EvoRoute Studio")
+st.caption("Per-step LLM routing from an experience base: retrieve similar past steps → keep "
+           "Pareto-optimal models → Thompson-sample a utility of performance, cost and latency "
+           "(arXiv 2601.02695).")
+
+with state.session() as s:
+    counts = svc.base_counts(session=s)
+    runs = svc.runs_frame(session=s, limit=10)
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Experience records", f"{counts.n_records:,}")
+c2.metric("Models (enabled)", f"{counts.n_models} ({counts.n_models_enabled})")
+c3.metric("Runs (active)", f"{counts.n_runs} ({counts.n_runs_active})")
+c4.metric("Roles", f"{len(counts.tasks_by_role)}")
+
+left, right = st.columns([2, 1])
+with right:
+    st.subheader("Tasks by role")
+    if counts.tasks_by_role:
+        st.dataframe({"role": list(counts.tasks_by_role),
+                      "tasks": list(counts.tasks_by_role.values()),
+                      "records": [counts.records_by_role[r] for r in counts.tasks_by_role]},
+                     hide_index=True, key="ov_roles")
+    else:
+        st.info("No records yet.")
+
+    st.subheader("Run a replay")
+    st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes of 11 models; "
+             "latency modelled), in a background worker.")
+    n_tasks = st.number_input("test tasks", 10, 953, 200, 10, key="ov_replay_tasks")
+    if st.button("Run a replay", type="primary", key="ov_replay", icon=":material/play_arrow:",
+                 disabled=counts.n_models_enabled == 0):
+        run_id = run_action(lambda: svc.launch_run(svc.replay_spec(n_tasks=int(n_tasks)),
+                                                   engine_url=state.db_url()))
+        if run_id is not None:
+            st.switch_page("pages/runs.py", query_params={"run": str(run_id)})
+    if counts.n_models_enabled == 0:
+        st.warning("Register models first (Models page, or `python -m evoroute demo`).")
+
+with left:
+    st.subheader("Latest runs")
+    if runs.empty:
+        st.info("No runs yet: press **Run a replay** to start one.")
+    else:
+        label_badge(" + ".join(sorted(set(runs["label"]))))
+        st.dataframe(runs.drop(columns=["created"]), hide_index=True, key="ov_runs",
+                     column_config={"quality": st.column_config.NumberColumn(format="%.3f"),
+                                    "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+                                    "latency per task (s)": st.column_config.NumberColumn(format="%.2f")})

@@ -1,0 +1,174 @@
+"""Pareto explorer: models and routers on quality vs cost; weights move the operating point."""
+
+import streamlit as st
+
+from evoroute import studio_service as svc
+from evoroute.core.types import Weights
+from evoroute.evaluation import counterfactual as cf
+from evoroute.storage import repo
+from ui import charts, state
+from ui.widgets import label_badge, num, query_int, run_action, usd, weights_sliders
+
+st.title("Pareto explorer")
+
+state.experience_index_ready()   # start loading the index for the counterfactual now
+with state.session() as s:
+    options = svc.scope_options(session=s)
+
+KINDS = {"all": "whole base", "run": "a run", "dataset": "a dataset (all its runs)", "role": "a role"}
+if "pe_kind" not in st.session_state and query_int("run") in options["run"]:
+    st.session_state["pe_kind"] = "run"
+    st.session_state["pe_value"] = query_int("run")
+c1, c2 = st.columns([1, 2])
+kind = c1.selectbox("scope", list(KINDS), format_func=KINDS.get, key="pe_kind")
+value = None
+if kind != "all":
+    values = options[kind]
+    if not values:
+        st.info(f"No {kind} in the base yet.")
+        st.stop()
+    if st.session_state.get("pe_value") not in values:
+        st.session_state["pe_value"] = values[0]
+    value = c2.selectbox(kind, values, key="pe_value")
+scope = svc.Scope(kind, value)
+
+with state.session() as s:
+    points = svc.scope_points(scope, session=s)
+    runs_in = [r for r in (repo.get_run(int(i), session=s) for i in points["run"].dropna().unique())
+               if r is not None]
+if points.empty:
+    st.info("No step records in this scope yet.")
+    st.stop()
+
+label = svc.labels_of(runs_in) if runs_in else "recorded"
+base_weights = (runs_in[0].w_p, runs_in[0].w_c, runs_in[0].w_d) if kind == "run" and runs_in \
+    else (1.0, 0.1, 0.05)
+
+st.markdown("**Weights** of the utility U = w_p·P̃ − w_c·C̃ − w_d·D̃ (cost and latency "
+            "normalised by the largest candidate mean, as in a routing decision)")
+w = Weights(*weights_sliders("pe", base_weights))
+opt = svc.operating_point(points, w)
+
+lat_label = next((w_ for w_ in ("modelled", "measured", "simulated") if w_ in label), "recorded")
+if opt is not None:
+    best = points.loc[opt.index]
+    m = st.columns([2, 1, 1, 1])
+    m[0].metric("utility-optimal model", opt.name)
+    m[1].metric("its quality", num(best["quality"]))
+    m[2].metric("its cost per step", usd(best["cost"], 6))
+    m[3].metric(f"its latency per step ({lat_label})", num(best["latency"], "{:.2f} s"))
+label_badge(f"{label}; each point is the mean over the steps that model or router handled "
+            f"in {scope.describe()}")
+st.plotly_chart(charts.pareto_scatter(points, opt.name if opt else None, label, lat_label),
+                key="pe_chart")
+if opt is not None:
+    with st.expander("utility of every model under these weights", icon=":material/table:"):
+        models = points[points["kind"] == "model"].assign(utility=opt.utilities)
+        st.dataframe(models[["name", "n", "quality", "cost", "latency", "utility", "pareto"]]
+                     .sort_values("utility", ascending=False), hide_index=True, key="pe_utils",
+                     column_config={"cost": st.column_config.NumberColumn(format="$%.6f"),
+                                    "quality": st.column_config.NumberColumn(format="%.3f"),
+                                    "latency": st.column_config.NumberColumn(format="%.2f"),
+                                    "utility": st.column_config.NumberColumn(format="%+.3f")})
+
+# ----------------------------------------------------------------------------- counterfactual
+st.subheader("What these weights would change — counterfactual")
+st.caption(f"Label: **{cf.LABEL}**. A seeded sample of recorded steps in this scope is routed "
+           "again by EvoRoute in posterior-mean mode (deterministic) against the whole stored "
+           "experience; expected quality / cost / latency are the router's own estimates for "
+           "the model it picks. The sampled steps are part of that experience.")
+k1, k2, k3 = st.columns(3)
+n = k1.number_input("steps to re-decide", 10, 2000, 100, 10, key="pe_cf_n")
+seed = k2.number_input("sample seed", 0, 2**31 - 1, 0, 1, key="pe_cf_seed")
+auto = k3.toggle("re-decide as the sliders move", value=True, key="pe_cf_auto")
+
+
+def _counterfactual(weights: Weights):
+    """Re-decide the sample; the sample and its retrievals are cached (weights don't change
+    retrieval), so a slider move only re-runs the Pareto filter and the utility."""
+    names = points.loc[points["kind"] == "model", "name"].tolist()
+    sample_key = (scope, int(n), int(seed))
+    cache = st.session_state.setdefault("pe_cf_cache", {})
+    with state.experience_index() as index:
+        entry = cache.get(sample_key)
+        if entry is None or entry["index_size"] != len(index):
+            with state.session() as s:
+                steps = cf.sample_steps(scope.step_filter(session=s), session=s, n=int(n),
+                                        seed=int(seed))
+                models = svc.index_models(names, session=s)
+            entry = cache[sample_key] = {"index_size": len(index), "steps": steps,
+                                         "models": models, "memo": {}, "results": {}}
+            while len(cache) > 8:
+                cache.pop(next(iter(cache)))
+        if weights not in entry["results"]:
+            entry["results"][weights] = cf.redecide(entry["steps"], index, entry["models"],
+                                                    weights, memo=entry["memo"])
+    return entry["results"][weights]
+
+
+index_ready = state.experience_index_ready(wait_s=0.3)
+if not index_ready:
+    st.info("Loading the experience base into memory for the counterfactual (a one-off after "
+            "the studio starts)…", icon=":material/hourglass_top:")
+
+    @st.fragment(run_every=1.0)
+    def _wait_for_index() -> None:
+        if state.experience_index_ready():
+            st.rerun()
+    _wait_for_index()
+elif auto or st.button("Re-decide the sample", key="pe_cf_go"):
+    base = run_action(lambda: _counterfactual(Weights(*base_weights)))
+    new = run_action(lambda: _counterfactual(w))
+    if base is not None and new is not None and new.n_steps:
+        m = st.columns(4)
+        m[0].metric("steps re-decided", f"{new.n_steps}",
+                    help=f"{new.changed_share:.0%} get a different model than recorded")
+        m[1].metric("expected quality", num(new.expected_quality),
+                    delta=None if new.expected_quality is None or base.expected_quality is None
+                    else f"{new.expected_quality - base.expected_quality:+.3f}")
+        m[2].metric("expected cost per step", usd(new.expected_cost_usd, 6),
+                    delta=None if new.expected_cost_usd is None or base.expected_cost_usd is None
+                    else f"{new.expected_cost_usd - base.expected_cost_usd:+.6f}",
+                    delta_color="inverse")
+        m[3].metric("expected latency per step", num(new.expected_latency_s, "{:.2f} s"),
+                    delta=None if new.expected_latency_s is None or base.expected_latency_s is None
+                    else f"{new.expected_latency_s - base.expected_latency_s:+.2f} s",
+                    delta_color="inverse")
+        st.caption(f"Deltas against the same counterfactual at weights {base_weights} "
+                   f"(quality {num(base.expected_quality)}, cost {usd(base.expected_cost_usd, 6)}). "
+                   f"Recorded on these steps: quality {num(new.recorded_quality)}, cost "
+                   f"{usd(new.recorded_cost_usd, 6)}, latency {new.recorded_latency_s:.2f} s "
+                   f"({label}).")
+        st.plotly_chart(charts.mix_bars(new.mix_frame(), "counterfactual vs " + label),
+                        key="pe_mix_chart")
+        st.session_state["pe_cf_last"] = {"weights": w.as_tuple(), "mix": new.mix,
+                                          "quality": new.expected_quality,
+                                          "cost": new.expected_cost_usd}
+    elif new is not None:
+        st.info("No recorded step in this scope to re-decide.")
+
+
+# ----------------------------------------------------------------------------- real run
+st.subheader("Try these weights for real")
+if kind == "run" and runs_in:
+    st.caption(f"Starts run #{runs_in[0].id}'s configuration again with weights {w.as_tuple()}.")
+else:
+    st.caption(f"Starts EvoRoute replayed on RouterBench with weights {w.as_tuple()}.")
+
+
+def _start_real() -> int:
+    if kind == "run" and runs_in:
+        from evoroute.evaluation.runner import RunSpec
+
+        spec = RunSpec.from_dict({**svc.spec_dict(runs_in[0]), "weights": w.as_tuple(),
+                                  "name": f"run {runs_in[0].id} with weights {w.as_tuple()}"})
+    else:
+        spec = svc.replay_spec(weights=w.as_tuple(), name=f"EvoRoute with weights {w.as_tuple()}")
+    return svc.launch_run(spec, engine_url=state.db_url())
+
+
+if st.button("Start a run with these weights", type="primary", key="pe_start",
+             icon=":material/play_arrow:"):
+    run_id = run_action(_start_real)
+    if run_id is not None:
+        st.switch_page("pages/runs.py", query_params={"run": str(run_id)})

@@ -1,0 +1,244 @@
+"""Runs: launch a run in a background worker and watch its decisions arrive live."""
+
+import json
+import time
+
+import streamlit as st
+
+from evoroute import studio_service as svc
+from evoroute.storage import repo
+from ui import charts, state
+from ui.widgets import field_error, label_badge, num, query_int, run_action, usd
+
+FORM_ERRORS = "rn_form_errors"
+st.session_state.setdefault(FORM_ERRORS, {})
+
+st.title("Runs")
+
+with state.session() as s:
+    router_opts = svc.router_choices(session=s)
+    enabled = [m.name for m in repo.list_models(session=s, enabled_only=True)]
+    recent = repo.list_runs(session=s, limit=100)
+
+
+# ----------------------------------------------------------------------------- launch form
+def _launch() -> None:
+    ss = st.session_state
+
+    def go():
+        spec = svc.build_spec(
+            backend=ss["rn_backend"], dataset=ss.get("rn_dataset"), router=ss["rn_router"],
+            ablations=ss.get("rn_ablations", []),
+            weights=(ss["rn_wp"], ss["rn_wc"], ss["rn_wd"]), seed=int(ss["rn_seed"]),
+            n_tasks=None if ss.get("rn_n_tasks") is None else int(ss["rn_n_tasks"]),
+            n_train=None if ss.get("rn_n_train") is None else int(ss["rn_n_train"]),
+            budget_usd=ss.get("rn_budget"), cold_start_tasks=int(ss["rn_cold"]),
+            steps_per_task=int(ss["rn_steps_per_task"]), models=ss.get("rn_models") or None,
+            protocol=ss["rn_protocol"], name=ss.get("rn_name", ""))
+        return svc.launch_run(spec, engine_url=state.db_url())
+
+    run_id = run_action(go, field_errors_key=FORM_ERRORS)
+    if run_id is not None:
+        st.query_params["run"] = str(run_id)
+        ss["rn_run"] = run_id
+
+
+with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_launch:"):
+    errs = st.session_state[FORM_ERRORS]
+    with st.form("rn_form", border=False):
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            st.selectbox("backend", ["replay", "simulated", "live"], key="rn_backend",
+                         help="replay: recorded outcomes of real models (latency modelled); "
+                              "simulated: seeded parametric models (labelled simulated); "
+                              "live: real calls through litellm")
+            field_error(errs, "backend")
+            st.selectbox("dataset / scenario / task set", list(svc.BUNDLED_DATASETS), index=0,
+                         key="rn_dataset", accept_new_options=True,
+                         help="a bundled dataset, a path to a long-format CSV/JSONL, or a "
+                              "simulated scenario name (empty = the backend's default)")
+            field_error(errs, "dataset")
+            st.selectbox("router", router_opts, key="rn_router")
+            field_error(errs, "router")
+            st.multiselect("EvoRoute ablations", svc.ablation_names(), key="rn_ablations",
+                           help="switch parts of EvoRoute off (evoroute router only)")
+            field_error(errs, "ablations")
+            field_error(errs, "router_params")
+        with c2:
+            st.number_input("w_p (performance)", 0.0, 10.0, 1.0, 0.05, key="rn_wp")
+            st.number_input("w_c (cost)", 0.0, 10.0, 0.1, 0.01, key="rn_wc")
+            st.number_input("w_d (latency)", 0.0, 10.0, 0.05, 0.01, key="rn_wd")
+            for f in ("w_p", "w_c", "w_d", "weights"):
+                field_error(errs, f)
+            st.number_input("seed", 0, 2**31 - 1, 0, 1, key="rn_seed")
+            field_error(errs, "seed")
+            st.selectbox("protocol", ["bandit", "full"], key="rn_protocol",
+                         help="bandit: only the chosen model's outcome is observed (paper); full: "
+                              "the base starts with every model's train outcome")
+            field_error(errs, "protocol")
+        with c3:
+            st.number_input("test tasks (empty = all)", min_value=1, value=None, step=10,
+                            key="rn_n_tasks", placeholder="all")
+            field_error(errs, "n_tasks")
+            st.number_input("online train tasks (empty = all)", min_value=0, value=None, step=50,
+                            key="rn_n_train", placeholder="all")
+            field_error(errs, "n_train")
+            st.number_input("cold-start tasks", min_value=0, value=50, step=10, key="rn_cold")
+            field_error(errs, "cold_start_tasks")
+            st.number_input("steps per task", min_value=1, value=1, step=1, key="rn_steps_per_task",
+                            help="> 1 composes multi-step tasks from several real queries "
+                                 "(task success = all steps correct)")
+            field_error(errs, "steps_per_task")
+            st.number_input("budget cap (USD, empty = none)", min_value=0.0, value=None,
+                            step=0.5, key="rn_budget")
+            field_error(errs, "budget_usd")
+        st.multiselect("models (empty = all enabled)", enabled, key="rn_models")
+        field_error(errs, "models")
+        st.text_input("run name (optional)", key="rn_name")
+        st.form_submit_button("Start run", type="primary", on_click=_launch, key="rn_submit",
+                              icon=":material/play_arrow:")
+
+
+# ----------------------------------------------------------------------------- pick a run
+if not recent:
+    st.info("No runs yet. Launch one above, or from the Overview page.")
+    st.stop()
+
+by_id = {r.id: r for r in recent}
+running = [r.id for r in recent if r.status not in svc.TERMINAL_STATUSES]
+if running:
+    st.caption(f"{len(running)} run(s) in progress: " + ", ".join(f"#{i}" for i in running)
+               + " — each in its own background worker; closing the browser does not stop them")
+wanted = query_int("run")
+if wanted is not None and wanted not in by_id:
+    with state.session() as s:
+        extra = repo.get_run(wanted, session=s)
+    if extra is not None:
+        by_id[extra.id] = extra
+if st.session_state.get("rn_run") not in by_id or (wanted is not None and wanted != st.session_state.get("rn_run")
+                                                  and wanted in by_id):
+    st.session_state["rn_run"] = wanted if wanted in by_id else next(iter(by_id))
+
+
+def _pick() -> None:
+    st.query_params["run"] = str(st.session_state["rn_run"])
+
+
+st.selectbox("run", list(by_id), key="rn_run", on_change=_pick,
+             format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
+                                   f"{svc.run_label(by_id[i])}" + (f" · {by_id[i].name}" if by_id[i].name else ""),
+             help="the run's status is shown below (the label stays fixed while it runs)")
+run_id = int(st.session_state["rn_run"])
+st.query_params["run"] = str(run_id)
+run = by_id[run_id]
+with st.expander("configuration", icon=":material/settings:"):
+    st.json(json.loads(run.config_json or "{}"), expanded=False)
+
+feeds = st.session_state.setdefault("rn_feeds", {})
+
+
+def _stop(rid: int) -> None:
+    run_action(lambda: svc.stop_run(rid, engine=state.engine()))
+    st.session_state["rn_stop_sent"] = rid
+
+
+def live_view(run_id: int, was_active: bool) -> None:
+    """The live part of the page: only this reruns (about once a second) while a run is active."""
+    started = time.perf_counter()
+    feed = feeds.get(run_id)
+    if feed is None:
+        feed = feeds[run_id] = svc.LiveFeed(run_id)
+    with state.session() as s:
+        snap = feed.poll(session=s)
+    if was_active and not snap.active:
+        st.rerun()     # stop the timer: the whole page redraws once with the final state
+
+    top = st.columns([3, 1])
+    with top[0]:
+        label_badge(snap.label)
+        st.progress(snap.progress, text=f"run #{run_id} **{snap.status}** · "
+                                        f"{snap.n_tasks_finished:,} of {snap.n_tasks_total:,} "
+                                        f"tasks · {snap.n_steps:,} steps")
+    with top[1]:
+        if snap.active:
+            st.button("Stop run", key="rn_stop", on_click=_stop, args=(run_id,),
+                      icon=":material/stop_circle:",
+                      disabled=st.session_state.get("rn_stop_sent") == run_id)
+    if snap.error:
+        (st.error if snap.status == "failed" else st.info)(snap.error)
+    m = st.columns(5)
+    m[0].metric("quality (finished tasks)", num(snap.quality))
+    m[1].metric("cost", usd(snap.cost_usd))
+    m[2].metric(f"mean latency per step ({snap.latency_label})",
+                "–" if snap.mean_latency_s is None else f"{snap.mean_latency_s:.2f} s")
+    m[3].metric("steps seen", f"{snap.n_steps:,}",
+                delta=f"+{snap.new_steps:,} new" if 0 < snap.new_steps < snap.n_steps else None)
+    m[4].metric("last step id", f"{snap.last_step_id}")
+    if snap.budget_usd:
+        st.progress(min(1.0, snap.cost_usd / snap.budget_usd),
+                    text=f"cost vs budget: {usd(snap.cost_usd)} of {usd(snap.budget_usd)}")
+    else:
+        st.caption("no budget cap on this run")
+
+    figs = st.session_state.setdefault("rn_share_figs", {})
+    if snap.new_steps or run_id not in figs:
+        figs[run_id] = charts.update_model_share(figs.get(run_id), feed.model_share(), snap.label)
+    st.plotly_chart(figs[run_id], key="rn_share_chart")
+
+    # the feed: newest first; a selected row keeps pointing at its step while rows arrive
+    st.subheader("Decisions (newest first)")
+    shown = snap.feed
+    table_key, ids_key, explain_key = (f"rn_feed_table_{run_id}", f"rn_feed_ids_{run_id}",
+                                       f"rn_explain_{run_id}")
+    prev_ids = st.session_state.get(ids_key, [])
+    sel = st.session_state.get(table_key)
+    rows = list(sel["selection"]["rows"]) if sel and "selection" in sel else []
+    if rows and rows[0] < len(prev_ids):
+        st.session_state[explain_key] = int(prev_ids[rows[0]])
+    picked = st.session_state.get(explain_key)
+    ids = shown["id"].tolist()
+    st.session_state[table_key] = {"selection": {
+        "rows": [ids.index(picked)] if picked in ids else [], "columns": [], "cells": []}}
+    st.session_state[ids_key] = ids
+    st.caption(f"latest: step #{snap.last_step_id}"
+               + (f" · {shown.iloc[0]['chosen']} for {shown.iloc[0]['role']}" if len(shown) else ""))
+    st.dataframe(shown.drop(columns=["id"]), key=table_key, on_select="rerun",
+                 selection_mode="single-row", hide_index=True, height=360,
+                 column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.6f"),
+                                "latency (s)": st.column_config.NumberColumn(format="%.2f")})
+    if picked is not None:
+        with state.session() as s:
+            ex = run_action(lambda: svc.explain_step(picked, session=s))
+        if ex is not None:
+            show_explanation(ex)
+    else:
+        st.caption("Select a row to see the full explanation of that decision.")
+    st.caption(f"live view refreshed in {(time.perf_counter() - started) * 1000:.0f} ms of server "
+               f"time (database poll {snap.poll_ms:.0f} ms)" + (" · every second while the run is "
+                                                              "active" if snap.active else ""))
+
+
+def show_explanation(ex: svc.StepExplanation) -> None:
+    r = ex.record
+    with st.container(border=True, key="rn_explanation"):
+        st.markdown(f"**Step #{r['id']}** · task `{r['task_key']}` · role **{r['role']}** · "
+                    f"phase {r['phase']} → **{r['model']}** (propensity "
+                    f"{num(r['propensity'])}); outcome σ={num(r['step_success'], '{:g}')}, "
+                    f"P(τ)={num(r['task_success'], '{:g}')}, cost {usd(r['cost_usd'], 6)}, "
+                    f"latency {r['duration_s']:.2f} s ({r['latency_label']})")
+        st.text(r["instruction"][:2000])
+        e = ex.explanation
+        if e is None:
+            st.caption("No explanation stored with this step.")
+            return
+        st.markdown(f"**{e.mode}** — {e.reason}")
+        if e.channels:
+            st.caption("retrieved records per channel: " + ", ".join(
+                f"{k} {v:,}" for k, v in e.channels.items())
+                + (f" · fallback: {e.fallback}" if e.fallback else "")
+                + (f" · predicted tools: {', '.join(e.predicted_tools)}" if e.predicted_tools else ""))
+        st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
+
+
+active = run.status not in svc.TERMINAL_STATUSES
+st.fragment(live_view, run_every=1.0 if active else None)(run_id, active)

@@ -1,0 +1,77 @@
+"""Compare page: metrics table from evoroute.evaluation.metrics, hull plot, curves, CSV download."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from sqlmodel import select
+from studio_helpers import errors, open_app
+
+from evoroute import studio_service as svc
+from evoroute.datasets import load_dataset
+from evoroute.evaluation import metrics
+from evoroute.storage import db
+from evoroute.storage.tables import StepRecord, Task
+
+
+def _test_tasks(engine, run_id: int) -> np.ndarray:
+    with db.session(engine) as s:
+        rows = s.exec(select(Task.success, Task.cost_usd, Task.duration_s)
+                      .where(Task.run_id == run_id).where(Task.split == "test")).all()
+    return np.array(rows, dtype=float)
+
+
+def test_metrics_table_hull_and_download(replay_db):
+    _, engine = replay_db
+    at = open_app("compare")
+    at.multiselect(key="cmp_runs").set_value([1, 2, 3, 4]).run()
+    assert errors(at) == []
+    table = at.dataframe[0].value.set_index("run")
+    assert sorted(table.index) == [1, 2, 3, 4]
+    for run_id in (1, 2, 3, 4):
+        t = _test_tasks(engine, run_id)
+        assert len(t) == 40 == table.loc[run_id, "tasks"]
+        assert table.loc[run_id, "quality"] == pytest.approx(t[:, 0].mean())
+        assert table.loc[run_id, "cost (USD)"] == pytest.approx(t[:, 1].sum())
+        assert table.loc[run_id, "latency p50 (s)"] == pytest.approx(np.percentile(t[:, 2], 50))
+        assert table.loc[run_id, "latency p95 (s)"] == pytest.approx(np.percentile(t[:, 2], 95))
+        assert table.loc[run_id, "cost per success (USD)"] == pytest.approx(t[:, 1].sum() / t[:, 0].sum())
+    # RouteLLM's APGR: the weak single model recovers 0 of the gap, the strong one all of it
+    assert table.loc[4, "APGR"] == pytest.approx(0.0)
+    assert table.loc[3, "APGR"] == pytest.approx(1.0)
+    # AIQ on one axis over every router's runs (EvoRoute's two weightings are its sweep)
+    pts = {r: [(table.loc[i, "cost per task (USD)"], table.loc[i, "quality"])
+               for i in table.index if table.loc[i, "router"] == r] for r in set(table["router"])}
+    expected = metrics.aiq_table(pts)
+    for i in table.index:
+        assert table.loc[i, "AIQ"] == pytest.approx(expected[table.loc[i, "router"]])
+    assert at.download_button(key="cmp_download").label == "Download the table (CSV)"
+    assert any("weak = single:mistralai/mistral-7b-chat" in c.value for c in at.caption)
+
+    with db.session(engine) as s:
+        comp = svc.compare_runs([1, 2, 3, 4], session=s)
+    rows = list(csv.DictReader(io.StringIO(svc.comparison_csv(comp.table).decode())))
+    assert [int(r["run"]) for r in rows] == comp.table["run"].tolist()
+    assert [float(r["quality"]) for r in rows] == pytest.approx(comp.table["quality"].tolist())
+
+
+def test_cumulative_regret_against_the_recorded_oracle(replay_db):
+    _, engine = replay_db
+    with db.session(engine) as s:
+        comp = svc.compare_runs([3], session=s)
+        steps = s.exec(select(StepRecord.query_id, StepRecord.step_success, StepRecord.cost_usd)
+                       .where(StepRecord.run_id == 3).order_by(StepRecord.id)).all()
+    best = load_dataset("routerbench").groupby("query_id")["score"].max()
+    regret = np.cumsum([best[q] - sc for q, sc, _ in steps])
+    curve = comp.curves[comp.curves["run"] == 3]
+    assert curve["regret"].to_numpy() == pytest.approx(regret)
+    assert curve["cum_cost"].to_numpy() == pytest.approx(np.cumsum([c for _, _, c in steps]))
+    assert (np.diff(curve["regret"].to_numpy()) >= 0).all()   # the oracle is never beaten
+
+
+def test_only_unfinished_runs(empty_db):
+    at = open_app("compare")
+    assert any("No runs with steps yet" in i.value for i in at.info)

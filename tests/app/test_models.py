@@ -1,0 +1,142 @@
+"""Models page: register with validation next to the field, litellm prefill, edit, disable, delete."""
+
+from __future__ import annotations
+
+import pytest
+from studio_helpers import errors, open_app, wait_until
+
+from evoroute import registry
+from evoroute.storage import db, repo
+
+
+def _names(engine) -> set[str]:
+    with db.session(engine) as s:
+        return {m.name for m in repo.list_models(session=s)}
+
+
+def test_negative_price_shows_error_next_to_field_and_stores_nothing(fixed_db):
+    _, engine, _ = fixed_db
+    before = _names(engine)
+    at = open_app("models")
+    at.text_input(key="md_name").set_value("bad-model")
+    at.number_input(key="md_in").set_value(-1.0)
+    at.number_input(key="md_out").set_value(2.0)
+    at.button(key="md_add").click().run()
+    errs = errors(at)
+    assert len(errs) == 1, errs
+    assert "input price (USD per 1M tokens) must be >= 0, got -1" in errs[0]
+    assert _names(engine) == before            # nothing stored
+    # the message sits in the same column as the input-price field, right under it
+    column = next(c for c in at.columns if any(getattr(w, "key", None) == "md_in"
+                                               for w in c.number_input))
+    assert [e.value for e in column.error] == errs
+
+
+def test_zero_tokens_per_second_names_its_field(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.text_input(key="md_name").set_value("slow")
+    at.number_input(key="md_in").set_value(1.0)
+    at.number_input(key="md_out").set_value(2.0)
+    at.number_input(key="md_tps").set_value(0.0)
+    at.button(key="md_add").click().run()
+    assert errors(at) == ["output tokens per second must be > 0, got 0"]
+    assert "slow" not in _names(engine)
+
+
+def test_duplicate_name_is_refused(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.text_input(key="md_name").set_value("mid")
+    at.number_input(key="md_in").set_value(1.0)
+    at.number_input(key="md_out").set_value(2.0)
+    at.button(key="md_add").click().run()
+    assert errors(at) == ["a model named 'mid' is already registered"]
+    with db.session(engine) as s:
+        assert repo.get_model("mid", session=s).input_price_per_m == 1.0   # unchanged
+
+
+def test_register_valid_model_appears_in_table(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.text_input(key="md_name").set_value("my-model")
+    at.number_input(key="md_in").set_value(0.25)
+    at.number_input(key="md_out").set_value(1.25)
+    at.number_input(key="md_ttft").set_value(0.3)
+    at.number_input(key="md_tps").set_value(90.0)
+    at.button(key="md_add").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        m = repo.get_model("my-model", session=s)
+    assert (m.input_price_per_m, m.output_price_per_m, m.ttft_s, m.tokens_per_s) == (0.25, 1.25, 0.3, 90.0)
+    assert "my-model" in at.dataframe[0].value["name"].tolist()     # the registered-models table
+    assert any("registered my-model" in s.value for s in at.success)
+
+
+def test_litellm_id_search_prefills_catalogue_prices(empty_db):
+    _, engine = empty_db
+    at = open_app("models")
+    # the catalogue loads in a background thread (import litellm takes seconds); wait for it
+    assert wait_until(lambda: any(s.key == "md_litellm" for s in at.run().selectbox), timeout=120)
+    box = at.selectbox(key="md_litellm")
+    assert "gpt-4o-mini" in box.options
+    box.set_value("gpt-4o-mini").run()
+    expected = registry.litellm_prices("gpt-4o-mini")
+    assert expected is not None
+    assert at.number_input(key="md_in").value == pytest.approx(expected[0])
+    assert at.number_input(key="md_out").value == pytest.approx(expected[1])
+    at.text_input(key="md_name").set_value("mini")
+    at.button(key="md_add").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        m = repo.get_model("mini", session=s)
+    assert (m.litellm_id, m.input_price_per_m, m.output_price_per_m) == (
+        "gpt-4o-mini", pytest.approx(expected[0]), pytest.approx(expected[1]))
+
+
+def test_edit_disable_and_delete(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.selectbox(key="me_name").set_value("cheap").run()
+    assert at.number_input(key="me_in").value == pytest.approx(0.1)
+    at.number_input(key="me_in").set_value(-3.0)
+    at.button(key="me_save").click().run()
+    assert errors(at) == ["input price (USD per 1M tokens) must be >= 0, got -3"]
+    with db.session(engine) as s:
+        assert repo.get_model("cheap", session=s).input_price_per_m == pytest.approx(0.1)
+
+    at.number_input(key="me_in").set_value(0.2)
+    at.toggle(key="me_enabled").set_value(False)
+    at.button(key="me_save").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        m = repo.get_model("cheap", session=s)
+        assert (m.input_price_per_m, m.enabled, m.price_source) == (0.2, False, "override")
+        assert [x.name for x in repo.list_models(session=s, enabled_only=True)] == ["mid", "strong"]
+
+    at.button(key="me_delete").click().run()          # not confirmed: nothing happens
+    assert "cheap" in _names(engine)
+    assert any("yes, delete" in e for e in errors(at))
+    at.checkbox(key="me_confirm").check()
+    at.button(key="me_delete").click().run()
+    assert "cheap" not in _names(engine)
+    with db.session(engine) as s:    # its past records stay in the base
+        assert repo.count_steps(repo.StepFilter(models=["cheap"]), session=s) == 40
+
+
+def test_register_local_models(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    from evoroute.backends import local_models as lm
+
+    installed = sorted(m.name for m in lm.LOCAL_MODELS.values() if m.installed())
+    at.button(key="md_local").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        regs = {m.name: m for m in repo.list_models(session=s)}
+    assert sorted(set(regs) & set(lm.LOCAL_MODELS)) == installed
+    for name in installed:
+        assert regs[name].litellm_id == f"openai/{name}"
+        assert regs[name].price_source == "notional"
+    msg = " ".join(s.value for s in at.success)
+    assert ("registered local models" in msg) if installed else ("no new local model" in msg)

@@ -1,0 +1,1 @@
+"""Shared streamlit helpers of the studio (the library, evoroute/, never imports streamlit)."""

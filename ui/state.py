@@ -1,0 +1,169 @@
+"""Process-wide resources of the studio (engine, experience index, embedder) and the session.
+
+``st.cache_resource`` keeps one of each per database URL, so every page and every browser
+tab shares them; the experience index is synced incrementally (new record ids only) on use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from evoroute import config
+from evoroute.errors import EvoRouteError
+from evoroute.experience import SyncedIndex
+from evoroute.storage import db
+
+
+def leave_legacy_pages_mode() -> None:
+    """Run every page through app.py's st.navigation, even on a fresh server's first request.
+
+    Streamlit treats a ``pages/`` folder beside the entry script as a legacy (v1) multipage
+    app until ``st.navigation`` has run once in the process; a first request that deep-links
+    to a page (``/runs?run=5`` after a restart) would then skip app.py. Switching the flag
+    and rerunning sends that request through the navigation like any other.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        # AppTest (whose runtime is a mock) re-detects the folder before every run and drives
+        # pages through that legacy path itself; a rerun there would only swallow the widget
+        # event under test
+        if not _under_apptest():
+            st.rerun()
+
+
+def _under_apptest() -> bool:
+    from unittest.mock import Mock
+
+    from streamlit.runtime import Runtime
+
+    return isinstance(getattr(Runtime, "_instance", None), Mock)
+
+
+def db_url() -> str:
+    return config.db_url()
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    from evoroute.studio_service import ensure_indexes
+
+    eng = db.get_engine(url)
+    ensure_indexes(eng)
+    return eng
+
+
+def engine() -> Engine:
+    leave_legacy_pages_mode()
+    return _engine(db_url())
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    with db.session(engine()) as s:
+        yield s
+
+
+class _SharedIndex:
+    """The whole base as one SyncedIndex shared by all sessions.
+
+    Built in a background thread as soon as the studio opens (100,000 records take seconds
+    to load), then used under a lock so a sync never runs while another session reads it.
+    """
+
+    def __init__(self, eng: Engine) -> None:
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.synced: SyncedIndex | None = None
+        self.error: str | None = None
+        threading.Thread(target=self._build, args=(eng,), name="experience-index",
+                         daemon=True).start()
+
+    def _build(self, eng: Engine) -> None:
+        try:
+            self.synced = SyncedIndex(eng)
+        except Exception as exc:  # shown by the pages that need the index
+            self.error = f"the experience index could not be loaded ({type(exc).__name__}: {exc})"
+        finally:
+            self.ready.set()
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_index(url: str) -> _SharedIndex:
+    return _SharedIndex(_engine(url))
+
+
+def experience_index_ready(wait_s: float = 0.0) -> bool:
+    """Whether the shared index has finished loading (waiting up to ``wait_s``); the first
+    call starts loading it in the background (pages that need it call this on arrival, so
+    the other pages never share the CPU with the load)."""
+    return _shared_index(db_url()).ready.wait(wait_s)
+
+
+@contextmanager
+def experience_index() -> Iterator:
+    """The whole base as an ExperienceIndex, synced with the database (new ids only) and
+    held for the duration of the ``with`` block."""
+    shared = _shared_index(db_url())
+    shared.ready.wait()
+    if shared.error:
+        raise EvoRouteError(shared.error)
+    with shared.lock:
+        shared.synced.sync()
+        yield shared.synced.index
+
+
+@st.cache_resource(show_spinner=False)
+def _embedder():
+    try:
+        from evoroute.retrieval.embedder import get_embedder
+    except ImportError:
+        return None
+    return get_embedder()
+
+
+def embedder():
+    """The sentence embedder, or None if this installation has none (semantic channel off)."""
+    return _embedder()
+
+
+class _Catalogue:
+    """litellm's bundled model catalogue, loaded in a background thread.
+
+    ``import litellm`` takes several seconds; loading it off the script thread, started
+    when the Models page is first opened, keeps that page fast (< 2 s) on a first visit.
+    ``ids`` is None until it is ready.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._load, name="litellm-catalogue", daemon=True)
+        self.thread.start()
+
+    def _load(self) -> None:
+        from evoroute import registry
+
+        try:
+            self.ids = registry.litellm_catalogue()
+        except Exception as exc:  # litellm missing or broken: the page falls back to free text
+            self.error = f"litellm's catalogue could not be loaded ({type(exc).__name__}: {exc})"
+            self.ids = []
+
+
+@st.cache_resource(show_spinner=False)
+def _catalogue() -> _Catalogue:
+    return _Catalogue()
+
+
+def litellm_catalogue() -> tuple[list[str] | None, str | None]:
+    """(ids or None while loading, error message or None)."""
+    c = _catalogue()
+    return c.ids, c.error
