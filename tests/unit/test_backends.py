@@ -35,10 +35,15 @@ def ctx_of(task, i=0, **kw) -> StepContext:
                        query_id=s.query_id, **kw)
 
 
+_BY_KEY: dict = {}
+
+
 def row(rb, qid, model):
-    r = rb[(rb.query_id == qid) & (rb.model == model)]
-    assert len(r) == 1
-    return r.iloc[0]
+    """The recorded (query, model) row, looked up in an index built once."""
+    if id(rb) not in _BY_KEY:
+        _BY_KEY[id(rb)] = rb.set_index(["query_id", "model"]).sort_index()
+    r = _BY_KEY[id(rb)].loc[(qid, model)]
+    return r
 
 
 # ----------------------------------------------------------------------------- replay
