@@ -23,18 +23,11 @@ DEMO_RUN_NAME = "demo: EvoRoute on RouterBench (replayed)"
 
 @lru_cache(maxsize=4)
 def fitted_prices(dataset: str = "routerbench") -> dict[str, tuple[float, float]]:
-    """(input, output) USD per 1M tokens per model, fitted to the recorded costs (scipy NNLS)."""
-    from scipy.optimize import nnls
-
+    """(input, output) USD per 1M tokens per model, fitted to the recorded costs."""
+    from evoroute.backends.replay import fit_prices
     from evoroute.datasets.routerbench import load_dataset
 
-    df = load_dataset(dataset)
-    out = {}
-    for model, g in df.groupby("model", sort=True):
-        a = g[["input_tokens", "output_tokens"]].to_numpy(float)
-        x, _ = nnls(a, g["cost_usd"].to_numpy(float))
-        out[str(model)] = (round(float(x[0]) * 1e6, 4), round(float(x[1]) * 1e6, 4))
-    return out
+    return {m: (round(a, 4), round(b, 4)) for m, (a, b) in fit_prices(load_dataset(dataset)).items()}
 
 
 def latency_profiles() -> dict[str, dict]:
@@ -73,8 +66,9 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
     if run and not has_run:
         from evoroute.evaluation import runner
 
+        # name the bundled models: other registered models (e.g. local ones) have no replay data
         spec = runner.RunSpec(backend="replay", dataset="routerbench", router="evoroute",
-                              seed=0, name=DEMO_RUN_NAME)
+                              seed=0, name=DEMO_RUN_NAME, models=tuple(sorted(fitted_prices())))
         run_id = runner.create_run(spec, engine=engine)
         last = {}
         for last in runner.execute_run(run_id, engine=engine):
