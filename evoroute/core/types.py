@@ -37,9 +37,10 @@ class Weights:
         if len(parts) != 3:
             raise ValidationError(f"weights must be three numbers wp,wc,wd; got {text!r}", "weights")
         try:
-            return cls(*(float(p) for p in parts))
+            values = [float(p) for p in parts]
         except ValueError:
             raise ValidationError(f"weights must be numbers; got {text!r}", "weights") from None
+        return cls(*values)
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.w_p, self.w_c, self.w_d)
