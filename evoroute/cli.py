@@ -137,7 +137,22 @@ def _spec_from_args(args: argparse.Namespace):
                    weights=w.as_tuple(), seed=args.seed, protocol=args.protocol,
                    n_tasks=args.tasks, n_train=args.train, cold_start_tasks=args.cold_start,
                    steps_per_task=args.steps_per_task, budget_usd=args.budget,
-                   models=tuple(_csv(args.models)) if args.models else None, name=args.name or "")
+                   models=tuple(_csv(args.models)) if args.models else None, name=args.name or "",
+                   backend_params=_params(args.backend_param))
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    """``k=v`` pairs; values are parsed as JSON when they can be (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise EvoRouteError(f"--backend-param takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -172,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         keep = ("step_no", "task_key", "split", "phase", "role", "model", "score", "cost_usd",
                 "latency_s", "latency_label", "ttft_s", "input_tokens", "output_tokens", "error",
-                "propensity")
+                "propensity", "task_success", "failed_calls")
         out = {"run_id": run_id, "status": run.status, "config": json.loads(run.config_json),
                "steps": [{("success" if k == "score" else k): st.get(k) for k in keep} for st in steps]}
         with open(args.json, "w") as fh:
@@ -227,6 +242,14 @@ def cmd_local(args: argparse.Namespace) -> int:
     fn = {"start": local_models.cli_start, "stop": local_models.cli_stop,
           "status": local_models.cli_status}[args.action]
     print(fn(_csv(args.models)) if args.action != "status" else fn())
+    if args.action == "start" and not args.no_register:
+        from evoroute.backends.live import register_local_models
+        from evoroute.storage import db
+
+        with db.session(_engine(args)) as s:
+            entries = register_local_models(session=s)
+        print("registered as candidate models (notional price $0; change it on the Models page "
+              "or with `models update`): " + ", ".join(e.name for e in entries))
     return 0
 
 
@@ -318,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=float, default=None, help="USD cap for the run")
     r.add_argument("--models", help="comma-separated registered models (default all enabled)")
     r.add_argument("--name")
+    r.add_argument("--backend-param", action="append", metavar="KEY=VALUE",
+                   help="backend setting, repeatable (live: timeout_s, retries, max_tokens, ...)")
     r.add_argument("--json", help="write every step to this JSON file")
     r.add_argument("--background", action="store_true", help="run in a detached worker")
     r.add_argument("--quiet", action="store_true")
@@ -346,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("local", help="manage local llama.cpp model servers on 127.0.0.1")
     lo.add_argument("action", choices=["start", "stop", "status"])
     lo.add_argument("--models", help="comma-separated local model names (default all)")
+    lo.add_argument("--no-register", action="store_true",
+                    help="start the servers without registering them as candidate models")
     lo.set_defaults(func=cmd_local)
 
     de = sub.add_parser("demo", help="load the bundled demo data (models + one replay run)")
