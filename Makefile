@@ -16,8 +16,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-$(LOCAL): $(STAMP) scripts/install_local_models.sh
-	VENV=$(VENV) bash scripts/install_local_models.sh
+$(LOCAL): $(STAMP) scripts/install_local_models.sh scripts/local_models_constraints.txt
+	VENV=$(VENV) PYTHON=$(abspath $(PY)) bash scripts/install_local_models.sh
 	touch $(LOCAL)
 
 setup: $(STAMP)

@@ -17,7 +17,11 @@ SMOLLM2_VERSION="0.1.2"
 GEMMA3_VERSION="1.0.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python}"
+# The project's venv when called with VENV=... (make does), else $PYTHON, else python on PATH.
+PY="${PYTHON:-}"
+if [ -z "$PY" ] && [ -n "${VENV:-}" ]; then PY="$VENV/bin/python"; fi
+PY="${PY:-python}"
+CONSTRAINTS="$(cd "$(dirname "$0")" && pwd)/local_models_constraints.txt"
 WHEELHOUSE="${EVOROUTE_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/evoroute/wheelhouse}"
 # GGML_NATIVE=OFF: no -march=native, so the wheel runs on any x86-64 with AVX2 (CI's machine is
 # of the same kind, not the same CPU). Override with CMAKE_ARGS in the environment if needed.
@@ -60,7 +64,7 @@ if need llama-cpp-python "$LLAMA_CPP_PYTHON_VERSION" || ! "$PY" -c "import llama
     echo "install_local_models: reusing wheel $wheel"
   fi
   t0=$(date +%s)
-  "$PY" -m pip install --find-links "$WHEELHOUSE" "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION"
+  "$PY" -m pip install --find-links "$WHEELHOUSE" -c "$CONSTRAINTS" "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION"
   echo "install_local_models: installed llama-cpp-python[server] in $(( $(date +%s) - t0 )) s"
 else
   echo "install_local_models: llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION already installed"
