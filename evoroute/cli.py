@@ -181,9 +181,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evoroute.storage import db, repo
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
+    quality = (f", quality {last.get('phase_quality', 0):.3f} in the {last.get('phase')} phase "
+               f"({last.get('cum_quality', 0):.3f} over all steps)") if last else ""
     print(f"run {run_id}: {run.status}; {run.n_steps_done} steps, cost ${run.cost_usd:.4f}"
-          + (f", quality {last.get('cum_quality', 0):.3f}" if last else "")
-          + (f" — {run.error}" if run.error else ""))
+          f"{quality} [{run.label}]" + (f" — {run.error}" if run.error else ""))
     if args.json:
         keep = ("step_no", "task_key", "split", "phase", "role", "model", "score", "cost_usd",
                 "latency_s", "latency_label", "ttft_s", "input_tokens", "output_tokens", "error",
