@@ -5,8 +5,9 @@ touches the database, routing maths or metrics lives here, so it is testable wit
 browser and the CLI could reuse it. No streamlit import in this module.
 
 Performance notes (targets: every page < 2 s, live fragment < 100 ms at 100,000 records):
-aggregates are computed in SQL (GROUP BY over indexed columns); the live view keeps a
-:class:`LiveFeed` per run that reads only steps with a larger id than the last one it saw.
+aggregates are computed in SQL, over one covering index (:data:`STUDIO_INDEX`) rather than
+the step table and its embeddings; the live view keeps a :class:`LiveFeed` per run that
+reads only steps with a larger id than the last one it saw.
 """
 
 from __future__ import annotations
@@ -151,19 +152,6 @@ def models_frame(*, session: Session) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "enabled", "litellm id", "input $/1M",
                                        "output $/1M", "price source", "ttft (s)", "tokens/s",
                                        "api base", "notes"])
-
-
-def parse_price(text: str | float | None, field_name: str) -> float | None:
-    """A price typed in a form: blank means "take it from litellm's catalogue" (None)."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    if isinstance(text, str):
-        try:
-            return float(text.strip())
-        except ValueError:
-            raise ValidationError(f"{field_name.replace('_', ' ')} must be a number, got {text!r}",
-                                  field_name) from None
-    return float(text)
 
 
 def local_models_available() -> tuple[bool, str]:
@@ -374,11 +362,10 @@ class LiveFeed:
         import time
 
         t0 = time.perf_counter()
-        run = session.get(Run, self.run_id)
+        # the worker process writes the run row: always read its current state
+        run = session.get(Run, self.run_id, populate_existing=True)
         if run is None:
             raise EvoRouteError(f"no run with id {self.run_id}")
-        session.expire(run)   # the worker process writes it: always read the current row
-        run = session.get(Run, self.run_id)
         light = session.exec(select(*_LIGHT).where(StepRecord.run_id == self.run_id)
                              .where(col(StepRecord.id) > self.last_id).order_by(StepRecord.id)).all()
         new = len(light)

@@ -60,3 +60,32 @@ def test_scope_by_role_and_run(fixed_db):
     assert at2.selectbox(key="pe_kind").value == "run"
     assert at2.selectbox(key="pe_value").value == run_id
     assert any("simulated" in c for c in captions(at2))
+
+
+def test_start_a_real_run_with_the_chosen_weights(replay_db):
+    from evoroute import studio_service as svc
+    from evoroute.storage import db
+    from evoroute.storage.tables import Run
+    from studio_helpers import wait_until
+
+    _, engine = replay_db
+    at = open_app("pareto", query={"run": 1})
+    at.slider(key="pe_wc").set_value(0.7).run()
+    assert errors(at) == []
+    at.button(key="pe_start").click().run()
+    assert errors(at) == []
+    assert at.query_params["run"] == "5" and at.title[0].value == "Runs"
+
+    def run5() -> Run:
+        with db.session(engine) as s:
+            return s.get(Run, 5)
+
+    assert wait_until(lambda: run5().status in svc.TERMINAL_STATUSES, timeout=120)
+    new, old = run5(), None
+    with db.session(engine) as s:
+        old = s.get(Run, 1)
+    assert new.status == "finished", new.error
+    assert (new.w_p, new.w_c, new.w_d) == (1.0, 0.7, 0.05)
+    # the same configuration as run 1 otherwise: router, dataset, seed, number of steps
+    assert (new.router, new.dataset, new.seed, new.n_steps_done) == (old.router, old.dataset,
+                                                                    old.seed, old.n_steps_done)

@@ -53,6 +53,36 @@ def _move_slider(driver, label: str, steps: int) -> None:
     driver.execute_script("arguments[0].blur();", el)
 
 
+def _set_textarea(driver, label: str, text: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    def attempt() -> bool:
+        el = driver.find_element("css selector", f'textarea[aria-label="{label}"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", el)
+        el.send_keys(Keys.CONTROL, "a")
+        el.send_keys(Keys.DELETE)
+        el.send_keys(text)
+        el.send_keys(Keys.CONTROL, Keys.ENTER)      # commit the text area
+        return True
+
+    wait_for(attempt, what=f"typing into {label!r}")
+    time.sleep(0.8)
+
+
+def _click_first_row(driver) -> None:
+    """Click the selection cell of the feed's first data row (the grid draws on a canvas)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    grid = [g for g in driver.find_elements("css selector", '[data-testid="stDataFrame"]')
+            if "sampled utilities" in (g.get_attribute("innerText") or "")
+            or g.size["height"] > 300][-1]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
+    time.sleep(0.5)
+    w, h = grid.size["width"], grid.size["height"]
+    # header row ~35 px high, then rows of ~35 px; the selection column is ~30 px wide
+    ActionChains(driver).move_to_element_with_offset(grid, -w // 2 + 15, -h // 2 + 52).click().perform()
+
+
 @pytest.fixture
 def studio(tmp_path):
     path = tmp_path / "e2e.db"
@@ -126,16 +156,27 @@ def test_register_run_watch_tune_download(studio):
     # going backwards
     assert len(set(during)) >= 2, (seen, ended)
     assert during == sorted(during) and during[-1] <= run.n_steps_done
+    # selecting a row of the feed (a canvas grid: click its first row) opens the explanation
+    def opened() -> bool:
+        body = d.find_element("tag name", "body").text
+        if "Step #" not in body:
+            _click_first_row(d)          # (again, if a redraw swallowed the click)
+            time.sleep(1.0)
+            body = d.find_element("tag name", "body").text
+        return "Step #" in body
+    wait_for(opened, timeout=60, every=0.5, what="the explanation of the selected decision")
+    assert "retrieved records per channel" in d.find_element("tag name", "body").text
     screenshot(d, SHOTS / "runs.png")
 
     # -- move a weight slider on the Pareto explorer ------------------------------------------
     open_page(d, base, "pareto")
     wait_for(lambda: by_label(d, "w_c (cost)"), what="the cost slider")
     wait_for(lambda: metric_value(d, "utility-optimal model"), timeout=60, what="the optimal point")
-    _move_slider(d, "w_c (cost)", 40)        # 0.10 -> 0.50
+    wait_for(lambda: _move_slider(d, "w_c (cost)", 40) or True, what="moving the slider")  # 0.10 -> 0.50
     wait_for(lambda: "with weights (1.0, 0.5, 0.05)" in d.find_element("tag name", "body").text,
              timeout=60, what="the page to rerun with w_c = 0.5")
-    assert by_label(d, "w_c (cost)").get_attribute("value") == "0.5"
+    assert wait_for(lambda: by_label(d, "w_c (cost)").get_attribute("value") == "0.5",
+                    what="the slider to show 0.5")
     screenshot(d, SHOTS / "pareto.png")
 
     # -- download the experience CSV -----------------------------------------------------------
@@ -158,6 +199,14 @@ def test_register_run_watch_tune_download(studio):
     assert len(rows) == n_rows == total
     assert sum(r["run_id"] == str(run_id) for r in rows) == run.n_steps_done
     assert "embedding" not in rows[0] and list(rows[0])[:3] == ["id", "run_id", "task_key"]
+    # the retrieval inspector on a real instruction of the run (its embedding is shipped)
+    with db.session(engine) as s:
+        last = repo.query_steps(repo.StepFilter(run_ids=[run_id]), session=s, limit=1)[0]
+    _set_textarea(d, "instruction", last.instruction)
+    click(d, "Inspect")
+    wait_for(lambda: "Decision:" in d.find_element("tag name", "body").text, timeout=120,
+             what="the inspector's decision")
+    assert "Pareto set:" in d.find_element("tag name", "body").text
     screenshot(d, SHOTS / "experience.png")
 
     # -- screenshots of the other pages ------------------------------------------------------------
