@@ -404,6 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvoRouteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bad database URL or an unreachable database: one line, no traceback
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+        if not isinstance(exc, (ArgumentError, NoSuchModuleError, OperationalError)):
+            raise
+        print(f"error: cannot use the experience base ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0]}); check --db / EVOROUTE_DB_URL", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -118,3 +118,9 @@ def test_replay_run_then_decide_from_the_stored_experience(url, capsys, tmp_path
     assert expl["mode"] == "posterior_mean"
     chosen = next(c for c in expl["candidates"] if c["model"] == expl["chosen"])
     assert chosen["pareto"] and chosen["n"] >= 2
+
+
+def test_bad_database_url_is_one_line(capsys):
+    assert main(["--db", "bogus://nowhere", "models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use the experience base") and err.count("\n") == 1
