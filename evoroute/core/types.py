@@ -134,7 +134,7 @@ class Explanation:
     candidates: list[CandidateStat] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_json_default, allow_nan=False)
+        return json.dumps(asdict(self), default=json_default, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Explanation":
@@ -145,7 +145,8 @@ class Explanation:
         return cls(**d)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """JSON for numpy scalars and sets (explanations, run configurations)."""
     if hasattr(o, "item"):
         return o.item()
     if isinstance(o, (set, frozenset)):

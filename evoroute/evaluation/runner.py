@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 
 from evoroute import config
 from evoroute.backends.base import BACKEND_NAMES, Backend, TaskSpec, make_backend
-from evoroute.core.types import (PHASES, Decision, Explanation, ModelInfo, StepContext,
+from evoroute.core.types import (PHASES, Decision, Explanation, ModelInfo, StepContext, json_default,
                                  StepOutcome, Weights)
 from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.policy.base import Router, make_router
@@ -640,7 +640,7 @@ class _Writer:
             task_success=task_success, input_tokens=o.input_tokens,
             output_tokens=o.output_tokens, error=o.error,
             explanation=json.dumps(explanation_dict(decision.explanation),
-                                   default=_json_default, allow_nan=False),
+                                   default=json_default, allow_nan=False),
             propensity=r.propensity, router=self.router_name, created_at=repo.now())
 
     def commit(self, **run_fields: Any) -> None:
@@ -748,14 +748,6 @@ def explanation_dict(e: Explanation) -> dict[str, Any]:
     d["channels"] = dict(e.channels)
     d["candidates"] = [dict(c.__dict__) for c in e.candidates]
     return d
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(type(o).__name__)
 
 
 def _step_dict(run_id: int, r: StepResult, n_total: int, cum_q: float, cum_cost: float,
