@@ -18,8 +18,6 @@ import csv
 import io
 import json
 import math
-import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +26,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
+from evoroute import secrets
 from evoroute.errors import DatasetError, EmptyDatasetError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task, utcnow
@@ -41,15 +40,6 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 LATENCY_LABELS = ("modelled", "measured", "simulated", "unknown")
 _TEXT_COLUMNS = ("task_key", "phase", "role", "model", "query_id", "instruction", "tools",
                  "latency_label", "error", "router", "explanation")
-_SECRET_PATTERNS = [
-    re.compile(r"\bsk-[A-Za-z0-9_\-]{12,}"),                       # OpenAI / Anthropic style
-    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),                  # AWS access key id
-    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),                      # Google API key
-    re.compile(r"\b(?:ghp|gho|ghu|ghs|hf)_[A-Za-z0-9]{20,}"),      # GitHub / Hugging Face
-    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-]{12,}"),
-    re.compile(r"(?i)\b(api[_-]?key|x-api-key|authorization)(\s*[:=]\s*)[\"']?[^\s\"',;]{8,}"),
-]
-REDACTED = "[redacted]"
 BATCH = 5000
 
 
@@ -66,27 +56,9 @@ def unescape_cell(value: str) -> str:
     return value
 
 
-def _env_secrets() -> list[str]:
-    names = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-    return sorted({v for k, v in os.environ.items()
-                   if any(n in k.upper() for n in names) and v and len(v) >= 8}, key=len, reverse=True)
-
-
-def redact_secrets(text: str, env_secrets: list[str] | None = None) -> str:
-    """Replace credentials in free text: values of *KEY/*TOKEN/*SECRET env vars and known shapes."""
-    if not text:
-        return text
-    for secret in (env_secrets if env_secrets is not None else _env_secrets()):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    for pat in _SECRET_PATTERNS:
-        if pat.groups == 2:
-            text = pat.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
-        elif pat.groups == 1:
-            text = pat.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-        else:
-            text = pat.sub(REDACTED, text)
-    return text
+def redact_secrets(text: str, env: list[tuple[str, str]] | None = None) -> str:
+    """Credentials out of a cell (evoroute.secrets); empty cells stay empty."""
+    return secrets.redact(text, env=env) if text else text
 
 
 # ----------------------------------------------------------------------------- export
@@ -94,7 +66,7 @@ def iter_export_rows(flt: repo.StepFilter | None = None, *, engine: Engine | Non
                      ) -> Iterator[list[Any]]:
     """Export rows (header first), oldest first, read in keyset-paged batches."""
     flt = flt or repo.StepFilter()
-    secrets = _env_secrets()
+    env = secrets.env_secrets()
     cols = [getattr(StepRecord, c) for c in EXPORT_COLUMNS]
     yield list(EXPORT_COLUMNS)
     last = 0
@@ -106,15 +78,15 @@ def iter_export_rows(flt: repo.StepFilter | None = None, *, engine: Engine | Non
             if not rows:
                 return
             for r in rows:
-                yield [_export_value(v, secrets) for v in r]
+                yield [_export_value(v, env) for v in r]
             last = rows[-1][0]
 
 
-def _export_value(v: Any, secrets: list[str]) -> Any:
+def _export_value(v: Any, env: list[tuple[str, str]]) -> Any:
     if v is None:
         return ""
     if isinstance(v, str):
-        return escape_cell(redact_secrets(v, secrets))
+        return escape_cell(redact_secrets(v, env))
     if hasattr(v, "isoformat"):
         return v.isoformat()
     return v

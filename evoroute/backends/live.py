@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -56,6 +54,7 @@ from evoroute.agent import workflow as W
 from evoroute.backends.local_models import LOCAL_API_KEY
 from evoroute.backends.base import SPLITS, Backend, StepSpec, TaskSpec, split_rng
 from evoroute.core.types import Decision, Explanation, ModelInfo, StepContext, StepOutcome
+from evoroute.secrets import redact as redact_secrets
 from evoroute.errors import BackendError, ValidationError
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -68,25 +67,10 @@ TRANSCRIPTS_KEPT = 200
 
 
 # ------------------------------------------------------------------------------ secrets
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
-_SECRET_PATTERNS = (
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-[redacted]"),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9_\-\.=]{8,}"), "Bearer [redacted]"),
-    (re.compile(r"(?i)(api[_-]?key\s*[=:]\s*)['\"]?[^\s'\",]{6,}"), r"\1[redacted]"),
-)
-
-
 def redact(text: str | None) -> str:
-    """``text`` with every secret-looking value removed: values of environment variables whose
-    name says KEY / TOKEN / SECRET / PASSWORD, and key-shaped strings (``sk-...``, bearer
-    tokens, ``api_key=...``). Applied to every error message before it is stored or shown."""
-    out = str(text or "")
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and _SECRET_ENV.search(name) and value in out:
-            out = out.replace(value, f"[redacted ${name}]")
-    for pat, repl in _SECRET_PATTERNS:
-        out = pat.sub(repl, out)
-    return out
+    """Every error message is redacted before it is stored or shown (evoroute.secrets), naming
+    the environment variable whose value was removed."""
+    return redact_secrets(text, name_env=True)
 
 
 # ------------------------------------------------------------------------------ litellm
