@@ -15,8 +15,7 @@ them after the fact).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,7 @@ from sqlmodel import Session, col
 from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.errors import ValidationError
 from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
-from evoroute.retrieval.index import ExperienceIndex
+from evoroute.retrieval.index import ExperienceIndex, one_blas_thread
 from evoroute.retrieval.tools import parse_tools
 from evoroute.storage import repo
 from evoroute.storage.tables import StepRecord
@@ -150,7 +149,7 @@ def redecide(steps: Sequence[SampledStep], index: ExperienceIndex, models: Seque
                    c for c in cfg.channels if c != "semantic") or ("role",)), index=index,
                    memo=memo)}
     rng = np.random.default_rng(0)   # posterior-mean mode draws nothing; the rng is unused
-    with _one_blas_thread():
+    with one_blas_thread():
         rows = [_redecide_one(s, emb_ok, routers, rng) for s, emb_ok in zip(steps, has_emb)]
     return _result(rows, weights)
 
@@ -192,20 +191,6 @@ def _result(rows: list[dict], weights: Weights) -> CounterfactualResult:
         expected_latency_s=mean("expected latency"), recorded_mix=share("recorded"),
         recorded_quality=mean("recorded quality"), recorded_cost_usd=mean("recorded cost") or 0.0,
         recorded_latency_s=mean("recorded latency") or 0.0, per_step=df)
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Similarities are matrix-vector products over a few thousand texts: one BLAS thread is
-    faster, and extra threads only spin on a busy machine (measured: 13 ms vs 1 ms per step
-    on 2 shared CPUs)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:   # pragma: no cover - a transitive dependency of sentence-transformers
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def counterfactual(index: ExperienceIndex, models: Sequence[ModelInfo], weights: Weights,

@@ -44,6 +44,7 @@ from evoroute.core.types import (PHASES, Decision, Explanation, ModelInfo, StepC
                                  StepOutcome, Weights)
 from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.policy.base import Router, make_router
+from evoroute.retrieval.index import one_blas_thread
 from evoroute.retrieval.tools import ToolPredictor
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
@@ -405,10 +406,7 @@ class RunLoop:
         return self.cum_cost / self.n_done if self.n_done else 0.0
 
     def steps(self) -> Iterator[StepResult]:
-        # Decisions are small matrix-vector products: one BLAS thread is several times faster
-        # than a pool that has to wake up and synchronise for each of them.
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             yield from self._steps()
 
     def _tools(self, s: Any) -> frozenset[str]:
