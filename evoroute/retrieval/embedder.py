@@ -22,6 +22,7 @@ import numpy as np
 
 from evoroute.config import CACHE_DIR, DATA_DIR, offline_env
 from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.storage.sqlite_wal import enable_wal
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class DiskCache:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, 30.0)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, "
                          "key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) "

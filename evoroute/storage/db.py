@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from evoroute import config
 from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
+from evoroute.storage.sqlite_wal import enable_wal
 
 _ENGINES: dict[str, Engine] = {}
 _LOCK = threading.Lock()
@@ -20,9 +21,8 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised via engine use
+    enable_wal(dbapi_conn, BUSY_TIMEOUT_MS / 1000)   # sets the busy timeout first
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
