@@ -116,6 +116,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
     print(f"experience base: {len(synced.index)} records; retrieved per channel: "
           + ", ".join(f"{k} {v}" for k, v in e.channels.items()))
     print(f"predicted tools: {', '.join(e.predicted_tools) or '-'}   weights (wp, wc, wd): {e.weights}")
+    if e.c_ref is not None:
+        print(f"utility scales: C_ref ${e.c_ref:.6f}, D_ref {e.d_ref:.3f} s "
+              "(largest estimated means among the explored candidates)")
     print(f"{'model':38} {'n':>6} {'P^':>6} {'C^ $':>10} {'D^ s':>7} {'pareto':6} "
           f"{'θP':>6} {'U':>8} {'prop':>5}")
     for c in sorted(e.candidates, key=lambda c: -(c.utility if c.utility is not None else -9e9)):

@@ -240,6 +240,10 @@ def show_explanation(ex: svc.StepExplanation) -> None:
                 f"{k} {v:,}" for k, v in e.channels.items())
                 + (f" · fallback: {e.fallback}" if e.fallback else "")
                 + (f" · predicted tools: {', '.join(e.predicted_tools)}" if e.predicted_tools else ""))
+        if e.c_ref is not None:
+            st.caption(f"utility U = w_p·P̃ − w_c·Ĉ/C_ref − w_d·D̂/D_ref with C_ref {usd(e.c_ref, 6)}, "
+                       f"D_ref {e.d_ref:.2f} s: the largest estimated means among the explored "
+                       "candidates, Pareto-pruned ones included")
         st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
 
 

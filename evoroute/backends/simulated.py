@@ -216,13 +216,13 @@ class SimulatedBackend(TableBackend):
     def best_model(self, weights: Weights | tuple[float, float, float], role: str) -> str:
         """The model with the highest expected utility for ``role`` (EvoRoute's scoring:
         Pareto filter on expected P, C, D; costs and latencies normalised by the largest
-        among the Pareto set)."""
+        among all the models, as the router normalises by its explored candidates)."""
         w = weights if isinstance(weights, Weights) else Weights(*weights)
         exp = self.expected()[role]
         names = list(exp)
         p, c, d = (np.array([exp[k][i] for k in names]) for i in range(3))
         keep = np.flatnonzero(pareto_mask(p, c, d))
-        u = utility(p[keep], c[keep], d[keep], w, reference_scale(c[keep]), reference_scale(d[keep]))
+        u = utility(p[keep], c[keep], d[keep], w, reference_scale(c), reference_scale(d))
         return names[int(keep[int(np.argmax(u))])]
 
     def ground_truth(self, weights: Weights | tuple[float, float, float]) -> dict[str, str]:

@@ -132,6 +132,8 @@ class Explanation:
     channels: dict[str, int] = field(default_factory=dict)   # role / semantic / tool / union
     fallback: str | None = None
     candidates: list[CandidateStat] = field(default_factory=list)
+    c_ref: float | None = None       # the utility's cost and duration scales (spec §3 step 7)
+    d_ref: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=json_default, allow_nan=False)

@@ -8,7 +8,11 @@ from evoroute.core.types import Weights
 
 
 def reference_scale(values: np.ndarray) -> float:
-    """C_ref / D_ref: the largest estimated mean among the step's candidates (1 if all zero)."""
+    """C_ref / D_ref: the largest estimated mean among the step's candidates (1 if all zero).
+
+    The router passes every explored candidate, Pareto-dominated ones included, so the scale
+    stays put when the filter prunes the most expensive model (docs/decisions.md).
+    """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     top = float(v.max()) if v.size else 0.0

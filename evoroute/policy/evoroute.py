@@ -214,8 +214,11 @@ class EvoRouteRouter(Router):
         for j, keep in zip(pool, front):
             cands[j].pareto = bool(keep)
         keep = pool[front] if cfg.pareto else pool
-        c_ref = reference_scale(est.c_mean[keep])
-        d_ref = reference_scale(est.d_mean[keep])
+        # C_ref, D_ref over every explored candidate, not only the Pareto survivors: a kept
+        # model's utility must not change because a dominated model was pruned (docs/decisions.md)
+        c_ref = reference_scale(est.c_mean[pool])
+        d_ref = reference_scale(est.d_mean[pool])
+        expl.c_ref, expl.d_ref = c_ref, d_ref
         sample = cfg.thompson and step.phase != "inference" and bool((est.n[keep] >= 2).all())
         if sample:
             th_p, th_c, th_d = self._draw(est, keep, rng, None)

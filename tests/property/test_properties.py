@@ -330,14 +330,17 @@ def test_incremental_batches_equal_one_batch(recs, split, emb_seed):
 @SETTINGS
 @given(base=bases, seed=seeds)
 def test_decision_utilities_match_recomputation(base, seed):
-    """The explanation's utilities are U recomputed from its own θ with the step's C_ref, D_ref."""
+    """The explanation's utilities are U recomputed from its own θ with the step's C_ref, D_ref,
+    the largest estimated means among all explored candidates (Pareto-pruned ones included)."""
     r = make_router(base)
     d = r.decide(step("optimize"), np.random.default_rng(seed))
     if d.explanation.mode not in ("thompson", "posterior_mean"):
         return
     kept = [c for c in d.explanation.candidates if c.utility is not None]
-    c_ref = reference_scale(np.array([c.c_hat for c in kept]))
-    d_ref = reference_scale(np.array([c.d_hat for c in kept]))
+    explored = [c for c in d.explanation.candidates if not c.unexplored]
+    c_ref = reference_scale(np.array([c.c_hat for c in explored]))
+    d_ref = reference_scale(np.array([c.d_hat for c in explored]))
+    assert (d.explanation.c_ref, d.explanation.d_ref) == (c_ref, d_ref)
     u = utility(np.array([c.theta_p for c in kept]), np.array([c.theta_c for c in kept]),
                 np.array([c.theta_d for c in kept]), r.config.weights, c_ref, d_ref)
     np.testing.assert_allclose([c.utility for c in kept], u, rtol=1e-12, atol=1e-12)

@@ -235,6 +235,29 @@ def test_pareto_dominated_model_is_never_chosen():
     assert 0 < picks.count("B") < 300
 
 
+# "pricey" is dominated by mid (P̂ 0.5 < 0.75, Ĉ 0.04 > 0.01, D̂ 8 > 4) and is the most expensive.
+PRUNED_TOP = dict(cheap=BASE["cheap"], mid=BASE["mid"],
+                  pricey=([1, 0, 1, 0], [.03, .05, .03, .05], [7, 9, 7, 9]))
+
+
+def test_reference_scale_keeps_the_pruned_most_expensive_model():
+    """C_ref = 0.04 and D_ref = 8 come from pricey although the Pareto filter drops it.
+
+    w = (1, 1, 0): cheap 0.5 − 0.002/0.04 = 0.45; mid 0.75 − 0.01/0.04 = 0.50 -> mid.
+    Normalising by the survivors only (C_ref = 0.01) would give cheap 0.30, mid −0.25 -> cheap:
+    a model's utility would jump because an unrelated, dominated model was pruned.
+    """
+    ms = [ModelInfo("cheap"), ModelInfo("mid"), ModelInfo("pricey")]
+    for pareto in (True, False):
+        r = router(ms, base=PRUNED_TOP, weights=Weights(1, 1, 0), pareto=pareto)
+        d = r.decide(step("inference"), np.random.default_rng(0))
+        u = {c.model: c.utility for c in d.explanation.candidates}
+        assert d.model == "mid"
+        assert u["cheap"] == pytest.approx(0.45) and u["mid"] == pytest.approx(0.50)
+        # the filter changes who competes, never the utility of those who do
+        assert u["pricey"] == (None if pareto else pytest.approx(0.5 - 1.0))
+
+
 def test_same_seed_same_decisions(models):
     r = router(models, weights=Weights(1, 0.6, 0))
     a = [r.decide(step(), np.random.default_rng(9)).explanation.to_json() for _ in range(5)]
