@@ -56,13 +56,15 @@ def register_routerbench_models(engine: Engine) -> list[str]:
 
 
 def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
-    """Idempotent: register the bundled models and, if the base has no run, replay one."""
+    """Idempotent: register the bundled models and, if the base has no step records yet, replay
+    one run (a base holding only runs that failed before their first step still gets it)."""
     engine = engine or db.get_engine()
     added = register_routerbench_models(engine)
     lines = [f"registered {len(added)} RouterBench models" if added
              else "RouterBench models already registered"]
     with db.session(engine) as s:
-        has_run = bool(repo.list_runs(session=s, limit=1))
+        n_steps = repo.count_steps(session=s)
+    has_run = n_steps > 0
     if run and not has_run:
         from evoroute.evaluation import runner
 
@@ -77,7 +79,7 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
                      f"quality {last.get('cum_quality', float('nan')):.3f}, "
                      f"cost ${last.get('cum_cost_usd', float('nan')):.4f}")
     elif has_run:
-        lines.append("the experience base already has runs; no demo run added")
+        lines.append(f"the experience base already has {n_steps:,} step records; no demo run added")
     return "\n".join(lines)
 
 

@@ -95,6 +95,18 @@ def test_decide_on_an_empty_base_uses_the_fallback_chain(url, capsys):
     assert sum(c["propensity"] for c in expl["candidates"]) == pytest.approx(1.0)
 
 
+def test_demo_replays_even_after_a_run_that_failed_before_its_first_step(url, capsys):
+    # no model registered yet: the run fails with one clear line and leaves a failed run row
+    assert run(url, "run", "--backend", "replay", "--data", "routerbench", "--quiet") == 2
+    assert "no candidate models" in capsys.readouterr().err
+    assert run(url, "demo") == 0                   # the first screen must not stay empty
+    assert "replayed demo run" in capsys.readouterr().out
+    with db.session(db.get_engine(url)) as s:
+        assert repo.count_steps(session=s) == 3150
+    assert run(url, "demo") == 0                   # idempotent
+    assert "already has 3,150 step records" in capsys.readouterr().out
+
+
 def test_replay_run_then_decide_from_the_stored_experience(url, capsys, tmp_path):
     assert run(url, "demo", "--no-run") == 0
     out_json = tmp_path / "run.json"
