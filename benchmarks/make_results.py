@@ -241,7 +241,7 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
             f"| quality {pm(evo['quality'], evo['quality_sd'])} vs {best['quality']:.3f} "
             f"({dq:+.2f} points); cost ${evo['cost_usd']:.3f} ± {evo['cost_usd_sd']:.3f} = "
             f"{100 * cr:.1f} % of ${best['cost_usd']:.3f} | {met} | {'; '.join(gap) or '–'} |")
-        summary.append(f"default weights, {proto}: {met.strip('*')} ({dq:+.2f} points at {100 * cr:.1f} % "
+        summary.append(f"default weights, {proto}: {met.replace('*', '')} ({dq:+.2f} points at {100 * cr:.1f} % "
                        f"of the cost)")
     for proto in ("bandit", "full"):
         key = f"{proto}_costlean"
@@ -262,13 +262,23 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
         if cr > 0.10:
             gap.append(f"cost {100 * (cr - 0.10):.1f} % of gpt-4's cost over")
         met = "**met**" if ok else "not met"
+        runs = (checks or {}).get(key) or []
+        if ok and runs:
+            # the mean can clear the bar while single seeds do not: say so
+            n_ok = sum(r["quality"] / best["quality"] >= 0.90 and r["cost"] / best["cost_usd"] <= 0.10
+                       for r in runs)
+            if n_ok < len(runs):
+                met = "**met** on the mean only"
+                gap.append(f"by {100 * (qr - 0.90):.2f} points of gpt-4's quality; {n_ok} of {len(runs)} "
+                           f"seeds meet it on their own (per-seed quality "
+                           + ", ".join(f"{r['quality']:.3f}" for r in runs) + ")")
         w = ",".join(f"{x:g}" for x in rep["weights"])
         lines.append(
             f"| cost-leaning weights ({w}): ≥ 90 % of gpt-4's quality at ≤ 10 % of its cost | {proto} "
             f"| quality {pm(evo['quality'], evo['quality_sd'])} = {100 * qr:.1f} % of {best['quality']:.3f}; "
             f"cost ${evo['cost_usd']:.3f} ± {evo['cost_usd_sd']:.3f} = {100 * cr:.1f} % of "
             f"${best['cost_usd']:.3f} | {met} | {'; '.join(gap) or '–'} |")
-        summary.append(f"cost-leaning, {proto}: {met.strip('*')} ({100 * qr:.1f} % of the quality at "
+        summary.append(f"cost-leaning, {proto}: {met.replace('*', '')} ({100 * qr:.1f} % of the quality at "
                        f"{100 * cr:.1f} % of the cost)")
     for proto in ("bandit", "full"):
         rows = reps[proto]["routers"]
@@ -283,7 +293,7 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
             f"| EvoRoute's AIQ highest of all non-oracle routers | {proto} | evoroute {others['evoroute']:.3f}, "
             f"rank {pos} of {len(rank)}; ahead of it: {', '.join(ahead) or 'none'} | {met} "
             f"| {gap_txt} |")
-        summary.append(f"AIQ, {proto}: {met.strip('*')} (rank {pos}; ahead: {', '.join(ahead) or 'none'})")
+        summary.append(f"AIQ, {proto}: {met.replace('*', '')} (rank {pos}; ahead: {', '.join(ahead) or 'none'})")
     for proto in ("bandit", "full"):
         t = reps[proto].get("timing") or {}
         total = t.get("total_s")
@@ -295,7 +305,7 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
             f"{t.get('cpu_s', float('nan')):.1f} CPU s, i.e. ≥ {t.get('cpu_s', float('nan')) / 2:.0f} s on "
             f"2 idle cores | {met} "
             f"| {'–' if ok else f'{total - 180:.1f} s over'} |")
-        summary.append(f"bench time, {proto}: {met.strip('*')} ({total:.1f} s)")
+        summary.append(f"bench time, {proto}: {met.replace('*', '')} ({total:.1f} s)")
         run_s = (t.get("run_s_by_router") or {}).get("evoroute")
         cpu_s = (t.get("run_cpu_s_by_router") or {}).get("evoroute")
         emb = t.get("embedding_s", 0.0)
@@ -935,11 +945,10 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
     ahead = {k: [r for r in reps[k]["routers"] if r != "evoroute"
                  and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"]] for k in ("bandit", "full")}
     sw = rep["sweeps"]["evoroute"]
-    thr_gap = min(reps[k]["routers"]["evoroute"]["aiq"] - reps[k]["routers"]["threshold"]["aiq"]
-                  for k in ("bandit", "full"))
-    thr_txt = (f"{rows['threshold']['aiq']:.3f}" if thr_gap >= 0.005 else
+    thr_gap = rows["evoroute"]["aiq"] - rows["threshold"]["aiq"]          # bandit protocol
+    thr_txt = (f"{rows['threshold']['aiq']:.3f}" if abs(thr_gap) >= 0.005 else
                f"{rows['threshold']['aiq']:.4f}; in the bandit protocol EvoRoute's {rows['evoroute']['aiq']:.4f} "
-               f"is only {thr_gap:.4f} above it, a tie within the seed noise")
+               f"differs from it by {thr_gap:+.4f}, a tie within the seed noise")
     p(f"- **AIQ.** EvoRoute's AIQ ({rows['evoroute']['aiq']:.3f} bandit, {f['evoroute']['aiq']:.3f} full) "
       f"is higher than every single model, random, round robin, cheapest and the RouteLLM-style threshold "
       f"router ({thr_txt}). Only these are higher: "
@@ -1000,10 +1009,20 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           "is smaller than its extra cost and delay terms; the utility margins are "
           + ", ".join(f"{margins[r]:.3f} on {r}" for r in sorted(margins)) + ".")
         shares = []
-        for role, v in sorted(run["roles"].items()):
-            top = max(v["models"], key=v["models"].get)
-            shares.append(f"{short(top)} on {role} ({100 * v['models'][top] / v['n']:.1f} % of its steps)")
-        p(f"  So EvoRoute converges to " + ", ".join(shares) +
+        for role in sorted(run["roles"]):
+            cnt = collections.Counter()
+            for r in checks["full"]:                       # every seed, not only the first
+                cnt.update(r["roles"][role]["models"])
+            n_all = sum(cnt.values())
+            (top, k1), *rest = cnt.most_common()
+            txt = f"{short(top)} on {role} ({100 * k1 / n_all:.1f} % of its steps"
+            if rest and k1 / n_all < 0.95:
+                m2, k2 = rest[0]
+                txt += (f"; {short(m2)} {100 * k2 / n_all:.1f} %" +
+                        (f": a utility margin of {margins[role]:.3f} lets each seed's own test outcomes "
+                         f"tip it" if role in margins and margins[role] < 0.02 else ""))
+            shares.append(txt + ")")
+        p(f"  So EvoRoute converges, over all seeds, to " + ", ".join(shares) +
           f": {evo_f['quality']:.3f} quality at {100 * evo_f['cost_usd'] / g4['cost_usd']:.1f} % of gpt-4's "
           f"cost. " + sweep_vs_target(reps))
     else:
@@ -1021,7 +1040,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           f"(cosine ≥ θ = {checks['theta']:g}) only adds records outside the role and tool groups, and the "
           f"neighbours it finds are all from the same benchmark (a test query with a neighbour in another "
           f"benchmark: {100 * other:.1f} %). So EvoRoute decides on per-benchmark averages, and in the "
-          f"full protocol it picks one model per benchmark. The semantic channel finds a neighbour for "
+          f"full protocol it mostly picks one model per benchmark. The semantic channel finds a neighbour for "
           f"{hits} test queries during the full-protocol runs (mean over seeds; the base also holds the test "
           f"queries already routed), and for {static} against the train split alone. The helper who built the benchmark "
           f"measured 5 %, 19 % and 45 %; the difference comes from which texts count as neighbours, and the "
@@ -1038,7 +1057,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
         p(f"- **Bandit runs depend on a few early outcomes.** Quality {pm(evo_b['quality'], evo_b['quality_sd'])}, "
           f"test cost ${pm(evo_b['cost_usd'], evo_b['cost_usd_sd'])} over {len(reps['bandit']['seeds'])} seeds. A "
           f"model counts as explored after n_min = 2 outcomes, and from then on the Pareto filter compares "
-          f"posterior means. After 2–3 outcomes those are 0, ½ or 1, so dominance is decided by luck. A "
+          f"posterior means. After a few outcomes those are coarse (after two: 0, ½ or 1), so dominance can be decided by luck. A "
           f"dominated model is not called again, and its estimate stays wrong until the estimates of the "
           f"models that dominate it fall below it. gpt-4 entered the test split outside the Pareto set in "
           f"{pc['pruned']} of {pc['cells']} (seed, benchmark) cases, {pc['pruned_few_calls']} of them after "
@@ -1078,13 +1097,21 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
         share = 100 * e["quality"] / bc["routers"][BEST]["quality"]
         cshare = 100 * e["cost_usd"] / bc["routers"][BEST]["cost_usd"]
         met = share >= 90 and cshare <= 10
-        p(f"- **Cost-leaning weights in the bandit protocol {'meet' if met else 'miss'} the target** "
+        seeds_ok = sum(r["quality"] / bc["routers"][BEST]["quality"] >= 0.90 for r in checks["bandit_costlean"])
+        n_seeds = len(checks["bandit_costlean"])
+        verdict = ("miss the target" if not met else "meet the target on the mean only" if seeds_ok < n_seeds
+                   else "meet the target")
+        p(f"- **Cost-leaning weights in the bandit protocol {verdict}** "
           f"({e['quality']:.3f} = {share:.1f} % of gpt-4's quality at {cshare:.1f} % of its cost; target ≥ 90 % "
-          f"at ≤ 10 %). This depends on how the cost is normalised. Until 2026-12-01 C_ref was the most "
+          f"at ≤ 10 %" + (f"; {seeds_ok} of {n_seeds} seeds reach 90 % on their own, and the mean clears it "
+                          f"by {share - 90:.2f} points against a seed sd of "
+                          f"{100 * e['quality_sd'] / bc['routers'][BEST]['quality']:.1f}" if met and seeds_ok < n_seeds
+                          else "") +
+          f"). This depends on how the cost is normalised. Until 2026-12-01 C_ref was the most "
           f"expensive model *still in the Pareto set*: once the filter had pruned gpt-4 (previous point), C_ref "
           f"fell to a cheaper model, the cost differences among the cheap models grew tenfold in the utility, "
           f"and at w_c = 1 the router settled on the cheapest model still kept (mistral-7b-chat got 61 % of "
-          f"test steps; quality 0.662 = 75.3 % of gpt-4's for $0.15). C_ref is now the largest estimated cost "
+          f"test steps; quality 0.662 = 75.3 % of gpt-4's for $0.15, docs/results/*.json at commit 83de870). C_ref is now the largest estimated cost "
           f"among *all explored* candidates, pruned ones included, so a kept model's utility no longer depends "
           f"on whether an unrelated dominated model was pruned (docs/decisions.md). We made that change from "
           f"this diagnosis, tried no other variant, and tuned nothing on the test split. At the start of the "
@@ -1132,19 +1159,24 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           "variant; Thompson sampling acts only while learning, so 'no TS' changes only the exploration. (iii) "
           "The optimisation phase after cold start is 2,155 tasks long, so cold start changes which models "
           "are explored first rather than how much is learned" +
-          (f" (here 'no cold start' {ab['evoroute-no-cold-start']['d']:+.2f} ± "
-           f"{ab['evoroute-no-cold-start']['sd']:.2f} points)" if "evoroute-no-cold-start" in ab else "") +
+          (f"; here 'no cold start' ({ab['evoroute-no-cold-start']['d']:+.2f} ± "
+           f"{ab['evoroute-no-cold-start']['sd']:.2f} points) is the largest loss, in the paper's direction, "
+           f"but within the seed noise" if "evoroute-no-cold-start" in ab else "") +
           ". The cost differences are within the noise too; bandit cost varies by more than $1 between seeds.")
         if abf:
             g = abf.get("evoroute-no-role-tool")
             p(f"In the full protocol the base is complete before the test split, so cold start and Thompson "
               f"sampling cannot matter: 'no cold start' and 'no TS' give "
               f"{abf.get('evoroute-no-cold-start', {}).get('d', float('nan')):+.2f} and "
-              f"{abf.get('evoroute-no-ts', {}).get('d', float('nan')):+.2f} points, as they must." +
+              f"{abf.get('evoroute-no-ts', {}).get('d', float('nan')):+.2f} points, as they must. 'No Pareto "
+              f"filter' gives {abf.get('evoroute-no-pareto', {}).get('d', float('nan')):+.2f}, as it now must "
+              f"too: test decisions use posterior means, and with C_ref and D_ref taken over every explored "
+              f"model a dominated model never has a higher utility than the model dominating it "
+              f"(docs/decisions.md)." +
               ("" if g is None else
                f" Semantic-only retrieval loses {-g['d']:.2f} ± {g['sd']:.2f} points. A query with "
                f"neighbours is decided on their few records instead of the benchmark's thousands, and those "
-               f"small samples send some queries to weak cheap models (model shares above: " +
+               f"small samples send some queries to weak cheap models (shares of test steps over all seeds: " +
                ", ".join(f"{short(m)} {100 * v:.1f} %" for m, v in
                          reps["full"]["routers"]["evoroute-no-role-tool"]["model_share"].items()
                          if m not in reps["full"]["routers"]["evoroute"]["model_share"]) + ")."))
@@ -1163,7 +1195,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
       "over all explored candidates instead of the Pareto survivors (\"Cost-leaning weights in the bandit "
       "protocol\" above). It was chosen from the diagnosis written before it, because a model's utility "
       "should not depend on whether an unrelated model was pruned; it has no parameter, and no other "
-      "variant was run. Before it, on the same commands: bandit 0.822 ± 0.031 for $1.387 at default "
+      "variant was run. Before it, on the same commands (docs/results/*.json at commit 83de870): bandit 0.822 ± 0.031 for $1.387 at default "
       "weights and 0.662 for $0.152 at cost-leaning weights; full 0.816 for $0.334 and 0.815 for $0.324.")
     return "\n".join(out)
 

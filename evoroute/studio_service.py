@@ -54,10 +54,19 @@ STUDIO_INDEX = ("ix_step_studio_cover", ("run_id", "model", "role", "task_key", 
 
 
 def ensure_indexes(engine: Engine) -> None:
-    from sqlalchemy import Index
+    """CREATE INDEX IF NOT EXISTS: two studio processes opening one base may both get here.
+
+    Plain DDL, not an ``Index`` object: that would attach itself to the table's metadata once
+    per call, and a later ``create_all`` on a new file would then try to create it twice.
+    """
+    from sqlalchemy import text
 
     name, cols = STUDIO_INDEX
-    Index(name, *[StepRecord.__table__.c[c] for c in cols]).create(engine, checkfirst=True)
+    table = StepRecord.__table__
+    for c in cols:
+        table.c[c]                                  # KeyError here if a column was renamed
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table.name} ({', '.join(cols)})"))
 
 
 def run_label(run: Run) -> str:

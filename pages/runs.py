@@ -241,9 +241,10 @@ def show_explanation(ex: svc.StepExplanation) -> None:
                 + (f" · fallback: {e.fallback}" if e.fallback else "")
                 + (f" · predicted tools: {', '.join(e.predicted_tools)}" if e.predicted_tools else ""))
         if e.c_ref is not None:
-            st.caption(f"utility U = w_p·P̃ − w_c·Ĉ/C_ref − w_d·D̂/D_ref with C_ref {usd(e.c_ref, 6)}, "
-                       f"D_ref {e.d_ref:.2f} s: the largest estimated means among the explored "
-                       "candidates, Pareto-pruned ones included")
+            st.caption(f"utility U = w_p·P̃ − w_c·θ_C/C_ref − w_d·θ_D/D_ref (θ: the sampled or mean "
+                       f"values in the table) with C_ref {usd(e.c_ref, 6)}, D_ref {e.d_ref:.2f} s: "
+                       "the largest estimated means Ĉ, D̂ among the explored candidates, "
+                       "Pareto-pruned ones included")
         st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
 
 

@@ -218,7 +218,8 @@ class EvoRouteRouter(Router):
         # model's utility must not change because a dominated model was pruned (docs/decisions.md)
         c_ref = reference_scale(est.c_mean[pool])
         d_ref = reference_scale(est.d_mean[pool])
-        expl.c_ref, expl.d_ref = c_ref, d_ref
+        if not cfg.raw_units:                 # raw units (USD, s) use no scales
+            expl.c_ref, expl.d_ref = c_ref, d_ref
         sample = cfg.thompson and step.phase != "inference" and bool((est.n[keep] >= 2).all())
         if sample:
             th_p, th_c, th_d = self._draw(est, keep, rng, None)

@@ -94,12 +94,16 @@ class DiskCache:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            enable_wal(conn, 30.0)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, "
-                         "key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) "
-                         "WITHOUT ROWID")
-            conn.commit()
+            try:
+                enable_wal(conn, 30.0)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, "
+                             "key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) "
+                             "WITHOUT ROWID")
+                conn.commit()
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

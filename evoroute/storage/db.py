@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -46,13 +47,15 @@ def make_engine(url: str | None = None) -> Engine:
     return engine
 
 
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
+def _create_tables(engine: Engine, attempts: int | None = None) -> None:
     """create_all, tolerant of another process creating the same tables at the same moment.
 
     create_all checks for each table and then creates it; two processes opening a fresh file
     together can both pass the check, and the slower one fails with "already exists". Running
     create_all again sees the table and goes on.
     """
+    # each lost race costs one table, so one attempt per table and one more always suffice
+    attempts = attempts or len(SQLModel.metadata.tables) + 1
     for attempt in range(attempts):
         try:
             SQLModel.metadata.create_all(engine)
@@ -60,6 +63,20 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
         except OperationalError as e:
             if "already exists" not in str(e) or attempt == attempts - 1:
                 raise
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (the bench's worker pool) must not reuse the parent's pooled SQLite
+    connections (SQLite forbids carrying a connection across fork); it opens its own."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+    _ENGINES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_engine(url: str | None = None) -> Engine:

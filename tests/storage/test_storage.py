@@ -209,3 +209,44 @@ def test_stop_flag_round_trip(engine, db_session):
     with open_session(engine) as s:
         r = repo.get_run(run.id, session=s)
         assert (r.status, r.n_steps_done) == ("stopped", 3)
+
+
+def test_studio_index_is_created_once_and_safely(engine):
+    """CREATE INDEX IF NOT EXISTS, and nothing attached to the table metadata (a later
+    create_all on a new file would otherwise try to create the index twice)."""
+    from evoroute.studio_service import STUDIO_INDEX, ensure_indexes
+
+    ensure_indexes(engine)
+    ensure_indexes(engine)                       # a second studio process on the same base
+    names = [i["name"] for i in inspect(engine).get_indexes("step")]
+    assert names.count(STUDIO_INDEX[0]) == 1
+    assert STUDIO_INDEX[0] not in {i.name for i in StepRecord.__table__.indexes}
+
+
+def test_a_forked_child_opens_its_own_connections(db_path):
+    """The bench forks workers: they must not reuse the parent's pooled SQLite connection."""
+    import os
+
+    from evoroute.storage import db as dbm
+
+    url = f"sqlite:///{db_path}"
+    parent = dbm.get_engine(url)
+    with dbm.session(parent) as s:
+        repo.create_run(session=s, config={}, name="parent")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                 # the child: report, then leave at once
+        try:
+            child = dbm.get_engine(url)
+            with dbm.session(child) as s:
+                repo.create_run(session=s, config={}, name="child")
+            os.write(w, b"new" if child is not parent else b"same")
+        except BaseException as exc:             # pragma: no cover - reported to the parent
+            os.write(w, repr(exc).encode()[:200])
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 300) == b"new"
+    with dbm.session(parent) as s:               # the parent's engine still works
+        assert sorted(x.name for x in repo.list_runs(session=s)) == ["child", "parent"]

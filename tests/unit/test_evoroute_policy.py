@@ -256,6 +256,11 @@ def test_reference_scale_keeps_the_pruned_most_expensive_model():
         assert u["cheap"] == pytest.approx(0.45) and u["mid"] == pytest.approx(0.50)
         # the filter changes who competes, never the utility of those who do
         assert u["pricey"] == (None if pareto else pytest.approx(0.5 - 1.0))
+        assert (d.explanation.c_ref, d.explanation.d_ref) == (pytest.approx(0.04), pytest.approx(8.0))
+    # raw units (USD and seconds) use no scales, and the explanation says so
+    raw = router(ms, base=PRUNED_TOP, weights=Weights(1, 1, 0), raw_units=True)
+    e = raw.decide(step("inference"), np.random.default_rng(0)).explanation
+    assert (e.c_ref, e.d_ref) == (None, None)
 
 
 def test_same_seed_same_decisions(models):
