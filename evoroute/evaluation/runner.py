@@ -271,6 +271,12 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         if embeddings is not None:
             training.embeddings = np.stack([embeddings[t] for t in training.instructions])
         router.fit(training)
+    # Baselines that rank by price fall back to recorded costs when no price is known (a replay
+    # file without token counts); only backends that hold every model's outcome can give them.
+    if getattr(router, "prices_unknown", lambda: False)():
+        costs = training if training is not None else backend.outcome_table("train")
+        if costs is not None:
+            router.fit_costs(costs)
     if preload is not None:
         _bulk_load(router, preload, embeddings)
 

@@ -22,6 +22,7 @@ Hooks the runner honours (all optional, so a router stays one small class):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,23 @@ def typical_cost(m: ModelInfo) -> float:
 
 class Baseline(Router):
     learns_online = False
+    #: mean recorded cost per call on the train split; set by :meth:`fit_costs` only when every
+    #: registered price is zero (a replay file without token counts: prices cannot be fitted)
+    recorded_cost: dict[str, float] | None = None
+
+    def prices_unknown(self) -> bool:
+        return len(self.models) > 1 and all(typical_cost(m) == 0 for m in self.models)
+
+    def fit_costs(self, table: Any) -> None:
+        """Rank by mean recorded cost when the registered prices cannot tell models apart."""
+        if not self.prices_unknown():
+            return
+        out = {}
+        for j, name in enumerate(table.models):
+            col = np.asarray(table.costs[:, j], dtype=float)
+            if np.isfinite(col).any():
+                out[name] = float(np.nanmean(col))
+        self.recorded_cost = out or None
 
     def _decision(self, step: StepContext, model: str, reason: str,
                   props: Mapping[str, float] | None = None) -> Decision:
@@ -54,7 +72,8 @@ class Baseline(Router):
         return Decision(model, float(props.get(model, 0.0)), expl)
 
     def _cheapest(self, names: Sequence[str]) -> str:
-        return min(names, key=lambda n: (typical_cost(self.by_name[n]), n))
+        rec = self.recorded_cost or {}
+        return min(names, key=lambda n: (typical_cost(self.by_name[n]), rec.get(n, math.inf), n))
 
 
 class SingleModelRouter(Baseline):
@@ -83,6 +102,11 @@ class CheapestRouter(Baseline):
 
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         pick = self._cheapest(self.candidates(step))
+        if self.recorded_cost and pick in self.recorded_cost:
+            return self._decision(step, pick, f"baseline: every registered price is 0, so models are "
+                                              f"ranked by mean recorded cost on the train split; "
+                                              f"{pick}'s is the lowest "
+                                              f"(${self.recorded_cost[pick]:.6f} per call)")
         return self._decision(step, pick, f"baseline: {pick} has the lowest registered price "
                                           f"(${typical_cost(self.by_name[pick]):.6f} for a typical "
                                           f"{TYPICAL_CALL_TOKENS[0]}-in / {TYPICAL_CALL_TOKENS[1]}-"

@@ -7,6 +7,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlmodel import select
 
@@ -280,3 +281,20 @@ def test_bench_validation_mode_never_reads_the_test_split():
     # 2225 train queries, 20 of them without every model's record are dropped
     assert res["n_test"] + res["n_train"] == 2205 and res["n_test"] == 664
     assert "validation" in res["dataset"]
+
+
+def test_cheapest_ranks_by_recorded_cost_when_no_price_is_known(tmp_path):
+    """A long-format file without token counts: no price can be fitted (all 0), so `cheapest`
+    ranks by the mean recorded cost on the train split instead of by name ("a" costs 10×)."""
+    from evoroute.evaluation.bench import run_bench
+
+    rows = [{"query_id": f"q{i}", "query": f"question {i}", "model": m, "score": float(i % 2),
+             "cost_usd": c, "split": "train" if i < 30 else "test"}
+            for i in range(40) for m, c in (("a", 0.01), ("b", 0.001))]
+    path = tmp_path / "no_tokens.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    res = run_bench(str(path), routers=["cheapest", "single:b"], seeds=1, progress=False,
+                    workers=1, sweep=False)
+    r = res["routers"]
+    assert r["cheapest"]["model_share"] == {"b": 1.0}
+    assert r["cheapest"]["cost_usd"] == pytest.approx(r["single:b"]["cost_usd"]) == pytest.approx(0.01)
