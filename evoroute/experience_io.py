@@ -175,7 +175,10 @@ def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
     header = [h.strip() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise DatasetError(f"required column missing (required: {', '.join(REQUIRED_COLUMNS)})",
+        hint = ("; this looks like a long-format replay dataset (query, model, score): replay it with "
+                "`python -m evoroute run --backend replay --data <file>` or `bench --data <file>`"
+                if {"query", "model", "score"} <= set(header) else "")
+        raise DatasetError(f"required column missing (required: {', '.join(REQUIRED_COLUMNS)}){hint}",
                            file=name, line=1, column=missing[0])
     dup = [h for h in header if header.count(h) > 1 and h]
     if dup:

@@ -61,6 +61,9 @@ def test_bad_rows_name_their_line_and_column():
     assert (e.line, e.column) == (1, "duration_s")
     e = _line_error(HEADER + "coder,m,x,1,1\n")
     assert e.line == 2 and "has 5 cells, the header has 9" in str(e)
+    # a replay dataset is not an experience log: the message says where it belongs
+    e = _line_error("query_id,query,model,score,cost_usd\nq1,hello,a,1,0.01\n")
+    assert (e.line, e.column) == (1, "role") and "--backend replay --data" in str(e)
     with pytest.raises(EmptyDatasetError):
         xio.parse_rows(HEADER, "f.csv")
     with pytest.raises(DatasetError) as exc:
