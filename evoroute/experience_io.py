@@ -176,7 +176,8 @@ def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         hint = ("; this looks like a long-format replay dataset (query, model, score): replay it with "
-                "`python -m evoroute run --backend replay --data <file>` or `bench --data <file>`"
+                "`python -m evoroute run --backend replay --data <file>` or `bench --data <file>`, "
+                "or give its path as the dataset of a replay run on the Runs page"
                 if {"query", "model", "score"} <= set(header) else "")
         raise DatasetError(f"required column missing (required: {', '.join(REQUIRED_COLUMNS)}){hint}",
                            file=name, line=1, column=missing[0])

@@ -54,19 +54,24 @@ STUDIO_INDEX = ("ix_step_studio_cover", ("run_id", "model", "role", "task_key", 
 
 
 def ensure_indexes(engine: Engine) -> None:
-    """CREATE INDEX IF NOT EXISTS: two studio processes opening one base may both get here.
+    """Create the studio's covering index if missing; safe when two processes race to it.
 
-    Plain DDL, not an ``Index`` object: that would attach itself to the table's metadata once
-    per call, and a later ``create_all`` on a new file would then try to create it twice.
+    The ``Index`` lives on a throwaway copy of the table's columns, so nothing is added to the
+    real table's metadata (a later ``create_all`` on a new file would create it twice).
+    ``checkfirst`` then CREATE is portable across databases; losing the race to another process
+    shows as "already exists" (SQLite, PostgreSQL) or "Duplicate key name" (MySQL), and is fine.
     """
-    from sqlalchemy import text
+    from sqlalchemy import Column, Index, MetaData, Table
+    from sqlalchemy.exc import DBAPIError
 
     name, cols = STUDIO_INDEX
-    table = StepRecord.__table__
-    for c in cols:
-        table.c[c]                                  # KeyError here if a column was renamed
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table.name} ({', '.join(cols)})"))
+    real = StepRecord.__table__
+    shadow = Table(real.name, MetaData(), *[Column(c, real.c[c].type) for c in cols])
+    try:
+        Index(name, *[shadow.c[c] for c in cols]).create(engine, checkfirst=True)
+    except DBAPIError as exc:
+        if "already exists" not in str(exc) and "Duplicate key name" not in str(exc):
+            raise
 
 
 def run_label(run: Run) -> str:

@@ -215,7 +215,8 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     state = {"data": data, "dataset": str(dataset), "models": infos, "protocol": protocol,
              "n_tasks": n_tasks, "n_train": n_train, "cold_start_tasks": cold_start_tasks,
              "steps_per_task": steps_per_task, "backend_params": bp, "weights": w,
-             "db_url": db, "router_params": dict(router_params or {})}
+             "db_url": db, "router_params": dict(router_params or {}),
+             "fixed_split": "split" in data.columns and bool(data["split"].notna().all())}
     _init_worker(state)
     probe = _backend(seed_list[0])
     test_table = probe.outcome_table("test")
@@ -335,8 +336,9 @@ SEED_INVARIANT = ("single:", "cheapest", "oracle", "threshold", "cascade")
 
 
 def _seed_invariant(router: str, state: dict[str, Any]) -> bool:
-    """Deterministic routers that do not learn, on a test set every seed shares."""
-    if state["n_tasks"] is not None or state["steps_per_task"] != 1:
+    """Deterministic routers that do not learn, on a test set every seed shares (a dataset
+    without a full split column gets a seeded split: then each seed has its own test set)."""
+    if state["n_tasks"] is not None or state["steps_per_task"] != 1 or not state["fixed_split"]:
         return False
     params = state.get("router_params", {}).get(router, {})
     if router == "cascade" and params.get("verifier_accuracy", 1.0) < 1.0:

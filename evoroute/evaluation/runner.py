@@ -273,10 +273,14 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         router.fit(training)
     # Baselines that rank by price fall back to recorded costs when no price is known (a replay
     # file without token counts); only backends that hold every model's outcome can give them.
+    costs_from = None
     if getattr(router, "prices_unknown", lambda: False)():
         costs = training if training is not None else backend.outcome_table("train")
         if costs is not None:
             router.fit_costs(costs)
+            if router.recorded_cost:
+                costs_from = (f"every registered price is 0: models ranked by mean recorded cost "
+                              f"on the train split ({len(costs)} steps)")
     if preload is not None:
         _bulk_load(router, preload, embeddings)
 
@@ -288,6 +292,7 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         "protocol_note": _protocol_note(spec, router, learns, preload),
         "trained_on": None if training is None else f"every model's outcome on the full train "
                                                    f"split ({len(training)} steps)",
+        "ranked_by": costs_from,
         "preloaded_records": 0 if preload is None else int((~np.isnan(preload.scores)).sum()),
         "embedded_texts": 0 if embeddings is None else len(embeddings),
         "embedding_s": round(emb_s, 3),

@@ -43,23 +43,32 @@ def typical_cost(m: ModelInfo) -> float:
 
 class Baseline(Router):
     learns_online = False
+    #: routers that pick by price (cheapest, a single model's stand-in)
+    ranks_by_price = False
     #: mean recorded cost per call on the train split; set by :meth:`fit_costs` only when every
     #: registered price is zero (a replay file without token counts: prices cannot be fitted)
     recorded_cost: dict[str, float] | None = None
 
     def prices_unknown(self) -> bool:
-        return len(self.models) > 1 and all(typical_cost(m) == 0 for m in self.models)
+        return (self.ranks_by_price and len(self.models) > 1
+                and all(typical_cost(m) == 0 for m in self.models))
 
     def fit_costs(self, table: Any) -> None:
-        """Rank by mean recorded cost when the registered prices cannot tell models apart."""
+        """Rank by mean recorded cost when the registered prices cannot tell models apart.
+
+        Left unset when the recorded costs cannot tell them apart either (e.g. override or
+        notional prices of 0, which replay recomputes as 0). Costs are averaged over the train
+        queries every model has an outcome on, so all models are compared on the same queries.
+        """
         if not self.prices_unknown():
             return
-        out = {}
-        for j, name in enumerate(table.models):
-            col = np.asarray(table.costs[:, j], dtype=float)
-            if np.isfinite(col).any():
-                out[name] = float(np.nanmean(col))
-        self.recorded_cost = out or None
+        costs = np.asarray(table.costs, dtype=float)
+        both = np.isfinite(costs).all(axis=1)
+        if not both.any():
+            return
+        means = costs[both].mean(axis=0)
+        out = {name: float(means[j]) for j, name in enumerate(table.models)}
+        self.recorded_cost = out if len(set(out.values())) > 1 else None
 
     def _decision(self, step: StepContext, model: str, reason: str,
                   props: Mapping[str, float] | None = None) -> Decision:
@@ -79,6 +88,8 @@ class Baseline(Router):
 class SingleModelRouter(Baseline):
     """Every step to one model: the reference points of every comparison."""
 
+    ranks_by_price = True              # for the stand-in when its model cannot run a step
+
     def __init__(self, models: list[ModelInfo], model: str) -> None:
         super().__init__(models)
         if model not in self.by_name:
@@ -91,14 +102,18 @@ class SingleModelRouter(Baseline):
         if self.model in names:
             return self._decision(step, self.model, f"baseline: every step goes to {self.model}")
         pick = self._cheapest(names)
+        how = ("by mean recorded cost, every registered price being 0"
+               if self.recorded_cost and pick in self.recorded_cost else "by registered price")
         return self._decision(step, pick, f"{self.model} has no outcome for this step; the "
-                                          f"cheapest available model {pick} stands in")
+                                          f"cheapest available model {pick} ({how}) stands in")
 
 
 class CheapestRouter(Baseline):
-    """Always the lowest registered price: the cost floor of every comparison."""
+    """Always the lowest registered price (the lowest mean recorded train cost when every
+    registered price is 0): the cost floor of every comparison."""
 
     name = "cheapest"
+    ranks_by_price = True
 
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         pick = self._cheapest(self.candidates(step))

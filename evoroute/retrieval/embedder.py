@@ -13,8 +13,10 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -75,6 +77,18 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, np.float32(1e-12))
 
 
+_CACHES: "weakref.WeakSet[DiskCache]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_CACHES):
+        cache._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class DiskCache:
     """Persistent (model, sha256(text)) -> float32 vector store in one SQLite file.
 
@@ -89,6 +103,12 @@ class DiskCache:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self.enabled = True
+        _CACHES.add(self)
+
+    def _forget_after_fork(self) -> None:
+        # a forked child must not use the parent's connection (SQLite forbids it); it reopens
+        self._lock = threading.Lock()
+        self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -33,10 +33,9 @@ def make_engine(url: str | None = None) -> Engine:
     """A new engine for ``url`` (default: ``EVOROUTE_DB_URL`` or the SQLite file under var/)."""
     url = url or config.db_url()
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        memory = path in ("", ":memory:")
+        memory = _is_memory_url(url)
+        if not memory:
+            Path(url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False,
                                                   "timeout": BUSY_TIMEOUT_MS / 1000},
                                **({"poolclass": StaticPool} if memory else {}))
@@ -55,6 +54,7 @@ def _create_tables(engine: Engine, attempts: int | None = None) -> None:
     create_all again sees the table and goes on.
     """
     # each lost race costs one table, so one attempt per table and one more always suffice
+    # (5 today, as before; this keeps it right when a table is added)
     attempts = attempts or len(SQLModel.metadata.tables) + 1
     for attempt in range(attempts):
         try:
@@ -66,13 +66,19 @@ def _create_tables(engine: Engine, attempts: int | None = None) -> None:
 
 
 def _after_fork_in_child() -> None:
-    """A forked child (the bench's worker pool) must not reuse the parent's pooled SQLite
-    connections (SQLite forbids carrying a connection across fork); it opens its own."""
+    """A forked child (the bench's worker pool) must not reuse the parent's pooled connections
+    to a database file (SQLite forbids carrying one across fork); it opens its own. In-memory
+    SQLite engines stay: the child's copy of that memory *is* its database."""
     global _LOCK
     _LOCK = threading.Lock()
-    for engine in _ENGINES.values():
-        engine.dispose(close=False)
-    _ENGINES.clear()
+    for url in list(_ENGINES):
+        if _is_memory_url(url):
+            continue
+        _ENGINES.pop(url).dispose(close=False)
+
+
+def _is_memory_url(url: str) -> bool:
+    return url.startswith("sqlite") and url.split("///", 1)[-1] in ("", ":memory:", "sqlite://")
 
 
 if hasattr(os, "register_at_fork"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -223,9 +224,11 @@ def test_studio_index_is_created_once_and_safely(engine):
     assert STUDIO_INDEX[0] not in {i.name for i in StepRecord.__table__.indexes}
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_a_forked_child_opens_its_own_connections(db_path):
     """The bench forks workers: they must not reuse the parent's pooled SQLite connection."""
     import os
+    import signal
 
     from evoroute.storage import db as dbm
 
@@ -236,6 +239,7 @@ def test_a_forked_child_opens_its_own_connections(db_path):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:                                 # the child: report, then leave at once
+        signal.alarm(60)                         # never hang the suite
         try:
             child = dbm.get_engine(url)
             with dbm.session(child) as s:
@@ -246,7 +250,22 @@ def test_a_forked_child_opens_its_own_connections(db_path):
         finally:
             os._exit(0)
     os.close(w)
-    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 90
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the forked child did not finish")
+        time.sleep(0.01)
     assert os.read(r, 300) == b"new"
     with dbm.session(parent) as s:               # the parent's engine still works
         assert sorted(x.name for x in repo.list_runs(session=s)) == ["child", "parent"]
+
+
+def test_studio_index_race_lost_to_another_process_is_fine(engine, monkeypatch):
+    """Another process created the index between our check and our CREATE."""
+    from evoroute.studio_service import STUDIO_INDEX, ensure_indexes
+
+    ensure_indexes(engine)                                       # "the other process"
+    monkeypatch.setattr(type(engine.dialect), "has_index", lambda *a, **k: False)
+    ensure_indexes(engine)                                       # CREATE fails "already exists"
+    assert [i["name"] for i in inspect(engine).get_indexes("step")].count(STUDIO_INDEX[0]) == 1

@@ -259,7 +259,11 @@ def test_reference_scale_keeps_the_pruned_most_expensive_model():
         assert (d.explanation.c_ref, d.explanation.d_ref) == (pytest.approx(0.04), pytest.approx(8.0))
     # raw units (USD and seconds) use no scales, and the explanation says so
     raw = router(ms, base=PRUNED_TOP, weights=Weights(1, 1, 0), raw_units=True)
-    e = raw.decide(step("inference"), np.random.default_rng(0)).explanation
+    d = raw.decide(step("inference"), np.random.default_rng(0))
+    e = d.explanation
+    assert (e.mode, d.model) == ("posterior_mean", "mid")
+    u = {c.model: c.utility for c in e.candidates}       # USD as is: cheap 0.5 − 0.002, mid 0.75 − 0.01
+    assert u["cheap"] == pytest.approx(0.498) and u["mid"] == pytest.approx(0.74)
     assert (e.c_ref, e.d_ref) == (None, None)
 
 

@@ -283,18 +283,75 @@ def test_bench_validation_mode_never_reads_the_test_split():
     assert "validation" in res["dataset"]
 
 
+def _no_token_file(tmp_path, split: bool = True):
+    """40 queries, two models, no token counts; "a" costs 10× "b" and sorts first by name."""
+    rows = [{"query_id": f"q{i}", "query": f"question {i}", "model": m, "score": float((i * 7) % 3 == 0),
+             "cost_usd": c, **({"split": "train" if i < 30 else "test"} if split else {})}
+            for i in range(40) for m, c in (("a", 0.01), ("b", 0.001))]
+    path = tmp_path / ("no_tokens.csv" if split else "unsplit.csv")
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
 def test_cheapest_ranks_by_recorded_cost_when_no_price_is_known(tmp_path):
     """A long-format file without token counts: no price can be fitted (all 0), so `cheapest`
     ranks by the mean recorded cost on the train split instead of by name ("a" costs 10×)."""
     from evoroute.evaluation.bench import run_bench
 
-    rows = [{"query_id": f"q{i}", "query": f"question {i}", "model": m, "score": float(i % 2),
-             "cost_usd": c, "split": "train" if i < 30 else "test"}
-            for i in range(40) for m, c in (("a", 0.01), ("b", 0.001))]
-    path = tmp_path / "no_tokens.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
+    path = _no_token_file(tmp_path)
     res = run_bench(str(path), routers=["cheapest", "single:b"], seeds=1, progress=False,
                     workers=1, sweep=False)
     r = res["routers"]
     assert r["cheapest"]["model_share"] == {"b": 1.0}
     assert r["cheapest"]["cost_usd"] == pytest.approx(r["single:b"]["cost_usd"]) == pytest.approx(0.01)
+
+
+
+def test_zero_prices_that_are_real_keep_the_registered_order(engine):
+    """Notional prices of 0 (free local models): replay recomputes every cost as 0, so recorded
+    costs cannot rank the models either; nothing is claimed about them."""
+    from evoroute.core.types import ModelInfo, StepContext
+    from evoroute.policy.base import make_router
+
+    models = [ModelInfo(m, 0.0, 0.0, price_source="notional") for m in ("a", "b")]
+    r = make_router("cheapest", models)
+    assert r.prices_unknown()
+    table = type("T", (), {"models": ["a", "b"], "costs": np.zeros((3, 2))})()   # replayed at $0
+    r.fit_costs(table)
+    assert r.recorded_cost is None
+    assert "lowest registered price" in r.decide(
+        StepContext(task_key="t", step_index=0, role="r", instruction="x"),
+        np.random.default_rng(0)).explanation.reason
+
+
+def test_bench_workers_fork_with_file_and_in_memory_databases(tmp_path):
+    """Forked bench workers read the registered models from the parent's database: a file (the
+    child opens its own connection) or an in-memory one (the child's copy of it)."""
+    from evoroute import registry
+    from evoroute.evaluation.bench import run_bench
+
+    path = _no_token_file(tmp_path)
+    for url in (f"sqlite:///{tmp_path / 'bench.db'}", "sqlite://"):
+        eng = db.get_engine(url)
+        with db.session(eng) as s:
+            for m, p in (("a", 10.0), ("b", 1.0)):
+                registry.add_model(session=s, name=m, input_price_per_m=p, output_price_per_m=p,
+                                   price_source="recorded")
+        res = run_bench(str(path), routers=["cheapest", "single:a", "random"], seeds=2,
+                        progress=False, workers=2, sweep=False, db=url)
+        assert res["routers"]["cheapest"]["model_share"] == {"b": 1.0}, url
+
+
+def test_unsplit_data_is_not_replicated_across_seeds(tmp_path):
+    """Without a split column every seed draws its own test set, so even a single model is run
+    per seed, not copied from the first one."""
+    from evoroute.evaluation.bench import run_bench
+
+    path = _no_token_file(tmp_path, split=False)
+    one = [run_bench(str(path), routers=["single:a"], seeds=[s], progress=False, workers=1,
+                     sweep=False)["routers"]["single:a"]["quality"] for s in (0, 1)]
+    both = run_bench(str(path), routers=["single:a"], seeds=[0, 1], progress=False, workers=1,
+                     sweep=False)["routers"]["single:a"]
+    assert one[0] != one[1]                                   # the seeded splits differ
+    assert both["quality"] == pytest.approx(sum(one) / 2)
+    assert both["quality_sd"] > 0
