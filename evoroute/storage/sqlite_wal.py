@@ -3,7 +3,8 @@
 ``PRAGMA journal_mode=WAL`` needs an exclusive lock. When another connection holds a lock,
 SQLite answers SQLITE_BUSY at once instead of calling the busy handler (waiting could
 deadlock), so ``busy_timeout`` does not help and two processes opening a fresh file together
-can fail with "database is locked" (seen on CI: about 1 in 30 races of 4 processes here).
+can fail with "database is locked" (it failed CI; here 4 of 120 processes racing in 30 rounds
+of 4 failed before this fix, 0 of 160 after).
 WAL is a property of the file and persists, so: set the busy timeout first, read the current
 mode (a plain read, which does wait), and only if it is not WAL yet, retry the switch with a
 short back-off until the timeout.
