@@ -122,8 +122,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     print(f"{'model':38} {'n':>6} {'P^':>6} {'C^ $':>10} {'D^ s':>7} {'pareto':6} "
           f"{'θP':>6} {'U':>8} {'prop':>5}")
     for c in sorted(e.candidates, key=lambda c: -(c.utility if c.utility is not None else -9e9)):
-        def f(x, fmt):
-            return format(x, fmt) if x is not None else "-"
+        def f(x, fmt):                       # "-" padded to the column's width
+            return format(x, fmt) if x is not None else format("-", ">" + fmt.split(".")[0])
         print(f"{c.model:38} {c.n:6d} {f(c.p_hat, '6.3f')} {f(c.c_hat, '10.6f')} {f(c.d_hat, '7.3f')} "
               f"{('yes' if c.pareto else ('new' if c.unexplored else 'no')):6} {f(c.theta_p, '6.3f')} "
               f"{f(c.utility, '8.4f')} {c.propensity:5.2f}")
