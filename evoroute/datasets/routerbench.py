@@ -118,15 +118,20 @@ def load_routerbench(tasks: Sequence[str] | None = None) -> pd.DataFrame:
 
 
 def load_dataset(name_or_path: str | Path) -> pd.DataFrame:
-    """A bundled dataset by name (see :data:`BUNDLED_DATASETS`) or a long-format file."""
+    """A bundled dataset by name (see :data:`BUNDLED_DATASETS`, and ``agent_steps``:
+    :mod:`evoroute.datasets.agent_steps`) or a long-format file."""
+    from evoroute.datasets.agent_steps import AGENT_STEPS_NAME, load_agent_steps
+
     key = str(name_or_path)
     if key in BUNDLED_DATASETS:
         return load_routerbench(BUNDLED_DATASETS[key])
+    if key == AGENT_STEPS_NAME:
+        return load_agent_steps()
     path = Path(key)
     if path.is_file():
         return read_long(path)
     raise DatasetError(f"unknown dataset {key!r}: not a bundled dataset "
-                       f"({', '.join(BUNDLED_DATASETS)}) and no such file")
+                       f"({', '.join([*BUNDLED_DATASETS, AGENT_STEPS_NAME])}) and no such file")
 
 
 # ------------------------------------------------------------------------------- building
