@@ -26,6 +26,23 @@ def _csv(text: str | None) -> list[str] | None:
     return None if not text else [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _ids(text: str | None, flag: str = "--runs") -> list[int] | None:
+    """Comma-separated run ids; ``abc`` is a one-line error naming the flag, not a traceback."""
+    out = []
+    for t in _csv(text) or []:
+        if not t.isdigit():
+            raise EvoRouteError(f"{flag} takes comma-separated run ids (whole numbers), got {t!r}")
+        out.append(int(t))
+    return out or None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the field and the problem), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 # ----------------------------------------------------------------------------- models
 def cmd_models(args: argparse.Namespace) -> int:
     from evoroute import registry
@@ -97,12 +114,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
         models = registry.model_infos(session=s, names=_csv(args.models))
     if not models:
         raise EvoRouteError("no enabled models: register one with `python -m evoroute models add`")
-    cfg = EvoRouteConfig(weights=Weights.parse(args.weights), theta=args.theta,
+    from evoroute.core.types import validate_name, validate_theta
+
+    cfg = EvoRouteConfig(weights=Weights.parse(args.weights), theta=validate_theta(args.theta),
                          perf_signal=args.signal)
-    synced = SyncedIndex(engine, run_ids=[int(r) for r in _csv(args.runs) or []] or None,
-                         perf_signal=args.signal)
+    role = validate_name(args.role, "role", label="--role")
+    if not args.instruction.strip():
+        raise EvoRouteError("the instruction is empty")
+    synced = SyncedIndex(engine, run_ids=_ids(args.runs), perf_signal=args.signal)
     router = EvoRouteRouter(models, cfg, index=synced.index)
-    step = StepContext(task_key="cli", step_index=0, role=args.role, instruction=args.instruction,
+    step = StepContext(task_key="cli", step_index=0, role=role, instruction=args.instruction,
                        phase=args.phase)
     d = router.decide(step, np.random.default_rng(args.seed))
     e = d.explanation
@@ -268,7 +289,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from evoroute import experience_io
     from evoroute.storage.repo import StepFilter
 
-    flt = StepFilter(run_ids=[int(r) for r in _csv(args.runs) or []] or None,
+    flt = StepFilter(run_ids=_ids(args.runs),
                      roles=_csv(args.roles), models=_csv(args.models), text=args.text)
     n = experience_io.export_csv(args.out, flt, engine=_engine(args))
     print(f"exported {n} step records to {args.out}")
@@ -285,7 +306,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m evoroute",
+    p = _Parser(prog="python -m evoroute",
                                 description="EvoRoute Studio: experience-driven per-step LLM routing.")
     p.add_argument("--db", help="SQLAlchemy URL of the experience base (default: EVOROUTE_DB_URL "
                                 "or var/evoroute.db)")
@@ -407,14 +428,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvoRouteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:   # a path given by the user: missing, a directory, not writable
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bad database URL or an unreachable database: one line, no traceback
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
         if not isinstance(exc, (ArgumentError, NoSuchModuleError, OperationalError)):
             raise
+        if isinstance(exc, OperationalError) and _is_lock_error(exc):
+            print(f"error: {_lock_message(args)}", file=sys.stderr)
+            return 2
         print(f"error: cannot use the experience base ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0]}); check --db / EVOROUTE_DB_URL", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text or "sqlite_busy" in text
+
+
+def _lock_message(args: argparse.Namespace) -> str:
+    """Who holds the write lock, as far as the base says (a read works while another writes)."""
+    from evoroute.experience_io import active_writers
+
+    try:
+        writers = active_writers(engine=_engine(args))
+    except Exception:  # the base cannot even be read now: say what is known
+        writers = []
+    who = "; ".join(writers) if writers else "another process"
+    return (f"the database is locked by another writer ({who}) and stayed locked longer than "
+            "the busy timeout; try again when it has finished")

@@ -7,7 +7,6 @@ every cost figure uses. API keys are never stored: they live in the environment 
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -16,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from evoroute import config  # noqa: F401  (sets the offline environment before litellm loads)
-from evoroute.core.types import ModelInfo
+from evoroute.core.types import (MAX_NAME_CHARS, MAX_PRICE_PER_M, MAX_TOKENS_PER_S, MAX_TTFT_S,
+                                 MIN_TOKENS_PER_S, ModelInfo, validate_name, validate_number)
 from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry
@@ -57,19 +57,14 @@ def litellm_catalogue(mode: str = "chat") -> list[str]:
                   if isinstance(v, dict) and v.get("mode") == mode and "input_cost_per_token" in v)
 
 
-def _number(value: Any, field: str, *, positive: bool = False) -> float:
-    label = _FIELD_LABEL.get(field, field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValidationError(f"{label} is missing", field)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{label} must be a number, got {value!r}", field) from None
-    if math.isnan(v) or math.isinf(v):
-        raise ValidationError(f"{label} must be a finite number, got {value!r}", field)
-    if v < 0 or (positive and v == 0):
-        raise ValidationError(f"{label} must be {'> 0' if positive else '>= 0'}, got {v:g}", field)
-    return v
+# bounds (evoroute.core.types): a price of 1e308 made every run cost $inf
+_BOUNDS = {"input_price_per_m": (0.0, MAX_PRICE_PER_M), "output_price_per_m": (0.0, MAX_PRICE_PER_M),
+           "ttft_s": (0.0, MAX_TTFT_S), "tokens_per_s": (MIN_TOKENS_PER_S, MAX_TOKENS_PER_S)}
+
+
+def _number(value: Any, field: str) -> float:
+    lo, hi = _BOUNDS[field]
+    return validate_number(value, field, lo=lo, hi=hi, label=_FIELD_LABEL.get(field, field))
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +75,15 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
     if "ttft_s" in out:
         out["ttft_s"] = _number(out["ttft_s"], "ttft_s")
     if "tokens_per_s" in out:
-        out["tokens_per_s"] = _number(out["tokens_per_s"], "tokens_per_s", positive=True)
+        out["tokens_per_s"] = _number(out["tokens_per_s"], "tokens_per_s")
+    if "litellm_id" in out:
+        lid = str(out["litellm_id"] or "").strip()
+        out["litellm_id"] = validate_name(lid, "litellm_id", max_chars=300,
+                                          label="litellm id") if lid else ""
+    if "notes" in out:
+        out["notes"] = str(out["notes"] or "")
+        if len(out["notes"]) > 10_000:
+            raise ValidationError("notes are longer than 10000 characters", "notes")
     if "api_base" in out and out["api_base"] is not None:
         base = str(out["api_base"]).strip()
         if "@" in base.split("//", 1)[-1].split("/", 1)[0]:
@@ -96,12 +99,11 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
               enabled: bool = True, notional: bool = False, notes: str = "",
               price_source: str | None = None) -> ModelEntry:
     """Register a candidate model. Missing prices come from litellm's cost map, else it fails."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError("model name is empty", "name")
+    name = validate_name(name, "name", max_chars=MAX_NAME_CHARS, label="model name")
     if repo.get_model(name, session=session) is not None:
         raise DuplicateModelError(f"a model named {name!r} is already registered", "name")
-    litellm_id = (litellm_id or "").strip()
+    litellm_id = _clean({"litellm_id": litellm_id})["litellm_id"]
+    notes = _clean({"notes": notes})["notes"]
     source = "notional" if notional else "override"
     if input_price_per_m is None or output_price_per_m is None:
         known = litellm_prices(litellm_id)

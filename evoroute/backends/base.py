@@ -273,6 +273,24 @@ def split_rng(seed: int, split: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), 7919, SPLITS.index(split) if split in SPLITS else 99])
 
 
+def check_backend_params(cls: type, params: dict[str, Any]) -> None:
+    """Backend settings (``--backend-param k=v``) must be keyword options of the backend, and a
+    numeric option takes a number: an unknown key was a TypeError traceback."""
+    import inspect
+
+    fixed = {"self", "dataset", "scenario", "models", "model_names", "seed", "steps_per_task"}
+    options = {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
+               if n not in fixed and p.kind is p.KEYWORD_ONLY}
+    for key, value in params.items():
+        if key not in options:
+            raise ValidationError(f"unknown backend setting {key!r} for {cls.__name__}; known: "
+                                  f"{', '.join(sorted(options)) or '(none)'}", key)
+        default = options[key].default
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValidationError(f"backend setting {key} must be a number, got {value!r}", key)
+
+
 def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = None,
                  model_names: list[str] | None = None, seed: int = 0, steps_per_task: int = 1,
                  **params: Any) -> Backend:
@@ -287,9 +305,11 @@ def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = No
             raise ValidationError("no candidate models: register and enable at least one model "
                                   "(`python -m evoroute demo --no-run` registers the RouterBench "
                                   "models)", "models")
+        check_backend_params(ReplayBackend, params)
         return ReplayBackend(dataset, models, seed=seed, steps_per_task=steps_per_task, **params)
     if name == "simulated":
         from evoroute.backends.simulated import SimulatedBackend
+        check_backend_params(SimulatedBackend, params)
         return SimulatedBackend(dataset or "default", seed=seed, steps_per_task=steps_per_task,
                                 model_names=model_names, **params)
     if name == "live":
@@ -298,5 +318,6 @@ def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = No
         except ImportError:
             raise ValidationError("the live backend is not available in this version",
                                   "backend") from None
+        check_backend_params(LiveBackend, params)
         return LiveBackend(dataset, models, seed=seed, steps_per_task=steps_per_task, **params)
     raise ValidationError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}", "backend")
