@@ -219,6 +219,8 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
              "fixed_split": "split" in data.columns and bool(data["split"].notna().all())}
     _init_worker(state)
     probe = _backend(seed_list[0])
+    cold_note = (_clamp_cold_start(state, len(probe.tasks("train"))) if protocol == "bandit"
+                 else None)
     test_table = probe.outcome_table("test")
     if n_tasks is not None:
         keep = {t.key for t in probe.tasks("test")[:n_tasks]}
@@ -265,6 +267,9 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     report = _report(results, wanted, seed_list, w, protocol, dataset, probe, test_table,
                      train_table, names, ladder_len, validation, len(sweep_list))
     report["sweep_seeds"] = sweep_list
+    report["cold_start_tasks"] = state["cold_start_tasks"]
+    if cold_note:
+        report["notes"].append(cold_note)
     report["timing"] = {"total_s": round(time.perf_counter() - t_start, 2),
                         "seed_invariant_routers": sorted(invariant),
                         "embedding_s": round(emb_s, 2), "runs": len(jobs), "workers": n_workers,
@@ -280,6 +285,23 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1, allow_nan=False, default=_json_num) + "\n")
     return report
+
+
+COLD_START_MAX_SHARE = 0.5    # of the train tasks (bandit protocol)
+
+
+def _clamp_cold_start(state: dict[str, Any], n_train_tasks: int) -> str | None:
+    """On a small dataset the default 50 cold-start tasks would take most of the train split
+    (the bundled agent steps have 62 train tasks): cap the cold start at half the train tasks,
+    so the bandit keeps the other half to learn online, and say so in the report."""
+    cap = int(n_train_tasks * COLD_START_MAX_SHARE)
+    asked = int(state["cold_start_tasks"])
+    if asked <= cap:
+        return None
+    state["cold_start_tasks"] = _STATE["cold_start_tasks"] = cap
+    return (f"cold start clamped from {asked} to {cap} tasks: at most "
+            f"{COLD_START_MAX_SHARE:.0%} of the {n_train_tasks} train tasks, so the bandit "
+            f"protocol keeps the other half to learn online.")
 
 
 def validation_split(data: Any, fraction: float, seed: int = 20_240) -> Any:
