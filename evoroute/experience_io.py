@@ -1,14 +1,29 @@
-"""Export step records to CSV and import them back: validated, all or nothing.
+"""Export step records to CSV and import them back: validated, redacted, round-trip safe.
 
-Export is safe to open in a spreadsheet: a text cell that starts with ``= + - @`` (or a tab /
-carriage return, OWASP's list) is prefixed with a single quote so it is never run as a
-formula, and anything that looks like a credential is redacted. API keys are never stored in
-the base to begin with (they live in the environment); the redaction guards the free-text
-columns (an error message from a provider can echo a key).
+Export is safe to open in a spreadsheet (OWASP's CSV-injection guidance): a text cell that a
+spreadsheet could run as a formula is prefixed with a single quote. That is a cell whose first
+character is a tab, carriage return or newline, or whose first non-whitespace character is one
+of ``= + - @`` or anything that NFKC-normalises to one (fullwidth ``＝ ＋ － ＠``, small and
+super/subscript forms, the minus sign ``−``). A cell that already starts with a quote followed
+by such text gets one more quote, so import removes exactly the quote export added: every text
+round-trips. Anything that looks like a credential is redacted (:mod:`evoroute.secrets`) on
+export *and* on import. Cells of any size up to :data:`~evoroute.core.types.MAX_TEXT_CHARS`
+round-trip (the csv module's 128 KiB field limit is raised).
 
-Import reads the same columns back. Every row is checked before anything is written; the
-first bad row raises :class:`~evoroute.errors.DatasetError` naming its line and column, and
-the rows are written in one transaction, so an import either lands completely or not at all.
+Import protocol (so another writer waits at most one chunk, and a bad file lands nothing):
+
+1. The whole file is read and validated first, streaming; the first bad row raises
+   :class:`~evoroute.errors.DatasetError` naming its line and column, and nothing is written.
+2. A run with status ``importing`` is created (its config names the file and the process),
+   then tasks and step records are written in transactions of :data:`CHUNK` rows each, so the
+   write lock is held for one chunk at a time (~0.1 s), not for the whole file.
+3. The last transaction marks the run ``finished``. If writing fails (lock timeout, disk full,
+   Ctrl-C), every row of the run is deleted again, in chunks, and the error is raised. A process
+   killed mid-import leaves a run ``importing`` whose process is gone; the next import (or
+   :func:`remove_stale_imports`) deletes it.
+
+While an import is being written its rows are visible as run N with status ``importing``;
+readers that must not see partial imports filter on the run status.
 Imported rows get phase ``import`` in a new run with backend ``import``.
 """
 
@@ -18,16 +33,23 @@ import csv
 import io
 import json
 import math
+import os
+import socket
+import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from evoroute import secrets
-from evoroute.errors import DatasetError, EmptyDatasetError
+from evoroute.core.types import (MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_STEP_COST_USD,
+                                 MAX_TEXT_CHARS, MAX_TOKEN_COUNT, validate_explanation,
+                                 validate_name)
+from evoroute.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task, utcnow
 
@@ -36,22 +58,45 @@ EXPORT_COLUMNS = ("id", "run_id", "task_key", "step_index", "phase", "role", "mo
                   "step_success", "task_success", "input_tokens", "output_tokens", "error",
                   "propensity", "router", "created_at", "explanation")
 REQUIRED_COLUMNS = ("role", "model", "instruction", "cost_usd", "duration_s")
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
+_FORMULA_START = frozenset("=+-@\u2212")     # U+2212 MINUS SIGN: some spreadsheets take it as -
 LATENCY_LABELS = ("modelled", "measured", "simulated", "unknown")
 _TEXT_COLUMNS = ("task_key", "phase", "role", "model", "query_id", "instruction", "tools",
                  "latency_label", "error", "router", "explanation")
-BATCH = 5000
+_VERBATIM = ("instruction", "error", "explanation")   # free text: not stripped on import
+BATCH = 5000       # rows per export page
+CHUNK = 5000       # rows per import transaction (measured: ~0.1 s of write lock each)
+IMPORTING = "importing"
+_ACTIVE_IMPORTS: set[int] = set()   # import runs this process is writing right now
 
 
 # ----------------------------------------------------------------------------- cells
+def _formula_like(value: str) -> bool:
+    """Would a spreadsheet run this as a formula (OWASP + leading space + NFKC forms)?"""
+    if not value:
+        return False
+    if value[0] in "\t\r\n":
+        return True
+    stripped = value.lstrip()
+    if not stripped:
+        return False
+    first = stripped[0]
+    return first in _FORMULA_START or unicodedata.normalize("NFKC", first)[:1] in _FORMULA_START
+
+
+def _needs_escape(value: str) -> bool:
+    # quotes followed by formula-like text get one more quote, so unescape is exact
+    return _formula_like(value.lstrip("'"))
+
+
 def escape_cell(value: str) -> str:
-    """Prefix a quote to text a spreadsheet would run as a formula (CSV injection)."""
-    return "'" + value if value and value.startswith(FORMULA_PREFIXES) else value
+    """Prefix a quote to text a spreadsheet could run as a formula (CSV injection)."""
+    return "'" + value if _needs_escape(value) else value
 
 
 def unescape_cell(value: str) -> str:
-    """Undo :func:`escape_cell` on import."""
-    if len(value) >= 2 and value[0] == "'" and value[1:].startswith(FORMULA_PREFIXES):
+    """Undo :func:`escape_cell` exactly: ``unescape_cell(escape_cell(v)) == v`` for every v."""
+    if value.startswith("'") and _needs_escape(value[1:]):
         return value[1:]
     return value
 
@@ -61,6 +106,23 @@ def redact_secrets(text: str, env: list[tuple[str, str]] | None = None) -> str:
     return secrets.redact(text, env=env) if text else text
 
 
+def _redact_explanation(text: str, env: list[tuple[str, str]] | None) -> str:
+    """Redact inside the JSON (its strings), so the cell stays valid JSON."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return redact_secrets(text, env)
+    return json.dumps(secrets.redact_json(obj, env=env), allow_nan=False)
+
+
+def _raise_csv_limit() -> None:
+    """The csv module refuses fields over 128 KiB by default; allow MAX_TEXT_CHARS (+ quotes)
+    so our own check names the column instead."""
+    want = MAX_TEXT_CHARS * 4 + 16
+    if csv.field_size_limit() < want:
+        csv.field_size_limit(min(want, sys.maxsize))
+
+
 # ----------------------------------------------------------------------------- export
 def iter_export_rows(flt: repo.StepFilter | None = None, *, engine: Engine | None = None
                      ) -> Iterator[list[Any]]:
@@ -68,6 +130,7 @@ def iter_export_rows(flt: repo.StepFilter | None = None, *, engine: Engine | Non
     flt = flt or repo.StepFilter()
     env = secrets.env_secrets()
     cols = [getattr(StepRecord, c) for c in EXPORT_COLUMNS]
+    expl = EXPORT_COLUMNS.index("explanation")
     yield list(EXPORT_COLUMNS)
     last = 0
     with db.session(engine) as s:
@@ -78,7 +141,10 @@ def iter_export_rows(flt: repo.StepFilter | None = None, *, engine: Engine | Non
             if not rows:
                 return
             for r in rows:
-                yield [_export_value(v, env) for v in r]
+                out = [_export_value(v, env) for v in r]
+                if r[expl]:
+                    out[expl] = escape_cell(_redact_explanation(r[expl], env))
+                yield out
             last = rows[-1][0]
 
 
@@ -96,8 +162,16 @@ def export_csv(dest: str | Path | IO[str], flt: repo.StepFilter | None = None, *
                engine: Engine | None = None) -> int:
     """Write the filtered step records as CSV to a path or text stream; returns the row count."""
     if isinstance(dest, (str, Path)):
-        with open(dest, "w", newline="", encoding="utf-8") as f:
-            return export_csv(f, flt, engine=engine)
+        path = Path(dest)
+        if path.is_dir():
+            raise EvoRouteError(f"cannot export to {path}: it is a directory; give a file name")
+        if not path.parent.is_dir():
+            raise EvoRouteError(f"cannot export to {path}: the folder {path.parent} does not exist")
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                return export_csv(f, flt, engine=engine)
+        except OSError as exc:
+            raise EvoRouteError(f"cannot write {path}: {exc.strerror or exc}") from None
     w = csv.writer(dest)
     n = -1
     for row in iter_export_rows(flt, engine=engine):
@@ -113,26 +187,38 @@ def export_csv_bytes(flt: repo.StepFilter | None = None, *, engine: Engine | Non
     return buf.getvalue().encode("utf-8"), n
 
 
-# ----------------------------------------------------------------------------- import
-def _text(source: str | Path | bytes | IO) -> tuple[str, str]:
-    """(text, display name) of a CSV source."""
+# ----------------------------------------------------------------------------- import: reading
+def _opener(source: str | Path | bytes | IO) -> tuple[Any, str]:
+    """(a function opening the CSV text afresh, display name). The file is read twice: once to
+    validate everything, once to write it, so a huge file never sits in memory."""
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise DatasetError("is a directory, not a CSV file", file=str(path))
         if not path.is_file():
             raise DatasetError("no such file", file=str(path))
-        data, name = path.read_bytes(), str(path)
-    elif isinstance(source, bytes):
+
+        def open_path() -> IO[str]:
+            try:
+                return open(path, encoding="utf-8-sig", newline="")
+            except OSError as exc:
+                raise DatasetError(f"cannot read the file ({exc.strerror or exc})",
+                                   file=str(path)) from None
+        return open_path, str(path)
+    if isinstance(source, bytes):
         data, name = source, "upload"
     else:
         data = source.read()
         name = getattr(source, "name", "upload")
-        if isinstance(data, str):
-            return data, name
-    try:
-        return data.decode("utf-8-sig"), name
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DatasetError("the file is not UTF-8 text", file=name, line=line) from None
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise DatasetError("the file is not UTF-8 text", file=name, line=line) from None
+    else:
+        text = str(data)
+    return (lambda: io.StringIO(text, newline="")), name
 
 
 def _float(raw: str, column: str, *, lo: float | None = None, hi: float | None = None,
@@ -144,28 +230,31 @@ def _float(raw: str, column: str, *, lo: float | None = None, hi: float | None =
     try:
         v = float(raw)
     except ValueError:
-        raise ValueError(f"must be a number, got {raw!r}") from None
+        raise ValueError(f"must be a number, got {_short(raw)}") from None
     if not math.isfinite(v):
-        raise ValueError(f"must be a finite number, got {raw!r}")
+        raise ValueError(f"must be a finite number, got {_short(raw)}")
     if lo is not None and v < lo:
         raise ValueError(f"must be >= {lo:g}, got {raw}")
     if hi is not None and v > hi:
-        raise ValueError(f"must be <= {hi:g}, got {raw}")
+        raise ValueError(f"must be <= {hi:g}, got {_short(raw)}")
     return v
 
 
-def _int(raw: str, column: str) -> int | None:
+def _int(raw: str, column: str, hi: float = MAX_TOKEN_COUNT) -> int | None:
     if raw == "":
         return None
-    v = _float(raw, column, lo=0)
+    v = _float(raw, column, lo=0, hi=hi)
     if v is None or v != int(v):
-        raise ValueError(f"must be a whole number >= 0, got {raw!r}")
+        raise ValueError(f"must be a whole number >= 0, got {_short(raw)}")
     return int(v)
 
 
-def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
-    """Validate every row; the first problem raises DatasetError with its line and column."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _short(value: str) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _header(reader: Any, name: str) -> tuple[dict[str, int], int]:
     try:
         header = next(reader)
     except StopIteration:
@@ -184,10 +273,23 @@ def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
     dup = [h for h in header if header.count(h) > 1 and h]
     if dup:
         raise DatasetError("column appears twice", file=name, line=1, column=dup[0])
-    pos = {h: i for i, h in enumerate(header)}
-    rows: list[dict[str, Any]] = []
+    return {h: i for i, h in enumerate(header)}, len(header)
+
+
+def iter_rows(stream: IO[str], name: str = "upload",
+              env: list[tuple[str, str]] | None = None) -> Iterator[dict[str, Any]]:
+    """Validated, redacted rows of a CSV stream; the first problem raises DatasetError with its
+    line and column. Task success must agree between the rows of one task."""
+    _raise_csv_limit()
+    env = secrets.env_secrets() if env is None else env
+    reader = csv.reader(stream)
+    try:
+        pos, width = _header(reader, name)
+    except UnicodeDecodeError:
+        raise DatasetError("the file is not UTF-8 text", file=name, line=1) from None
     task_success: dict[str, tuple[float | None, int]] = {}
     line = reader.line_num + 1
+    n = 0
     while True:
         start = line
         try:
@@ -196,140 +298,295 @@ def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
             break
         except csv.Error as exc:
             raise DatasetError(f"not valid CSV ({exc})", file=name, line=start) from None
+        except UnicodeDecodeError:
+            raise DatasetError("the file is not UTF-8 text", file=name, line=start) from None
         line = reader.line_num + 1
         if not cells or all(not c.strip() for c in cells):
             continue
-        if len(cells) != len(header):
-            raise DatasetError(f"has {len(cells)} cells, the header has {len(header)}",
+        if len(cells) != width:
+            raise DatasetError(f"has {len(cells)} cells, the header has {width}",
                                file=name, line=start)
-
-        def get(c: str) -> str:
-            i = pos.get(c)
-            return "" if i is None else unescape_cell(cells[i].strip() if c not in
-                                                      ("instruction", "explanation") else cells[i])
-        column = ""
-        try:
-            rec: dict[str, Any] = {}
-            for column in ("role", "model", "instruction"):
-                v = get(column)
-                if not v.strip():
-                    raise ValueError("is empty")
-                rec[column] = v
-            column = "cost_usd"
-            rec["cost_usd"] = _float(get(column), column, lo=0, required=True)
-            column = "duration_s"
-            rec["duration_s"] = _float(get(column), column, lo=0, required=True)
-            for column in ("step_success", "task_success"):
-                rec[column] = _float(get(column), column, lo=0, hi=1)
-            column = "propensity"
-            rec["propensity"] = _float(get(column), column, lo=0, hi=1)
-            column = "ttft_s"
-            rec["ttft_s"] = _float(get(column), column, lo=0)
-            for column in ("input_tokens", "output_tokens"):
-                rec[column] = _int(get(column), column)
-            column = "step_index"
-            rec["step_index"] = _int(get(column), column) or 0
-            column = "latency_label"
-            lab = get(column) or "unknown"
-            if lab not in LATENCY_LABELS:
-                raise ValueError(f"must be one of {', '.join(LATENCY_LABELS)}, got {lab!r}")
-            rec["latency_label"] = lab
-            column = "tools"
-            rec["tools"] = ";".join(sorted({t.strip() for t in get(column).split(";") if t.strip()}))
-            column = "explanation"
-            expl = get(column)
-            if expl:
-                try:
-                    json.loads(expl)
-                except ValueError:
-                    raise ValueError("is not valid JSON") from None
-            rec["explanation"] = expl or None
-            for column in ("query_id", "error", "router"):
-                rec[column] = get(column) or (None if column != "router" else "")
-            column = "task_key"
-            rec["task_key"] = get(column) or f"import-line-{start}"
-            prev = task_success.get(rec["task_key"])
-            if prev is not None and prev[0] is not None and rec["task_success"] is not None \
-                    and prev[0] != rec["task_success"]:
-                column = "task_success"
-                raise ValueError(f"differs from line {prev[1]} of the same task "
-                                 f"({prev[0]:g} vs {rec['task_success']:g})")
-            if prev is None or prev[0] is None:
-                task_success[rec["task_key"]] = (rec["task_success"], start)
-        except ValueError as exc:
-            raise DatasetError(f"{column} {exc}", file=name, line=start, column=column) from None
-        rec["_line"] = start
-        rows.append(rec)
-    if not rows:
+        rec = _row(cells, pos, start, name, env, task_success)
+        n += 1
+        yield rec
+    if not n:
         raise EmptyDatasetError("the file has a header but no rows", file=name, line=2)
-    return rows
 
 
+def _row(cells: list[str], pos: dict[str, int], start: int, name: str,
+         env: list[tuple[str, str]], task_success: dict[str, tuple[float | None, int]]
+         ) -> dict[str, Any]:
+    def get(c: str) -> str:
+        i = pos.get(c)
+        if i is None:
+            return ""
+        raw = cells[i]
+        if len(raw) > MAX_TEXT_CHARS:
+            raise ValueError(f"is {len(raw):,} characters long; at most {MAX_TEXT_CHARS:,} are "
+                             "allowed")
+        return unescape_cell(raw if c in _VERBATIM else raw.strip())
+
+    column = ""
+    try:
+        rec: dict[str, Any] = {}
+        for column in ("role", "model"):
+            rec[column] = validate_name(redact_secrets(get(column), env), column,
+                                        max_chars=MAX_NAME_CHARS)
+        column = "instruction"
+        v = get(column)
+        if not v.strip():
+            raise ValueError("is empty")
+        rec[column] = redact_secrets(v, env)
+        column = "cost_usd"
+        rec["cost_usd"] = _float(get(column), column, lo=0, hi=MAX_STEP_COST_USD, required=True)
+        column = "duration_s"
+        rec["duration_s"] = _float(get(column), column, lo=0, hi=MAX_DURATION_S, required=True)
+        for column in ("step_success", "task_success"):
+            rec[column] = _float(get(column), column, lo=0, hi=1)
+        column = "propensity"
+        rec["propensity"] = _float(get(column), column, lo=0, hi=1)
+        column = "ttft_s"
+        rec["ttft_s"] = _float(get(column), column, lo=0, hi=MAX_DURATION_S)
+        for column in ("input_tokens", "output_tokens"):
+            rec[column] = _int(get(column), column)
+        column = "step_index"
+        rec["step_index"] = _int(get(column), column, hi=1_000_000) or 0
+        column = "latency_label"
+        lab = get(column) or "unknown"
+        if lab not in LATENCY_LABELS:
+            raise ValueError(f"must be one of {', '.join(LATENCY_LABELS)}, got {_short(lab)}")
+        rec["latency_label"] = lab
+        column = "tools"
+        tools = sorted({t.strip() for t in get(column).split(";") if t.strip()})
+        for t in tools:
+            validate_name(t, "tools", label="a tool name")
+        rec["tools"] = ";".join(tools)
+        column = "explanation"
+        expl = get(column)
+        rec["explanation"] = (_redact_explanation(validate_explanation(expl), env)
+                              if expl.strip() else None)
+        column = "error"
+        rec["error"] = redact_secrets(get(column), env) or None
+        column = "router"
+        router = get(column)
+        rec["router"] = validate_name(router, column) if router else ""
+        column = "query_id"
+        qid = get(column)
+        rec["query_id"] = (validate_name(redact_secrets(qid, env), column, max_chars=MAX_ID_CHARS,
+                                         commas=True) if qid else None)
+        column = "task_key"
+        key = get(column)
+        rec["task_key"] = (validate_name(redact_secrets(key, env), column, max_chars=MAX_ID_CHARS,
+                                         commas=True) if key else f"import-line-{start}")
+        prev = task_success.get(rec["task_key"])
+        if prev is not None and prev[0] is not None and rec["task_success"] is not None \
+                and prev[0] != rec["task_success"]:
+            column = "task_success"
+            raise ValueError(f"differs from line {prev[1]} of the same task "
+                             f"({prev[0]:g} vs {rec['task_success']:g})")
+        if prev is None or prev[0] is None:
+            task_success[rec["task_key"]] = (rec["task_success"], start)
+    except EvoRouteError as exc:     # ValidationError: its message names the field already
+        raise DatasetError(str(exc), file=name, line=start, column=column) from None
+    except ValueError as exc:
+        raise DatasetError(f"{column} {exc}", file=name, line=start, column=column) from None
+    rec["_line"] = start
+    return rec
+
+
+def parse_rows(text: str, name: str = "upload") -> list[dict[str, Any]]:
+    """Validate every row of a CSV text; the first problem raises DatasetError with its line
+    and column (small files; :func:`import_csv` streams)."""
+    return list(iter_rows(io.StringIO(text, newline=""), name))
+
+
+# ----------------------------------------------------------------------------- import: writing
 def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
-               name: str | None = None, embed: bool = False, embedder: Any = None
-               ) -> tuple[int, int]:
-    """Validate, then write every row in one transaction; returns (run id, rows imported).
+               name: str | None = None, embed: bool = False, embedder: Any = None,
+               chunk: int = CHUNK) -> tuple[int, int]:
+    """Validate the whole file, then write it in chunks (module docstring); returns
+    (run id, rows imported).
 
     ``embed`` computes instruction embeddings (so the semantic channel sees the rows); without
     it the rows are found by the role and tool channels only.
     """
-    text, display = _text(source)
+    opener, display = _opener(source)
     display = name or display
-    rows = parse_rows(text, display)
-    embeddings = None
-    if embed:
-        if embedder is None:
-            from evoroute.retrieval.embedder import get_embedder
-            embedder = get_embedder()
-        embeddings = embedder.encode([r["instruction"] for r in rows])
+    env = secrets.env_secrets()
+    # pass 1: validate everything, keep only what the task rows need
+    tasks: dict[str, list] = {}          # task_key -> [n, cost, duration, success]
+    n_rows, total_cost = 0, 0.0
+    with opener() as fh:
+        for r in iter_rows(fh, display, env):
+            a = tasks.setdefault(r["task_key"], [0, 0.0, 0.0, None])
+            a[0] += 1
+            a[1] += r["cost_usd"]
+            a[2] += r["duration_s"]
+            if a[3] is None:
+                a[3] = r["task_success"]
+            n_rows += 1
+            total_cost += r["cost_usd"]
+    if embed and embedder is None:
+        from evoroute.retrieval.embedder import get_embedder
+        embedder = get_embedder()
     engine = engine or db.get_engine()
-    tasks: dict[str, float | None] = {}
-    for r in rows:
-        if tasks.get(r["task_key"]) is None:
-            tasks[r["task_key"]] = r["task_success"]
+    remove_stale_imports(engine=engine)
     now = utcnow()
+    source_name = Path(display).name
     with db.session(engine) as s:
+        run = Run(name=f"import: {source_name}", status=IMPORTING, backend="import",
+                  dataset=source_name, router="import", label="imported",
+                  config_json=json.dumps({"source": source_name, "rows": n_rows,
+                                          "pid": os.getpid(), "host": socket.gethostname()}),
+                  n_tasks_total=len(tasks), n_steps_done=0, cost_usd=0.0, started_at=now)
+        s.add(run)
+        s.commit()
+        run_id = int(run.id)
+    _ACTIVE_IMPORTS.add(run_id)
+    try:
+        ids = _write_tasks(engine, run_id, tasks, now, chunk)
+        written = 0
+        buf: list[dict[str, Any]] = []
+        with opener() as fh:       # pass 2: the same validation, then chunked writes
+            for r in iter_rows(fh, display, env):
+                buf.append(r)
+                if len(buf) >= chunk:
+                    written += _write_steps(engine, run_id, buf, ids, tasks, now, embedder)
+                    buf = []
+            if buf:
+                written += _write_steps(engine, run_id, buf, ids, tasks, now, embedder)
+        if written != n_rows:
+            raise DatasetError(f"the file changed while it was imported ({n_rows} rows when "
+                               f"checked, {written} when written)", file=display)
+        with engine.begin() as conn:
+            conn.execute(update(Run).where(col(Run.id) == run_id).values(
+                status="finished", n_steps_done=n_rows, cost_usd=float(total_cost),
+                finished_at=utcnow()))
+    except BaseException as exc:
         try:
-            run = Run(name=f"import: {Path(display).name}", status="finished", backend="import",
-                      dataset=Path(display).name, router="import", label="imported",
-                      config_json=json.dumps({"source": Path(display).name, "rows": len(rows)}),
-                      n_tasks_total=len(tasks), n_steps_done=len(rows),
-                      cost_usd=float(sum(r["cost_usd"] for r in rows)),
-                      started_at=now, finished_at=now)
-            s.add(run)
-            s.flush()
-            agg: dict[str, list[float]] = {}
-            for r in rows:
-                a = agg.setdefault(r["task_key"], [0, 0.0, 0.0])
-                a[0] += 1
-                a[1] += r["cost_usd"]
-                a[2] += r["duration_s"]
-            s.execute(insert(Task), [
-                {"run_id": run.id, "task_key": k, "split": "", "phase": "import",
-                 "n_steps": int(agg[k][0]), "success": v, "cost_usd": agg[k][1],
-                 "duration_s": agg[k][2], "created_at": now, "finished_at": now}
-                for k, v in tasks.items()])
-            ids = dict(s.execute(select(Task.task_key, Task.id).where(Task.run_id == run.id)).all())
-            # P(τ) of a task is known for all its rows once any row gives it
-            s.execute(insert(StepRecord), [
-                {"run_id": run.id, "task_id": ids[r["task_key"]], "task_key": r["task_key"],
-                 "step_index": r["step_index"], "phase": "import", "role": r["role"],
-                 "model": r["model"], "query_id": r["query_id"], "instruction": r["instruction"],
-                 "embedding": None if embeddings is None else repo.embedding_to_bytes(embeddings[i]),
-                 "tools": r["tools"], "cost_usd": r["cost_usd"], "duration_s": r["duration_s"],
-                 "latency_label": r["latency_label"], "ttft_s": r["ttft_s"],
-                 "step_success": r["step_success"], "task_success": tasks[r["task_key"]],
-                 "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
-                 "error": r["error"], "explanation": r["explanation"],
-                 "propensity": r["propensity"], "router": r["router"], "created_at": now}
-                for i, r in enumerate(rows)])
-            s.commit()
-        except Exception:
-            s.rollback()
-            raise
-        return int(run.id), len(rows)
+            remove_import(run_id, engine=engine)
+        except Exception:   # pragma: no cover - the stale-import sweep removes it later
+            pass
+        from sqlalchemy.exc import OperationalError
+        if isinstance(exc, OperationalError) and "locked" in str(exc).lower():
+            who = "; ".join(w for w in active_writers(engine=engine)
+                            if not w.startswith(f"import of {source_name} (run {run_id},"))
+            raise EvoRouteError(
+                f"import of {source_name} stopped: the database is locked by another writer "
+                f"({who or 'another process'}); nothing was imported, try again") from None
+        raise
+    finally:
+        _ACTIVE_IMPORTS.discard(run_id)
+    return run_id, n_rows
 
 
-__all__ = ["EXPORT_COLUMNS", "REQUIRED_COLUMNS", "escape_cell", "unescape_cell",
-           "redact_secrets", "export_csv", "export_csv_bytes", "iter_export_rows",
-           "parse_rows", "import_csv"]
+def _write_tasks(engine: Engine, run_id: int, tasks: dict[str, list], now: Any,
+                 chunk: int) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    keys = list(tasks)
+    last = 0
+    for i in range(0, len(keys), chunk):
+        with engine.begin() as conn:
+            conn.execute(insert(Task), [
+                {"run_id": run_id, "task_key": k, "split": "", "phase": "import",
+                 "n_steps": int(tasks[k][0]), "success": tasks[k][3], "cost_usd": tasks[k][1],
+                 "duration_s": tasks[k][2], "created_at": now, "finished_at": now}
+                for k in keys[i:i + chunk]])
+            for key, tid in conn.execute(select(Task.task_key, Task.id).where(
+                    Task.run_id == run_id).where(col(Task.id) > last).order_by(Task.id)):
+                ids[key] = int(tid)
+                last = int(tid)
+    return ids
+
+
+def _write_steps(engine: Engine, run_id: int, rows: list[dict[str, Any]], ids: dict[str, int],
+                 tasks: dict[str, list], now: Any, embedder: Any) -> int:
+    embeddings = None if embedder is None else embedder.encode([r["instruction"] for r in rows])
+    with engine.begin() as conn:
+        # P(τ) of a task is known for all its rows once any row gives it
+        conn.execute(insert(StepRecord), [
+            {"run_id": run_id, "task_id": ids[r["task_key"]], "task_key": r["task_key"],
+             "step_index": r["step_index"], "phase": "import", "role": r["role"],
+             "model": r["model"], "query_id": r["query_id"], "instruction": r["instruction"],
+             "embedding": None if embeddings is None else repo.embedding_to_bytes(embeddings[i]),
+             "tools": r["tools"], "cost_usd": r["cost_usd"], "duration_s": r["duration_s"],
+             "latency_label": r["latency_label"], "ttft_s": r["ttft_s"],
+             "step_success": r["step_success"], "task_success": tasks[r["task_key"]][3],
+             "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+             "error": r["error"], "explanation": r["explanation"],
+             "propensity": r["propensity"], "router": r["router"], "created_at": now}
+            for i, r in enumerate(rows)])
+        conn.execute(update(Run).where(col(Run.id) == run_id).values(
+            n_steps_done=Run.n_steps_done + len(rows)))
+    return len(rows)
+
+
+def remove_import(run_id: int, *, engine: Engine | None = None, chunk: int = CHUNK) -> None:
+    """Delete an (unfinished) import run and its rows, one chunk per transaction."""
+    engine = engine or db.get_engine()
+    for table in (StepRecord, Task):
+        while True:
+            with engine.begin() as conn:
+                sub = select(table.id).where(table.run_id == run_id).limit(chunk)
+                if conn.execute(delete(table).where(col(table.id).in_(sub))).rowcount == 0:
+                    break
+    with engine.begin() as conn:
+        conn.execute(delete(Run).where(col(Run.id) == run_id))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_imports(*, engine: Engine | None = None) -> list[int]:
+    """Delete imports left ``importing`` by a process that is gone (killed mid-import) or by
+    this process outside an import (a failed clean-up); returns their run ids."""
+    engine = engine or db.get_engine()
+    host = socket.gethostname()
+    stale = []
+    with engine.connect() as conn:
+        runs = conn.execute(select(Run.id, Run.config_json).where(Run.status == IMPORTING)).all()
+    for rid, cfg in runs:
+        try:
+            c = json.loads(cfg or "{}")
+            pid, h = int(c.get("pid")), c.get("host")
+        except (TypeError, ValueError):
+            continue
+        if h != host:
+            continue
+        if not _pid_alive(pid) or (pid == os.getpid() and rid not in _ACTIVE_IMPORTS):
+            remove_import(int(rid), engine=engine)
+            stale.append(int(rid))
+    return stale
+
+
+def active_writers(*, engine: Engine | None = None) -> list[str]:
+    """What is writing to the base, as the run table says: imports in progress and runs that
+    are pending or running (named in a lock-timeout message)."""
+    engine = engine or db.get_engine()
+    with engine.connect() as conn:
+        rows = conn.execute(select(Run.id, Run.status, Run.backend, Run.dataset, Run.config_json)
+                            .where(col(Run.status).in_((IMPORTING, "running", "pending")))
+                            .order_by(Run.id)).all()
+    out = []
+    for rid, status, backend, dataset, cfg in rows:
+        if status == IMPORTING:
+            try:
+                c = json.loads(cfg or "{}")
+            except ValueError:
+                c = {}
+            out.append(f"import of {c.get('source', dataset)} (run {rid}, pid {c.get('pid')})")
+        else:
+            out.append(f"run {rid} ({backend} on {dataset}, {status})")
+    return out
+
+
+__all__ = ["EXPORT_COLUMNS", "REQUIRED_COLUMNS", "CHUNK", "escape_cell", "unescape_cell",
+           "redact_secrets", "export_csv", "export_csv_bytes", "iter_export_rows", "iter_rows",
+           "parse_rows", "import_csv", "remove_import", "remove_stale_imports", "active_writers"]

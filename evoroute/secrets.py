@@ -1,27 +1,54 @@
-"""One redaction of credentials for every text that leaves a call: error messages stored by the
-live backend and every cell of a CSV export.
+"""One redaction of credentials for every text that leaves or enters the base: error messages
+stored by the live backend, every cell of a CSV export, and every cell of a CSV import.
 
 Removed: values of environment variables whose name says KEY / TOKEN / SECRET / PASSWORD /
-PASSWD / CREDENTIAL (8 characters or more), and key-shaped strings (``sk-…``, AWS, Google,
-GitHub / Hugging Face tokens, bearer tokens, ``api_key=…``, ``Authorization: …``).
+PASSWD / CREDENTIAL (8 characters or more), and credential-shaped strings: OpenAI / Anthropic
+``sk-…``, AWS access key ids, Google ``AIza…`` and OAuth ``ya29.…``, GitHub ``ghp_``/``gho_``/
+``ghu_``/``ghs_``/``ghr_``/``github_pat_``, GitLab ``glpat-``, Hugging Face ``hf_``, npm, Stripe,
+Slack ``xox?-`` tokens and webhooks, JWTs, PEM private-key blocks, ``Bearer`` / ``Basic``
+credentials, ``Authorization:`` headers, ``password=`` / ``passwd:`` / ``secret=`` /
+``api_key=`` / ``token=`` / ``access_key=`` / ``AccountKey=`` assignments (also as JSON keys and
+URL query parameters) and URLs with ``user:password@``.
+
+Redaction is idempotent (redacting a redacted text changes nothing), so an exported file can be
+imported and exported again without drift.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 REDACTED = "[redacted]"
 SECRET_ENV_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# names whose value is a credential in ``name=value`` / ``name: value`` / ``"name": "value"``;
+# ``token`` must end the name (``max_tokens=64`` and ``input_tokens: 5`` are not secrets)
+_SECRET_KEY = (r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|pwd|pass|secret|api[_-]?key|apikey|"
+               r"token|access[_-]?key|secret[_-]?key|private[_-]?key|auth[_-]?key|accountkey|"
+               r"credentials?|client[_-]?secret|sig|signature)")
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PEM private keys: the whole block (or to the end of the text when it was cut off)
+    (re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?(?:-----END (?:[A-Z0-9]+ )*"
+                r"PRIVATE KEY-----|\Z)", re.DOTALL), "[redacted private key]"),
+    # user:password@ in a URL
+    (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/:@\[\]]+:[^\s/@\[\]]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}"), REDACTED),  # JWT
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"), "sk-" + REDACTED),                 # OpenAI / Anthropic
+    (re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"), REDACTED),      # Stripe
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), REDACTED),                  # AWS access key id
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), REDACTED),                      # Google API key
-    (re.compile(r"\b(?:ghp|gho|ghu|ghs|hf)_[A-Za-z0-9]{20,}"), REDACTED),      # GitHub / HF
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-=]{8,}"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)\b(api[_-]?key|x-api-key)(\s*[:=]\s*)[\"']?[^\s\"',;]{6,}"), r"\1\2" + REDACTED),
-    # 8+: "Authorization: Bearer [redacted]" must not lose the word Bearer as well
-    (re.compile(r"(?i)\b(authorization)(\s*[:=]\s*)[\"']?[^\s\"',;]{8,}"), r"\1\2" + REDACTED),
+    (re.compile(r"\bya29\.[0-9A-Za-z_\-]{20,}"), REDACTED),                    # Google OAuth
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), REDACTED),                 # GitHub fine-grained
+    (re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr|hf|npm)_[A-Za-z0-9]{20,}"), REDACTED),  # GitHub / HF / npm
+    (re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), REDACTED),                    # GitLab
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"), REDACTED),               # Slack tokens
+    (re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_\-]+"), REDACTED),  # Slack webhook
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-]{8,}=*"), r"\1 " + REDACTED),
+    (re.compile(r"(?i)\b(authorization|x-api-key)(\s*[:=]\s*)[\"']?(?!bearer\b|basic\b)"
+                r"[^\s\"',;]{8,}"), r"\1\2" + REDACTED),
+    (re.compile(r"(?i)\b(" + _SECRET_KEY + r")([\"']?\s*[:=]\s*[\"']?)(?!\[redacted)"
+                r"[^\s\"',;&<>]{3,}"), r"\1\2" + REDACTED),
 )
 
 
@@ -43,3 +70,15 @@ def redact(text: str | None, *, env: list[tuple[str, str]] | None = None,
     for pat, repl in _PATTERNS:
         out = pat.sub(repl, out)
     return out
+
+
+def redact_json(value: Any, *, env: list[tuple[str, str]] | None = None) -> Any:
+    """Every string inside a parsed JSON value redacted (keys included); the structure stays,
+    so redacting a JSON document never makes it invalid."""
+    if isinstance(value, str):
+        return redact(value, env=env)
+    if isinstance(value, list):
+        return [redact_json(v, env=env) for v in value]
+    if isinstance(value, dict):
+        return {redact(k, env=env): redact_json(v, env=env) for k, v in value.items()}
+    return value

@@ -40,7 +40,7 @@ def test_zero_tokens_per_second_names_its_field(fixed_db):
     at.number_input(key="md_out").set_value(2.0)
     at.number_input(key="md_tps").set_value(0.0)
     at.button(key="md_add").click().run()
-    assert errors(at) == ["output tokens per second must be > 0, got 0"]
+    assert errors(at) == ["output tokens per second must be >= 0.01, got 0"]
     assert "slow" not in _names(engine)
 
 

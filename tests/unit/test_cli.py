@@ -53,7 +53,7 @@ def test_models_add_list_update_remove(url, capsys):
     (["models", "add", "bad", "--litellm-id", "no-such-model-xyz"],
      "is missing and litellm's cost map has no price for 'no-such-model-xyz'"),
     (["models", "add", "bad", "--input-price", "1", "--output-price", "1", "--tps", "0"],
-     "output tokens per second must be > 0"),
+     "output tokens per second must be >= 0.01, got 0"),
     (["models", "add", "  ", "--input-price", "1", "--output-price", "1"], "model name is empty"),
 ])
 def test_bad_model_input_prints_one_line_and_stores_nothing(url, capsys, argv, message):
