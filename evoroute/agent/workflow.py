@@ -27,6 +27,7 @@ local models of this project often do not, which is the honest result.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,34 +72,68 @@ def load_tasks(name_or_path: str | None = None) -> list[AgentTask]:
     """Tasks from a JSONL file (one object per line); bad lines name file, line and field."""
     path = resolve_task_file(name_or_path)
     out, seen = [], set()
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"not JSON ({exc.msg})", file=str(path), line=n) from None
-            for k in REQUIRED:
-                if k not in d:
-                    raise DatasetError("missing field", file=str(path), line=n, column=k)
-            if d["split"] not in ("train", "test"):
-                raise DatasetError(f"split must be train or test, got {d['split']!r}",
-                                   file=str(path), line=n, column="split")
-            try:
-                ans, dec = float(d["answer"]), int(d["decimals"])
-            except (TypeError, ValueError):
-                raise DatasetError("answer must be a number and decimals a whole number",
-                                   file=str(path), line=n, column="answer") from None
-            if str(d["id"]) in seen:
-                raise DatasetError(f"duplicate id {d['id']!r}", file=str(path), line=n, column="id")
-            seen.add(str(d["id"]))
-            out.append(AgentTask(id=str(d["id"]), split=d["split"], question=str(d["question"]),
-                                 answer=ans, decimals=dec, kind=str(d.get("kind", "")),
-                                 tool=str(d.get("tool", "")), reference=str(d.get("reference", ""))))
+    try:
+        with path.open(encoding="utf-8") as fh:
+            _read_task_lines(fh, path, out, seen)
+    except UnicodeDecodeError:     # a binary file: one line, not a traceback
+        raise DatasetError("not UTF-8 text (a JSONL file of tasks is expected)",
+                           file=str(path), line=len(out) + 1) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read the file ({exc.strerror or exc})", file=str(path)) from None
     if not out:
         raise DatasetError("no tasks", file=str(path))
     return out
+
+
+MAX_QUESTION_CHARS = 20_000      # a task's question (it is sent to models in every step prompt)
+
+
+def _read_task_lines(fh: Any, path: Path, out: list[AgentTask], seen: set[str]) -> None:
+    for n, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise DatasetError(f"not JSON ({getattr(exc, 'msg', 'nested too deeply')})",
+                               file=str(path), line=n) from None
+        if not isinstance(d, dict):
+            raise DatasetError("each line must be a JSON object", file=str(path), line=n)
+        for k in REQUIRED:
+            if k not in d:
+                raise DatasetError("missing field", file=str(path), line=n, column=k)
+        if d["split"] not in ("train", "test"):
+            raise DatasetError(f"split must be train or test, got {str(d['split'])[:40]!r}",
+                               file=str(path), line=n, column="split")
+        try:
+            if isinstance(d["answer"], bool) or isinstance(d["decimals"], bool):
+                raise TypeError
+            ans, dec = float(d["answer"]), int(d["decimals"])
+            if float(d["decimals"]) != dec:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise DatasetError("answer must be a number and decimals a whole number",
+                               file=str(path), line=n, column="answer") from None
+        if not math.isfinite(ans) or abs(ans) > 1e15:
+            raise DatasetError(f"answer must be a finite number below 1e15, got {d['answer']!r}",
+                               file=str(path), line=n, column="answer")
+        if not 0 <= dec <= 10:
+            raise DatasetError(f"decimals must be between 0 and 10, got {dec}",
+                               file=str(path), line=n, column="decimals")
+        if not isinstance(d["question"], str) or not d["question"].strip() \
+                or len(d["question"]) > MAX_QUESTION_CHARS:
+            raise DatasetError(f"question must be non-empty text of at most "
+                               f"{MAX_QUESTION_CHARS} characters", file=str(path), line=n,
+                               column="question")
+        if len(str(d["id"])) > 256:
+            raise DatasetError("id is longer than 256 characters", file=str(path), line=n,
+                               column="id")
+        if str(d["id"]) in seen:
+            raise DatasetError(f"duplicate id {d['id']!r}", file=str(path), line=n, column="id")
+        seen.add(str(d["id"]))
+        out.append(AgentTask(id=str(d["id"]), split=d["split"], question=str(d["question"]),
+                             answer=ans, decimals=dec, kind=str(d.get("kind", "")),
+                             tool=str(d.get("tool", "")), reference=str(d.get("reference", ""))))
 
 
 def routing_instruction(role: str, task: AgentTask) -> str:
