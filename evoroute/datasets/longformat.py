@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evoroute.core.types import (MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_STEP_COST_USD,
+                                 MAX_TEXT_CHARS, MAX_TOKEN_COUNT)
 from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "model", "score", "cost_usd")
@@ -35,6 +37,13 @@ SPLITS: tuple[str, ...] = ("train", "test")
 _CSV_SUFFIXES = (".csv",)
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _INT_COLUMNS = ("input_tokens", "output_tokens", "step")
+# Upper bounds per row (a token count of 1e30 overflowed the integer column).
+_MAX = {"cost_usd": MAX_STEP_COST_USD, "latency_s": MAX_DURATION_S,
+        "input_tokens": MAX_TOKEN_COUNT, "output_tokens": MAX_TOKEN_COUNT, "step": 1_000_000}
+# Names (no control characters, no commas: the CLI takes comma-separated lists) and ids.
+_NAME_COLUMNS = {"model": MAX_NAME_CHARS, "role": MAX_NAME_CHARS}
+_ID_COLUMNS = {"query_id": MAX_ID_CHARS, "task_id": MAX_ID_CHARS}
+_CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 # Per query_id these must not change from row to row (they describe the query, not the model).
 _PER_QUERY_COLUMNS = ("query", "role", "task_id", "step", "split")
 
@@ -298,11 +307,40 @@ def _validate(raw: pd.DataFrame, *, file: str, name: str, line_of: Callable[[int
                              f"{c} {_short(o.iloc[i])} is not a finite number")
                 problems.add(present & np.isfinite(values) & (values < 0), column,
                              lambda i, c=column, v=values: f"{c} {v[i]:g} is negative")
+                problems.add(present & np.isfinite(values) & (values > _MAX[column]), column,
+                             lambda i, c=column, v=values:
+                             f"{c} {v[i]:g} is above the bound of {_MAX[c]:g}")
                 if column in _INT_COLUMNS:
                     problems.add(present & np.isfinite(values) & (values != np.round(values)),
                                  column, lambda i, c=column, v=values:
                                  f"{c} {v[i]:g} is not a whole number")
         out[column] = values
+
+    for column in ("query_id", "query", "model", "role", "task_id", "split", "response"):
+        if column in raw.columns and raw[column].dtype == object:   # JSONL: a list or object
+            nested = raw[column].map(lambda v: isinstance(v, (dict, list))).to_numpy(dtype=bool)
+            problems.add(nested, column, lambda i, c=column: f"{c} must be text or a number, "
+                                                             "not a JSON list or object")
+    for column, limit in {**_NAME_COLUMNS, **_ID_COLUMNS}.items():
+        if column not in raw.columns:
+            continue
+        text, blank = _as_text(raw[column])
+        problems.add(~blank & (text.str.len() > limit).to_numpy(), column,
+                     lambda i, c=column, t=text, m=limit:
+                     f"{c} is {len(t.iloc[i])} characters long; at most {m} are allowed")
+        problems.add(~blank & text.str.contains(_CONTROL_CHARS, regex=True).to_numpy(), column,
+                     lambda i, c=column, t=text: f"{c} {_short(t.iloc[i])} contains a control "
+                                                 "character")
+        if column in _NAME_COLUMNS:
+            problems.add(~blank & text.str.contains(",", regex=False).to_numpy(), column,
+                         lambda i, c=column, t=text: f"{c} {_short(t.iloc[i])} contains a comma "
+                                                     "(lists of names are comma-separated)")
+    for column in ("query", "response", "tools"):
+        if column in raw.columns:
+            lengths = raw[column].map(lambda v: len(v) if isinstance(v, str) else 0)
+            problems.add((lengths > MAX_TEXT_CHARS).to_numpy(), column,
+                         lambda i, c=column, ln=lengths: f"{c} is {ln.iloc[i]:,} characters long;"
+                                                        f" at most {MAX_TEXT_CHARS:,} are allowed")
 
     if "split" in raw.columns:
         text, blank = _as_text(raw["split"])
