@@ -46,6 +46,21 @@ def nig_sample(mean: np.ndarray, var: np.ndarray, n: np.ndarray, floor: np.ndarr
     return mu + rng.standard_normal(shape) * np.sqrt(sigma2 / lam)
 
 
+def nig_sample_effective(mean: np.ndarray, var: np.ndarray, lam: np.ndarray, floor: np.ndarray,
+                         rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    """θ per model from a NIG posterior whose pseudo-count λ is an *effective* sample size
+    (query-aware estimates: λ = κ + n_eff, not an integer count): μ, λ, α = λ/2,
+    β = λ·max(v, floor)/2 with v the pooled (not unbiased) variance, so E[σ²] = λv/(λ−2) → v.
+    Small λ means heavy-tailed, wide draws: little local evidence explores more."""
+    lam = np.maximum(np.asarray(lam, dtype=float), 1e-6)
+    v = np.maximum(np.asarray(var, dtype=float), floor)
+    mu = np.asarray(mean, dtype=float)
+    alpha, beta = lam / 2.0, lam * v / 2.0
+    shape = mu.shape if size is None else (size, *mu.shape)
+    sigma2 = beta / rng.gamma(alpha, 1.0, size=shape)
+    return mu + rng.standard_normal(shape) * np.sqrt(sigma2 / lam)
+
+
 def posterior_mean(mean: np.ndarray) -> np.ndarray:
     """E[θ] of the NIG posterior is the sample mean (used in inference and the no-TS ablation)."""
     return np.asarray(mean, dtype=float)

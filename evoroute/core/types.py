@@ -192,6 +192,13 @@ class CandidateStat:
     theta_d: float | None = None
     utility: float | None = None
     propensity: float = 0.0
+    # query-aware evidence (evoroute/policy/estimators.py); None in the paper's union and in
+    # explanations stored before it existed
+    neighbours: int | None = None          # records of this model among the step's k neighbours
+    n_eff: float | None = None             # effective sample size of that local evidence
+    prior_weight: float | None = None      # κ / (κ + n_eff): the shrinkage toward the role prior
+    p_prior: float | None = None           # the role (empirical-Bayes) prior of P
+    top_neighbours: list | None = None     # [[text (first 80 chars), cosine], ...] heaviest first
 
 
 @dataclass
@@ -211,6 +218,7 @@ class Explanation:
     candidates: list[CandidateStat] = field(default_factory=list)
     c_ref: float | None = None       # the utility's cost and duration scales (spec §3 step 7)
     d_ref: float | None = None
+    estimator: str | None = None     # knn | linear (query-aware); None: the paper's union
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=json_default, allow_nan=False)
@@ -218,7 +226,10 @@ class Explanation:
     @classmethod
     def from_json(cls, text: str) -> "Explanation":
         d = json.loads(text)
-        d["candidates"] = [CandidateStat(**c) for c in d.get("candidates", [])]
+        known = set(CandidateStat.__dataclass_fields__)
+        d["candidates"] = [CandidateStat(**{k: v for k, v in c.items() if k in known})
+                           for c in d.get("candidates", [])]
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if d.get("weights") is not None:
             d["weights"] = tuple(d["weights"])
         return cls(**d)

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 
 from evoroute.core.pareto import pareto_mask
-from evoroute.core.posterior import nig_sample, variance_floor
+from evoroute.core.posterior import nig_sample, nig_sample_effective, variance_floor
 from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
                                  StepOutcome, Weights)
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
 from evoroute.policy.base import Router, register
+from evoroute.policy.estimators import (ESTIMATORS, LinearEstimator, QueryEstimates, TextRecords,
+                                        knn_estimates, linear_estimates)
 from evoroute.retrieval.index import CHANNELS, Estimates, ExperienceIndex, Retrieval
 from evoroute.retrieval.tools import ToolPredictor
 
@@ -39,6 +41,15 @@ class EvoRouteConfig:
     propensity_draws: int = 256
     default_model: str | None = None
     tool_keywords: Mapping[str, Sequence[str]] | None = None
+    # Query-aware estimates (spec §3; evoroute/policy/estimators.py). "paper" is the literal
+    # union R_role ∪ R_sem ∪ R_tool of steps 3-4; defaults chosen by benchmarks/cv_evoroute.py
+    # on the RouterBench train split only (docs/query_aware.md).
+    estimator: str = "knn"                  # knn | linear | paper
+    k: int = 32                             # neighbours (unique texts) per step (knn)
+    kernel_tau: float = 0.5                 # kernel temperature / neighbours' similarity spread
+    prior_strength: float = 4.0             # κ: the role prior is worth κ observations
+    cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
+    ridge: float = 1.0                      # prior precision of the linear design
 
     def __post_init__(self) -> None:
         # values a user sets (studio, CLI, router_params JSON) that would otherwise fail silently:
@@ -57,6 +68,21 @@ class EvoRouteConfig:
                 raise ValidationError(f"{name} must be None (no cap) or >= 1, got {v!r}", name)
         if not self.n_min >= 1:
             raise ValidationError(f"n_min must be >= 1, got {self.n_min!r}", "n_min")
+        if self.estimator not in ESTIMATORS:
+            raise ValidationError(f"estimator must be one of {', '.join(ESTIMATORS)}, got "
+                                  f"{self.estimator!r}", "estimator")
+        for name, lo, strict in (("k", 1, False), ("kernel_tau", 0.0, True),
+                                 ("prior_strength", 0.0, True), ("ridge", 0.0, True),
+                                 ("cross_role", 0.0, False)):
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and \
+                (v > lo if strict else v >= lo)
+            if not ok:
+                raise ValidationError(f"{name} must be a number {'>' if strict else '>='} {lo}, "
+                                      f"got {v!r}", name)
+        if self.cross_role > 1:
+            raise ValidationError(f"cross_role must be in [0, 1], got {self.cross_role!r}",
+                                  "cross_role")
         if not self.propensity_draws >= 0:
             raise ValidationError(f"propensity_draws must be >= 0, got {self.propensity_draws!r}",
                                   "propensity_draws")
@@ -72,6 +98,8 @@ class EvoRouteConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EvoRouteConfig":
         d = dict(d)
+        # a configuration stored before the query-aware estimators ran the paper's union
+        d.setdefault("estimator", "paper")
         if "weights" in d and not isinstance(d["weights"], Weights):
             d["weights"] = Weights(*d["weights"])
         if "channels" in d:
@@ -107,6 +135,8 @@ class EvoRouteRouter(Router):
         self.embedder = embedder
         self.tool_predictor = ToolPredictor(cfg.tool_keywords)
         self.needs_embedding = "semantic" in cfg.channels
+        self._text_records: TextRecords | None = None
+        self._linear: LinearEstimator | None = None
 
     # ------------------------------------------------------------ learning
     def observe(self, step: StepContext, decision: Decision, outcome: StepOutcome) -> None:
@@ -144,6 +174,26 @@ class EvoRouteRouter(Router):
                                    max_per_channel=cfg.max_per_channel,
                                    sem_scan_limit=cfg.sem_scan_limit)
 
+    def query_estimates(self, step: StepContext, names: list[str]) -> QueryEstimates:
+        """P̂, Ĉ, D̂ of every candidate for this step (estimators.py). The semantic-only
+        ablation drops the role: neighbours of any role, a global prior, no role features."""
+        cfg = self.config
+        role = step.role if "role" in cfg.channels else None
+        emb = self._embedding(step) if "semantic" in cfg.channels else None
+        if cfg.estimator == "knn":
+            if self._text_records is None:
+                self._text_records = TextRecords(self.index)
+            return knn_estimates(self.index, names, role, emb, k=cfg.k, kernel_tau=cfg.kernel_tau,
+                                 prior_strength=cfg.prior_strength, cross_role=cfg.cross_role,
+                                 text_records=self._text_records,
+                                 sem_scan_limit=cfg.sem_scan_limit)
+        if self._linear is None:
+            self._linear = LinearEstimator(self.index, cfg.ridge, use_role="role" in cfg.channels,
+                                           use_tools="tool" in cfg.channels)
+        mask = self.index.tool_mask(self._tools(step)) if "tool" in cfg.channels else 0
+        return linear_estimates(self._linear, self.index, names, role, emb, mask,
+                                cfg.prior_strength)
+
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         names = self.candidates(step)
         cfg = self.config
@@ -156,6 +206,16 @@ class EvoRouteRouter(Router):
             expl.reason = f"cold start: uniformly random among {len(names)} models"
             expl.candidates = [CandidateStat(m, propensity=1 / len(names)) for m in names]
             return Decision(pick, 1 / len(names), expl)
+        if cfg.estimator != "paper":
+            est = self.query_estimates(step, names)
+            expl.fallback = est.fallback
+            expl.estimator = cfg.estimator
+            expl.channels = {"role" if "role" in cfg.channels else "global": int(est.n_records.sum()),
+                             "neighbours": est.neighbours}
+            if est.n_records.sum() == 0:
+                return self._default(names, step, rng, expl, "the experience base has no record "
+                                                             "of these models")
+            return self._choose(names, est, step, rng, expl)
         ret = self.retrieve(step)
         est = ret.for_models(names)
         expl.channels = ret.channel_totals(names)
@@ -193,6 +253,11 @@ class EvoRouteRouter(Router):
                                p_hat=_f(est.p_mean[i]), c_hat=_f(est.c_mean[i]), d_hat=_f(est.d_mean[i]),
                                unexplored=bool(est.n[i] < cfg.n_min))
                  for i, m in enumerate(names)]
+        if isinstance(est, QueryEstimates):
+            for c, ev in zip(cands, est.evidence):
+                c.neighbours, c.n_eff = ev["neighbours"], ev["n_eff"]
+                c.prior_weight, c.p_prior = ev["prior_weight"], ev["p_prior"]
+                c.top_neighbours = [list(t) for t in ev["top"]]
         expl.candidates = cands
         explored = est.n >= cfg.n_min
         where = f" ({expl.fallback} fallback)" if expl.fallback else ""
@@ -253,6 +318,14 @@ class EvoRouteRouter(Router):
 
     def _draw(self, est: Estimates, keep: np.ndarray, rng: np.random.Generator, size: int | None):
         out = []
+        if isinstance(est, QueryEstimates):       # λ = κ + n_eff (knn) or 1/xᵀA⁻¹x (linear)
+            for mean, var, lam, metric in ((est.p_mean, est.p_var, est.lam_p, "p"),
+                                           (est.c_mean, est.c_var, est.lam_c, "c"),
+                                           (est.d_mean, est.d_var, est.lam_c, "d")):
+                m = mean[keep]
+                out.append(nig_sample_effective(m, var[keep], lam[keep], variance_floor(m, metric),
+                                                rng, size))
+            return out
         for mean, var, n, metric in ((est.p_mean, est.p_var, est.n, "p"),
                                      (est.c_mean, est.c_var, est.n_records, "c"),
                                      (est.d_mean, est.d_var, est.n_records, "d")):
@@ -266,16 +339,24 @@ def _f(x: float) -> float | None:
     return None if not np.isfinite(x) else x
 
 
-def _factory(ablation: str | None):
+def _factory(ablation: str | None, family: str = "evoroute", estimator: str | None = None):
+    """``evoroute`` (+ ``-no-...``): the query-aware default; ``evoroute-paper`` (+ ``-no-...``):
+    the paper's literal union; ``evoroute-knn`` / ``evoroute-lin``: each design by name."""
     def make(models: list[ModelInfo], config: EvoRouteConfig | None = None, **overrides: Any) -> Router:
         cfg = config or EvoRouteConfig()
+        if estimator is not None:
+            cfg = replace(cfg, estimator=estimator)
         if ablation:
             cfg = replace(cfg, **ABLATIONS[ablation])
-        return EvoRouteRouter(models, cfg, name="evoroute" + (f"-{ablation}" if ablation else ""),
+        return EvoRouteRouter(models, cfg, name=family + (f"-{ablation}" if ablation else ""),
                               **overrides)
     return make
 
 
-register("evoroute")(_factory(None))
-for _abl in ABLATIONS:
-    register(f"evoroute-{_abl}")(_factory(_abl))
+FAMILIES = {"evoroute": None, "evoroute-paper": "paper", "evoroute-knn": "knn",
+            "evoroute-lin": "linear"}
+for _fam, _est in FAMILIES.items():
+    register(_fam)(_factory(None, _fam, _est))
+    if _fam in ("evoroute", "evoroute-paper"):
+        for _abl in ABLATIONS:
+            register(f"{_fam}-{_abl}")(_factory(_abl, _fam, _est))

@@ -123,6 +123,7 @@ class ExperienceIndex:
         self.role_ids: dict[str, int] = {}
         self.tool_bits: dict[str, int] = {}
         self._text_ids: dict[str, int] = {}
+        self._texts: list[str] = []            # text id -> text (explanations name neighbours)
         self._emb = _Grow(np.float32, (dim,))
         self._group_ids: dict[tuple[int, int], int] = {}
         self._g_role = _Grow(np.int32)
@@ -136,6 +137,7 @@ class ExperienceIndex:
         self._r_cost = _Grow(np.float64)
         self._r_dur = _Grow(np.float64)
         self._r_perf = _Grow(np.float64, fill=np.nan)
+        self._r_dbid = _Grow(np.int64, fill=-1)     # database record id (-1: not stored)
         self._tasks: dict[Hashable, list[int]] = {}
         self.last_db_id = 0
 
@@ -213,6 +215,7 @@ class ExperienceIndex:
                     continue
                 tid = self._emb.n + len(new_vecs)
                 self._text_ids[txt] = tid
+                self._texts.append(txt)
                 new_vecs.append(np.asarray(vec, np.float32))
             text_ids[i] = tid
         if new_vecs:
@@ -224,6 +227,8 @@ class ExperienceIndex:
                           (self._r_group, groups), (self._r_text, text_ids), (self._r_cost, cost),
                           (self._r_dur, dur), (self._r_perf, p)):
             arr.extend(vals)
+        self._r_dbid.extend(np.full(k, -1, np.int64) if db_ids is None or not len(db_ids)
+                            else np.asarray(db_ids, np.int64))
         self._ensure_G()
         known = ~np.isnan(p)
         pk = np.where(known, p, 0.0)
@@ -292,6 +297,24 @@ class ExperienceIndex:
                      ) -> tuple[np.ndarray, int]:
         lo = 0 if sem_scan_limit is None else max(0, self.n_texts - sem_scan_limit)
         return self._emb.a[lo: self.n_texts] @ np.asarray(embedding, np.float32), lo
+
+    def text(self, text_id: int) -> str:
+        return self._texts[text_id]
+
+    def nearest_texts(self, embedding: np.ndarray, k: int, sem_scan_limit: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` unique texts most similar to ``embedding``: (text ids, cosine similarities),
+        most similar first. The one neighbour search of the query-aware estimator
+        (evoroute/policy/estimators.py); exact here, and the place an ANN index plugs in."""
+        if not self.n_texts or k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        sims, lo = self.similarities(embedding, sem_scan_limit)
+        if sims.size > k:
+            top = np.argpartition(-sims, k - 1)[:k]
+        else:
+            top = np.arange(sims.size)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return (top + lo).astype(np.int64), sims[top]
 
     def retrieve(self, role: str, embedding: np.ndarray | None, tools: Iterable[str],
                  theta: float = 0.85, channels: Sequence[str] = CHANNELS,

@@ -1,0 +1,458 @@
+"""Query-aware estimates of P, C, D per model for the step being routed (spec §3, "Query-aware
+estimates"). Two designs, both feeding the same Pareto filter, NIG Thompson sampling and utility:
+
+- :func:`knn_estimates` (``estimator="knn"``): similarity-weighted evidence of the k past steps
+  most similar to this one, shrunk toward the model's role estimate (itself shrunk toward the
+  model's global estimate) by an empirical-Bayes prior worth ``prior_strength`` observations.
+  Weights: w_i = exp((s_i − s_max) / τ) · (1 if same role else ``cross_role``), with
+  τ = ``kernel_tau`` · (s_max − s_min) over the k neighbours — a temperature relative to the
+  neighbours' own similarity spread, so no raw cosine scale is baked in. Each weight is in
+  (0, 1], the nearest neighbour of the step's role has weight 1; the weights are not
+  normalised, their sum Σw is the local evidence's mass. The evidence enters the posterior
+  with Kish's effective sample size n_eff = (Σw)² / Σw², so k far, equally weighted records
+  count as k, one dominant record as 1:
+
+      μ = (κ·μ₀ + n_eff·x̄_w) / (κ + n_eff),  λ = κ + n_eff,
+      v = (κ·v₀ + n_eff·s²_w + κ·n_eff/λ·(x̄_w − μ₀)²) / λ
+
+  With no neighbour the estimate is the prior (the role estimate); with many identical
+  neighbours it converges to their mean; the Thompson draw θ ~ N(μ, σ²/λ) is wider the less
+  local evidence there is.
+- :class:`LinearEstimator` (``estimator="linear"``): per model a Bayesian ridge regression of
+  P, C and D on the step's embedding, a one-hot of its role (nearly unpenalised: the role
+  means) and its tool bits — the LinTS posterior N(xᵀβ, s²·xᵀA⁻¹x), trained incrementally as
+  records arrive (Woodbury updates of A⁻¹). Its effective sample size at x is 1 / xᵀA⁻¹x.
+
+Both return :class:`QueryEstimates` (the paper's :class:`Estimates` plus λ per metric and the
+evidence per model for the explanation). "Explored" (n ≥ n_min) counts a model's records of
+the step's role (or, when the role has none, of the whole base), exactly as the paper's role
+channel does, so cold start and unexplored-first behave the same in every design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evoroute.retrieval.index import Estimates, ExperienceIndex
+
+ESTIMATORS = ("paper", "knn", "linear")
+TOP_SHOWN = 3          # neighbours named per model in the explanation
+
+
+@dataclass
+class QueryEstimates(Estimates):
+    """Estimates for one step: posterior means and data variances per model and metric, the
+    NIG pseudo-counts λ behind each, and what evidence produced them."""
+
+    lam_p: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lam_c: np.ndarray = field(default_factory=lambda: np.empty(0))
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    fallback: str | None = None          # "global" when the step's role has no record
+    neighbours: int = 0                  # records of the candidates among the k neighbours
+
+
+# ------------------------------------------------------------------------------ shared prior
+@dataclass
+class Prior:
+    """Per model: prior means / variances of P, C, D and the counts that decide "explored"."""
+
+    n: np.ndarray            # records with known P (role, or global when the role has none)
+    n_records: np.ndarray
+    p: np.ndarray
+    p_var: np.ndarray
+    c: np.ndarray
+    c_var: np.ndarray
+    d: np.ndarray
+    d_var: np.ndarray
+    fallback: str | None
+
+
+def _shrink(m_r, n_r, m_g, kappa):
+    """Role mean shrunk toward the global mean with κ pseudo-observations (NaN where no data)."""
+    with np.errstate(invalid="ignore"):
+        out = np.where(n_r > 0, (n_r * np.nan_to_num(m_r) + kappa * m_g) / (n_r + kappa), m_g)
+    return out
+
+
+def role_prior(index: ExperienceIndex, names: Sequence[str], role: str | None,
+               kappa: float) -> Prior:
+    """Empirical-Bayes prior of every candidate for this step: the role estimate shrunk toward
+    the global one. ``role=None`` (the semantic-only ablation) uses the global estimate."""
+    glob = _stats_for(index, index.group_stats(None), names)
+    if role is not None and role in index.role_ids:
+        r = _stats_for(index, index.group_stats(role), names)
+    else:
+        r = None
+    if r is None or r.n_records.sum() == 0:
+        return Prior(glob.n, glob.n_records, glob.p_mean, glob.p_var, glob.c_mean, glob.c_var,
+                     glob.d_mean, glob.d_var, None if role is None or glob.n_records.sum() == 0
+                     else "global")
+    p = _shrink(r.p_mean, r.n, glob.p_mean, kappa)
+    c = _shrink(r.c_mean, r.n_records, glob.c_mean, kappa)
+    d = _shrink(r.d_mean, r.n_records, glob.d_mean, kappa)
+    pv = np.where(r.n > 1, r.p_var, glob.p_var)
+    cv = np.where(r.n_records > 1, r.c_var, glob.c_var)
+    dv = np.where(r.n_records > 1, r.d_var, glob.d_var)
+    return Prior(r.n, r.n_records, p, pv, c, cv, d, dv, None)
+
+
+def _stats_for(index: ExperienceIndex, stats: np.ndarray, names: Sequence[str]) -> Estimates:
+    from evoroute.retrieval.index import Retrieval
+    return Retrieval(index.models, stats, {}).for_models(names)
+
+
+def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float, n_eff: np.ndarray,
+            local_mean: np.ndarray, local_var: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal-Inverse-Gamma-style pooling of a prior worth κ observations with local evidence
+    worth n_eff: (posterior mean, pooled variance, λ = κ + n_eff). Where the prior is unknown
+    (NaN) the local evidence alone is used; where both are unknown the result is NaN."""
+    n_eff = np.asarray(n_eff, float)
+    has_prior = np.isfinite(prior_mean)
+    k = np.where(has_prior, kappa, 0.0)
+    lam = k + n_eff
+    m0 = np.where(has_prior, prior_mean, 0.0)
+    v0 = np.where(np.isfinite(prior_var), prior_var, 0.0)
+    xl = np.where(n_eff > 0, np.nan_to_num(local_mean), 0.0)
+    vl = np.where(n_eff > 0, np.nan_to_num(local_var), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(lam > 0, (k * m0 + n_eff * xl) / lam, np.nan)
+        var = np.where(lam > 0, (k * v0 + n_eff * vl + k * n_eff / np.maximum(lam, 1e-12)
+                                 * (xl - m0) ** 2) / lam, 0.0)
+    return mean, np.maximum(var, 0.0), lam
+
+
+# ------------------------------------------------------------------------------ kNN design
+class TextRecords:
+    """Records of each unique text of an index, as a CSR rebuilt when the tail of records
+    appended since the last build exceeds 10 % (amortised O(1) per record)."""
+
+    def __init__(self, index: ExperienceIndex) -> None:
+        self.index = index
+        self.built = 0
+        self.order = np.empty(0, np.int64)
+        self.indptr = np.zeros(1, np.int64)
+
+    def _build(self) -> None:
+        n = len(self.index)
+        tids = self.index._r_text.view[:n]
+        ok = np.flatnonzero(tids >= 0)
+        self.order = ok[np.argsort(tids[ok], kind="stable")]
+        counts = np.bincount(tids[ok], minlength=self.index.n_texts)
+        self.indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.built = n
+
+    def records(self, text_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(record ids, position of their text in ``text_ids``) for the given texts."""
+        n = len(self.index)
+        if n - self.built > max(256, self.built // 10):
+            self._build()
+        tids = np.asarray(text_ids, np.int64)
+        inb = tids < len(self.indptr) - 1
+        starts = np.where(inb, self.indptr[np.minimum(tids, len(self.indptr) - 1)], 0)
+        ends = np.where(inb, self.indptr[np.minimum(tids + 1, len(self.indptr) - 1)], 0)
+        lens = ends - starts
+        pos = np.repeat(np.arange(tids.size), lens)
+        offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        recs = self.order[np.repeat(starts, lens) + offs] if lens.sum() else np.empty(0, np.int64)
+        if n > self.built:                       # the tail not yet in the CSR
+            tail_t = self.index._r_text.view[self.built:n]
+            hit = np.flatnonzero(np.isin(tail_t, tids))
+            if hit.size:
+                where = {int(t): i for i, t in enumerate(tids)}
+                recs = np.concatenate([recs, self.built + hit])
+                pos = np.concatenate([pos, [where[int(t)] for t in tail_t[hit]]])
+        return recs.astype(np.int64), pos.astype(np.int64)
+
+
+def kernel_weights(sims: np.ndarray, tau_rel: float) -> np.ndarray:
+    """w = exp((s − s_max)/τ), τ = τ_rel·(s_max − s_min): in (0, 1], the most similar is 1;
+    all equal (one neighbour, or identical similarities) gives weight 1 each."""
+    s = np.asarray(sims, float)
+    if s.size == 0:
+        return s
+    spread = float(s.max() - s.min())
+    if spread <= 1e-12 or not np.isfinite(tau_rel):
+        return np.ones_like(s)
+    return np.exp((s - s.max()) / (tau_rel * spread))
+
+
+def effective_n(w: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Σw, Kish's n_eff = (Σw)² / Σw²) per group; 0 where a group has no weight."""
+    sw = np.bincount(groups, weights=w, minlength=n_groups)
+    sw2 = np.bincount(groups, weights=w * w, minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        neff = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
+    return sw, neff
+
+
+def _weighted(w: np.ndarray, x: np.ndarray, g: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    sw = np.bincount(g, weights=w, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(g, weights=w * x, minlength=n) / sw
+        var = np.bincount(g, weights=w * x * x, minlength=n) / sw - mean ** 2
+    return mean, np.maximum(np.nan_to_num(var), 0.0)
+
+
+def knn_estimates(index: ExperienceIndex, names: Sequence[str], role: str | None,
+                  embedding: np.ndarray | None, *, k: int, kernel_tau: float,
+                  prior_strength: float, cross_role: float, text_records: TextRecords,
+                  sem_scan_limit: int | None = None) -> QueryEstimates:
+    """Similarity-weighted, prior-shrunk P̂, Ĉ, D̂ of every candidate for one step.
+
+    ``role=None`` is the semantic-only ablation: neighbours of any role count fully and the
+    prior is the global estimate."""
+    kappa = float(prior_strength)
+    prior = role_prior(index, names, role, kappa)
+    m = len(names)
+    col = {mid: j for j, name in enumerate(names) if (mid := index.model_ids.get(name)) is not None}
+    zeros = np.zeros(m)
+    n_eff_p = n_eff_c = sw_p = zeros
+    lp, vp, lc, vc, ld, vd = (np.full(m, np.nan), zeros, np.full(m, np.nan), zeros,
+                              np.full(m, np.nan), zeros)
+    evidence = [dict(neighbours=0, top=[]) for _ in names]
+    n_nb = 0
+    if embedding is not None and index.n_texts and col:
+        tids, sims = index.nearest_texts(embedding, int(k), sem_scan_limit)
+        recs, pos = text_records.records(tids)
+        mids = index._r_model.view[recs]
+        keep = np.isin(mids, list(col))
+        recs, pos, mids = recs[keep], pos[keep], mids[keep]
+        if recs.size:
+            s = sims[pos].astype(float)
+            w = kernel_weights(sims.astype(float), kernel_tau)[pos]
+            if role is not None:
+                rid = index.role_ids.get(role, -2)
+                w = np.where(index._r_role.view[recs] == rid, w, w * float(cross_role))
+            live = w > 0
+            recs, pos, mids, s, w = recs[live], pos[live], mids[live], s[live], w[live]
+        if recs.size:
+            g = np.fromiter((col[int(x)] for x in mids), np.int64, mids.size)
+            perf = index._r_perf.view[recs]
+            known = ~np.isnan(perf)
+            wp = np.where(known, w, 0.0)
+            sw_p, n_eff_p = effective_n(wp, g, m)
+            _, n_eff_c = effective_n(w, g, m)
+            lp, vp = _weighted(wp, np.nan_to_num(perf), g, m)
+            lc, vc = _weighted(w, index._r_cost.view[recs], g, m)
+            ld, vd = _weighted(w, index._r_dur.view[recs], g, m)
+            n_nb = int(recs.size)
+            order = np.lexsort((-w, g))          # by model, heaviest first
+            for j in range(m):
+                mine = order[g[order] == j]
+                evidence[j]["neighbours"] = int(mine.size)
+                evidence[j]["top"] = [[index.text(int(index._r_text.view[recs[i]]))[:80],
+                                       round(float(s[i]), 4)] for i in mine[:TOP_SHOWN]]
+    p_mean, p_var, lam_p = combine(prior.p, prior.p_var, kappa, n_eff_p, lp, vp)
+    c_mean, c_var, lam_c = combine(prior.c, prior.c_var, kappa, n_eff_c, lc, vc)
+    d_mean, d_var, _ = combine(prior.d, prior.d_var, kappa, n_eff_c, ld, vd)
+    for j, ev in enumerate(evidence):
+        lam = float(lam_p[j])
+        ev["n_eff"] = round(float(n_eff_p[j]), 3)
+        ev["weight_sum"] = round(float(sw_p[j]), 3)
+        ev["prior_weight"] = None if lam <= 0 or not np.isfinite(prior.p[j]) else \
+            round(kappa / lam, 4)
+        ev["p_prior"] = None if not np.isfinite(prior.p[j]) else round(float(prior.p[j]), 4)
+    return QueryEstimates(list(names), prior.n_records.astype(int), prior.n.astype(int),
+                          p_mean, p_var, c_mean, c_var, d_mean, d_var,
+                          lam_p=lam_p, lam_c=lam_c, evidence=evidence, fallback=prior.fallback,
+                          neighbours=n_nb)
+
+
+# ------------------------------------------------------------------------------ linear design
+class LinearEstimator:
+    """Per-model Bayesian ridge regression of (P, C, D) on [embedding, role one-hot, tool bits],
+    kept in sync with an :class:`ExperienceIndex` incrementally (records are consumed once
+    their performance signal is known). Prior precision: ``ridge`` on embedding and tool
+    coefficients, ``ridge · ROLE_RIDGE`` on the role coefficients (the role means are nearly
+    free, so with no embedding signal the prediction is the role mean)."""
+
+    ROLE_RIDGE = 1e-2
+
+    def __init__(self, index: ExperienceIndex, ridge: float, use_role: bool = True,
+                 use_tools: bool = True) -> None:
+        self.index, self.ridge = index, float(ridge)
+        self.use_role, self.use_tools = use_role, use_tools
+        self.dim = index.dim
+        self.roles: dict[int, int] = {}        # index role id -> feature slot
+        self.tools: dict[int, int] = {}        # tool bit -> feature slot
+        self.D = self.dim + 1                   # + an intercept slot when roles are off
+        self.prec = np.concatenate([np.full(self.dim, self.ridge), [self.ridge * self.ROLE_RIDGE]])
+        self.models: dict[int, int] = {}        # index model id -> row
+        self.A = np.zeros((0, self.D, self.D))
+        self.Ainv = np.zeros((0, self.D, self.D))
+        self.b = np.zeros((0, 3, self.D))
+        self.yy = np.zeros((0, 3))
+        self.count = np.zeros(0)
+        self.cursor = 0
+        self.pending: list[int] = []
+
+    # ---------------------------------------------------------- features
+    def _grow(self, extra: int, precision: float) -> None:
+        D2 = self.D + extra
+        idx = np.arange(self.D, D2)
+        Ai = np.zeros((self.Ainv.shape[0], D2, D2))
+        Ai[:, : self.D, : self.D] = self.Ainv
+        Ai[:, idx, idx] = 1.0 / precision
+        A = np.zeros((self.A.shape[0], D2, D2))
+        A[:, : self.D, : self.D] = self.A
+        A[:, idx, idx] = precision
+        b = np.zeros((self.b.shape[0], 3, D2))
+        b[:, :, : self.D] = self.b
+        self.A, self.Ainv, self.b, self.D = A, Ai, b, D2
+        self.prec = np.concatenate([self.prec, np.full(extra, precision)])
+
+    def _slot_role(self, rid: int, create: bool) -> int | None:
+        if not self.use_role:
+            return self.dim
+        if rid not in self.roles:
+            if not create:
+                return None
+            self.roles[rid] = self.D
+            self._grow(1, self.ridge * self.ROLE_RIDGE)
+        return self.roles[rid]
+
+    def _tool_slots(self, mask: int, create: bool) -> list[int]:
+        if not self.use_tools or not mask:
+            return []
+        out = []
+        for bit in range(63):
+            if mask >> bit & 1:
+                if bit not in self.tools:
+                    if not create:
+                        continue
+                    self.tools[bit] = self.D
+                    self._grow(1, self.ridge)
+                out.append(self.tools[bit])
+        return out
+
+    def features(self, emb: np.ndarray | None, role_id: int, mask: int, create: bool) -> np.ndarray:
+        slot = self._slot_role(role_id, create)
+        tslots = self._tool_slots(mask, create)
+        x = np.zeros(self.D)
+        if emb is not None:
+            x[: self.dim] = emb
+        if slot is not None:
+            x[slot] = 1.0
+        x[tslots] = 1.0
+        return x
+
+    def _row(self, mid: int) -> int:
+        if mid not in self.models:
+            self.models[mid] = len(self.models)
+            A = np.zeros((1, self.D, self.D))
+            A[0][np.diag_indices(self.D)] = self.prec
+            self.A = np.concatenate([self.A, A])
+            self.Ainv = np.concatenate([self.Ainv, 1.0 / np.where(A > 0, A, np.inf)])
+            self.b = np.concatenate([self.b, np.zeros((1, 3, self.D))])
+            self.yy = np.concatenate([self.yy, np.zeros((1, 3))])
+            self.count = np.concatenate([self.count, [0.0]])
+        return self.models[mid]
+
+    # ---------------------------------------------------------- learning
+    def sync(self) -> None:
+        """Consume every record whose performance signal is known and not yet consumed."""
+        ix = self.index
+        n = len(ix)
+        new = list(range(self.cursor, n))
+        self.cursor = n
+        todo = self.pending + new
+        if not todo:
+            return
+        recs = np.asarray(todo, np.int64)
+        perf = ix._r_perf.view[recs]
+        known = ~np.isnan(perf)
+        self.pending = recs[~known].tolist()
+        recs = recs[known]
+        if recs.size == 0:
+            return
+        tids = ix._r_text.view[recs]
+        emb = ix._emb.view
+        roles, masks = ix._r_role.view[recs], ix._r_mask.view[recs]
+        for r in np.unique(roles):                 # new feature slots first: every x has length D
+            self._slot_role(int(r), True)
+        for mk in np.unique(masks):
+            self._tool_slots(int(mk), True)
+        X = np.zeros((recs.size, self.D))
+        has = tids >= 0
+        X[has, : self.dim] = emb[tids[has]]
+        for i, (r, mk) in enumerate(zip(roles, masks)):
+            X[i, self._slot_role(int(r), False)] = 1.0
+            X[i, self._tool_slots(int(mk), False)] = 1.0
+        Y = np.stack([ix._r_perf.view[recs], ix._r_cost.view[recs], ix._r_dur.view[recs]], axis=1)
+        mids = ix._r_model.view[recs]
+        for mid in np.unique(mids):
+            row = self._row(int(mid))
+            sel = mids == mid
+            self._update(row, X[sel], Y[sel])
+
+    def _update(self, row: int, X: np.ndarray, Y: np.ndarray) -> None:
+        Ai = self.Ainv[row]
+        self.A[row] += X.T @ X
+        if X.shape[0] * 4 >= self.D:                       # large batch: invert A afresh
+            self.Ainv[row] = np.linalg.inv(self.A[row])
+        else:                                               # Woodbury rank-k update
+            AX = Ai @ X.T
+            S = np.eye(X.shape[0]) + X @ AX
+            self.Ainv[row] = Ai - AX @ np.linalg.solve(S, AX.T)
+        self.b[row] += (X.T @ Y).T
+        self.yy[row] += (Y * Y).sum(axis=0)
+        self.count[row] += X.shape[0]
+
+    # ---------------------------------------------------------- predicting
+    def predict(self, names: Sequence[str], x: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(means (m, 3), residual variances (m, 3), effective sample size 1/xᵀA⁻¹x (m,))."""
+        m = len(names)
+        mean = np.full((m, 3), np.nan)
+        var = np.zeros((m, 3))
+        neff = np.zeros(m)
+        rows = [self.models.get(self.index.model_ids.get(nm, -1)) for nm in names]
+        have = [j for j, r in enumerate(rows) if r is not None]
+        if not have:
+            return mean, var, neff
+        R = np.asarray([rows[j] for j in have])
+        Ai, b = self.Ainv[R], self.b[R]                    # (h, D, D), (h, 3, D)
+        beta = np.einsum("hij,hkj->hki", Ai, b)            # (h, 3, D)
+        mean[have] = beta @ x
+        q = np.einsum("i,hij,j->h", x, Ai, x)
+        neff[have] = 1.0 / np.maximum(q, 1e-12)
+        rss = self.yy[R] - np.einsum("hkd,hkd->hk", beta, b)
+        var[have] = np.maximum(rss, 0.0) / np.maximum(self.count[R] - 1.0, 1.0)[:, None]
+        return mean, var, neff
+
+
+def linear_estimates(est: LinearEstimator, index: ExperienceIndex, names: Sequence[str],
+                     role: str | None, embedding: np.ndarray | None, tool_mask: int,
+                     prior_strength: float) -> QueryEstimates:
+    """LinTS estimates of every candidate for one step (see :class:`LinearEstimator`)."""
+    est.sync()
+    prior = role_prior(index, names, role, float(prior_strength))
+    rid = index.role_ids.get(role, -2) if role is not None else -2
+    x = est.features(embedding, rid, tool_mask, create=False)
+    mean, var, neff = est.predict(names, x)
+    evidence = []
+    for j in range(len(names)):
+        ok = np.isfinite(mean[j, 0])
+        evidence.append(dict(neighbours=None, top=[], n_eff=round(float(neff[j]), 3) if ok else 0.0,
+                             weight_sum=None, prior_weight=None,
+                             p_prior=None if not np.isfinite(prior.p[j]) else round(float(prior.p[j]), 4)))
+    # where the model has no linear fit yet (no known record), fall back to the prior
+    p = np.where(np.isfinite(mean[:, 0]), mean[:, 0], prior.p)
+    c = np.where(np.isfinite(mean[:, 1]), np.maximum(mean[:, 1], 0.0), prior.c)
+    d = np.where(np.isfinite(mean[:, 2]), np.maximum(mean[:, 2], 0.0), prior.d)
+    lam = np.where(neff > 0, neff, float(prior_strength))
+    pv = np.where(neff > 0, var[:, 0], prior.p_var)
+    cv = np.where(neff > 0, var[:, 1], prior.c_var)
+    dv = np.where(neff > 0, var[:, 2], prior.d_var)
+    return QueryEstimates(list(names), prior.n_records.astype(int), prior.n.astype(int),
+                          p, pv, c, cv, d, dv, lam_p=lam, lam_c=lam, evidence=evidence,
+                          fallback=prior.fallback, neighbours=0)
+
+
+__all__ = ["ESTIMATORS", "QueryEstimates", "knn_estimates", "LinearEstimator", "linear_estimates",
+           "kernel_weights", "effective_n", "combine", "role_prior", "TextRecords"]
