@@ -190,18 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(Runs page, ?run={run_id}) or stop it with `python -m evoroute runs stop {run_id}`")
         return 0
     run_id = runner.create_run(spec, engine=engine)
-    steps = []
-    last: dict[str, Any] = {}
-    show = sys.stderr.isatty() and not args.quiet
-    for st in runner.execute_run(run_id, engine=engine):
-        last = st
-        if args.json:
-            steps.append(st)
-        if show:
-            print(f"\r{st['step_no']}/{st['n_steps_total']} quality {st['cum_quality']:.3f} "
-                  f"cost ${st['cum_cost_usd']:.4f}", end="", file=sys.stderr)
-    if show:
-        print(file=sys.stderr)
+    steps: list[dict[str, Any]] = []
+    last = _follow(runner.execute_run(run_id, engine=engine), steps if args.json else None,
+                   show=sys.stderr.isatty() and not args.quiet)
     from evoroute.storage import db, repo
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
@@ -221,28 +212,89 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if run.status in ("finished", "stopped") else 1
 
 
+def _follow(gen, steps: list | None, show: bool) -> dict[str, Any]:
+    """Consume a run's steps (SIGTERM handled like Ctrl-C: the run ends interrupted with its
+    committed steps); shows progress on a terminal; returns the last step."""
+    from evoroute.evaluation import runner
+
+    last: dict[str, Any] = {}
+    with runner.handle_signals():
+        try:
+            for st in gen:
+                last = st
+                if steps is not None:
+                    steps.append(st)
+                if show:
+                    print(f"\r{st['step_no']}/{st['n_steps_total']} quality "
+                          f"{st['cum_quality']:.3f} cost ${st['cum_cost_usd']:.4f}", end="",
+                          file=sys.stderr)
+        finally:
+            gen.close()
+            if show:
+                print(file=sys.stderr)
+    return last
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from evoroute.evaluation import runner
 
-    return runner.worker_main(args.run_id, engine_url=args.db)
+    return runner.worker_main(args.run_id, engine_url=args.db, resume=args.resume)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from evoroute.evaluation import runner
     from evoroute.storage import db, repo
 
     engine = _engine(args)
-    with db.session(engine) as s:
-        if args.action == "stop":
-            if repo.get_run(args.run_id, session=s) is None:
-                raise EvoRouteError(f"no run with id {args.run_id}")
-            repo.request_stop(args.run_id, session=s)
-            print(f"stop requested for run {args.run_id}")
+    rid = args.run_id
+    if args.action == "stop":
+        if runner.stop_run(rid, engine=engine) == "stopped":
+            print(f"run {rid} stopped (it had not started)")
             return 0
+        print(f"stop requested for run {rid}; its worker stops after the step in progress")
+        import time
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            with db.session(engine) as s:
+                run = repo.get_run(rid, session=s)
+            if run is None or run.status not in repo.ACTIVE_STATUSES:
+                print(f"run {rid}: {run.status if run else 'deleted'}"
+                      + (f" — {run.error}" if run and run.error else ""))
+                return 0
+            time.sleep(0.2)
+        print(f"run {rid} is still running after {args.wait:g} s (a long model call?); it stops "
+              f"at its next step")
+        return 0
+    if args.action == "resume":
+        if args.background:
+            runner.resume_background(rid, engine_url=args.db)
+            print(f"resuming run {rid} in the background; watch it in the studio "
+                  f"(Runs page, ?run={rid}) or stop it with `python -m evoroute runs stop {rid}`")
+            return 0
+        _follow(runner.execute_run(rid, engine=engine, resume=True), None,
+                show=sys.stderr.isatty())           # then shows the run, as `runs show`
+    if args.action == "delete":
+        counts = runner.delete_run(rid, engine=engine)
+        print(f"deleted run {rid}: {counts.get('step', 0)} step records, "
+              f"{counts.get('task', 0)} tasks")
+        return 0
+    with db.session(engine) as s:
+        if args.action in ("show", "resume"):
+            r = repo.get_run(rid, session=s)
+            if r is None:
+                raise EvoRouteError(f"no run with id {rid}")
+            beat = repo.as_utc(r.heartbeat_at)
+            age = f"{(repo.now() - beat).total_seconds():.1f} s ago" if beat else "never"
+            print(f"run {r.id}: {r.status}" + (f" — {r.error}" if r.error else ""))
+            print(f"  {r.router} on {r.backend}/{r.dataset}, seed {r.seed}, {r.label}")
+            print(f"  steps {r.n_steps_done}, tasks {r.n_tasks_total}, cost ${r.cost_usd:.4f}")
+            print(f"  process: pid {r.pid} on {r.host}; heartbeat {age}")
+            return 0 if args.action == "show" or r.status in ("finished", "stopped") else 1
         runs = repo.list_runs(session=s, limit=args.limit)
         if not runs:
             print("no runs yet")
         for r in runs:
-            print(f"{r.id:5d} {r.status:9} {r.backend:9} {r.router:26} {r.dataset:22} "
+            print(f"{r.id:5d} {r.status:11} {r.backend:9} {r.router:26} {r.dataset:22} "
                   f"seed {r.seed:<4d} steps {r.n_steps_done:<6d} ${r.cost_usd:.4f}  {r.label}")
     return 0
 
@@ -375,12 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("run_id", type=int)
+    w.add_argument("--resume", action="store_true")
     w.set_defaults(func=cmd_worker)
 
-    rs = sub.add_parser("runs", help="list runs or stop one")
-    rs.add_argument("action", choices=["list", "stop"])
+    rs = sub.add_parser("runs", help="list, show, stop, resume or delete runs")
+    rs.add_argument("action", choices=["list", "show", "stop", "resume", "delete"])
     rs.add_argument("run_id", type=int, nargs="?")
     rs.add_argument("--limit", type=int, default=30)
+    rs.add_argument("--background", action="store_true", help="resume in a detached worker")
+    rs.add_argument("--wait", type=float, default=10.0,
+                    help="stop: seconds to wait for the run to stop (default 10)")
     rs.set_defaults(func=cmd_runs)
 
     b = sub.add_parser("bench", help="compare routers on a replay dataset")
@@ -420,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "runs" and args.action == "stop" and args.run_id is None:
-        print("error: runs stop needs a run id", file=sys.stderr)
+    if args.command == "runs" and args.action != "list" and args.run_id is None:
+        print(f"error: runs {args.action} needs a run id", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

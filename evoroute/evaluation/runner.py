@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from evoroute import config
 from evoroute.backends.base import BACKEND_NAMES, Backend, TaskSpec, make_backend
@@ -51,8 +55,11 @@ from evoroute.storage.tables import Run, StepRecord, Task
 
 PROTOCOLS = ("bandit", "full")
 DEFAULT_DATASET = {"replay": "routerbench", "simulated": "default", "live": "default"}
-COMMIT_EVERY_STEPS = 50
+# Every step is committed on its own: a kill loses at most the step in progress.
+# benchmarks/commit_cost.py measured the price (see its numbers in docs/decisions.md).
+COMMIT_EVERY_STEPS = 1
 COMMIT_EVERY_S = 0.25
+HEARTBEAT_S = 2.0             # the heartbeat thread refreshes a run this often between commits
 ROUTING_STREAM = 101          # seed stream of routing decisions (task order uses others)
 
 
@@ -223,9 +230,9 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         opt = rest if spec.n_train is None else rest[: spec.n_train]
         phases = [("cold_start", cold), ("optimize", opt)]
     elif spec.protocol == "full" and learns:
-        if not hasattr(router, "index"):
-            raise EvoRouteError(f"the full protocol needs a router with an experience base; "
-                                f"{router.name} has none")
+        if not hasattr(router, "index") and not callable(getattr(router, "preload", None)):
+            raise EvoRouteError(f"the full protocol needs a router with an experience base "
+                                f"(or a preload hook); {router.name} has none")
         preload = backend.outcome_table("train")
         if preload is None:
             raise EvoRouteError(f"the {backend.label} backend cannot give every model's outcome "
@@ -282,7 +289,12 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
                 costs_from = (f"every registered price is 0: models ranked by mean recorded cost "
                               f"on the train split ({len(costs)} steps)")
     if preload is not None:
-        _bulk_load(router, preload, embeddings)
+        if hasattr(router, "index"):
+            _bulk_load(router, preload, embeddings)
+        else:   # an online learner without an experience base (lints) starts from the table
+            if embeddings is not None:
+                preload.embeddings = np.stack([embeddings[t] for t in preload.instructions])
+            router.preload(preload)
 
     details: dict[str, Any] = {
         "backend": backend.describe(),
@@ -337,7 +349,7 @@ def _router_config(router: Router) -> dict[str, Any]:
     if cfg is not None and hasattr(cfg, "to_dict"):
         out["config"] = cfg.to_dict()
     for attr in ("model", "strong", "weak", "threshold", "strong_share", "k", "prior",
-                 "weak_cost_ratio", "max_rungs", "verifier_accuracy"):
+                 "weak_cost_ratio", "max_rungs", "verifier_accuracy", "cost_weight", "confidence"):
         if hasattr(router, attr):
             v = getattr(router, attr)
             out[attr] = v if (v is None or isinstance(v, (str, int))) else float(v)
@@ -386,8 +398,12 @@ class RunLoop:
     ``stop_reason`` is set when the budget cap stops the run.
     """
 
-    def __init__(self, plan: RunPlan, budget_usd: float | None = None) -> None:
+    def __init__(self, plan: RunPlan, budget_usd: float | None = None,
+                 recorded: Mapping[int, "RecordedStep"] | None = None) -> None:
         self.plan = plan
+        # step number -> its stored outcomes: those steps are not executed again (resuming a
+        # live run: no model is called twice), their stored outcomes are fed to the router
+        self.recorded = dict(recorded or {})
         self.rng = np.random.default_rng(plan.details["routing_seed"])
         self.budget = budget_usd
         self.stop_reason: str | None = None
@@ -453,7 +469,11 @@ class RunLoop:
                                 f"next step ({decision.model}) was expected to cost "
                                 f"${expected:.6f}")
                             return
-                    outcome, final, attempts, failed = self._execute(ctx, decision)
+                    rec = self.recorded.get(step_no + 1)
+                    if rec is None:
+                        outcome, final, attempts, failed = self._execute(ctx, decision)
+                    else:
+                        outcome, final, attempts, failed = self._recorded_call(decision, rec)
                     router.observe(ctx, final, outcome)
                     outcomes.append(outcome)
                     step_no += 1
@@ -469,13 +489,33 @@ class RunLoop:
                                      oracle_score=self._best(ctx) if self._best else None,
                                      task_first=(i == 0), task_n_steps=task.n_steps)
                     if i == task.n_steps - 1:
-                        res.task_success = backend.check_task(task, outcomes)
+                        res.task_success = (rec.task_success if rec is not None
+                                            and rec.task_success is not None
+                                            else backend.check_task(task, outcomes))
                         router.finish_task(task.key, res.task_success)
                     yield res
                     if self.budget is not None and self.cum_cost > self.budget:
                         self.stop_reason = (f"budget cap: spent ${self.cum_cost:.6f}, over the "
                                             f"${self.budget:.6f} cap")
                         return
+
+    def _recorded_call(self, decision: Decision, rec: "RecordedStep"
+                       ) -> tuple[StepOutcome, Decision, list[str], list[tuple[Decision, StepOutcome]]]:
+        """A stored step's attempts in place of calling the backend: the same decisions (the
+        first attempt must be the model the router just chose) and the same outcomes."""
+        first = rec.attempts[0]
+        if first.model != decision.model:
+            raise ResumeDivergence(f"cannot resume exactly: a stored step called {first.model} "
+                                   f"first but the replayed decision is {decision.model}")
+        pairs = [(decision, first)]
+        if len(rec.attempts) > 1:
+            from evoroute.backends.live import fallback_decision
+            failed_outs = [first]
+            for o in rec.attempts[1:]:
+                pairs.append((fallback_decision(decision, o.model, list(failed_outs)), o))
+                failed_outs.append(o)
+        final, out = pairs[-1]
+        return out, final, [out.model], pairs[:-1]
 
     def _call(self, ctx: StepContext, decision: Decision) -> list[tuple[Decision, StepOutcome]]:
         """One routed call; a backend with ``execute_with_fallback`` (live) retries failed
@@ -551,30 +591,174 @@ def run_spec(spec: RunSpec, *, engine: Engine | None = None, embedder: Any = Non
     yield from execute_run(run_id, engine=engine, embedder=embedder)
 
 
-def stop_run(run_id: int, *, engine: Engine | None = None) -> None:
-    """Ask a run to stop; its worker stops cleanly at the next commit (within ~0.25 s)."""
+def stop_run(run_id: int, *, engine: Engine | None = None) -> str:
+    """Stop a run. A pending run is stopped at once; a running one is asked to stop and its
+    worker stops cleanly after the step in progress (it reads the flag at every commit).
+    Returns ``"stopped"`` or ``"stopping"``; a run that is not active raises (with what to do)."""
     with db.session(engine or db.get_engine()) as s:
-        if repo.get_run(run_id, session=s) is None:
+        run = repo.get_run(run_id, session=s)
+        if run is None:
             raise EvoRouteError(f"no run with id {run_id}")
-        repo.request_stop(run_id, session=s)
+        if run.status == "pending":
+            n = s.exec(update(Run).where(Run.id == run_id).where(Run.status == "pending")  # type: ignore[call-overload]
+                       .values(status="stopped", stop_requested=True, finished_at=repo.now(),
+                               error="stopped on request before it started")).rowcount
+            s.commit()
+            if n:
+                return "stopped"
+            run = repo.get_run(run_id, session=s)
+        if run.status == "running":
+            repo.request_stop(run_id, session=s)
+            return "stopping"
+        hint = (f"; resume it with `python -m evoroute runs resume {run_id}` or delete it"
+                if run.status in repo.RESUMABLE_STATUSES else "")
+        raise EvoRouteError(f"run {run_id} is {run.status}, not running{hint}")
+
+
+def delete_run(run_id: int, *, engine: Engine | None = None) -> dict[str, int]:
+    """Delete a run and everything keyed by its id in one transaction; refuses a run whose
+    process is still alive (stop it first)."""
+    with db.session(engine or db.get_engine()) as s:
+        return repo.delete_run(run_id, session=s)
+
+
+# ---------------------------------------------------------------- signals
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM received while :func:`handle_signals` is active."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+        self.signum = int(getattr(signal, signame, signal.SIGINT))
+
+
+class _SignalState:
+    depth = 0                      # > 0 inside a commit: the signal waits until it ends
+    pending: str | None = None
+    received: str | None = None    # the last signal seen (for a run closed by its consumer)
+
+
+_SIG = _SignalState()
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    name = signal.Signals(signum).name
+    _SIG.received = name
+    if _SIG.depth:
+        _SIG.pending = name
+        return
+    raise Interrupted(name)
+
+
+@contextmanager
+def handle_signals() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: both raise :class:`Interrupted` (a KeyboardInterrupt), but
+    never inside a commit — there it is deferred until the transaction has ended, so a run
+    stopped by a signal keeps every committed step and writes its status and reason. Only in
+    the main thread (elsewhere Python cannot install handlers); a no-op there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        _SIG.pending = _SIG.received = None
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    _SIG.depth += 1
+    try:
+        yield
+    finally:
+        _SIG.depth -= 1
+    if not _SIG.depth and _SIG.pending:
+        name, _SIG.pending = _SIG.pending, None
+        raise Interrupted(name)
+
+
+# ---------------------------------------------------------------- ownership and heartbeat
+class RunTakenOver(EvoRouteError):
+    """The run row is no longer this process's (marked interrupted, resumed elsewhere or
+    deleted): the worker stops without writing."""
+
+
+class ResumeDivergence(EvoRouteError):
+    """Replaying a run's stored steps did not give the stored decisions and outcomes."""
+
+
+def _owned(run_id: int, owner: repo.ProcessIdentity):
+    return (update(Run).where(Run.id == run_id).where(Run.status == "running")
+            .where(Run.pid == owner.pid).where(Run.proc_started == owner.proc_started)
+            .where(Run.host == owner.host))
+
+
+class _Heartbeat:
+    """Refreshes ``Run.heartbeat_at`` every :data:`HEARTBEAT_S` when no commit did (a long
+    live call, the preparation of a run). A thread with its own connection; not used on an
+    in-memory SQLite base (one shared connection, and no other process can read it)."""
+
+    def __init__(self, engine: Engine, run_id: int, owner: repo.ProcessIdentity) -> None:
+        self.engine, self.run_id, self.owner = engine, run_id, owner
+        self.last = time.monotonic()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        url = engine.url
+        if not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")):
+            self._thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}",
+                                            daemon=True)
+            self._thread.start()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def _beat(self) -> None:
+        while not self._halt.wait(HEARTBEAT_S):
+            if time.monotonic() - self.last < HEARTBEAT_S:
+                continue
+            try:
+                with db.session(self.engine) as s:
+                    s.exec(_owned(self.run_id, self.owner).values(heartbeat_at=repo.now()))
+                    s.commit()
+                self.touch()
+            except Exception:   # noqa: BLE001 - a missed beat is retried; the run decides its fate
+                pass
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class _Writer:
-    """Writes steps, tasks and run progress in small transactions (every 50 steps or 0.25 s).
+    """Writes steps, tasks and run progress in small transactions: every
+    :data:`COMMIT_EVERY_STEPS` steps (1: at most one step is lost when the process is killed;
+    benchmarks/commit_cost.py measured the cost) or :data:`COMMIT_EVERY_S`.
 
-    Steps are buffered and inserted in one executemany per commit. A task that starts and
-    ends inside one batch is inserted with its success, step count, cost and duration already
-    filled and its steps carry P(τ) — what :func:`repo.finish_task` would write; a task that
-    spans batches is finished with :func:`repo.finish_task` itself.
+    Each commit is one transaction holding the steps, their tasks and the run's progress and
+    heartbeat, fenced on the run still being this process's (else :class:`RunTakenOver`); it
+    answers the run's stop flag. A task that starts and ends inside one batch is inserted
+    with its success, step count, cost and duration already filled and its steps carry P(τ) —
+    what :func:`repo.finish_task` would write; a task that spans batches is finished with
+    :func:`repo.finish_task` itself.
     """
 
-    def __init__(self, engine: Engine, run_id: int, router_name: str) -> None:
+    def __init__(self, engine: Engine, run_id: int, router_name: str,
+                 owner: repo.ProcessIdentity, heartbeat: _Heartbeat | None = None, *,
+                 n_steps: int = 0, cost: float = 0.0,
+                 open_tasks: dict[str, int] | None = None) -> None:
         self.session = db.session(engine)
-        self.run_id, self.router_name = run_id, router_name
+        self.run_id, self.router_name, self.owner, self.heartbeat = run_id, router_name, owner, heartbeat
         self.buffer: list[StepResult] = []
-        self.open_tasks: dict[str, int] = {}     # task key -> id of a task inserted unfinished
+        self.open_tasks: dict[str, int] = dict(open_tasks or {})   # key -> id of an unfinished task
         self.last_commit = time.monotonic()
-        self.n_steps, self.cost = 0, 0.0
+        self.n_steps, self.cost = n_steps, cost
+        self.committed = n_steps
 
     def add(self, r: StepResult) -> None:
         self.buffer.append(r)
@@ -635,14 +819,14 @@ class _Writer:
         s.execute(insert(StepRecord), rows)
         for tid, success in spanning:
             repo.finish_task(tid, success, session=s, commit=False)
-        self.buffer = []
 
     def _row(self, r: StepResult, task_id: int, task_success: float | None, decision: Decision,
              o: StepOutcome) -> dict[str, Any]:
         ctx = r.ctx
         return dict(
             run_id=self.run_id, task_id=task_id, task_key=r.task_key, step_index=r.step_index,
-            phase=r.phase, role=ctx.role, model=o.model, query_id=ctx.query_id,
+            step_no=r.step_no, phase=r.phase, role=ctx.role, model=o.model,
+            query_id=ctx.query_id,
             instruction=ctx.instruction, embedding=repo.embedding_to_bytes(ctx.embedding),
             tools=";".join(sorted(r.tools)), cost_usd=o.cost_usd, duration_s=o.duration_s,
             latency_label=o.latency_label, ttft_s=o.ttft_s, step_success=o.step_success,
@@ -652,16 +836,30 @@ class _Writer:
                                    default=json_default, allow_nan=False),
             propensity=r.propensity, router=self.router_name, created_at=repo.now())
 
-    def commit(self, **run_fields: Any) -> None:
+    def commit(self, **run_fields: Any) -> bool:
+        """Commit the buffered steps with the run's progress; returns the run's stop flag."""
         s = self.session
-        self._flush_buffer()
-        s.exec(update(Run).where(Run.id == self.run_id).values(  # type: ignore[call-overload]
-            n_steps_done=self.n_steps, cost_usd=self.cost, **run_fields))
-        s.commit()
+        with _signals_deferred():
+            try:
+                self._flush_buffer()
+                row = s.execute(_owned(self.run_id, self.owner).values(
+                    n_steps_done=self.n_steps, cost_usd=self.cost, heartbeat_at=repo.now(),
+                    **run_fields).returning(Run.stop_requested)).first()
+                if row is None:
+                    raise RunTakenOver(
+                        f"run {self.run_id} is no longer this worker's (pid {self.owner.pid}): it "
+                        f"was marked interrupted, resumed elsewhere or deleted; stopping without "
+                        f"writing")
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+        self.buffer = []
+        self.committed = self.n_steps
         self.last_commit = time.monotonic()
-
-    def stop_requested(self) -> bool:
-        return repo.stop_requested(self.run_id, session=self.session)
+        if self.heartbeat is not None:
+            self.heartbeat.touch()
+        return bool(row[0])
 
     def close(self) -> None:
         self.session.close()
@@ -672,41 +870,224 @@ def _set_run(engine: Engine, run_id: int, **fields: Any) -> None:
         repo.update_run(run_id, session=s, **fields)
 
 
-def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = None
-                ) -> Iterator[dict[str, Any]]:
-    """Execute a pending run, writing each step as it happens; yields one dict per step.
+def _finish(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: str,
+            error: str | None) -> None:
+    """The run's final status, fenced on ownership; retried once when the base is locked (a
+    run that cannot write must not stay ``running``; if even this fails, readers see its
+    process gone and show it interrupted)."""
+    from sqlalchemy.exc import OperationalError
 
-    Status goes pending -> running -> finished | stopped | failed. A run stops cleanly on a
-    stop request (checked at every commit) or when the next step's expected cost would
-    exceed its budget; the reason is stored in ``Run.error``. User errors are stored and
-    re-raised (typed), so the CLI and the studio show the message.
+    for attempt in range(2):
+        try:
+            with db.session(engine) as s:
+                s.exec(_owned(run_id, owner).values(status=status, error=error,  # type: ignore[call-overload]
+                                                    finished_at=repo.now(),
+                                                    heartbeat_at=repo.now()))
+                s.commit()
+            return
+        except OperationalError as exc:
+            if attempt == 1:
+                print(f"run {run_id}: could not record its end ({status}: {error}): "
+                      f"{str(exc).splitlines()[0]}", file=sys.stderr)
+
+
+def _write_failure(exc: BaseException, run_id: int, n_steps: int) -> str:
+    text = str(getattr(exc, "orig", exc) or exc)
+    if "locked" in text.lower() or "busy" in text.lower():
+        cause = (f"the experience base stayed locked by another writer for more than "
+                 f"{db.BUSY_TIMEOUT_MS / 1000:g} s (a long import or another process holding the "
+                 f"write lock)")
+    else:
+        cause = f"the experience base refused the write ({type(exc).__name__}: {text.splitlines()[0]})"
+    return (f"interrupted: cannot write to the experience base: {cause}; {n_steps} steps are "
+            f"stored — resume with `python -m evoroute runs resume {run_id}`")
+
+
+def _claim(engine: Engine, run_id: int, resume: bool) -> repo.ProcessIdentity:
+    """Atomically make this process the run's owner: a pending run (execute) or an
+    interrupted / stopped one (resume); anything else raises with what to do."""
+    from sqlalchemy import func
+    from sqlalchemy.exc import OperationalError
+
+    owner = repo.process_identity()
+    allowed = repo.RESUMABLE_STATUSES if resume else ("pending",)
+    now = repo.now()
+    values: dict[str, Any] = dict(status="running", stop_requested=False, error=None,
+                                  finished_at=None, heartbeat_at=now, **owner.fields())
+    values["started_at"] = func.coalesce(Run.started_at, now) if resume else now
+    try:
+        with db.session(engine) as s:
+            run = repo.get_run(run_id, session=s)     # a dead owner reads as interrupted first
+            if run is None:
+                raise EvoRouteError(f"no run with id {run_id}")
+            claimed = s.exec(update(Run).where(Run.id == run_id)  # type: ignore[call-overload]
+                             .where(col(Run.status).in_(allowed)).values(**values)).rowcount
+            s.commit()
+            if claimed:
+                return owner
+            run = repo.get_run(run_id, session=s)
+    except OperationalError as exc:
+        raise EvoRouteError(_write_failure(exc, run_id, 0).replace(
+            "interrupted: cannot write", f"cannot start run {run_id}: cannot write", 1)) from None
+    status = run.status if run else "gone"
+    if status in repo.RESUMABLE_STATUSES and not resume:
+        raise EvoRouteError(f"run {run_id} is {status}; resume it with `python -m evoroute runs "
+                            f"resume {run_id}`")
+    if status in repo.ACTIVE_STATUSES:
+        raise EvoRouteError(f"run {run_id} is already {status} (pid {run.pid} on {run.host})")
+    what = "resumed (only an interrupted or stopped run can)" if resume else \
+        "executed (only a pending run can)"
+    raise EvoRouteError(f"run {run_id} is {status}; it cannot be {what}")
+
+
+@dataclass
+class RecordedStep:
+    """A stored step of a run being resumed: every attempt's outcome in order (failed calls a
+    fallback replaced first) and its task's success when the task finished."""
+
+    attempts: list[StepOutcome]
+    task_id: int | None
+    task_success: float | None
+
+
+def _stored_steps(engine: Engine, run_id: int, n_done: int
+                  ) -> tuple[dict[int, RecordedStep], dict[int, tuple[str, float | None]]]:
+    """The first ``n_done`` steps of a run as stored, and its tasks (id -> key, success)."""
+    cols = (StepRecord.step_no, StepRecord.model, StepRecord.step_success, StepRecord.cost_usd,
+            StepRecord.duration_s, StepRecord.latency_label, StepRecord.input_tokens,
+            StepRecord.output_tokens, StepRecord.ttft_s, StepRecord.error, StepRecord.task_id)
+    with db.session(engine) as s:
+        rows = s.exec(select(*cols).where(StepRecord.run_id == run_id)
+                      .order_by(StepRecord.id)).all()
+        tasks = {int(t): (k, succ) for t, k, succ in s.exec(
+            select(Task.id, Task.task_key, Task.success).where(Task.run_id == run_id)).all()}
+    if rows and all(r[0] is None for r in rows):
+        if len(rows) != n_done:
+            raise EvoRouteError(f"run {run_id} was written by an older EvoRoute that did not number "
+                                f"its steps, with failed attempts among them; it cannot be "
+                                f"resumed exactly — delete it and run it again")
+        rows = [(i + 1, *r[1:]) for i, r in enumerate(rows)]
+    out: dict[int, RecordedStep] = {}
+    for no, model, succ, cost, dur, lab, tin, tout, ttft, err, tid in rows:
+        if no is None or no > n_done:
+            continue
+        rec = out.get(no)
+        if rec is None:
+            rec = out[no] = RecordedStep([], tid, tasks.get(tid, ("", None))[1] if tid else None)
+        rec.attempts.append(StepOutcome(model=model, step_success=succ, cost_usd=cost,
+                                        duration_s=dur, latency_label=lab, input_tokens=tin,
+                                        output_tokens=tout, ttft_s=ttft, error=err))
+    missing = [k for k in range(1, n_done + 1) if k not in out]
+    if missing:
+        raise EvoRouteError(f"run {run_id} records {n_done} steps but step {missing[0]} is not "
+                            f"stored; it cannot be resumed exactly")
+    return out, tasks
+
+
+def _drop_open_task(engine: Engine, run_id: int, owner: repo.ProcessIdentity,
+                    recorded: dict[int, RecordedStep], tasks: dict[int, tuple[str, float | None]]
+                    ) -> int:
+    """A live run resumes at a task boundary: the steps of the task that was in progress are
+    deleted (its agent transcript — replies and tool results — is not stored, so its next step
+    could not be built); returns the number of steps kept. One transaction."""
+    open_ids = {tid for tid, (_, succ) in tasks.items() if succ is None}
+    first = min((no for no, rec in recorded.items() if rec.task_id in open_ids), default=None)
+    if first is None:
+        return len(recorded)
+    dropped = [recorded.pop(no) for no in sorted(recorded) if no >= first]
+    lost_cost = sum(o.cost_usd for rec in dropped for o in rec.attempts)
+    from sqlalchemy import delete
+    with db.session(engine) as s:
+        s.exec(delete(StepRecord).where(StepRecord.run_id == run_id)  # type: ignore[call-overload]
+               .where(col(StepRecord.task_id).in_(list(open_ids))))
+        s.exec(delete(Task).where(col(Task.id).in_(list(open_ids))))  # type: ignore[call-overload]
+        n = s.exec(_owned(run_id, owner).values(n_steps_done=first - 1,  # type: ignore[call-overload]
+                                                cost_usd=Run.cost_usd - lost_cost)).rowcount
+        if not n:
+            s.rollback()
+            raise RunTakenOver(f"run {run_id} is no longer this worker's")
+        s.commit()
+    return first - 1
+
+
+def _same_outcome(a: StepOutcome, b: StepOutcome) -> bool:
+    def eq(x: float | None, y: float | None) -> bool:
+        if x is None or y is None:
+            return x is y
+        return bool(np.isclose(float(x), float(y), rtol=1e-9, atol=1e-15, equal_nan=True))
+    return a.model == b.model and eq(a.step_success, b.step_success) and eq(a.cost_usd, b.cost_usd) \
+        and (a.error is None) == (b.error is None)
+
+
+def _check_replayed(run_id: int, r: StepResult, rec: RecordedStep) -> None:
+    got = [o for _, o in r.failed] + [r.outcome]
+    if len(got) != len(rec.attempts) or not all(map(_same_outcome, got, rec.attempts)):
+        want = rec.attempts[-1]
+        raise ResumeDivergence(
+            f"cannot resume run {run_id} exactly: step {r.step_no} is stored as {want.model} "
+            f"(outcome {want.step_success}, ${want.cost_usd:.6f}) but replays as "
+            f"{r.outcome.model} (outcome {r.outcome.step_success}, ${r.outcome.cost_usd:.6f}); "
+            f"the data, the registered models or their prices changed since it started — delete "
+            f"it and run it again")
+
+
+def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = None,
+                resume: bool = False) -> Iterator[dict[str, Any]]:
+    """Execute a pending run (or, ``resume``, continue an interrupted / stopped one), writing
+    each step as it happens; yields one dict per step written.
+
+    Status goes pending -> running -> finished | stopped | failed | interrupted. A run stops
+    cleanly on a stop request (read at every commit) or when the next step's expected cost
+    would exceed its budget; SIGINT / SIGTERM (under :func:`handle_signals`) and a write the
+    base refuses (lock timeout) end it ``interrupted``. The reason is stored in ``Run.error``.
+    User errors are stored and re-raised (typed), so the CLI and the studio show the message.
+
+    Resuming replays the run from its seed: the generator re-decides every stored step with
+    the same random streams and feeds the router the same outcomes — recomputed (and checked
+    against the stored ones) on replay / simulated backends, the stored ones on live (no model
+    is called again) — so the router's learning state and the random streams at the first new
+    step are exactly those of an uninterrupted run; nothing is written until then.
     """
     engine = engine or db.get_engine()
-    with db.session(engine) as s:
-        run = repo.get_run(run_id, session=s)
-        if run is None:
-            raise EvoRouteError(f"no run with id {run_id}")
-        claimed = s.exec(update(Run).where(Run.id == run_id).where(Run.status == "pending")  # type: ignore[call-overload]
-                         .values(status="running", started_at=repo.now())).rowcount
-        s.commit()
-        if not claimed:
-            raise EvoRouteError(f"run {run_id} is {run.status}; only a pending run can be executed")
-        raw = json.loads(run.config_json or "{}")
+    owner = _claim(engine, run_id, resume)
+    heartbeat = _Heartbeat(engine, run_id, owner)
     writer: _Writer | None = None
-    status, error = "failed", None
+    status: str | None = "failed"
+    error: str | None = None
+    done = 0
     try:
-        spec = RunSpec.from_dict(raw)
+        with db.session(engine) as s:
+            run = repo.get_run(run_id, session=s, reconcile=False)
+        cfg_in = json.loads(run.config_json or "{}")
+        spec = RunSpec.from_dict(cfg_in)
         plan = prepare_run(spec, engine=engine, embedder=embedder)
+        from evoroute.backends.base import TableBackend
+        recomputes = isinstance(plan.backend, TableBackend)
+        done, recorded, tasks = run.n_steps_done if resume else 0, {}, {}
+        if done:
+            recorded, tasks = _stored_steps(engine, run_id, done)
+            if not recomputes:
+                done = _drop_open_task(engine, run_id, owner, recorded, tasks)
         cfg = {**spec.to_dict(), "resolved": plan.details}
+        if resume:
+            cfg["resolved"] = {**plan.details, **{k: v for k, v in cfg_in.get("resolved", {}).items()
+                                                  if k in ("prepare_s", "embedding_s")},
+                               "resumed_at_steps": [*cfg_in.get("resolved", {}).get(
+                                   "resumed_at_steps", []), done]}
         _set_run(engine, run_id, config_json=json.dumps(cfg, sort_keys=True, default=str),
                  label=_label(plan.backend), n_tasks_total=plan.n_tasks_total)
-        loop = RunLoop(plan, spec.budget_usd)
-        writer = _Writer(engine, run_id, plan.router.name)
+        loop = RunLoop(plan, spec.budget_usd, recorded=None if recomputes else recorded)
+        open_tasks = {key: tid for tid, (key, succ) in tasks.items() if succ is None}
+        with db.session(engine) as s:
+            cost0 = float(repo.get_run(run_id, session=s, reconcile=False).cost_usd) if done else 0.0
+        writer = _Writer(engine, run_id, plan.router.name, owner, heartbeat, n_steps=done,
+                         cost=cost0, open_tasks=open_tasks)
         n_total = plan.n_steps_total
         q_sum, cost_sum, phase_stats = 0.0, 0.0, {p: [0.0, 0] for p in PHASES}
         stopped_by_request = False
+        last_no = 0
         for r in loop.steps():
-            writer.add(r)
+            last_no = r.step_no
             o = r.outcome
             score = 0.0 if o.step_success is None else float(o.step_success)
             q_sum += score
@@ -714,13 +1095,22 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
             ps = phase_stats.setdefault(r.phase, [0.0, 0])
             ps[0] += score
             ps[1] += 1
+            if r.step_no <= done:                      # replaying a stored step: no write
+                if recomputes:
+                    _check_replayed(run_id, r, recorded[r.step_no])
+                continue
+            writer.add(r)
+            if writer.due():
+                stopped_by_request = writer.commit()
             yield _step_dict(run_id, r, n_total, q_sum / r.step_no, cost_sum, ps[0] / ps[1],
                              plan.backend.label)
-            if writer.due():
-                writer.commit()
-                if writer.stop_requested():
-                    stopped_by_request = True
-                    break
+            if stopped_by_request:
+                break
+        if last_no < done and not loop.stop_reason:
+            raise ResumeDivergence(f"cannot resume run {run_id} exactly: it stores {done} steps "
+                                   f"but its tasks now give only {last_no}; the data changed")
+        if writer.buffer:
+            stopped_by_request = writer.commit() or stopped_by_request
         if stopped_by_request:
             status, error = "stopped", f"stopped on request after {writer.n_steps} steps"
         elif loop.stop_reason:
@@ -728,25 +1118,46 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
         else:
             status = "finished"
     except GeneratorExit:
-        status, error = "stopped", "the consumer stopped reading the run"
+        if _SIG.received:
+            status, error = "interrupted", _interrupt_reason(_SIG.received, run_id, writer, done)
+        else:
+            status, error = "stopped", "the consumer stopped reading the run"
+        raise
+    except RunTakenOver:
+        status = None                    # not ours any more: write nothing
+        raise
+    except ResumeDivergence as exc:
+        status, error = "interrupted", str(exc)
         raise
     except EvoRouteError as exc:
         status, error = "failed", str(exc)
         raise
-    except KeyboardInterrupt:
-        status, error = "stopped", "interrupted"
+    except KeyboardInterrupt as exc:
+        status = "interrupted"
+        error = _interrupt_reason(getattr(exc, "signame", "SIGINT"), run_id, writer, done)
         raise
-    except Exception as exc:   # a bug: record it so the run does not stay "running" forever
+    except Exception as exc:   # noqa: BLE001
+        from sqlalchemy.exc import OperationalError
+        if isinstance(exc, OperationalError):   # e.g. a lock timeout: resumable, not a bug
+            status = "interrupted"
+            error = _write_failure(exc, run_id, writer.committed if writer else done)
+            raise EvoRouteError(error) from None
+        # a bug: record it so the run does not stay "running" forever
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        heartbeat.stop()
         if writer is not None:
-            try:
-                writer.commit(status=status, error=error, finished_at=repo.now())
-            finally:
-                writer.close()
-        else:
-            _set_run(engine, run_id, status=status, error=error, finished_at=repo.now())
+            writer.close()
+        if status is not None:
+            _finish(engine, run_id, owner, status, error)
+
+
+def _interrupt_reason(signame: str, run_id: int, writer: _Writer | None, done: int) -> str:
+    how = "Ctrl-C (SIGINT)" if signame == "SIGINT" else signame
+    n = writer.committed if writer is not None else done
+    return (f"interrupted by {how} after {n} steps (all stored); resume with "
+            f"`python -m evoroute runs resume {run_id}`")
 
 
 def explanation_dict(e: Explanation) -> dict[str, Any]:
@@ -779,8 +1190,9 @@ def _step_dict(run_id: int, r: StepResult, n_total: int, cum_q: float, cum_cost:
 
 
 # ------------------------------------------------------------------------------ background
-def worker_command(run_id: int) -> list[str]:
-    return [sys.executable, "-m", "evoroute", "worker", str(int(run_id))]
+def worker_command(run_id: int, resume: bool = False) -> list[str]:
+    return [sys.executable, "-m", "evoroute", "worker", str(int(run_id)),
+            *(["--resume"] if resume else [])]
 
 
 def _log_path(url: str, run_id: int) -> Path:
@@ -793,38 +1205,89 @@ def _log_path(url: str, run_id: int) -> Path:
     return base / "logs" / f"run-{run_id}.log"
 
 
-def start_background(spec: RunSpec, *, engine_url: str | None = None) -> int:
-    """Create the run and execute it in a detached ``python -m evoroute worker <run_id>``
-    process (its own session, so it outlives the caller); returns the run id at once."""
-    url = engine_url or config.db_url()
+def _file_url(url: str | None) -> str:
+    url = url or config.db_url()
     from sqlalchemy.engine import make_url
     if make_url(url).get_backend_name() == "sqlite" and make_url(url).database in (None, "", ":memory:"):
         raise ValidationError("a background run needs a database file or server, not an "
                               "in-memory SQLite base", "engine_url")
-    run_id = create_run(spec, engine=db.get_engine(url))
+    return url
+
+
+def _spawn_worker(url: str, run_id: int, resume: bool) -> subprocess.Popen:
     log = _log_path(url, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "EVOROUTE_DB_URL": url}
     root = str(config.PROJECT_ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log, "ab") as fh:
-        subprocess.Popen(worker_command(run_id), cwd=root, env=env, stdin=subprocess.DEVNULL,
-                         stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                         close_fds=True)
+        return subprocess.Popen(worker_command(run_id, resume), cwd=root, env=env,
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def start_background(spec: RunSpec, *, engine_url: str | None = None) -> int:
+    """Create the run and execute it in a detached ``python -m evoroute worker <run_id>``
+    process (its own session, so it outlives the caller); returns the run id at once. The
+    pending run records the worker as its owner, so a worker that dies before it starts the
+    run shows the run interrupted instead of pending forever."""
+    url = _file_url(engine_url)
+    engine = db.get_engine(url)
+    run_id = create_run(spec, engine=engine)
+    proc = _spawn_worker(url, run_id, resume=False)
+    try:
+        child = repo.process_identity(proc.pid)
+    except Exception:   # noqa: BLE001 - it already exited: the creator stays the owner
+        return run_id
+    me = repo.process_identity()
+    with db.session(engine) as s:
+        s.exec(update(Run).where(Run.id == run_id).where(Run.status == "pending")  # type: ignore[call-overload]
+               .where(Run.pid == me.pid).values(**child.fields()))
+        s.commit()
     return run_id
 
 
-def worker_main(run_id: int, engine_url: str | None = None) -> int:
-    """Body of ``python -m evoroute worker <run_id>``: run it to the end; exit status 0 when
-    it finished or stopped cleanly, 1 when it failed (the reason is in ``Run.error``)."""
+def resume_background(run_id: int, *, engine_url: str | None = None) -> int:
+    """Resume an interrupted or stopped run in a detached worker; returns its id at once."""
+    url = _file_url(engine_url)
+    with db.session(db.get_engine(url)) as s:
+        run = repo.get_run(run_id, session=s)
+    if run is None:
+        raise EvoRouteError(f"no run with id {run_id}")
+    if run.status not in repo.RESUMABLE_STATUSES:
+        raise EvoRouteError(f"run {run_id} is {run.status}; only an interrupted or stopped run "
+                            f"can be resumed")
+    _spawn_worker(url, run_id, resume=True)
+    return run_id
+
+
+def worker_main(run_id: int, engine_url: str | None = None, resume: bool = False) -> int:
+    """Body of ``python -m evoroute worker <run_id> [--resume]``: run it to the end. A pending
+    run is executed, an interrupted one resumed (a stopped one only with ``resume``). Exit
+    status 0 when it finished or stopped cleanly, 1 when it failed or could not run (the
+    reason is in ``Run.error``), 128 + the signal on SIGINT / SIGTERM."""
     engine = db.get_engine(engine_url)
     n = 0
-    try:
-        for _ in execute_run(run_id, engine=engine):
-            n += 1
-    except EvoRouteError as exc:
-        print(f"run {run_id} failed: {exc}", file=sys.stderr)
-        return 1
+    with handle_signals():
+        with db.session(engine) as s:
+            run = repo.get_run(run_id, session=s)
+        if run is None:
+            print(f"run {run_id}: no such run", file=sys.stderr)
+            return 1
+        gen = execute_run(run_id, engine=engine,
+                          resume=resume or run.status == "interrupted")
+        try:
+            for _ in gen:
+                n += 1
+        except EvoRouteError as exc:
+            print(f"run {run_id} failed: {exc}", file=sys.stderr)
+            return 1
+        except Interrupted as exc:
+            print(f"run {run_id}: interrupted by {exc.signame} after {n} new steps",
+                  file=sys.stderr)
+            return 128 + exc.signum
+        finally:
+            gen.close()
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
     print(f"run {run_id}: {run.status if run else '?'} after {n} steps"
@@ -833,5 +1296,5 @@ def worker_main(run_id: int, engine_url: str | None = None) -> int:
 
 
 __all__ = ["RunSpec", "RunPlan", "RunLoop", "StepResult", "create_run", "execute_run", "run_spec",
-           "start_background", "stop_run", "worker_main", "prepare_run", "build_router",
-           "PROTOCOLS"]
+           "start_background", "resume_background", "stop_run", "delete_run", "worker_main",
+           "handle_signals", "Interrupted", "prepare_run", "build_router", "PROTOCOLS"]

@@ -43,7 +43,45 @@ def make_engine(url: str | None = None) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     _create_tables(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """The minimal upgrade path of a base created by older code: ``create_all`` never alters a
+    table, so every column the tables declare but the database lacks is added with
+    ``ALTER TABLE ... ADD COLUMN`` (nullable columns only: older rows get NULL). Returns the
+    ``table.column`` names added. Safe when two processes upgrade the same file at once (the
+    loser's "duplicate column" is ignored). A real migration tool replaces this later.
+    """
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import DBAPIError
+
+    insp = inspect(engine)
+    added: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        if not insp.has_table(table.name):
+            continue
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable:
+                from evoroute.errors import EvoRouteError
+                raise EvoRouteError(f"the experience base lacks column {table.name}."
+                                    f"{column.name}, which cannot be added as NULL: it needs a "
+                                    f"migration")
+            ddl = (f"ALTER TABLE {engine.dialect.identifier_preparer.quote(table.name)} ADD "
+                   f"COLUMN {engine.dialect.identifier_preparer.quote(column.name)} "
+                   f"{column.type.compile(dialect=engine.dialect)}")
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(ddl))
+                added.append(f"{table.name}.{column.name}")
+            except DBAPIError as exc:
+                if "duplicate column" not in str(exc).lower():
+                    raise
+    return added
 
 
 def _create_tables(engine: Engine, attempts: int | None = None) -> None:

@@ -6,6 +6,8 @@ Every write commits in one transaction, so a failed call leaves nothing half-wri
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,6 +50,10 @@ def get_model(name: str, *, session: Session) -> ModelEntry | None:
 
 # ---------------------------------------------------------------- runs
 def create_run(*, session: Session, config: dict[str, Any], **fields: Any) -> Run:
+    """A run row; it records the creating process as its owner until a worker claims it, so a
+    pending run whose creator died is seen as interrupted instead of waiting forever."""
+    if "pid" not in fields:
+        fields = {**process_identity().fields(), "heartbeat_at": now(), **fields}
     run = Run(config_json=json.dumps(config, sort_keys=True, default=str), **fields)
     session.add(run)
     session.commit()
@@ -55,15 +61,133 @@ def create_run(*, session: Session, config: dict[str, Any], **fields: Any) -> Ru
     return run
 
 
-def get_run(run_id: int, *, session: Session) -> Run | None:
-    return session.get(Run, run_id)
+def get_run(run_id: int, *, session: Session, reconcile: bool = True) -> Run | None:
+    """The run's current row; a run whose process is gone reads as ``interrupted``."""
+    run = session.get(Run, run_id, populate_existing=True)
+    if run is not None and reconcile:
+        reconcile_runs([run], session=session)
+    return run
 
 
 def list_runs(*, session: Session, limit: int = 100, status: str | None = None) -> list[Run]:
-    stmt = select(Run).order_by(col(Run.id).desc()).limit(limit)
+    stmt = select(Run).order_by(col(Run.id).desc()).limit(limit) \
+        .execution_options(populate_existing=True)
     if status:
         stmt = stmt.where(Run.status == status)
-    return list(session.exec(stmt))
+    runs = list(session.exec(stmt))
+    reconcile_runs(runs, session=session)
+    return runs if not status else [r for r in runs if r.status == status]
+
+
+# ---------------------------------------------------------------- run lifecycle
+#: A run owned by a process on another host (which cannot be checked) is interrupted when its
+#: heartbeat is older than this; above the 30 s busy timeout, so a writer waiting for the lock
+#: is not mistaken for a dead one.
+HEARTBEAT_STALE_S = 60.0
+ACTIVE_STATUSES = ("pending", "running")
+RESUMABLE_STATUSES = ("interrupted", "stopped")
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    pid: int
+    proc_started: float
+    host: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"pid": self.pid, "proc_started": self.proc_started, "host": self.host}
+
+
+def process_identity(pid: int | None = None) -> ProcessIdentity:
+    """pid, start time and host of a process (default: this one)."""
+    import psutil
+
+    pid = os.getpid() if pid is None else int(pid)
+    return ProcessIdentity(pid, float(psutil.Process(pid).create_time()), socket.gethostname())
+
+
+def process_alive(pid: int | None, proc_started: float | None, host: str | None) -> bool | None:
+    """True / False for a process of this host (same pid *and* same start time, not a zombie);
+    None when it cannot be told here (another host, or no pid recorded)."""
+    if pid is None or host != socket.gethostname():
+        return None
+    import psutil
+
+    try:
+        p = psutil.Process(int(pid))
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return proc_started is None or abs(p.create_time() - float(proc_started)) < 0.05
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return False
+
+
+def as_utc(t: datetime | None) -> datetime | None:
+    """SQLite gives datetimes back without their zone; ours are UTC."""
+    if t is None:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def orphan_reason(run: Run, *, at: datetime | None = None) -> str | None:
+    """Why an active run has no live process any more (None: it has one, or may have)."""
+    if run.status not in ACTIVE_STATUSES:
+        return None
+    if run.pid is None and run.heartbeat_at is None:
+        # written by code older than the heartbeat (or its creator recorded nothing): no process
+        # can ever be checked or finish it, so it reads as interrupted and can be resumed/deleted
+        return (f"no process is recorded for this run (written by an older EvoRoute); "
+                f"{run.n_steps_done} steps are stored")
+    alive = process_alive(run.pid, run.proc_started, run.host)
+    if alive:
+        return None
+    beat = as_utc(run.heartbeat_at)
+    if alive is None:
+        if beat is None:
+            return None
+        age = ((at or now()) - beat).total_seconds()
+        if age <= HEARTBEAT_STALE_S:
+            return None
+        return (f"no heartbeat for {age:.0f} s from its process (pid {run.pid} on {run.host}); "
+                f"{run.n_steps_done} steps are stored")
+    when = f"; last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC" if beat else ""
+    what = "its worker process" if run.status == "running" else "the process that created it"
+    return (f"{what} (pid {run.pid} on {run.host}) is gone{when}; {run.n_steps_done} steps are "
+            f"stored")
+
+
+def reconcile_runs(runs: Sequence[Run] | None = None, *, session: Session) -> list[int]:
+    """Mark active runs whose process is gone as ``interrupted``, on read (see
+    docs: persisted lazily, so every reader agrees and resume / delete can rely on it).
+
+    ``runs`` default: every pending or running run. The update is conditional on the row still
+    being owned by the dead process, so a run another process just resumed is left alone. A
+    reader that cannot write (database locked) still sees ``interrupted`` for this read.
+    Returns the ids marked."""
+    from sqlalchemy.exc import OperationalError
+
+    if runs is None:
+        runs = list(session.exec(select(Run).where(col(Run.status).in_(ACTIVE_STATUSES))
+                                 .execution_options(populate_existing=True)))
+    marked = []
+    t = now()
+    for run in runs:
+        reason = orphan_reason(run, at=t)
+        if reason is None:
+            continue
+        stmt = update(Run).where(Run.id == run.id).where(Run.status == run.status)
+        stmt = stmt.where(Run.pid == run.pid) if run.pid is not None else stmt
+        stmt = stmt.values(status="interrupted", error=reason, finished_at=t)
+        try:
+            n = session.exec(stmt).rowcount  # type: ignore[call-overload]
+            session.commit()
+        except OperationalError:
+            session.rollback()
+            n = 1
+        if n:
+            run.status, run.error, run.finished_at = "interrupted", reason, t
+            marked.append(int(run.id))
+    return marked
 
 
 def update_run(run_id: int, *, session: Session, **fields: Any) -> None:
@@ -202,12 +326,30 @@ def finished_task_successes(task_ids: Sequence[int], *, session: Session,
     return out
 
 
-def delete_run(run_id: int, *, session: Session) -> None:
-    """Delete a run with its tasks and steps, in one transaction."""
-    run = session.get(Run, run_id)
+def delete_run(run_id: int, *, session: Session, force: bool = False) -> dict[str, int]:
+    """Delete a run and every row keyed by its id (steps, tasks, any table with a ``run_id``
+    column), in one transaction. Refuses a run whose process is still alive (stop it first)
+    unless ``force``. Returns the rows deleted per table."""
+    from sqlmodel import SQLModel
+
+    run = get_run(run_id, session=session)
     if run is None:
         raise EvoRouteError(f"no run with id {run_id}")
-    session.exec(StepRecord.__table__.delete().where(StepRecord.run_id == run_id))  # type: ignore[attr-defined]
-    session.exec(Task.__table__.delete().where(Task.run_id == run_id))  # type: ignore[attr-defined]
-    session.delete(run)
-    session.commit()
+    if not force and run.status in ACTIVE_STATUSES and \
+            process_alive(run.pid, run.proc_started, run.host) is not False:
+        raise EvoRouteError(f"run {run_id} is still {run.status} (pid {run.pid} on {run.host}); "
+                            f"stop it first: python -m evoroute runs stop {run_id}")
+    counts: dict[str, int] = {}
+    try:
+        for table in reversed(SQLModel.metadata.sorted_tables):   # children before parents
+            if table.name != Run.__tablename__ and "run_id" in table.c:
+                counts[table.name] = session.exec(  # type: ignore[call-overload]
+                    table.delete().where(table.c.run_id == run_id)).rowcount
+        counts[Run.__tablename__] = session.exec(  # type: ignore[call-overload]
+            Run.__table__.delete().where(Run.id == run_id)).rowcount  # type: ignore[attr-defined]
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.expunge(run)
+    return counts

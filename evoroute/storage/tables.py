@@ -41,7 +41,9 @@ class Run(SQLModel, table=True):
     __tablename__ = "run"
     id: int | None = Field(default=None, primary_key=True)
     name: str = ""
-    status: str = Field(default="pending", index=True)  # pending|running|finished|stopped|failed
+    # pending | running | finished | stopped | failed | interrupted (its process is gone, or it
+    # was stopped by a signal or a write failure; resumable like stopped)
+    status: str = Field(default="pending", index=True)
     backend: str = "replay"          # replay | live | simulated
     dataset: str = ""
     router: str = "evoroute"
@@ -61,6 +63,13 @@ class Run(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # the process that owns the run (its creator, then its worker): pid + start time + host, so
+    # a recycled pid is not mistaken for it; heartbeat_at is refreshed at every commit and at
+    # least every few seconds while the run works (repo.reconcile_runs reads them)
+    pid: int | None = None
+    proc_started: float | None = None    # the process's start time, epoch seconds (psutil)
+    host: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 class Task(SQLModel, table=True):
@@ -91,6 +100,7 @@ class StepRecord(SQLModel, table=True):
     task_id: int | None = Field(default=None, foreign_key="task.id", index=True)
     task_key: str = ""
     step_index: int = 0
+    step_no: int | None = None        # the run's step number (1-based; failed attempts share it)
     phase: str = ""                   # cold_start | optimize | inference | import
     role: str = Field(default="", index=True)
     model: str = Field(default="", index=True)

@@ -1,0 +1,115 @@
+"""What committing more often costs: steps/s of a real replay run on a real SQLite file when
+the runner commits every 1, 5 or 50 steps (issue 10, item 2: at most one step lost per kill).
+
+    python benchmarks/commit_cost.py
+    python benchmarks/commit_cost.py --router random --steps 2000 --rounds 3 --json
+
+Each round runs the same spec (RouterBench replayed, seeded) once per batch size, in rotating
+order, on a fresh SQLite file in a temporary directory (WAL, synchronous=NORMAL, as the
+studio's base), plus once with no database at all (``RunLoop.steps()`` alone) to show what the
+routing itself costs. Timed: from the first step written to the last (the run's preparation
+— loading the data, the shipped embeddings — is left out; it is the same for every batch
+size). The time-based commit (every 0.25 s) is switched off so only the batch size counts.
+Reported: the median steps/s over the rounds and the cost of one commit in ms, i.e. the
+difference between committing every step and every 50. The machine's load average is printed:
+numbers from a busy machine are slower than a quiet machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from evoroute import demo  # noqa: E402
+from evoroute.evaluation import runner  # noqa: E402
+from evoroute.storage import db  # noqa: E402
+
+BATCHES = (1, 5, 50)
+
+
+def spec(args: argparse.Namespace) -> runner.RunSpec:
+    # cold start + online train tasks + test tasks = args.steps one-step tasks
+    n_test = max(1, args.steps // 4)
+    return runner.RunSpec(backend="replay", dataset="routerbench", router=args.router,
+                          seed=args.seed, cold_start_tasks=min(50, args.steps // 10),
+                          n_train=args.steps - n_test - min(50, args.steps // 10),
+                          n_tasks=n_test, models=tuple(sorted(demo.fitted_prices())))
+
+
+def timed_run(engine, s: runner.RunSpec, batch: int) -> tuple[int, float]:
+    runner.COMMIT_EVERY_STEPS, runner.COMMIT_EVERY_S = batch, 1e9
+    run_id = runner.create_run(s, engine=engine)
+    t0, n = None, 0
+    for _ in runner.execute_run(run_id, engine=engine):
+        if t0 is None:
+            t0 = time.perf_counter()
+        n += 1
+    return n, time.perf_counter() - t0
+
+
+def timed_loop(engine, s: runner.RunSpec) -> tuple[int, float]:
+    plan = runner.prepare_run(s, engine=engine)
+    t0, n = None, 0
+    for _ in runner.RunLoop(plan, s.budget_usd).steps():
+        if t0 is None:
+            t0 = time.perf_counter()
+        n += 1
+    return n, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--router", default="evoroute")
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON line only")
+    args = p.parse_args()
+    s = spec(args)
+    rates: dict[str, list[float]] = {str(b): [] for b in BATCHES} | {"no database": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.rounds):
+            order = list(BATCHES[rnd % len(BATCHES):] + BATCHES[:rnd % len(BATCHES)])
+            for b in order:
+                engine = db.make_engine(f"sqlite:///{Path(tmp) / f'r{rnd}-b{b}.db'}")
+                demo.register_routerbench_models(engine)
+                n, dt = timed_run(engine, s, b)
+                rates[str(b)].append((n - 1) / dt)
+                engine.dispose()
+            engine = db.make_engine(f"sqlite:///{Path(tmp) / f'r{rnd}-loop.db'}")
+            demo.register_routerbench_models(engine)
+            n, dt = timed_loop(engine, s)
+            rates["no database"].append((n - 1) / dt)
+            engine.dispose()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    out = {"router": args.router, "steps": n, "rounds": args.rounds,
+           "steps_per_s": {k: round(v, 1) for k, v in med.items()},
+           "ms_per_step": {k: round(1000 / v, 3) for k, v in med.items()},
+           "commit_ms": round(1000 / med["1"] - 1000 / med["50"], 3),
+           "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"{args.router} replayed on RouterBench, {n} steps, median of {args.rounds} rounds "
+          f"(load average {out['load_avg_1m']} on {out['cpus']} CPUs)")
+    print(f"{'commit every':>14} {'steps/s':>9} {'ms/step':>8}")
+    for k in [str(b) for b in BATCHES] + ["no database"]:
+        label = f"{k} steps" if k != "no database" else k
+        print(f"{label:>14} {med[k]:9.1f} {1000 / med[k]:8.3f}")
+    print(f"one commit costs ~{out['commit_ms']:.3f} ms (every step vs every 50)")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
