@@ -441,7 +441,7 @@ class Interpreter:
                 raise Refused(f"lambda calls nested more than {MAX_CALL_DEPTH} deep")
             self.calls += 1
             try:
-                return self.eval(f.body, (dict(zip(f.params, args)),) + f.scope)
+                return self.visit(f.body, (dict(zip(f.params, args)),) + f.scope)
             finally:
                 self.calls -= 1
         if id(f) in self.lim.function_ids:
@@ -498,7 +498,7 @@ class Interpreter:
         return lim.value(_BINOPS[type(op)](a, b))
 
     # ------------------------------------------------------------ nodes
-    def eval(self, node, scope=()):
+    def visit(self, node, scope=()):
         method = getattr(self, "_" + type(node).__name__, None) \
             if type(node) in ALLOWED_NODES else None
         if method is None or type(node) in (ast.comprehension, ast.keyword, ast.arguments):
@@ -506,7 +506,7 @@ class Interpreter:
         return method(node, scope)
 
     def _Expression(self, node, scope):
-        return self.eval(node.body, scope)
+        return self.visit(node.body, scope)
 
     def _Constant(self, node, scope):
         if type(node.value) not in CONSTANT_TYPES:
@@ -520,9 +520,9 @@ class Interpreter:
         out = []
         for e in elts:
             if isinstance(e, ast.Starred):
-                out.extend(_materialise(self.eval(e.value, scope), self.lim))
+                out.extend(_materialise(self.visit(e.value, scope), self.lim))
             else:
-                out.append(self.eval(e, scope))
+                out.append(self.visit(e, scope))
             self.lim.items(len(out))
         return out
 
@@ -536,15 +536,15 @@ class Interpreter:
         return set(self._items(node.elts, scope))
 
     def _Dict(self, node, scope):
-        return {self.eval(k, scope): self.eval(v, scope) for k, v in zip(node.keys, node.values)}
+        return {self.visit(k, scope): self.visit(v, scope) for k, v in zip(node.keys, node.values)}
 
     def _BinOp(self, node, scope):
         if type(node.op) not in _BINOPS:
             raise Refused(f"not allowed in a python expression: {_describe(node.op)}")
-        return self.binop(node.op, self.eval(node.left, scope), self.eval(node.right, scope))
+        return self.binop(node.op, self.visit(node.left, scope), self.visit(node.right, scope))
 
     def _UnaryOp(self, node, scope):
-        v = self.eval(node.operand, scope)
+        v = self.visit(node.operand, scope)
         op = node.op
         if isinstance(op, ast.Not):
             return not v
@@ -559,7 +559,7 @@ class Interpreter:
     def _BoolOp(self, node, scope):
         v = None
         for e in node.values:
-            v = self.eval(e, scope)
+            v = self.visit(e, scope)
             if isinstance(node.op, ast.And) and not v:
                 return v
             if isinstance(node.op, ast.Or) and v:
@@ -567,34 +567,34 @@ class Interpreter:
         return v
 
     def _Compare(self, node, scope):
-        left = self.eval(node.left, scope)
+        left = self.visit(node.left, scope)
         for op, right_node in zip(node.ops, node.comparators):
-            right = self.eval(right_node, scope)
+            right = self.visit(right_node, scope)
             if not _COMPARE[type(op)](left, right):
                 return False
             left = right
         return True
 
     def _IfExp(self, node, scope):
-        return self.eval(node.body if self.eval(node.test, scope) else node.orelse, scope)
+        return self.visit(node.body if self.visit(node.test, scope) else node.orelse, scope)
 
     def _Subscript(self, node, scope):
-        v = self.eval(node.value, scope)
+        v = self.visit(node.value, scope)
         if not isinstance(v, (list, tuple, str, dict, range)):
             raise TypeError(f"a value of type {type(v).__name__} cannot be indexed")
-        return self.lim.value(v[self.eval(node.slice, scope)])
+        return self.lim.value(v[self.visit(node.slice, scope)])
 
     def _Slice(self, node, scope):
-        parts = [None if p is None else self.eval(p, scope)
+        parts = [None if p is None else self.visit(p, scope)
                  for p in (node.lower, node.upper, node.step)]
         return slice(*parts)
 
     def _Call(self, node, scope):
         args = self._items(node.args, scope)
-        kwargs = {k.arg: self.eval(k.value, scope) for k in node.keywords}
+        kwargs = {k.arg: self.visit(k.value, scope) for k in node.keywords}
         if isinstance(node.func, ast.Attribute):
-            return self.call_method(self.eval(node.func.value, scope), node.func.attr, args, kwargs)
-        return self.call_value(self.eval(node.func, scope), args, kwargs)
+            return self.call_method(self.visit(node.func.value, scope), node.func.attr, args, kwargs)
+        return self.call_value(self.visit(node.func, scope), args, kwargs)
 
     def _Lambda(self, node, scope):
         return Closure(tuple(a.arg for a in node.args.args), node.body, scope, self)
@@ -618,14 +618,14 @@ class Interpreter:
                 emit(scope)
                 return
             gen = node.generators[i]
-            it = self.eval(gen.iter, scope)
+            it = self.visit(gen.iter, scope)
             if not isinstance(it, (list, tuple, str, dict, set, frozenset, range)):
                 raise TypeError(f"a value of type {type(it).__name__} is not iterable")
             for v in it:
                 frame = {}
                 self._bind(gen.target, v, frame)
                 inner = (frame,) + scope
-                if all(self.eval(c, inner) for c in gen.ifs):
+                if all(self.visit(c, inner) for c in gen.ifs):
                     loop(i + 1, inner)
         loop(0, scope)
 
@@ -633,7 +633,7 @@ class Interpreter:
         out = []
 
         def emit(s):
-            out.append(self.eval(node.elt, s))
+            out.append(self.visit(node.elt, s))
             self.lim.items(len(out), "a comprehension")
         self._comprehension(node, scope, emit)
         return out
@@ -651,7 +651,7 @@ class Interpreter:
         out = {}
 
         def emit(s):
-            out[self.eval(node.key, s)] = self.eval(node.value, s)
+            out[self.visit(node.key, s)] = self.visit(node.value, s)
             self.lim.items(len(out), "a comprehension")
         self._comprehension(node, scope, emit)
         return out
@@ -679,7 +679,7 @@ _COMPARE = {
 def evaluate(expr, mem_bytes=256 << 20):
     """Validate and interpret one expression (in this process: the caller isolates it)."""
     tree = validate(expr)
-    return Interpreter(Limits(mem_bytes)).eval(tree)
+    return Interpreter(Limits(mem_bytes)).visit(tree)
 
 
 # ------------------------------------------------------------------------------ the process
@@ -717,20 +717,43 @@ def apply_limits(mem_bytes, cpu_s):
     resource.setrlimit(resource.RLIMIT_NOFILE, (nfd, nfd))
 
 
-def to_jsonable(v, depth=0):
-    if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
+MAX_OUTPUT_ITEMS = 10_000
+MAX_OUTPUT_CHARS = 100_000
+
+
+def to_jsonable(v, depth=0, budget=None):
+    """The value as JSON data, cut to :data:`MAX_OUTPUT_ITEMS` items in all (lists of lists
+    of lists are not multiplied out) and strings to :data:`MAX_OUTPUT_CHARS` characters."""
+    budget = [MAX_OUTPUT_ITEMS] if budget is None else budget
+    budget[0] -= 1
+    if isinstance(v, bool) or v is None or isinstance(v, int):
         return v
+    if isinstance(v, str):
+        return v if len(v) <= MAX_OUTPUT_CHARS else v[:MAX_OUTPUT_CHARS] + " ..."
     if isinstance(v, float):
         return v if math.isfinite(v) else repr(v)
-    if depth < 3 and isinstance(v, (list, tuple, set, frozenset, range)):
-        items = sorted(v) if isinstance(v, (set, frozenset)) else list(v[:1000] if
-                                                                       isinstance(v, range) else v)
-        return [to_jsonable(x, depth + 1) for x in items[:1000]]
-    if depth < 3 and isinstance(v, dict):
-        return {str(k): to_jsonable(x, depth + 1) for k, x in list(v.items())[:1000]}
     if isinstance(v, Closure):
         return "<lambda>"
-    return repr(v)[:2000]
+    if isinstance(v, (list, tuple, set, frozenset, range, dict)):
+        if depth >= 3 or budget[0] <= 0:
+            return "..."
+        if isinstance(v, (set, frozenset)):
+            try:
+                v = sorted(v)
+            except TypeError:
+                v = list(v)
+        pairs = v.items() if isinstance(v, dict) else enumerate(v)
+        out = {} if isinstance(v, dict) else []
+        for n, (k, x) in enumerate(pairs):
+            if n >= 1000 or budget[0] <= 0:
+                break
+            x = to_jsonable(x, depth + 1, budget)
+            if isinstance(out, dict):
+                out[str(k)] = x
+            else:
+                out.append(x)
+        return out
+    return "<" + type(v).__name__ + ">"
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -786,7 +809,7 @@ def main():
         expr, mem, cpu = read_request(sys.stdin.read())
         tree = validate(expr)
         apply_limits(mem, cpu)
-        value = Interpreter(Limits(mem)).eval(tree)
+        value = Interpreter(Limits(mem)).visit(tree)
         text = dumps({"ok": True, "value": to_jsonable(value)})
     except (MemoryError, MemoryRefused) as exc:
         text = dumps({"ok": False, "error": f"MemoryError: memory limit exceeded ({exc})"[:500]})

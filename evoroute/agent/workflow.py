@@ -162,6 +162,9 @@ class TaskState:
     final_answer: float | None = None
     success: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    # role -> what went wrong with the tool calls of that step (a refused or failed call);
+    # kept apart from ``errors`` (failed model calls) so a refusal is never taken for one
+    tool_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def correct(self) -> bool:
@@ -172,9 +175,10 @@ class TaskState:
                 "plan": self.plan, "solver": self.solver_text, "verifier": self.verifier_text,
                 "verdict": self.verdict, "final": self.final_text, "final_answer": self.final_answer,
                 "tool_calls": [{"tool": c.tool, "expression": c.expression, "ok": c.ok,
-                                "value": c.value, "error": c.error} for c in self.calls],
+                                "value": c.value, "error": c.error, "isolation": c.isolation}
+                               for c in self.calls],
                 "step_success": dict(self.success), "errors": dict(self.errors),
-                "correct": self.correct}
+                "tool_errors": dict(self.tool_errors), "correct": self.correct}
 
 
 def _clip(text: str | None, n: int = 600) -> str:
@@ -245,15 +249,33 @@ _VERDICT = re.compile(r"VERDICT\W*?\s*[:=]?\s*(CORRECT|INCORRECT|WRONG)", re.IGN
 _NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?")
 
 
-def _run_calls(state: TaskState, calls: list[tuple[str, str]], limits: dict[str, Any]
-               ) -> T.ToolResult | None:
-    """Run every call in order; the last successful one is the step's result."""
+def tool_call_note(r: T.ToolResult) -> str:
+    """One line for a failed or refused tool call, as stored with the step."""
+    where = f" [isolation: {r.isolation}]" if r.isolation else ""
+    return f"{r.tool} tool call {_clip(r.expression, 120)!r} failed: {r.error}{where}"
+
+
+def step_tool_error(state: TaskState, role: str) -> str | None:
+    """What went wrong with the tool calls of the role's step (refused, failed), if anything:
+    the text a step record stores so that a refused call is visible, not just a σ of 0."""
+    return state.tool_errors.get(role)
+
+
+def _run_calls(state: TaskState, role: str, calls: list[tuple[str, str]],
+               limits: dict[str, Any]) -> T.ToolResult | None:
+    """Run every call in order; the last successful one is the step's result. Failed and
+    refused calls are noted in ``state.tool_errors[role]``."""
     best = None
+    notes = []
     for tool, expr in calls:
         r = T.run_tool(tool, expr, **limits)
         state.calls.append(r)
+        if not r.ok:
+            notes.append(tool_call_note(r))
         if r.ok and r.number() is not None:
             best = r
+    if notes:
+        state.tool_errors[role] = _clip("; ".join(notes), 1000)
     return best
 
 
@@ -267,6 +289,7 @@ def apply_output(role: str, state: TaskState, text: str, *,
     limits = dict(tool_limits or {})
     task = state.task
     text = text or ""
+    state.tool_errors.pop(role, None)
     if role == "planner":
         state.plan = text.strip()
         nums = set(_NUM_IN_Q.findall(task.question))
@@ -274,7 +297,7 @@ def apply_output(role: str, state: TaskState, text: str, *,
         sigma = float(ok)
     elif role == "solver":
         state.solver_text = text.strip()
-        res = _run_calls(state, T.extract_tool_calls(text), limits)
+        res = _run_calls(state, role, T.extract_tool_calls(text), limits)
         if res is not None:
             state.candidate = res
         sigma = float(_is_right(res, task))
@@ -287,7 +310,7 @@ def apply_output(role: str, state: TaskState, text: str, *,
             # a fix must be tagged (a quoted expression is not a fix); acting as the solver,
             # untagged arithmetic is read as the solver's is
             calls = T.extract_tool_calls(text, allow_untagged=had is None)
-            res = _run_calls(state, calls, limits)
+            res = _run_calls(state, role, calls, limits)
             if res is not None:
                 state.candidate = res
         sigma = float((state.verdict is not None or had is None) and _is_right(state.candidate, task))
@@ -302,4 +325,5 @@ def apply_output(role: str, state: TaskState, text: str, *,
 
 
 __all__ = ["ROLES", "MAX_TOKENS", "AgentTask", "TaskState", "load_tasks", "routing_instruction",
-           "build_messages", "apply_output", "BUNDLED_TASKS", "resolve_task_file"]
+           "build_messages", "apply_output", "BUNDLED_TASKS", "resolve_task_file",
+           "step_tool_error", "tool_call_note"]
