@@ -69,7 +69,8 @@ ALLOWED_NODES = frozenset((
     ast.arg, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.comprehension,
 ) + _OPERATORS)
 _NODE_WORDS = {
-    "JoinedStr": "f-string", "FormattedValue": "f-string", "NamedExpr": "assignment expression (:=)",
+    "JoinedStr": "f-string", "FormattedValue": "f-string",
+    "NamedExpr": "assignment expression (:=)",
     "Await": "await", "Yield": "yield", "YieldFrom": "yield", "MatMult": "@ operator",
 }
 CONSTANT_TYPES = (int, float, str, bool, type(None))
@@ -593,7 +594,8 @@ class Interpreter:
         args = self._items(node.args, scope)
         kwargs = {k.arg: self.visit(k.value, scope) for k in node.keywords}
         if isinstance(node.func, ast.Attribute):
-            return self.call_method(self.visit(node.func.value, scope), node.func.attr, args, kwargs)
+            obj = self.visit(node.func.value, scope)
+            return self.call_method(obj, node.func.attr, args, kwargs)
         return self.call_value(self.visit(node.func, scope), args, kwargs)
 
     def _Lambda(self, node, scope):

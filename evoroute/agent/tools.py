@@ -285,7 +285,6 @@ def _probe(prefix: tuple[str, ...]) -> str | None:
     code = ("import os, socket, json\n"
             "try:\n socket.socket().connect(('127.0.0.1', 9)); net = 'open'\n"
             "except OSError as e:\n net = e.errno\n"
-            "try:\n open('/proc/1/environ').read(1); env = True\nexcept OSError:\n env = False\n"
             "print(json.dumps([os.getuid(), os.getgid(), sorted(os.environ), net]))")
     try:
         p = subprocess.run([*prefix, _child_python(), "-I", "-S", "-c", code], capture_output=True,
@@ -293,7 +292,8 @@ def _probe(prefix: tuple[str, ...]) -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}"
     if p.returncode != 0:
-        return ((p.stderr or "").strip().splitlines()[-1:] or [f"exit status {p.returncode}"])[0][:200]
+        tail = (p.stderr or "").strip().splitlines()[-1:] or [f"exit status {p.returncode}"]
+        return tail[0][:200]
     try:
         uid, gid, env, net = json.loads(p.stdout)
     except ValueError:
@@ -392,8 +392,8 @@ def run_python(expression: str, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     isolation = None
 
     def fail(msg: str) -> ToolResult:
-        return ToolResult("python", expression, False, error=msg, elapsed_s=time.perf_counter() - t0,
-                          isolation=isolation)
+        return ToolResult("python", expression, False, error=msg,
+                          elapsed_s=time.perf_counter() - t0, isolation=isolation)
 
     try:
         iso = sandbox_isolation()

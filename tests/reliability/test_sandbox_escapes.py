@@ -228,8 +228,8 @@ def test_child_refuses_the_escape_without_the_parent_check(expr, intact):
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["ok"] is False, (expr, res)
-    assert CLEAR_ERROR.match(res["error"]) or res["error"].startswith("MemoryError: memory limit"), \
-        res["error"]
+    assert CLEAR_ERROR.match(res["error"]) or \
+        res["error"].startswith("MemoryError: memory limit"), res["error"]
 
 
 def test_corpus_frame_walks_really_escape_a_plain_eval(canary):
@@ -295,7 +295,8 @@ HOSTILE = textwrap.dedent("""
     attempt("tmp_file", lambda: open("/tmp/evoroute-escape", "w").write("x"))
     attempt("root_file", lambda: open("/escape.txt", "w").write("x"))
     attempt("system", lambda: os.system(f"echo x > {canary_dir}/system.txt"))
-    attempt("network", lambda: socket.create_connection(("127.0.0.1", port), timeout=2) and "connected")
+    attempt("network", lambda: socket.create_connection(("127.0.0.1", port), timeout=2)
+            and "connected")
     attempt("host_pids", lambda: sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
     attempt("capabilities", lambda: [ln for ln in open("/proc/self/status")
                                      if ln.startswith("CapEff")][0].split()[1])

@@ -281,6 +281,22 @@ def test_python_tool_through_the_solver():
     assert st.calls[0].tool == "python" and st.calls[0].value == 14
 
 
+def test_a_refused_tool_call_is_recorded_with_its_step():
+    st = W.TaskState(_task())
+    assert W.apply_output("solver", st, "CALC: __import__('os')") == 0.0
+    note = W.step_tool_error(st, "solver")
+    assert note == "calculator tool call \"__import__('os')\" failed: not allowed in a " \
+        "calculator expression: function call __import__()"
+    assert st.transcript()["tool_errors"] == {"solver": note}
+    # the python tool says which OS isolation refused or ran it
+    W.apply_output("verifier", st, "VERDICT: WRONG\nPYTHON: (x for x in ()).gi_frame")
+    assert "python tool call" in W.step_tool_error(st, "verifier")
+    assert f"[isolation: {T.sandbox_isolation().label()}]" in W.step_tool_error(st, "verifier")
+    # a step whose calls all work records nothing, and re-running a step replaces its note
+    assert W.apply_output("solver", st, "CALC: 50 - 13*2.45") == 1.0
+    assert W.step_tool_error(st, "solver") is None
+
+
 def test_routing_instructions_are_fixed_and_predict_tools():
     from evoroute.retrieval.tools import ToolPredictor
 
