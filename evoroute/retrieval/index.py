@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evoroute.retrieval.ann import VectorIndex
+
 # Sufficient statistics per model: count, Σc, Σc², Σd, Σd², count with known P, ΣP, ΣP².
 N, SC, SC2, SD, SD2, NP, SP, SP2 = range(8)
 NSTAT = 8
@@ -39,7 +41,8 @@ def one_blas_thread() -> Iterator[None]:
 
 
 class _Grow:
-    """A numpy array that doubles its capacity on append."""
+    """A numpy array that grows its capacity by 1.5× on append (into np.empty: capacity not
+    yet written is not resident memory; at 1M records doubling into np.full held 4 GB)."""
 
     def __init__(self, dtype, shape_tail: tuple[int, ...] = (), fill=0, cap: int = 1024) -> None:
         self.fill = fill
@@ -49,8 +52,8 @@ class _Grow:
     def reserve(self, extra: int) -> None:
         need = self.n + extra
         if need > len(self.a):
-            cap = max(need, 2 * len(self.a))
-            b = np.full((cap, *self.a.shape[1:]), self.fill, dtype=self.a.dtype)
+            cap = max(need, len(self.a) + len(self.a) // 2)
+            b = np.empty((cap, *self.a.shape[1:]), dtype=self.a.dtype)
             b[: self.n] = self.a[: self.n]
             self.a = b
 
@@ -124,7 +127,7 @@ class ExperienceIndex:
         self.tool_bits: dict[str, int] = {}
         self._text_ids: dict[str, int] = {}
         self._texts: list[str] = []            # text id -> text (explanations name neighbours)
-        self._emb = _Grow(np.float32, (dim,))
+        self._emb = VectorIndex(dim)       # one vector per unique text; exact, then HNSW
         self._group_ids: dict[tuple[int, int], int] = {}
         self._g_role = _Grow(np.int32)
         self._g_mask = _Grow(np.int64)
@@ -151,7 +154,7 @@ class ExperienceIndex:
 
     @property
     def n_texts(self) -> int:
-        return self._emb.n
+        return len(self._emb)
 
     def _id(self, table: dict[str, int], key: str) -> int:
         if key not in table:
@@ -213,13 +216,13 @@ class ExperienceIndex:
                 vec = None if embeddings is None else embeddings[i]
                 if vec is None:
                     continue
-                tid = self._emb.n + len(new_vecs)
+                tid = len(self._emb) + len(new_vecs)
                 self._text_ids[txt] = tid
                 self._texts.append(txt)
                 new_vecs.append(np.asarray(vec, np.float32))
             text_ids[i] = tid
         if new_vecs:
-            self._emb.extend(np.vstack(new_vecs))
+            self._emb.add(np.vstack(new_vecs))
         cost = np.asarray(costs, np.float64)
         dur = np.asarray(durations, np.float64)
         p = np.array([np.nan if v is None else float(v) for v in perf], np.float64)
@@ -295,8 +298,10 @@ class ExperienceIndex:
 
     def similarities(self, embedding: np.ndarray, sem_scan_limit: int | None = None
                      ) -> tuple[np.ndarray, int]:
+        """Cosine of ``embedding`` with every stored text (the ``sem_scan_limit`` most recent):
+        a full scan, exact float32 below ann.EXACT_BELOW texts, float16 vectors above."""
         lo = 0 if sem_scan_limit is None else max(0, self.n_texts - sem_scan_limit)
-        return self._emb.a[lo: self.n_texts] @ np.asarray(embedding, np.float32), lo
+        return self._emb.scan(embedding, lo), lo
 
     def text(self, text_id: int) -> str:
         return self._texts[text_id]
@@ -305,9 +310,14 @@ class ExperienceIndex:
                       ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` unique texts most similar to ``embedding``: (text ids, cosine similarities),
         most similar first. The one neighbour search of the query-aware estimator
-        (evoroute/policy/estimators.py); exact here, and the place an ANN index plugs in."""
+        (evoroute/policy/estimators.py): exact below ann.EXACT_BELOW texts, the HNSW graph
+        above (recall vs exact ≥ 0.95, measured in tests/unit/test_ann.py and
+        benchmarks/decision_overhead.py); a ``sem_scan_limit`` window is scanned exactly."""
         if not self.n_texts or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
+        if sem_scan_limit is None or sem_scan_limit >= self.n_texts:
+            tids, sims = self._emb.search(embedding, int(k))
+            return tids.astype(np.int64), sims
         sims, lo = self.similarities(embedding, sem_scan_limit)
         if sims.size > k:
             top = np.argpartition(-sims, k - 1)[:k]
@@ -328,15 +338,22 @@ class ExperienceIndex:
         counts = {ch: zeros.copy() for ch in CHANNELS}
         sem_recs, sims_of_recs = np.empty(0, np.int64), np.empty(0)
         if "semantic" in channels and embedding is not None and self.n_texts:
-            sims, lo = self.similarities(embedding, sem_scan_limit)
-            hit = np.flatnonzero(sims >= theta)
+            if sem_scan_limit is None or sem_scan_limit >= self.n_texts:
+                # every text with cosine ≥ θ: exact scan while small, HNSW k-NN with a growing
+                # k once large (approximate; its recall is printed by decision_overhead.py)
+                hit, hsims = self._emb.range_search(embedding, theta)
+                lo = 0
+            else:
+                sims, lo = self.similarities(embedding, sem_scan_limit)
+                hit = np.flatnonzero(sims >= theta)
+                hsims = sims[hit]
             if hit.size:
                 tids = self._r_text.view
                 want = np.zeros(self.n_texts + 1, bool)
                 want[hit + lo] = True
                 sem_recs = np.flatnonzero(want[tids])       # tids == -1 maps to the last slot
                 tsim = np.full(self.n_texts + 1, -np.inf)
-                tsim[hit + lo] = sims[hit]
+                tsim[hit + lo] = hsims
                 sims_of_recs = tsim[tids[sem_recs]]
         if max_per_channel is None:
             G = self._G[:ng, :nm]
