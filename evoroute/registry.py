@@ -85,11 +85,10 @@ def _clean(fields: dict[str, Any]) -> dict[str, Any]:
         if len(out["notes"]) > 10_000:
             raise ValidationError("notes are longer than 10000 characters", "notes")
     if "api_base" in out and out["api_base"] is not None:
+        from evoroute.netsafety import validate_api_base   # http(s), no credentials in the URL
+
         base = str(out["api_base"]).strip()
-        if "@" in base.split("//", 1)[-1].split("/", 1)[0]:
-            raise ValidationError("api base must not carry credentials; keys come from the "
-                                  "environment only", "api_base")
-        out["api_base"] = base or None
+        out["api_base"] = validate_api_base(base) if base else None
     return out
 
 

@@ -265,22 +265,29 @@ def count_prompt_tokens(model_id: str, messages: Sequence[dict[str, Any]]) -> in
 
 
 class _TokenTally:
-    """Running token count of a streamed text: whole slices are counted once; the tail is
-    recounted per chunk (at most ~1024 characters), so the cost per chunk is bounded."""
+    """Running token count of a streamed text: whole slices are counted once; the tail (at
+    most ~1024 characters) is counted only when its upper bound (1 token per UTF-8 byte: every
+    token of a byte-level BPE covers at least one byte) could pass a limit, so a chunk costs
+    little until the stream nears its limit."""
 
     def __init__(self, model_id: str) -> None:
         self.count = _tokenizer(model_id)
         self.done = 0
         self.tail = ""
+        self.tail_bytes = 0
 
-    def add(self, piece: str) -> int:
+    def add(self, piece: str) -> None:
         self.tail += piece
+        self.tail_bytes += len(piece.encode("utf-8", "replace"))
         if len(self.tail) >= COUNT_SLICE_CHARS:
             parts = _slices(self.tail)
             keep = parts.pop()
             self.done += sum(self.count(p) for p in parts)
-            self.tail = keep
-        return self.total
+            self.tail, self.tail_bytes = keep, len(keep.encode("utf-8", "replace"))
+
+    @property
+    def upper(self) -> int:
+        return self.done + self.tail_bytes
 
     @property
     def total(self) -> int:
@@ -594,7 +601,7 @@ class LiveBackend(Backend):
         stopped: str | None = None
         stream = lt.completion(**self._kwargs(model, messages, max_tokens))
         meter.replied = True
-        meter.cost_usd = self.cost(model, n_in, 0)
+        meter.cost_usd = model.cost(n_in, 0)
         try:
             for chunk in stream:
                 now = time.perf_counter()
@@ -605,9 +612,16 @@ class LiveBackend(Backend):
                         if ttft is None:
                             ttft = now - t0
                         parts.append(piece)
-                        n_out = self._billed_output(local, len(parts), tally.add(piece))
+                        tally.add(piece)
+                        # an upper bound first (cheap); the exact count only when the bound
+                        # could pass a limit. Cost: the registered prices' plain arithmetic
+                        # (litellm's cost function takes milliseconds, too slow per chunk)
+                        n_out = self._billed_output(local, len(parts), tally.upper)
+                        if n_out > limit or (cap_usd is not None
+                                             and model.cost(n_in, n_out) > cap_usd):
+                            n_out = self._billed_output(local, len(parts), tally.total)
                         meter.output_tokens = n_out
-                        meter.cost_usd = self.cost(model, n_in, n_out)
+                        meter.cost_usd = model.cost(n_in, n_out)
                         if n_out > limit:
                             stopped = "max_tokens"
                             break
@@ -622,6 +636,9 @@ class LiveBackend(Backend):
                     raise _StreamTimeout(f"the response took longer than {self.timeout_s:g} s")
         finally:
             _close(stream)
+            if parts:     # exact, also when the stream failed half-way (that part is billed)
+                meter.output_tokens = self._billed_output(local, len(parts), tally.total)
+                meter.cost_usd = model.cost(n_in, meter.output_tokens)
         total = time.perf_counter() - t0
         text = "".join(parts)
         if not text:

@@ -132,6 +132,8 @@ def test_streamed_call_measures_latency_tokens_and_registered_cost(script):
         assert c["stream"] is True and c["stream_options"] == {"include_usage": True}
         assert c["timeout"] == b.timeout_s and c["max_tokens"] == W.MAX_TOKENS[c["role"]]
         assert c["api_base"] == "https://a.invalid/v1" and "api_key" not in c
+        # one retry budget: litellm's and the OpenAI client's own retries are off
+        assert c["num_retries"] == 0 and c["max_retries"] == 0
 
 
 def T_approx(v: float, answer: float, decimals: int) -> bool:
