@@ -444,3 +444,98 @@ def test_a_model_line_with_an_escape_is_refused_and_recorded_in_the_step(name, i
     # a later good call by the verifier clears nothing of the solver's record
     assert W.apply_output("verifier", st, "VERDICT: WRONG\nPYTHON: sum([4, 10])") == 1.0
     assert W.step_tool_error(st, "solver") == note and W.step_tool_error(st, "verifier") is None
+
+
+# ------------------------------------------------------------------------------ a live backend
+class ScriptedModel:
+    """An OpenAI-compatible streaming server on 127.0.0.1 that answers each agent role with a
+    scripted text (the attacker's model) and keeps every prompt it was sent."""
+
+    def __init__(self, replies: dict[str, str]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.replies, self.prompts = replies, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+                outer.prompts.append(prompt)
+                role = next((r for r in W.ROLES if f"You are the {r}" in prompt), "planner")
+                text = outer.replies.get(role, "1. add the numbers")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                words = text.split(" ")
+                for i, w in enumerate(words):
+                    piece = w if i == 0 else " " + w
+                    self.wfile.write(_sse({"choices": [{"index": 0, "delta": {"content": piece}}]}))
+                self.wfile.write(_sse({"choices": [{"index": 0, "delta": {},
+                                                    "finish_reason": "stop"}]}))
+                self.wfile.write(_sse({"choices": [], "usage": {
+                    "prompt_tokens": len(prompt) // 4, "completion_tokens": len(words),
+                    "total_tokens": len(prompt) // 4 + len(words)}}))
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.api_base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _sse(obj: dict) -> bytes:
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "scripted"}
+    return b"data: " + json.dumps({**base, **obj}).encode() + b"\n\n"
+
+
+def test_a_live_backend_step_with_an_escape_leaks_nothing_to_the_next_prompt(intact):
+    """The issue's end-to-end path: the model's PYTHON line ran, and the key came back in the
+    next prompt. Now the call is refused, the refusal is kept with the step, and no prompt
+    the model server receives carries the secret."""
+    from evoroute.backends.live import LiveBackend
+    from evoroute.core.types import ModelInfo, StepContext
+
+    server = ScriptedModel({
+        "solver": "PYTHON: " + FRAME_WALK + "['os'].environ['EVOROUTE_CANARY']",
+        "verifier": "VERDICT: WRONG\nPYTHON: open('/proc/1/environ').read()",
+        "answerer": "ANSWER: 1",
+    })
+    try:
+        model = ModelInfo("scripted", litellm_id="openai/scripted", api_base=server.api_base)
+        backend = LiveBackend("default", [model], seed=0, max_retries=0, timeout_s=30.0,
+                              check_models=False)
+        task = backend.tasks("test")[0]
+        outcomes = []
+        for i, spec in enumerate(task.steps):
+            ctx = StepContext(task_key=task.key, step_index=i, role=spec.role,
+                              instruction=spec.instruction, query_id=spec.query_id)
+            outcomes.append(backend.execute(ctx, model))
+        st = backend.state(StepContext(task_key=task.key, step_index=3, role="answerer",
+                                       instruction=""))
+        solver_note = W.step_tool_error(st, "solver")
+        verifier_note = W.step_tool_error(st, "verifier")
+        backend.check_task(task, outcomes)
+    finally:
+        server.close()
+    assert len(server.prompts) == 4
+    assert [o.error for o in outcomes] == [None] * 4          # the model calls themselves worked
+    assert outcomes[1].step_success == 0.0 and outcomes[2].step_success == 0.0
+    assert "refused: attribute access is not allowed" in solver_note
+    assert "refused: name 'open' is not defined" in verifier_note
+    assert "refused" in server.prompts[2]                    # the verifier is told why
+    _no_secret(server.prompts, backend.transcripts[task.key])
+    assert backend.transcripts[task.key]["tool_errors"] == {"solver": solver_note,
+                                                             "verifier": verifier_note}
