@@ -294,6 +294,8 @@ HOSTILE = textwrap.dedent("""
     attempt("new_file", lambda: open(canary_dir + "/new.txt", "w").write("x"))
     attempt("tmp_file", lambda: open("/tmp/evoroute-escape", "w").write("x"))
     attempt("root_file", lambda: open("/escape.txt", "w").write("x"))
+    attempt("shm_file", lambda: open("/dev/shm/escape.txt", "w").write("x"))
+    attempt("usr_file", lambda: open("/usr/escape.txt", "w").write("x"))
     attempt("system", lambda: os.system(f"echo x > {canary_dir}/system.txt"))
     attempt("network", lambda: socket.create_connection(("127.0.0.1", port), timeout=2)
             and "connected")
@@ -325,7 +327,7 @@ def test_os_isolation_alone_stops_real_code(level, intact, monkeypatch):
     assert out["uid"] == T.SANDBOX_UID and out["gid"] == T.SANDBOX_GID
     assert set(out["env"]) <= {"PWD", "LC_CTYPE"}
     for k in ("parent_environ", "parent_kill", "canary_read", "canary_write", "canary_delete",
-              "new_file", "tmp_file", "root_file", "network"):
+              "new_file", "tmp_file", "root_file", "shm_file", "usr_file", "network"):
         assert str(out[k]).startswith("blocked: "), (k, out[k])
     assert out["system"] != 0 and not (intact / "system.txt").exists()
     assert isinstance(out["host_pids"], list) and len(out["host_pids"]) <= 3   # own pid namespace
