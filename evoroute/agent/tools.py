@@ -502,6 +502,7 @@ def answer_matches(given: float | None, expected: float, decimals: int) -> bool:
     return abs(round(given, decimals) - round(expected, decimals)) < 0.5 * 10.0 ** (-decimals) * 1e-3
 
 
-__all__ = ["TOOLS", "ToolError", "ToolResult", "calculate", "run_calculator", "run_python",
+__all__ = ["TOOLS", "ToolError", "ToolResult", "Isolation", "IsolationUnavailable",
+           "sandbox_isolation", "calculate", "run_calculator", "run_python",
            "run_tool", "extract_tool_calls", "extract_answer", "answer_matches", "format_value",
            "parse_number"]
