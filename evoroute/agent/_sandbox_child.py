@@ -282,7 +282,7 @@ class Functions:
         def f_set(x=()):
             return set(seq(x))
 
-        def f_dict(x=(), **kw):
+        def f_dict(x=(), /, **kw):
             d = dict(seq(x) if not isinstance(x, dict) else x)
             d.update(kw)
             return d
