@@ -182,8 +182,18 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from evoroute.evaluation import runner
 
+    from evoroute.backends.base import check_params
+
     spec = _spec_from_args(args)
     engine = _engine(args)
+    # checked before the run is stored, so a typo leaves no failed run behind
+    check_params(spec.backend, spec.backend_params)
+    if spec.models and spec.backend != "simulated":
+        from evoroute import registry
+        from evoroute.storage import db
+
+        with db.session(engine) as s:
+            registry.model_infos(session=s, names=list(spec.models))
     if args.background:
         run_id = runner.start_background(spec, engine_url=args.db)
         print(f"started run {run_id} in the background; watch it in the studio "

@@ -12,8 +12,9 @@ round-trip (the csv module's 128 KiB field limit is raised).
 
 Import protocol (so another writer waits at most one chunk, and a bad file lands nothing):
 
-1. The whole file is read and validated first, streaming; the first bad row raises
+1. The whole file is read (as a stream) and validated first; the first bad row raises
    :class:`~evoroute.errors.DatasetError` naming its line and column, and nothing is written.
+   The validated rows are kept in memory for the write (as before: ~1 KB per row).
 2. A run with status ``importing`` is created (its config names the file and the process),
    then tasks and step records are written in transactions of :data:`CHUNK` rows each, so the
    write lock is held for one chunk at a time (~0.1 s), not for the whole file.
@@ -189,8 +190,7 @@ def export_csv_bytes(flt: repo.StepFilter | None = None, *, engine: Engine | Non
 
 # ----------------------------------------------------------------------------- import: reading
 def _opener(source: str | Path | bytes | IO) -> tuple[Any, str]:
-    """(a function opening the CSV text afresh, display name). The file is read twice: once to
-    validate everything, once to write it, so a huge file never sits in memory."""
+    """(a function opening the CSV text, display name); a path is read as a stream."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():
@@ -321,6 +321,8 @@ def _row(cells: list[str], pos: dict[str, int], start: int, name: str,
         if i is None:
             return ""
         raw = cells[i]
+        if "\x00" in raw:
+            raise ValueError("contains a NUL character (binary data?)")
         if len(raw) > MAX_TEXT_CHARS:
             raise ValueError(f"is {len(raw):,} characters long; at most {MAX_TEXT_CHARS:,} are "
                              "allowed")
@@ -413,11 +415,13 @@ def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
     opener, display = _opener(source)
     display = name or display
     env = secrets.env_secrets()
-    # pass 1: validate everything, keep only what the task rows need
+    # validate everything first (streaming); nothing is written before the last row passed
     tasks: dict[str, list] = {}          # task_key -> [n, cost, duration, success]
     n_rows, total_cost = 0, 0.0
+    rows: list[dict[str, Any]] = []
     with opener() as fh:
         for r in iter_rows(fh, display, env):
+            rows.append(r)
             a = tasks.setdefault(r["task_key"], [0, 0.0, 0.0, None])
             a[0] += 1
             a[1] += r["cost_usd"]
@@ -433,31 +437,24 @@ def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
     remove_stale_imports(engine=engine)
     now = utcnow()
     source_name = Path(display).name
-    with db.session(engine) as s:
-        run = Run(name=f"import: {source_name}", status=IMPORTING, backend="import",
-                  dataset=source_name, router="import", label="imported",
-                  config_json=json.dumps({"source": source_name, "rows": n_rows,
-                                          "pid": os.getpid(), "host": socket.gethostname()}),
-                  n_tasks_total=len(tasks), n_steps_done=0, cost_usd=0.0, started_at=now)
-        s.add(run)
-        s.commit()
-        run_id = int(run.id)
+    try:
+        with db.session(engine) as s:
+            run = Run(name=f"import: {source_name}", status=IMPORTING, backend="import",
+                      dataset=source_name, router="import", label="imported",
+                      config_json=json.dumps({"source": source_name, "rows": n_rows,
+                                              "pid": os.getpid(), "host": socket.gethostname()}),
+                      n_tasks_total=len(tasks), n_steps_done=0, cost_usd=0.0, started_at=now)
+            s.add(run)
+            s.commit()
+            run_id = int(run.id)
+    except Exception as exc:
+        _raise_if_locked(exc, engine, source_name, None)
+        raise
     _ACTIVE_IMPORTS.add(run_id)
     try:
         ids = _write_tasks(engine, run_id, tasks, now, chunk)
-        written = 0
-        buf: list[dict[str, Any]] = []
-        with opener() as fh:       # pass 2: the same validation, then chunked writes
-            for r in iter_rows(fh, display, env):
-                buf.append(r)
-                if len(buf) >= chunk:
-                    written += _write_steps(engine, run_id, buf, ids, tasks, now, embedder)
-                    buf = []
-            if buf:
-                written += _write_steps(engine, run_id, buf, ids, tasks, now, embedder)
-        if written != n_rows:
-            raise DatasetError(f"the file changed while it was imported ({n_rows} rows when "
-                               f"checked, {written} when written)", file=display)
+        for i in range(0, n_rows, chunk):
+            _write_steps(engine, run_id, rows[i:i + chunk], ids, tasks, now, embedder)
         with engine.begin() as conn:
             conn.execute(update(Run).where(col(Run.id) == run_id).values(
                 status="finished", n_steps_done=n_rows, cost_usd=float(total_cost),
@@ -467,17 +464,29 @@ def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
             remove_import(run_id, engine=engine)
         except Exception:   # pragma: no cover - the stale-import sweep removes it later
             pass
-        from sqlalchemy.exc import OperationalError
-        if isinstance(exc, OperationalError) and "locked" in str(exc).lower():
-            who = "; ".join(w for w in active_writers(engine=engine)
-                            if not w.startswith(f"import of {source_name} (run {run_id},"))
-            raise EvoRouteError(
-                f"import of {source_name} stopped: the database is locked by another writer "
-                f"({who or 'another process'}); nothing was imported, try again") from None
+        _raise_if_locked(exc, engine, source_name, run_id)
         raise
     finally:
         _ACTIVE_IMPORTS.discard(run_id)
     return run_id, n_rows
+
+
+def _raise_if_locked(exc: BaseException, engine: Engine, source_name: str,
+                     run_id: int | None) -> None:
+    """A lock timeout while importing becomes one message naming who writes (never the URL)."""
+    from sqlalchemy.exc import OperationalError
+
+    if not (isinstance(exc, OperationalError) and "locked" in str(exc).lower()):
+        return
+    try:
+        who = "; ".join(w for w in active_writers(engine=engine)
+                        if run_id is None or f"(run {run_id}," not in w)
+    except Exception:
+        who = ""
+    raise EvoRouteError(
+        f"import of {source_name} stopped: the database is locked by another writer "
+        f"({who or 'another process'}) for longer than the busy timeout; nothing was imported, "
+        "try again when it has finished") from None
 
 
 def _write_tasks(engine: Engine, run_id: int, tasks: dict[str, list], now: Any,

@@ -291,6 +291,22 @@ def check_backend_params(cls: type, params: dict[str, Any]) -> None:
             raise ValidationError(f"backend setting {key} must be a number, got {value!r}", key)
 
 
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """:func:`check_backend_params` by backend name (the CLI checks before it stores a run)."""
+    if name == "replay":
+        from evoroute.backends.replay import ReplayBackend as cls
+    elif name == "simulated":
+        from evoroute.backends.simulated import SimulatedBackend as cls  # type: ignore[assignment]
+    elif name == "live":
+        try:
+            from evoroute.backends.live import LiveBackend as cls  # type: ignore[assignment]
+        except ImportError:
+            return
+    else:
+        return
+    check_backend_params(cls, params)
+
+
 def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = None,
                  model_names: list[str] | None = None, seed: int = 0, steps_per_task: int = 1,
                  **params: Any) -> Backend:

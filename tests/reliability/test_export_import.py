@@ -1,0 +1,372 @@
+"""Exports and imports: CSV-injection escaping (OWASP, incl. leading whitespace and NFKC forms),
+credential redaction on export and import, cells of any size, explanation validation, and a
+chunked import that lets a concurrent writer in (real SQLite file, real threads)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, insert, select
+
+from evoroute import experience_io as xio
+from evoroute import secrets
+from evoroute.core.types import CandidateStat, Explanation
+from evoroute.errors import DatasetError, EvoRouteError
+from evoroute.storage import db, repo
+from evoroute.storage.tables import Run, StepRecord, Task
+
+HEADER = "role,model,instruction,cost_usd,duration_s,step_success,task_success,task_key,error\n"
+
+# 15 formula-leading shapes: OWASP's = + - @ tab CR, newline, leading whitespace before them,
+# fullwidth forms and other characters that NFKC-normalise to them
+FORMULA_VARIANTS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "\n=1", " =1", "  +cmd|' /C calc'!A0",
+                    "\u3000=1", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)", "\ufe66HYPERLINK()"]
+SAFE = ["plain", "a=b", "", "1-2", "'quoted", "  spaced text", "e-mail@example.com"]
+
+# 26 secret shapes; each entry: (text containing it, the part that must not survive)
+SECRET_SHAPES = {
+    "openai": ("key sk-proj-AbCdEf0123456789AbCdEf0123456789", "AbCdEf0123456789"),
+    "anthropic": ("sk-ant-api03-AbCdEf0123456789AbCdEf0123456789", "api03-AbCdEf"),
+    "aws_access_key_id": ("AKIAIOSFODNN7EXAMPLE", "IOSFODNN7EXAMPLE"),
+    "google_api_key": ("AIzaSyA1234567890abcdefghijklmnopqrstuv", "SyA1234567890abc"),
+    "google_oauth": ("ya29.a0AfH6SMBabcdefghijklmnopqrstu", "a0AfH6SMBabc"),
+    "github_ghp": ("ghp_AbCdEf0123456789AbCdEf0123456789abcd", "AbCdEf0123456789"),
+    "github_gho": ("gho_AbCdEf0123456789AbCdEf0123456789abcd", "AbCdEf0123456789"),
+    "github_pat": ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "11ABCDEFG0123"),
+    "gitlab": ("glpat-AbCdEfGhIjKlMnOpQrSt", "AbCdEfGhIjKl"),
+    "huggingface": ("hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", "AbCdEfGhIjKl"),
+    "slack_bot": ("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp", "1234567890123"),
+    "slack_user": ("xoxp-123456789012-1234567890123-AbCdEfGhIjKl", "1234567890123"),
+    "slack_webhook": ("https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXX", "XXXXXXXXXXXX"),
+    "stripe": ("sk_live_AbCdEfGhIjKlMnOpQrStUv", "AbCdEfGhIjKl"),
+    "jwt": ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "dozjgNryP4J3"),
+    "pem_rsa": ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nQWERTY\n"
+                "-----END RSA PRIVATE KEY-----", "QWERTY"),
+    "pem_openssh": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n"
+                    "-----END OPENSSH PRIVATE KEY-----", "b3BlbnNzaC1rZXk"),
+    "password_assignment": ("password=Hunter2Secret!", "Hunter2Secret"),
+    "passwd_colon": ("passwd: correcthorsebattery", "correcthorsebattery"),
+    "secret_assignment": ("client_secret=s3cr3tvalue99", "s3cr3tvalue99"),
+    "api_key_assignment": ("api_key=abcdef123456", "abcdef123456"),
+    "token_assignment": ("token=tok_9f8e7d6c5b4a", "tok_9f8e7d6c5b4a"),
+    "json_password": ('{"password": "Hunter2Secret"}', "Hunter2Secret"),
+    "bearer": ("Authorization: Bearer abcdefghijklmnop1234", "abcdefghijklmnop1234"),
+    "basic_auth": ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA"),
+    "url_credentials": ("https://alice:s3cretpw@example.com/v1", "s3cretpw"),
+}
+
+
+@pytest.fixture
+def file_engine(tmp_path):
+    return db.make_engine(f"sqlite:///{tmp_path / 'base.db'}")
+
+
+def _run(engine, **fields) -> Run:
+    with db.session(engine) as s:
+        run = Run(**fields)
+        s.add(run)
+        s.commit()
+        return run
+
+
+def _counts(engine) -> tuple[int, int, int]:
+    with engine.connect() as c:
+        return tuple(int(c.execute(select(func.count()).select_from(t)).scalar_one())
+                     for t in (Run, Task, StepRecord))
+
+
+# ----------------------------------------------------------------------------- formulas
+@pytest.mark.parametrize("text", FORMULA_VARIANTS)
+def test_every_formula_variant_is_escaped_and_restored(text):
+    out = xio.escape_cell(text)
+    assert out == "'" + text
+    assert xio.unescape_cell(out) == text
+
+
+@pytest.mark.parametrize("text", SAFE)
+def test_plain_text_is_left_alone(text):
+    assert xio.escape_cell(text) == text and xio.unescape_cell(text) == text
+
+
+def test_a_quote_before_formula_text_round_trips():
+    # a user's own "'=x" gets one more quote, so import removes exactly the one export added
+    for text in ("'=x", "''+1", "' =1"):
+        assert xio.unescape_cell(xio.escape_cell(text)) == text
+        assert xio.escape_cell(text) == "'" + text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("'=+-@ \t\r\nax\u3000\uff1d\uff0b\ufe62\u2212")),
+               max_size=8) | st.text(max_size=12))
+def test_escape_round_trips_every_text(text):
+    assert xio.unescape_cell(xio.escape_cell(text)) == text
+    # and what export writes never starts a formula
+    assert not xio._formula_like(xio.escape_cell(text))
+
+
+def test_formula_variants_survive_a_file_round_trip(file_engine, tmp_path):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HEADER.strip().split(","))
+    for i, v in enumerate(FORMULA_VARIANTS):
+        w.writerow(["coder", "m", v, 0.1, 1, 1, 1, f"t{i}", v])
+    run_id, n = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="f.csv")
+    assert n == len(FORMULA_VARIANTS)
+    out = tmp_path / "out.csv"
+    xio.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    with out.open(newline="", encoding="utf-8") as fh:    # newline="": keep a lone \r
+        rows = list(csv.DictReader(fh))
+    escaped = sum(r["instruction"] == "'" + v and r["error"] == "'" + v
+                  for r, v in zip(rows, FORMULA_VARIANTS))
+    assert escaped == len(FORMULA_VARIANTS) == 15
+    run2, _ = xio.import_csv(out, engine=file_engine)
+    with db.session(file_engine) as s:
+        back = [r.instruction for r in s.scalars(select(StepRecord).where(StepRecord.run_id == run2)
+                                                 .order_by(StepRecord.id))]
+    assert back == FORMULA_VARIANTS
+
+
+# ----------------------------------------------------------------------------- secrets
+@pytest.mark.parametrize("shape", sorted(SECRET_SHAPES))
+def test_every_secret_shape_is_redacted_idempotently(shape):
+    text, core = SECRET_SHAPES[shape]
+    out = secrets.redact(f"call failed: {text} (retry)")
+    assert core not in out and "redacted" in out
+    assert secrets.redact(out) == out                     # idempotent: no drift on re-export
+
+
+def test_ordinary_text_is_not_redacted():
+    for text in ("max_tokens=64 input_tokens: 5", "the token count was 12", "skip-list sk-ip",
+                 "Authorization header missing", "password reset link sent"):
+        assert secrets.redact(text) == text
+
+
+def test_secrets_are_redacted_on_export_and_on_import(file_engine, tmp_path):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HEADER.strip().split(","))
+    for i, (text, _) in enumerate(SECRET_SHAPES.values()):
+        w.writerow(["coder", "m", f"do it with {text}", 0.1, 1, 1, 1, f"t{i}", f"error {text}"])
+    run_id, _ = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="s.csv")
+    with db.session(file_engine) as s:
+        stored = list(s.scalars(select(StepRecord).where(StepRecord.run_id == run_id)
+                                .order_by(StepRecord.id)))
+    stored_text = "\n".join(r.instruction + (r.error or "") for r in stored)
+    leaked_import = [k for k, (_, core) in SECRET_SHAPES.items() if core in stored_text]
+    assert leaked_import == []
+    # export redacts what other code paths stored unredacted
+    with db.session(file_engine) as s:
+        s.execute(insert(StepRecord), [{"run_id": run_id, "role": "coder", "model": "m",
+                                        "instruction": text, "error": text}
+                                       for text, _ in SECRET_SHAPES.values()])
+        s.commit()
+    data, _ = xio.export_csv_bytes(repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    leaked_export = [k for k, (_, core) in SECRET_SHAPES.items() if core in data.decode()]
+    assert leaked_export == [] and len(SECRET_SHAPES) == 26
+
+
+# ----------------------------------------------------------------------------- cell size
+def test_a_1_mib_cell_round_trips(file_engine, tmp_path):
+    big = ("x" * 1023 + "\n") * 1024           # 1 MiB with newlines (quoted over many lines)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(HEADER.strip().split(","))
+    w.writerow(["coder", "m", big, 0.1, 1, 1, 1, "t1", big])
+    run_id, n = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="big.csv")
+    out = tmp_path / "big_out.csv"
+    xio.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    assert out.stat().st_size > 2 * 1024 * 1024
+    run2, n2 = xio.import_csv(out, engine=file_engine)
+    with db.session(file_engine) as s:
+        again = s.scalars(select(StepRecord).where(StepRecord.run_id == run2)).one()
+    assert (n, n2) == (1, 1) and again.instruction == big and again.error == big
+
+
+def test_an_oversized_cell_is_a_clear_error(file_engine):
+    from evoroute.core.types import MAX_TEXT_CHARS
+
+    text = HEADER + "coder,m," + "y" * (MAX_TEXT_CHARS + 1) + ",0.1,1,1,1,t1,\n"
+    before = _counts(file_engine)
+    with pytest.raises(DatasetError) as exc:
+        xio.import_csv(text.encode(), engine=file_engine, name="huge.csv")
+    assert exc.value.line == 2 and exc.value.column == "instruction"
+    assert "at most 8,388,608" in str(exc.value)
+    assert _counts(file_engine) == before
+
+
+# ----------------------------------------------------------------------------- explanations
+def _good_explanation() -> str:
+    return Explanation(router="evoroute", phase="optimize", mode="thompson", chosen="m",
+                       weights=(1.0, 0.1, 0.05), channels={"role": 3},
+                       candidates=[CandidateStat(model="m", n=3, p_hat=0.5)]).to_json()
+
+
+@pytest.mark.parametrize("bad,where", [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ('{"phase": "x", "mode": "y"}', "router"),
+    ('{"router": 5, "phase": "x", "mode": "y"}', "router"),
+    ('{"router": "r", "phase": "x", "mode": "y", "candidates": [{"n": 1}]}', "candidates.0.model"),
+    ('{"router": "r", "phase": "x", "mode": "y", "candidates": "abc"}', "candidates"),
+    ('{"router": "r", "phase": "x", "mode": "y", "weights": [1, 2]}', "weights"),
+    ('{"router": "r", "phase": "x", "mode": "y", "c_ref": NaN}', "not finite"),
+    ('{"router": "r", "phase": "x", "mode": "y", "channels": {"role": "many"}}', "channels.role"),
+])
+def test_invalid_explanations_are_refused_with_line_and_column(file_engine, bad, where):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["role", "model", "instruction", "cost_usd", "duration_s", "explanation"])
+    w.writerow(["coder", "m", "ok", 0.1, 1, _good_explanation()])
+    w.writerow(["coder", "m", "bad", 0.1, 1, bad])
+    before = _counts(file_engine)
+    with pytest.raises(DatasetError) as exc:
+        xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
+    assert (exc.value.line, exc.value.column) == (3, "explanation") and where in str(exc.value)
+    assert _counts(file_engine) == before
+
+
+def test_an_imported_explanation_reads_back(file_engine):
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["role", "model", "instruction", "cost_usd", "duration_s", "explanation"])
+    w.writerow(["coder", "m", "ok", 0.1, 1, _good_explanation()])
+    run_id, _ = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
+    with db.session(file_engine) as s:
+        rec = s.scalars(select(StepRecord).where(StepRecord.run_id == run_id)).one()
+    e = Explanation.from_json(rec.explanation)
+    assert (e.chosen, e.candidates[0].n, e.weights) == ("m", 3, (1.0, 0.1, 0.05))
+
+
+# ----------------------------------------------------------------------------- chunked import
+def _big_csv(path, n: int, *, bad_last: bool = False) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        f.write(HEADER)
+        for i in range(n):
+            f.write(f"coder,m{i % 7},instruction number {i} about topic {i % 97},0.001,1.5,"
+                    f"{i % 2},,t{i // 4},\n")
+        if bad_last:
+            f.write("coder,m,bad,-1,1,1,,tx,\n")
+
+
+def test_a_bad_last_row_writes_nothing(file_engine, tmp_path):
+    path = tmp_path / "bad.csv"
+    _big_csv(path, 12_000, bad_last=True)
+    before = _counts(file_engine)
+    with pytest.raises(DatasetError) as exc:
+        xio.import_csv(path, engine=file_engine, chunk=1000)
+    assert exc.value.line == 12_002 and exc.value.column == "cost_usd"
+    assert _counts(file_engine) == before
+
+
+def test_a_failure_while_writing_removes_the_batch(file_engine, tmp_path):
+    path = tmp_path / "ok.csv"
+    _big_csv(path, 5_000)
+
+    class Boom:
+        calls = 0
+
+        def encode(self, texts):          # a real failure in the middle of the write phase
+            Boom.calls += 1
+            if Boom.calls == 3:
+                raise RuntimeError("disk full (simulated by the embedder)")
+            import numpy as np
+            return np.zeros((len(texts), 4), dtype=np.float32)
+
+    before = _counts(file_engine)
+    with pytest.raises(RuntimeError):
+        xio.import_csv(path, engine=file_engine, chunk=1000, embed=True, embedder=Boom())
+    assert Boom.calls == 3 and _counts(file_engine) == before
+
+
+def test_a_stale_import_of_a_dead_process_is_swept(file_engine, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with db.session(file_engine) as s:
+        run = Run(status=xio.IMPORTING, backend="import",
+                  config_json=json.dumps({"source": "x.csv", "pid": dead.pid,
+                                          "host": __import__("socket").gethostname()}))
+        s.add(run)
+        s.commit()
+        s.execute(insert(StepRecord), [{"run_id": run.id, "role": "r", "model": "m",
+                                        "instruction": "half"}] * 3)
+        s.commit()
+        rid = run.id
+    assert xio.remove_stale_imports(engine=file_engine) == [rid]
+    assert _counts(file_engine) == (0, 0, 0)
+
+
+def test_a_concurrent_writer_waits_at_most_one_chunk(tmp_path):
+    """200k rows imported in 5000-row transactions; another connection inserts a step every
+    50 ms meanwhile. Its longest wait for the write lock must stay a few seconds."""
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    engine = db.make_engine(url)
+    other = _run(engine, backend="simulated", status="running")
+    path = tmp_path / "200k.csv"
+    n = 200_000
+    _big_csv(path, n)
+    waits: list[float] = []
+    done = threading.Event()
+    started = threading.Event()
+
+    def writer():
+        eng = db.make_engine(url)                     # its own pool and connections
+        while not done.is_set():
+            t0 = time.perf_counter()
+            with eng.begin() as c:
+                c.execute(insert(StepRecord), [{"run_id": other.id, "role": "r", "model": "m",
+                                                "instruction": "concurrent"}])
+            waits.append(time.perf_counter() - t0)
+            started.set()
+            time.sleep(0.05)
+        eng.dispose()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    started.wait(10)
+    t0 = time.perf_counter()
+    run_id, rows = xio.import_csv(path, engine=engine)
+    elapsed = time.perf_counter() - t0
+    done.set()
+    th.join(30)
+    print(f"\nimport {rows} rows in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s); concurrent "
+          f"writer: {len(waits)} inserts, max wait {max(waits):.3f} s")
+    assert rows == n and len(waits) >= 10
+    assert max(waits) < 3.0
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(StepRecord)
+                         .where(StepRecord.run_id == run_id)).scalar_one() == n
+        assert c.execute(select(Run.status).where(Run.id == run_id)).scalar_one() == "finished"
+
+
+def test_a_lock_timeout_names_the_writer(tmp_path, monkeypatch):
+    """An import that cannot get the write lock says who holds it and lands nothing."""
+    import sqlite3
+
+    path = tmp_path / "lock.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    _run(engine, backend="live", dataset="agent", status="running")
+    holder = sqlite3.connect(path, timeout=1)
+    holder.execute("BEGIN IMMEDIATE")                      # another process's long write
+    try:
+        import evoroute.storage.db as dbmod
+        monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)
+        short = db.make_engine(f"sqlite:///{path}")
+        with pytest.raises(EvoRouteError) as exc:
+            xio.import_csv((HEADER + "coder,m,x,0.1,1,1,1,t1,\n").encode(), engine=short,
+                           name="l.csv")
+    finally:
+        holder.rollback()
+        holder.close()
+    msg = str(exc.value)
+    assert "locked by another writer" in msg and "run 1 (live on agent" in msg
+    assert "EVOROUTE_DB_URL" not in msg
