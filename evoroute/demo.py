@@ -56,31 +56,79 @@ def register_routerbench_models(engine: Engine) -> list[str]:
 
 
 def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
-    """Idempotent: register the bundled models and, if the base has no step records yet, replay
-    one run (a base holding only runs that failed before their first step still gets it)."""
+    """Idempotent: register the bundled models and make sure the base holds one complete demo
+    run. A demo run left unfinished (killed, stopped, a write that failed) is resumed — the
+    result equals an uninterrupted run — or, when it cannot be resumed exactly or it failed,
+    deleted and replayed again; one still running in another process is left to finish. A
+    base with other step records and no demo run gets none (a base holding only runs that
+    failed before their first step still gets it)."""
     engine = engine or db.get_engine()
     added = register_routerbench_models(engine)
     lines = [f"registered {len(added)} RouterBench models" if added
              else "RouterBench models already registered"]
-    with db.session(engine) as s:
-        n_steps = repo.count_steps(session=s)
-    has_run = n_steps > 0
-    if run and not has_run:
-        from evoroute.evaluation import runner
+    if not run:
+        return "\n".join(lines)
+    from evoroute.evaluation import runner
+    from evoroute.errors import EvoRouteError
 
-        # name the bundled models: other registered models (e.g. local ones) have no replay data
-        spec = runner.RunSpec(backend="replay", dataset="routerbench", router="evoroute",
-                              seed=0, name=DEMO_RUN_NAME, models=tuple(sorted(fitted_prices())))
-        run_id = runner.create_run(spec, engine=engine)
-        last = {}
-        for last in runner.execute_run(run_id, engine=engine):
-            pass
-        lines.append(f"replayed demo run {run_id}: {last.get('step_no', 0)} steps, "
-                     f"quality {last.get('cum_quality', float('nan')):.3f}, "
-                     f"cost ${last.get('cum_cost_usd', float('nan')):.4f}")
-    elif has_run:
+    with db.session(engine) as s:
+        demo_runs = [r for r in repo.list_runs(session=s, limit=100_000) if r.name == DEMO_RUN_NAME]
+        n_steps = repo.count_steps(session=s)
+    latest = demo_runs[0] if demo_runs else None
+    if latest is not None and latest.status == "finished":
+        lines.append(f"the experience base already has {n_steps:,} step records; the demo run "
+                     f"{latest.id} is complete")
+        return "\n".join(lines)
+    if latest is not None and latest.status in repo.ACTIVE_STATUSES:
+        lines.append(f"the demo run {latest.id} is {latest.status} in another process (pid "
+                     f"{latest.pid}); {latest.n_steps_done:,} steps so far — run `demo` again "
+                     f"when it has finished")
+        return "\n".join(lines)
+    if latest is not None and latest.status in repo.RESUMABLE_STATUSES:
+        before = latest.n_steps_done
+        try:
+            last = _drive(runner.execute_run(latest.id, engine=engine, resume=True))
+            lines.append(f"resumed the unfinished demo run {latest.id} from step {before:,}: "
+                         + _summary(last))
+            return "\n".join(lines)
+        except EvoRouteError as exc:
+            lines.append(f"the unfinished demo run {latest.id} could not be resumed ({exc}); "
+                         f"replaying it again")
+    for r in demo_runs:             # failed or not resumable: replaced by a new one
+        runner.delete_run(r.id, engine=engine)
+        n_steps -= r.n_steps_done
+    if demo_runs:
+        lines.append("deleted the unfinished demo run" + ("s " if len(demo_runs) > 1 else " ")
+                     + ", ".join(str(r.id) for r in demo_runs))
+    if n_steps > 0 and not demo_runs:
         lines.append(f"the experience base already has {n_steps:,} step records; no demo run added")
+        return "\n".join(lines)
+    # name the bundled models: other registered models (e.g. local ones) have no replay data
+    spec = runner.RunSpec(backend="replay", dataset="routerbench", router="evoroute",
+                          seed=0, name=DEMO_RUN_NAME, models=tuple(sorted(fitted_prices())))
+    run_id = runner.create_run(spec, engine=engine)
+    last = _drive(runner.execute_run(run_id, engine=engine))
+    lines.append(f"replayed demo run {run_id}: " + _summary(last))
     return "\n".join(lines)
+
+
+def _drive(gen) -> dict:
+    """Consume a run (SIGTERM handled like Ctrl-C); the last step's dict."""
+    from evoroute.evaluation import runner
+
+    last: dict = {}
+    with runner.handle_signals():
+        try:
+            for last in gen:
+                pass
+        finally:
+            gen.close()
+    return last
+
+
+def _summary(last: dict) -> str:
+    return (f"{last.get('step_no', 0)} steps, quality {last.get('cum_quality', float('nan')):.3f}, "
+            f"cost ${last.get('cum_cost_usd', float('nan')):.4f}")
 
 
 __all__ = ["ensure_demo", "fitted_prices", "register_routerbench_models"]

@@ -41,7 +41,9 @@ BACKEND_LABELS = {
     "simulated": "simulated",
     "import": "imported",
 }
-TERMINAL_STATUSES = ("finished", "stopped", "failed")
+#: Statuses with no process working on the run (an interrupted run's process is gone; it can be
+#: resumed or deleted): the studio stops polling it.
+TERMINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
 PERF = func.coalesce(StepRecord.task_success, StepRecord.step_success)
 
 
@@ -109,6 +111,7 @@ def base_counts(*, session: Session) -> BaseCounts:
     n_enabled = int(session.exec(select(func.count()).select_from(ModelEntry)
                                  .where(ModelEntry.enabled == True)).one()[0])  # noqa: E712
     n_runs = int(session.exec(select(func.count()).select_from(Run)).one()[0])
+    repo.reconcile_runs(session=session)     # a run whose process is gone is not active
     n_active = int(session.exec(select(func.count()).select_from(Run)
                                 .where(col(Run.status).in_(["pending", "running"]))).one()[0])
     # "role || ''" lets SQLite answer from the covering index (a GROUP BY on the bare column
@@ -297,10 +300,42 @@ def spec_dict(run: Run) -> dict[str, Any]:
     return d
 
 
-def stop_run(run_id: int, *, engine: Engine) -> None:
+def stop_run(run_id: int, *, engine: Engine) -> str:
+    """Stop a run: ``"stopped"`` (it had not started) or ``"stopping"`` (its worker stops after
+    the step in progress)."""
     from evoroute.evaluation import runner
 
-    runner.stop_run(run_id, engine=engine)
+    return runner.stop_run(run_id, engine=engine)
+
+
+def resume_run(run_id: int, *, engine_url: str | None = None) -> int:
+    """Continue an interrupted or stopped run in a detached worker, from its last stored step
+    (the result equals an uninterrupted run); returns its id at once."""
+    from evoroute.evaluation import runner
+
+    return int(runner.resume_background(run_id, engine_url=engine_url or config.db_url()))
+
+
+def delete_run(run_id: int, *, engine: Engine) -> dict[str, int]:
+    """Delete a run and all its records in one transaction (refused while its process lives)."""
+    from evoroute.evaluation import runner
+
+    return runner.delete_run(run_id, engine=engine)
+
+
+@dataclass(frozen=True)
+class RunActions:
+    """What the Runs page offers for a run, by its (reconciled) status."""
+
+    stop: bool
+    resume: bool
+    delete: bool
+
+
+def run_actions(status: str) -> RunActions:
+    return RunActions(stop=status in repo.ACTIVE_STATUSES,
+                      resume=status in repo.RESUMABLE_STATUSES,
+                      delete=status != "running")
 
 
 # ----------------------------------------------------------------------------- live view
@@ -377,7 +412,7 @@ class LiveFeed:
 
         t0 = time.perf_counter()
         # the worker process writes the run row: always read its current state
-        run = session.get(Run, self.run_id, populate_existing=True)
+        run = repo.get_run(self.run_id, session=session)    # a dead worker reads interrupted
         if run is None:
             raise EvoRouteError(f"no run with id {self.run_id}")
         light = session.exec(select(*_LIGHT).where(StepRecord.run_id == self.run_id)

@@ -103,6 +103,8 @@ with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_lau
 
 
 # ----------------------------------------------------------------------------- pick a run
+if st.session_state.get("rn_deleted") is not None:
+    st.success(f"Deleted run #{st.session_state.pop('rn_deleted')} and all its records.")
 if not recent:
     st.info("No runs yet. Launch one above, or from the Overview page.")
     st.stop()
@@ -145,6 +147,20 @@ def _stop(rid: int) -> None:
     st.session_state["rn_stop_sent"] = rid
 
 
+def _resume(rid: int) -> None:
+    if run_action(lambda: svc.resume_run(rid, engine_url=state.db_url())) is not None:
+        st.session_state.pop("rn_stop_sent", None)
+        feeds.pop(rid, None)          # the resumed run's feed restarts from its stored steps
+
+
+def _delete(rid: int) -> None:
+    if run_action(lambda: svc.delete_run(rid, engine=state.engine())) is not None:
+        feeds.pop(rid, None)
+        st.session_state.pop("rn_run", None)
+        st.query_params.pop("run", None)
+        st.session_state["rn_deleted"] = rid
+
+
 def live_view(run_id: int, was_active: bool) -> None:
     """The live part of the page: only this reruns (about once a second) while a run is active."""
     started = time.perf_counter()
@@ -163,12 +179,23 @@ def live_view(run_id: int, was_active: bool) -> None:
                                         f"{snap.n_tasks_finished:,} of {snap.n_tasks_total:,} "
                                         f"tasks · {snap.n_steps:,} steps")
     with top[1]:
-        if snap.active:
+        can = svc.run_actions(snap.status)
+        if can.stop:
             st.button("Stop run", key="rn_stop", on_click=_stop, args=(run_id,),
                       icon=":material/stop_circle:",
                       disabled=st.session_state.get("rn_stop_sent") == run_id)
+        if can.resume:
+            st.button("Resume run", key="rn_resume", on_click=_resume, args=(run_id,),
+                      icon=":material/resume:", type="primary",
+                      help="continue from the last stored step in a background worker, with the "
+                           "same random streams: the result equals an uninterrupted run")
+        if can.delete:
+            ok = st.checkbox("confirm delete", key=f"rn_delete_ok_{run_id}",
+                             help="deletes the run, its tasks and all its step records")
+            st.button("Delete run", key="rn_delete", on_click=_delete, args=(run_id,),
+                      icon=":material/delete:", disabled=not ok)
     if snap.error:
-        (st.error if snap.status == "failed" else st.info)(snap.error)
+        {"failed": st.error, "interrupted": st.warning}.get(snap.status, st.info)(snap.error)
     m = st.columns(5)
     m[0].metric("quality (finished tasks)", num(snap.quality))
     m[1].metric("cost", usd(snap.cost_usd))

@@ -903,14 +903,15 @@ def _write_failure(exc: BaseException, run_id: int, n_steps: int) -> str:
             f"stored — resume with `python -m evoroute runs resume {run_id}`")
 
 
-def _claim(engine: Engine, run_id: int, resume: bool) -> repo.ProcessIdentity:
+def _claim(engine: Engine, run_id: int, resume: bool, claim_from: Sequence[str] | None = None
+           ) -> repo.ProcessIdentity:
     """Atomically make this process the run's owner: a pending run (execute) or an
     interrupted / stopped one (resume); anything else raises with what to do."""
     from sqlalchemy import func
     from sqlalchemy.exc import OperationalError
 
     owner = repo.process_identity()
-    allowed = repo.RESUMABLE_STATUSES if resume else ("pending",)
+    allowed = tuple(claim_from or (repo.RESUMABLE_STATUSES if resume else ("pending",)))
     now = repo.now()
     values: dict[str, Any] = dict(status="running", stop_requested=False, error=None,
                                   finished_at=None, heartbeat_at=now, **owner.fields())
@@ -1032,7 +1033,8 @@ def _check_replayed(run_id: int, r: StepResult, rec: RecordedStep) -> None:
 
 
 def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = None,
-                resume: bool = False) -> Iterator[dict[str, Any]]:
+                resume: bool = False, claim_from: Sequence[str] | None = None
+                ) -> Iterator[dict[str, Any]]:
     """Execute a pending run (or, ``resume``, continue an interrupted / stopped one), writing
     each step as it happens; yields one dict per step written.
 
@@ -1049,7 +1051,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
     step are exactly those of an uninterrupted run; nothing is written until then.
     """
     engine = engine or db.get_engine()
-    owner = _claim(engine, run_id, resume)
+    owner = _claim(engine, run_id, resume, claim_from)
     heartbeat = _Heartbeat(engine, run_id, owner)
     writer: _Writer | None = None
     status: str | None = "failed"
@@ -1226,44 +1228,58 @@ def _spawn_worker(url: str, run_id: int, resume: bool) -> subprocess.Popen:
                                 start_new_session=True, close_fds=True)
 
 
-def start_background(spec: RunSpec, *, engine_url: str | None = None) -> int:
-    """Create the run and execute it in a detached ``python -m evoroute worker <run_id>``
-    process (its own session, so it outlives the caller); returns the run id at once. The
-    pending run records the worker as its owner, so a worker that dies before it starts the
-    run shows the run interrupted instead of pending forever."""
-    url = _file_url(engine_url)
-    engine = db.get_engine(url)
-    run_id = create_run(spec, engine=engine)
-    proc = _spawn_worker(url, run_id, resume=False)
+def _hand_over(engine: Engine, run_id: int, proc: subprocess.Popen) -> None:
+    """Record the spawned worker as the pending run's owner (while it is still pending and
+    ours), so a worker that dies before it claims the run shows the run interrupted."""
     try:
         child = repo.process_identity(proc.pid)
-    except Exception:   # noqa: BLE001 - it already exited: the creator stays the owner
-        return run_id
+    except Exception:   # noqa: BLE001 - it already exited: the spawner stays the owner
+        return
     me = repo.process_identity()
     with db.session(engine) as s:
         s.exec(update(Run).where(Run.id == run_id).where(Run.status == "pending")  # type: ignore[call-overload]
-               .where(Run.pid == me.pid).values(**child.fields()))
+               .where(Run.pid == me.pid).where(Run.host == me.host).values(**child.fields()))
         s.commit()
+
+
+def start_background(spec: RunSpec, *, engine_url: str | None = None) -> int:
+    """Create the run and execute it in a detached ``python -m evoroute worker <run_id>``
+    process (its own session, so it outlives the caller); returns the run id at once."""
+    url = _file_url(engine_url)
+    engine = db.get_engine(url)
+    run_id = create_run(spec, engine=engine)
+    _hand_over(engine, run_id, _spawn_worker(url, run_id, resume=False))
     return run_id
 
 
 def resume_background(run_id: int, *, engine_url: str | None = None) -> int:
-    """Resume an interrupted or stopped run in a detached worker; returns its id at once."""
+    """Resume an interrupted or stopped run in a detached worker; returns its id at once.
+
+    The run goes back to ``pending`` (owned by the new worker) at once, so the studio follows
+    it; the worker claims it from there and continues from its last stored step."""
     url = _file_url(engine_url)
-    with db.session(db.get_engine(url)) as s:
+    engine = db.get_engine(url)
+    with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
-    if run is None:
-        raise EvoRouteError(f"no run with id {run_id}")
-    if run.status not in repo.RESUMABLE_STATUSES:
+        if run is None:
+            raise EvoRouteError(f"no run with id {run_id}")
+        n = s.exec(update(Run).where(Run.id == run_id)  # type: ignore[call-overload]
+                   .where(col(Run.status).in_(repo.RESUMABLE_STATUSES))
+                   .values(status="pending", stop_requested=False, finished_at=None,
+                           heartbeat_at=repo.now(), error="waiting for a worker to resume it",
+                           **repo.process_identity().fields())).rowcount
+        s.commit()
+    if not n:
         raise EvoRouteError(f"run {run_id} is {run.status}; only an interrupted or stopped run "
                             f"can be resumed")
-    _spawn_worker(url, run_id, resume=True)
+    _hand_over(engine, run_id, _spawn_worker(url, run_id, resume=True))
     return run_id
 
 
 def worker_main(run_id: int, engine_url: str | None = None, resume: bool = False) -> int:
     """Body of ``python -m evoroute worker <run_id> [--resume]``: run it to the end. A pending
-    run is executed, an interrupted one resumed (a stopped one only with ``resume``). Exit
+    run is executed, an interrupted one resumed (``resume``: one handed over by
+    :func:`resume_background`). Exit
     status 0 when it finished or stopped cleanly, 1 when it failed or could not run (the
     reason is in ``Run.error``), 128 + the signal on SIGINT / SIGTERM."""
     engine = db.get_engine(engine_url)
@@ -1274,8 +1290,10 @@ def worker_main(run_id: int, engine_url: str | None = None, resume: bool = False
         if run is None:
             print(f"run {run_id}: no such run", file=sys.stderr)
             return 1
-        gen = execute_run(run_id, engine=engine,
-                          resume=resume or run.status == "interrupted")
+        # --resume: a run resume_background handed over (pending again); without it, a
+        # pending run is executed and an interrupted one resumed (a stopped one is left stopped)
+        gen = execute_run(run_id, engine=engine, resume=resume or run.status == "interrupted",
+                          claim_from=("pending",) if resume else None)
         try:
             for _ in gen:
                 n += 1

@@ -328,14 +328,15 @@ def finished_task_successes(task_ids: Sequence[int], *, session: Session,
 
 def delete_run(run_id: int, *, session: Session, force: bool = False) -> dict[str, int]:
     """Delete a run and every row keyed by its id (steps, tasks, any table with a ``run_id``
-    column), in one transaction. Refuses a run whose process is still alive (stop it first)
-    unless ``force``. Returns the rows deleted per table."""
+    column), in one transaction. Refuses a running run whose process is still alive (stop it
+    first) unless ``force``; a pending run can go (a worker about to claim it then finds no
+    run). Returns the rows deleted per table."""
     from sqlmodel import SQLModel
 
     run = get_run(run_id, session=session)
     if run is None:
         raise EvoRouteError(f"no run with id {run_id}")
-    if not force and run.status in ACTIVE_STATUSES and \
+    if not force and run.status == "running" and \
             process_alive(run.pid, run.proc_started, run.host) is not False:
         raise EvoRouteError(f"run {run_id} is still {run.status} (pid {run.pid} on {run.host}); "
                             f"stop it first: python -m evoroute runs stop {run_id}")

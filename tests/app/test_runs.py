@@ -1,4 +1,5 @@
-"""Runs page: launch a background run, watch it live (fragment), open an explanation, stop it."""
+"""Runs page: launch a background run, watch it live (fragment), open an explanation, stop,
+resume and delete it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from sqlmodel import func, select
 from studio_helpers import errors, metric, open_app, wait_until
 
 from evoroute import studio_service as svc
+from evoroute.errors import EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 
@@ -136,3 +138,81 @@ def test_live_feed_reads_only_new_steps(replay_db):
     assert after.cost_usd == pytest.approx(first.cost_usd + 0.5)
     share = feed.model_share()
     assert share.groupby("step")["share"].sum().round(9).eq(1.0).all()
+
+
+# ----------------------------------------------------------------------------- lifecycle
+def _kill(engine, run_id: int) -> int:
+    """SIGKILL the run's worker process (its pid as the run records it)."""
+    import os
+    import signal
+
+    pid = _run(engine, run_id).pid
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_killed_worker_shows_interrupted_and_resume_button_finishes_it(replay_db):
+    _, engine = replay_db
+    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=2,
+                          n_tasks=60, n_train=120, cold_start_tasks=20)
+    run_id = svc.launch_run(spec, engine_url=str(engine.url))
+    assert wait_until(lambda: _run(engine, run_id).n_steps_done >= 10, timeout=120)
+    pid = _kill(engine, run_id)
+    at = open_app("runs", query={"run": run_id})
+    assert errors(at) == []
+    assert f"run #{run_id} **interrupted**" in at.progress[0].text
+    warn = [w.value for w in at.warning]
+    assert any(f"(pid {pid} on" in w and "is gone" in w for w in warn), warn
+    assert not [b for b in at.button if b.key == "rn_stop"]
+    kept = _run(engine, run_id).n_steps_done
+    with db.session(engine) as s:
+        assert repo.count_steps(repo.StepFilter(run_ids=[run_id]), session=s) == kept
+    at.button(key="rn_resume").click().run()
+    assert errors(at) == []
+    assert _run(engine, run_id).status in ("pending", "running", "finished")
+    assert wait_until(lambda: _run(engine, run_id).status in svc.TERMINAL_STATUSES, timeout=180)
+    run = _run(engine, run_id)
+    assert run.status == "finished", run.error
+    assert run.n_steps_done == 20 + 120 + 60 and run.pid != pid
+    with db.session(engine) as s:
+        nos = s.exec(select(StepRecord.step_no).where(StepRecord.run_id == run_id)
+                     .order_by(StepRecord.id)).all()
+    assert nos == list(range(1, 201))                     # nothing lost, nothing twice
+    for _ in range(3):
+        at.run()
+    assert metric(at, "steps seen") == "200" and at.progress[0].value == 100
+    assert not [b for b in at.button if b.key == "rn_resume"]
+
+
+def test_delete_button_removes_the_run_and_its_records(replay_db):
+    _, engine = replay_db
+    at = open_app("runs", query={"run": 2})
+    assert at.button(key="rn_delete").disabled          # needs the confirmation first
+    at.checkbox(key="rn_delete_ok_2").check().run()
+    at.button(key="rn_delete").click().run()
+    assert errors(at) == []
+    assert any("Deleted run #2" in m.value for m in at.success)
+    with db.session(engine) as s:
+        assert repo.get_run(2, session=s) is None
+        assert repo.count_steps(repo.StepFilter(run_ids=[2]), session=s) == 0
+        assert s.exec(select(func.count()).select_from(Task).where(Task.run_id == 2)).one() == 0
+        assert repo.count_steps(repo.StepFilter(run_ids=[1]), session=s) > 0   # others kept
+    assert at.selectbox(key="rn_run").value != 2 and 2 not in at.selectbox(key="rn_run").options
+
+
+def test_delete_is_refused_while_the_worker_lives(replay_db):
+    _, engine = replay_db
+    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=4)
+    run_id = svc.launch_run(spec, engine_url=str(engine.url))
+    assert wait_until(lambda: _run(engine, run_id).n_steps_done > 0, timeout=120)
+    with pytest.raises(EvoRouteError, match="stop it first"):
+        svc.delete_run(run_id, engine=engine)
+    at = open_app("runs", query={"run": run_id})
+    assert not [b for b in at.button if b.key in ("rn_delete", "rn_resume")]
+    at.button(key="rn_stop").click().run()
+    assert wait_until(lambda: _run(engine, run_id).status == "stopped", timeout=60)
+    at.run()
+    assert at.button(key="rn_resume") and at.button(key="rn_delete")
+    svc.delete_run(run_id, engine=engine)
+    with db.session(engine) as s:
+        assert repo.get_run(run_id, session=s) is None
