@@ -312,6 +312,20 @@ def registered_cost(model: ModelInfo, input_tokens: float, output_tokens: float)
         return model.cost(input_tokens, output_tokens)
 
 
+def billed_tokens(counted_in: int, counted_out: int, reported: tuple[int, int] | None, *,
+                  local: bool) -> tuple[int, int, bool]:
+    """(input, output, counted) tokens a call is billed: the larger of the provider's reported
+    usage and the local count, input and output separately, so a provider that under-reports
+    cannot make a call look cheaper than what it streamed. ``counted`` is True when the figure
+    is not the provider's own. A local (loopback) server's usage is not used: llama.cpp sends
+    none and litellm fills in its own estimate, which is not the server's count."""
+    if reported is None or local:
+        return int(counted_in), int(counted_out), True
+    r_in, r_out = int(reported[0]), int(reported[1])
+    n_in, n_out = max(int(counted_in), r_in), max(int(counted_out), r_out)
+    return n_in, n_out, (n_in, n_out) != (r_in, r_out)
+
+
 # ------------------------------------------------------------------------------ one call
 @dataclass(frozen=True)
 class CallResult:
@@ -644,23 +658,15 @@ class LiveBackend(Backend):
         if not text:
             raise _InvalidReply("the server answered 200 but sent no completion "
                                 f"({_reply_kind(stream)})")
-        n_out_counted = self._billed_output(local, len(parts), tally.total)
-        reported = usage is not None and bool(usage.prompt_tokens)
-        if reported and not local:
-            # the larger of what the provider reports and what was counted here: a provider
-            # that under-reports cannot make a call look cheaper than what it streamed
-            n_in = max(n_in, int(usage.prompt_tokens))
-            n_out = max(n_out_counted, int(usage.completion_tokens or 0))
-        else:
-            # a local llama.cpp server sends no usage (litellm fills in its own estimate,
-            # which is not the server's count): the local counts are the figures
-            n_out = n_out_counted
+        reported = (int(usage.prompt_tokens), int(usage.completion_tokens or 0)) \
+            if usage is not None and usage.prompt_tokens else None
+        n_in, n_out, counted = billed_tokens(
+            n_in, self._billed_output(local, len(parts), tally.total), reported, local=local)
         meter.input_tokens, meter.output_tokens = n_in, n_out
         meter.cost_usd = self.cost(model, n_in, n_out)
         return CallResult(text=text, ttft_s=ttft if ttft is not None else total, latency_s=total,
-                          input_tokens=n_in, output_tokens=n_out,
-                          tokens_counted=not reported or local, cost_usd=meter.cost_usd,
-                          stopped=stopped)
+                          input_tokens=n_in, output_tokens=n_out, tokens_counted=counted,
+                          cost_usd=meter.cost_usd, stopped=stopped)
 
     def call(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
              cap_usd: float | None = None) -> CallResult:
@@ -858,4 +864,4 @@ def register_local_models(*, session: Any, servers: Sequence[Any] | None = None,
 
 __all__ = ["LiveBackend", "CallResult", "ranked_models", "fallback_decision", "redact",
            "registered_cost", "register_local_models", "is_loopback", "is_retryable",
-           "retry_after_s", "count_text_tokens", "count_prompt_tokens"]
+           "retry_after_s", "count_text_tokens", "count_prompt_tokens", "billed_tokens"]

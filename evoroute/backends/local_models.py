@@ -694,7 +694,9 @@ def measure_call(info: ServerInfo, prompt: str, max_tokens: int = 32,
 
     kwargs: dict[str, Any] = dict(messages=[{"role": "user", "content": prompt}],
                                   max_tokens=max_tokens, temperature=0.0, timeout=timeout,
-                                  **info.litellm_kwargs())
+                                  # one request per call: the OpenAI client's own retries would
+                                  # make a hung server cost 3 timeouts (as in the live backend)
+                                  num_retries=0, max_retries=0, **info.litellm_kwargs())
     cpu0 = _cpu_seconds(info.pid)
     t0 = time.perf_counter()
     ttft, parts, stream_usage = None, [], None

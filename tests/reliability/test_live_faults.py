@@ -101,6 +101,20 @@ def test_a_hang_costs_the_retry_budget_times_the_timeout(srv):
     assert 1.4 <= took < 6.0                      # 3 x 0.5 s (9 x 0.5 s before the fix)
 
 
+def test_the_local_model_benchmark_call_sends_one_request_per_failure(srv):
+    import os
+
+    from evoroute.backends import local_models as lm
+    from evoroute.errors import BackendError
+
+    srv.add("lm500", Scenario("status", status=500))
+    info = lm.ServerInfo(name="lm500", port=srv.port, pid=os.getpid(), gguf="-",
+                         status="running", api_base=srv.api_base("lm500"))
+    with pytest.raises(BackendError, match="fake 500"):
+        lm.measure_call(info, "hi", max_tokens=4, timeout=10)
+    assert srv.count("lm500") == 1
+
+
 # ------------------------------------------------------------------------------ Retry-After
 def test_retry_after_seconds_is_waited(srv):
     srv.add("ra1", Scenario("status", status=429, headers={"Retry-After": "1.5"}, fail_times=1))
@@ -200,6 +214,17 @@ def test_lying_usage_is_billed_what_was_streamed(srv):
     assert r.output_tokens == 1500                     # the server said 1
     assert r.input_tokens == L.count_prompt_tokens("openai/fake", MSGS)
     assert r.cost_usd == pytest.approx((r.input_tokens * 1.0 + 1500 * 10.0) / 1e6)
+
+
+def test_billing_takes_the_larger_of_reported_and_counted_usage():
+    # a hosted provider reporting 1 token for what was counted as 1500 is billed 1500
+    assert L.billed_tokens(40, 1500, (1, 1), local=False) == (40, 1500, True)
+    # honest usage (the provider's tokenizer counts a bit more) is billed as reported
+    assert L.billed_tokens(40, 100, (44, 103), local=False) == (44, 103, False)
+    assert L.billed_tokens(50, 100, (44, 103), local=False) == (50, 103, True)
+    assert L.billed_tokens(40, 100, None, local=False) == (40, 100, True)
+    # a local server's "usage" is litellm's fill-in estimate: the local count is the figure
+    assert L.billed_tokens(40, 32, (40, 38), local=True) == (40, 32, True)
 
 
 def test_a_server_ignoring_max_tokens_is_cut_off(srv):
