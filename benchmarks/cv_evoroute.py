@@ -42,12 +42,17 @@ if str(ROOT) not in sys.path:
 
 WC_SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
-GRID_KNN = {"k": (8, 16, 32, 64, 128), "kernel_tau": (0.25, 0.5, 1.0, 1e9),
-            "prior_strength": (1.0, 2.0, 4.0, 8.0), "cross_role": (0.0, 1.0)}
-GRID_LIN = {"ridge": (0.3, 1.0, 3.0, 10.0), "prior_strength": (4.0,)}
-QUICK_KNN = {"k": (16, 32, 64), "kernel_tau": (0.5, 1e9), "prior_strength": (2.0, 4.0),
-             "cross_role": (0.0,)}
-QUICK_LIN = {"ridge": (1.0, 3.0), "prior_strength": (4.0,)}
+# Searched coordinate-wise (one parameter at a time over its values, the others fixed at the
+# best so far, until a pass changes nothing), starting from the first value of each.
+GRID_KNN = {"cost_ref": ("global", "step", "role"),
+            "prior_strength": (64.0, 4.0, 16.0, 32.0, 128.0, 256.0),
+            "k": (32, 16, 64, 128),
+            "kernel_tau": (1.0, 0.5, 2.0, 1e9),
+            "cross_role": (0.0, 1.0)}
+GRID_LIN = {"cost_ref": ("global", "step", "role"), "ridge": (3.0, 1.0, 10.0, 30.0, 100.0)}
+QUICK_KNN = {"cost_ref": ("global", "step"), "prior_strength": (64.0, 16.0),
+             "k": (32, 64), "kernel_tau": (1.0,), "cross_role": (0.0,)}
+QUICK_LIN = {"cost_ref": ("global", "step"), "ridge": (10.0, 3.0)}
 
 
 def load_train(dataset: str, seed: int = 0) -> tuple[Any, list[Any]]:
@@ -93,7 +98,17 @@ def _load(router: Any, tab: Any, rows: np.ndarray) -> None:
 
 
 def estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(P̂, Ĉ, D̂, explored) per held-out row and model from the router's own estimator."""
+    """(P̂, Ĉ, D̂, explored, C scale, D scale) per held-out row and model from the router's own
+    estimator (the scales are what C_ref / D_ref are the maximum of)."""
+    from evoroute.core.types import StepContext
+
+    from evoroute.retrieval.index import one_blas_thread
+
+    with one_blas_thread():
+        return _estimates(router, tab, rows)
+
+
+def _estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     from evoroute.core.types import StepContext
 
     from evoroute.retrieval.index import one_blas_thread
@@ -109,6 +124,7 @@ def _estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...
     M = len(names)
     P, C, D = (np.full((rows.size, M), np.nan) for _ in range(3))
     E = np.zeros((rows.size, M), bool)
+    CS, DS = np.full((rows.size, M), np.nan), np.full((rows.size, M), np.nan)
     for i, r in enumerate(rows):
         step = StepContext(task_key=str(tab.task_keys[r]), step_index=int(tab.step_index[r]),
                            role=tab.roles[r], instruction=tab.instructions[r], phase="inference",
@@ -119,11 +135,14 @@ def _estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...
             est = router.query_estimates(step, names)
         P[i], C[i], D[i] = est.p_mean, est.c_mean, est.d_mean
         E[i] = est.n >= router.config.n_min
-    return P, C, D, E
+        CS[i], DS[i] = est.c_mean, est.d_mean
+        if router.config.estimator != "paper" and router.config.cost_ref != "step":
+            CS[i], DS[i] = est.scales[router.config.cost_ref]
+    return P, C, D, E, CS, DS
 
 
-def choose(P: np.ndarray, C: np.ndarray, D: np.ndarray, E: np.ndarray, w: tuple[float, float, float],
-           pareto: bool = True) -> np.ndarray:
+def choose(P: np.ndarray, C: np.ndarray, D: np.ndarray, E: np.ndarray, CS: np.ndarray,
+           DS: np.ndarray, w: tuple[float, float, float], pareto: bool = True) -> np.ndarray:
     """The router's posterior-mean choice per row (mirrors EvoRouteRouter._choose)."""
     from evoroute.core.pareto import pareto_mask
     from evoroute.core.utility import reference_scale
@@ -134,20 +153,20 @@ def choose(P: np.ndarray, C: np.ndarray, D: np.ndarray, E: np.ndarray, w: tuple[
         if pool.size == 0:
             pool = np.arange(P.shape[1])
         keep = pool[pareto_mask(P[i, pool], C[i, pool], D[i, pool])] if pareto else pool
-        cr, dr = reference_scale(C[i, pool]), reference_scale(D[i, pool])
+        cr, dr = reference_scale(CS[i, pool]), reference_scale(DS[i, pool])
         u = w[0] * np.clip(P[i, keep], 0, 1) - w[1] * C[i, keep] / cr - w[2] * D[i, keep] / dr
         out[i] = keep[int(np.argmax(u))]
     return out
 
 
-def score_fold(P, C, D, E, y, cost, w_default=(1.0, 0.1, 0.05)) -> dict[str, float]:
+def score_fold(P, C, D, E, CS, DS, y, cost, w_default=(1.0, 0.1, 0.05)) -> dict[str, float]:
     from evoroute.evaluation import metrics
 
     ok = np.isfinite(P) & np.isfinite(y)
     brier = float(np.mean((np.clip(P[ok], 0, 1) - y[ok]) ** 2))
     pts = []
     for wc in WC_SWEEP:
-        pick = choose(P, C, D, E, (w_default[0], wc, w_default[2]))
+        pick = choose(P, C, D, E, CS, DS, (w_default[0], wc, w_default[2]))
         rows = np.arange(P.shape[0])
         pts.append((float(np.nansum(cost[rows, pick])), float(np.nanmean(y[rows, pick]))))
     single_q = np.nanmean(y, axis=0)
@@ -155,7 +174,7 @@ def score_fold(P, C, D, E, y, cost, w_default=(1.0, 0.1, 0.05)) -> dict[str, flo
     best = int(np.argmax(single_q - 1e-9 * single_c))
     axis = max(float(single_c.max()), max(c for c, _ in pts)) * (1 + 1e-9)
     aiq = metrics.aiq(np.array(pts), max_cost=axis)
-    pick = choose(P, C, D, E, w_default)
+    pick = choose(P, C, D, E, CS, DS, w_default)
     rows = np.arange(P.shape[0])
     q0, c0 = float(np.nanmean(y[rows, pick])), float(np.nansum(cost[rows, pick]))
     hull = metrics.aiq(np.stack([single_c, single_q], axis=1), max_cost=axis)
@@ -172,18 +191,18 @@ def cross_validate(tab: Any, infos: list[Any], cfg: Any, n_folds: int, seed: int
         train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         router = _router(infos, cfg)
         _load(router, tab, train_rows)
-        P, C, D, E = estimates(router, tab, test_rows)
-        res.append(score_fold(P, C, D, E, y[test_rows], tab.costs[test_rows]))
+        est = estimates(router, tab, test_rows)
+        res.append(score_fold(*est, y[test_rows], tab.costs[test_rows]))
         if check:
-            _check_against_decide(router, tab, test_rows[:check], P, C, D, E)
+            _check_against_decide(router, tab, test_rows[:check], *est)
     return {k: float(np.mean([r[k] for r in res])) for k in res[0]} | \
         {"aiq_sd": float(np.std([r["aiq"] for r in res], ddof=1)) if n_folds > 1 else 0.0}
 
 
-def _check_against_decide(router, tab, rows, P, C, D, E) -> None:
+def _check_against_decide(router, tab, rows, *est) -> None:
     from evoroute.core.types import StepContext
-    picks = choose(P[: rows.size], C[: rows.size], D[: rows.size], E[: rows.size],
-                   router.config.weights.as_tuple(), router.config.pareto)
+    picks = choose(*(a[: rows.size] for a in est), router.config.weights.as_tuple(),
+                   router.config.pareto)
     for i, r in enumerate(rows):
         step = StepContext(task_key="cv", step_index=0, role=tab.roles[r],
                            instruction=tab.instructions[r], phase="inference", tools=tab.tools[r],
@@ -196,6 +215,30 @@ def _check_against_decide(router, tab, rows, P, C, D, E) -> None:
 def grid(space: dict[str, tuple]) -> list[dict[str, Any]]:
     keys = list(space)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(space[k] for k in keys))]
+
+
+def coordinate_search(space: dict[str, tuple], evaluate, max_passes: int = 3) -> list[dict[str, Any]]:
+    """Every evaluated point (params + scores), by coordinate ascent on ``aiq`` over ``space``."""
+    seen: dict[tuple, dict[str, Any]] = {}
+
+    def ev(params: dict[str, Any]) -> dict[str, Any]:
+        key = tuple(sorted(params.items()))
+        if key not in seen:
+            seen[key] = {"params": dict(params), **evaluate(params)}
+        return seen[key]
+
+    best = {k: v[0] for k, v in space.items()}
+    cur = ev(best)
+    for _ in range(max_passes):
+        changed = False
+        for k, values in space.items():
+            for v in values:
+                r = ev({**best, k: v})
+                if r["aiq"] > cur["aiq"] + 1e-9:
+                    best, cur, changed = {**best, k: v}, r, True
+        if not changed:
+            break
+    return list(seen.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,14 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"data": args.data, "folds": args.folds, "n_train": len(tab),
                            "models": tab.models, "wc_sweep": list(WC_SWEEP), "results": {}}
     for est in args.estimators.split(","):
-        rows = []
-        for params in grid(spaces[est]):
+        def evaluate(params: dict[str, Any], est: str = est) -> dict[str, float]:
             cfg = replace(base, estimator=est, **params)
-            r = cross_validate(tab, infos, cfg, args.folds, args.seed, check=5 if not rows else 0)
-            rows.append({"params": params, **r})
-            print(f"  {est:6} {json.dumps(params):80} AIQ {r['aiq']:.4f}±{r['aiq_sd']:.4f} "
+            r = cross_validate(tab, infos, cfg, args.folds, args.seed, check=3)
+            print(f"  {est:6} {json.dumps(params):90} AIQ {r['aiq']:.4f}±{r['aiq_sd']:.4f} "
                   f"Brier {r['brier']:.4f} q@default {r['q_default']:.3f} "
                   f"cost share {r['cost_share_default']:.2f}", flush=True)
+            return r
+
+        rows = coordinate_search(spaces[est], evaluate)
         best = max(rows, key=lambda x: x["aiq"])
         out["results"][est] = {"grid": rows, "best": best}
         print(f"-> {est}: best {json.dumps(best['params'])} AIQ {best['aiq']:.4f} "

@@ -53,6 +53,9 @@ class QueryEstimates(Estimates):
     evidence: list[dict[str, Any]] = field(default_factory=list)
     fallback: str | None = None          # "global" when the step's role has no record
     neighbours: int = 0                  # records of the candidates among the k neighbours
+    # per model, the step-independent mean cost / duration the utility may scale by
+    # (``cost_ref``): "role" = the role prior, "global" = the whole base
+    scales: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ shared prior
@@ -69,6 +72,8 @@ class Prior:
     d: np.ndarray
     d_var: np.ndarray
     fallback: str | None
+    c_global: np.ndarray | None = None      # global mean cost / duration per model (C_ref scale)
+    d_global: np.ndarray | None = None
 
 
 def _shrink(m_r, n_r, m_g, kappa):
@@ -90,14 +95,14 @@ def role_prior(index: ExperienceIndex, names: Sequence[str], role: str | None,
     if r is None or r.n_records.sum() == 0:
         return Prior(glob.n, glob.n_records, glob.p_mean, glob.p_var, glob.c_mean, glob.c_var,
                      glob.d_mean, glob.d_var, None if role is None or glob.n_records.sum() == 0
-                     else "global")
+                     else "global", glob.c_mean, glob.d_mean)
     p = _shrink(r.p_mean, r.n, glob.p_mean, kappa)
     c = _shrink(r.c_mean, r.n_records, glob.c_mean, kappa)
     d = _shrink(r.d_mean, r.n_records, glob.d_mean, kappa)
     pv = np.where(r.n > 1, r.p_var, glob.p_var)
     cv = np.where(r.n_records > 1, r.c_var, glob.c_var)
     dv = np.where(r.n_records > 1, r.d_var, glob.d_var)
-    return Prior(r.n, r.n_records, p, pv, c, cv, d, dv, None)
+    return Prior(r.n, r.n_records, p, pv, c, cv, d, dv, None, glob.c_mean, glob.d_mean)
 
 
 def _stats_for(index: ExperienceIndex, stats: np.ndarray, names: Sequence[str]) -> Estimates:
@@ -124,6 +129,23 @@ def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float, n_eff: 
         var = np.where(lam > 0, (k * v0 + n_eff * vl + k * n_eff / np.maximum(lam, 1e-12)
                                  * (xl - m0) ** 2) / lam, 0.0)
     return mean, np.maximum(var, 0.0), lam
+
+
+def text_vectors(index: ExperienceIndex, text_ids: np.ndarray) -> np.ndarray:
+    """Stored embeddings of unique texts by text id (positions in the index's VectorIndex:
+    the exact float32 store while small, the HNSW graph's vectors after)."""
+    vi = index._emb
+    getter = getattr(vi, "vectors", None)
+    if callable(getter):
+        return np.asarray(getter(text_ids), np.float32)
+    pos = np.asarray(text_ids, np.int64)
+    if getattr(vi, "_graph", None) is None:
+        return vi._vec[pos]
+    return vi._graph.get(pos.astype(np.uint64), dtype=np.float32)
+
+
+def _scales(prior: Prior) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {"role": (prior.c, prior.d), "global": (prior.c_global, prior.d_global)}
 
 
 # ------------------------------------------------------------------------------ kNN design
@@ -260,7 +282,7 @@ def knn_estimates(index: ExperienceIndex, names: Sequence[str], role: str | None
     return QueryEstimates(list(names), prior.n_records.astype(int), prior.n.astype(int),
                           p_mean, p_var, c_mean, c_var, d_mean, d_var,
                           lam_p=lam_p, lam_c=lam_c, evidence=evidence, fallback=prior.fallback,
-                          neighbours=n_nb)
+                          neighbours=n_nb, scales=_scales(prior))
 
 
 # ------------------------------------------------------------------------------ linear design
@@ -290,6 +312,9 @@ class LinearEstimator:
         self.count = np.zeros(0)
         self.cursor = 0
         self.pending: list[int] = []
+        self.beta: np.ndarray | None = None
+        self.s2 = np.zeros((0, 3))
+        self.dirty: set[int] = set()
 
     # ---------------------------------------------------------- features
     def _grow(self, extra: int, precision: float) -> None:
@@ -371,7 +396,6 @@ class LinearEstimator:
         if recs.size == 0:
             return
         tids = ix._r_text.view[recs]
-        emb = ix._emb.view
         roles, masks = ix._r_role.view[recs], ix._r_mask.view[recs]
         for r in np.unique(roles):                 # new feature slots first: every x has length D
             self._slot_role(int(r), True)
@@ -379,7 +403,7 @@ class LinearEstimator:
             self._tool_slots(int(mk), True)
         X = np.zeros((recs.size, self.D))
         has = tids >= 0
-        X[has, : self.dim] = emb[tids[has]]
+        X[has, : self.dim] = text_vectors(ix, tids[has])
         for i, (r, mk) in enumerate(zip(roles, masks)):
             X[i, self._slot_role(int(r), False)] = 1.0
             X[i, self._tool_slots(int(mk), False)] = 1.0
@@ -389,6 +413,18 @@ class LinearEstimator:
             row = self._row(int(mid))
             sel = mids == mid
             self._update(row, X[sel], Y[sel])
+
+    def _refresh(self) -> None:
+        """β = A⁻¹b and the residual variances s² of the rows updated since the last call."""
+        if self.beta is None or self.beta.shape != self.b.shape:
+            self.beta = np.zeros_like(self.b)
+            self.s2 = np.zeros(self.yy.shape)
+            self.dirty = set(range(self.b.shape[0]))
+        for row in self.dirty:
+            self.beta[row] = self.b[row] @ self.Ainv[row]   # A⁻¹ is symmetric
+            rss = self.yy[row] - (self.beta[row] * self.b[row]).sum(axis=1)
+            self.s2[row] = np.maximum(rss, 0.0) / max(self.count[row] - 1.0, 1.0)
+        self.dirty = set()
 
     def _update(self, row: int, X: np.ndarray, Y: np.ndarray) -> None:
         Ai = self.Ainv[row]
@@ -402,6 +438,7 @@ class LinearEstimator:
         self.b[row] += (X.T @ Y).T
         self.yy[row] += (Y * Y).sum(axis=0)
         self.count[row] += X.shape[0]
+        self.dirty.add(row)
 
     # ---------------------------------------------------------- predicting
     def predict(self, names: Sequence[str], x: np.ndarray
@@ -416,13 +453,11 @@ class LinearEstimator:
         if not have:
             return mean, var, neff
         R = np.asarray([rows[j] for j in have])
-        Ai, b = self.Ainv[R], self.b[R]                    # (h, D, D), (h, 3, D)
-        beta = np.einsum("hij,hkj->hki", Ai, b)            # (h, 3, D)
-        mean[have] = beta @ x
-        q = np.einsum("i,hij,j->h", x, Ai, x)
-        neff[have] = 1.0 / np.maximum(q, 1e-12)
-        rss = self.yy[R] - np.einsum("hkd,hkd->hk", beta, b)
-        var[have] = np.maximum(rss, 0.0) / np.maximum(self.count[R] - 1.0, 1.0)[:, None]
+        self._refresh()
+        mean[have] = self.beta[R] @ x                      # (h, 3)
+        Ax = self.Ainv[R] @ x                              # (h, D)
+        neff[have] = 1.0 / np.maximum(Ax @ x, 1e-12)
+        var[have] = self.s2[R]
         return mean, var, neff
 
 
@@ -451,7 +486,7 @@ def linear_estimates(est: LinearEstimator, index: ExperienceIndex, names: Sequen
     dv = np.where(neff > 0, var[:, 2], prior.d_var)
     return QueryEstimates(list(names), prior.n_records.astype(int), prior.n.astype(int),
                           p, pv, c, cv, d, dv, lam_p=lam, lam_c=lam, evidence=evidence,
-                          fallback=prior.fallback, neighbours=0)
+                          fallback=prior.fallback, neighbours=0, scales=_scales(prior))
 
 
 __all__ = ["ESTIMATORS", "QueryEstimates", "knn_estimates", "LinearEstimator", "linear_estimates",

@@ -50,6 +50,8 @@ class EvoRouteConfig:
     prior_strength: float = 4.0             # κ: the role prior is worth κ observations
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
     ridge: float = 1.0                      # prior precision of the linear design
+    cost_ref: str = "global"                # C_ref/D_ref from the step's estimates ("step",
+    #                                         spec §3 step 7), the role or the whole base
 
     def __post_init__(self) -> None:
         # values a user sets (studio, CLI, router_params JSON) that would otherwise fail silently:
@@ -80,6 +82,9 @@ class EvoRouteConfig:
             if not ok:
                 raise ValidationError(f"{name} must be a number {'>' if strict else '>='} {lo}, "
                                       f"got {v!r}", name)
+        if self.cost_ref not in ("step", "role", "global"):
+            raise ValidationError(f"cost_ref must be 'step', 'role' or 'global', got "
+                                  f"{self.cost_ref!r}", "cost_ref")
         if self.cross_role > 1:
             raise ValidationError(f"cross_role must be in [0, 1], got {self.cross_role!r}",
                                   "cross_role")
@@ -281,8 +286,13 @@ class EvoRouteRouter(Router):
         keep = pool[front] if cfg.pareto else pool
         # C_ref, D_ref over every explored candidate, not only the Pareto survivors: a kept
         # model's utility must not change because a dominated model was pruned (docs/decisions.md)
-        c_ref = reference_scale(est.c_mean[pool])
-        d_ref = reference_scale(est.d_mean[pool])
+        c_scale, d_scale = est.c_mean, est.d_mean
+        if isinstance(est, QueryEstimates) and cfg.cost_ref != "step":
+            # one cost scale for every step of the role / base: the utility is then one
+            # Lagrangian trade-off of quality against USD across steps (docs/query_aware.md)
+            c_scale, d_scale = est.scales[cfg.cost_ref]
+        c_ref = reference_scale(c_scale[pool])
+        d_ref = reference_scale(d_scale[pool])
         if not cfg.raw_units:                 # raw units (USD, s) use no scales
             expl.c_ref, expl.d_ref = c_ref, d_ref
         sample = cfg.thompson and step.phase != "inference" and bool((est.n[keep] >= 2).all())

@@ -1,5 +1,8 @@
 """EvoRouteRouter decisions: phases, unexplored models, fallbacks, Pareto filter, explanation.
 
+These tests pin the paper-literal pipeline (``estimator="paper"``, the router
+``evoroute-paper``); the query-aware default has its own in tests/unit/test_query_aware.py.
+
 The base used by most tests (role "r", no tools, no embeddings; 4 records per model):
 
     model   P records      C records (USD)          D records (s)   P̂     Ĉ       D̂
@@ -49,7 +52,7 @@ def router(models, base=BASE, **cfg) -> EvoRouteRouter:
     idx = ExperienceIndex(dim=DIM)
     if base:
         fill(idx, base)
-    return EvoRouteRouter(models, EvoRouteConfig(**cfg), index=idx)
+    return EvoRouteRouter(models, EvoRouteConfig(estimator="paper", **cfg), index=idx)
 
 
 def step(phase="optimize", role="r", emb=E2, **kw) -> StepContext:
@@ -59,7 +62,7 @@ def step(phase="optimize", role="r", emb=E2, **kw) -> StepContext:
 
 def test_given_empty_index_is_used(models):
     idx = ExperienceIndex(dim=DIM)              # empty, hence falsy: must still be adopted
-    r = EvoRouteRouter(models, index=idx)
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper"), index=idx)
     assert r.index is idx
 
 
@@ -149,7 +152,7 @@ def test_records_without_known_performance_count_as_unexplored(models):
     for i in range(5):   # cheap has cost/duration but its tasks have not finished yet
         idx.add(role="r", model="cheap", text=f"c{i}", embedding=None, tools=(), cost=.001,
                 duration=1, perf=None, task_ref="open-task")
-    r = EvoRouteRouter(models, index=idx)
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper"), index=idx)
     assert r.decide(step(), np.random.default_rng(0)).model == "cheap"
     idx.set_task_perf("open-task", 1.0)           # now cheap is explored with P̂ = 1
     d = r.decide(step("inference"), np.random.default_rng(0))
@@ -171,7 +174,7 @@ def test_inference_ignores_unexplored_models(models):
 def test_fallback_role_then_global_then_default(models):
     idx = ExperienceIndex(dim=DIM)
     fill(idx, BASE, role="coder", emb=E1)
-    r = EvoRouteRouter(models, EvoRouteConfig(channels=("semantic",), default_model="mid"), index=idx)
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", channels=("semantic",), default_model="mid"), index=idx)
     # semantic-only retrieval with an orthogonal query finds nothing -> per-role statistics
     d = r.decide(step("inference", role="coder", emb=E2), np.random.default_rng(0))
     assert d.explanation.channels["union"] == 0
@@ -185,7 +188,7 @@ def test_fallback_role_then_global_then_default(models):
     d = r.decide(step("inference", role="planner", emb=E1), np.random.default_rng(0))
     assert d.explanation.fallback is None and d.explanation.channels["semantic"] == 12
     # an empty base -> the default model
-    empty = EvoRouteRouter(models, EvoRouteConfig(default_model="mid"), index=ExperienceIndex(dim=DIM))
+    empty = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", default_model="mid"), index=ExperienceIndex(dim=DIM))
     d = empty.decide(step(), np.random.default_rng(0))
     assert (d.model, d.propensity, d.explanation.fallback, d.explanation.mode) == \
         ("mid", 1.0, "default_model", "default_model")
@@ -193,7 +196,7 @@ def test_fallback_role_then_global_then_default(models):
 
 
 def test_no_default_model_picks_uniformly(models):
-    r = EvoRouteRouter(models, index=ExperienceIndex(dim=DIM))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper"), index=ExperienceIndex(dim=DIM))
     ds = [r.decide(step(), np.random.default_rng(s)) for s in range(60)]
     assert {d.model for d in ds} == {"cheap", "mid", "strong"}
     assert all(d.propensity == pytest.approx(1 / 3) and d.explanation.fallback == "default_model"
@@ -203,7 +206,7 @@ def test_no_default_model_picks_uniformly(models):
 def test_fallback_counts_only_candidate_models(models):
     idx = ExperienceIndex(dim=DIM)
     fill(idx, {"retired": ([1, 1], [1, 1], [1, 1])})       # records of an unregistered model
-    r = EvoRouteRouter(models, EvoRouteConfig(default_model="cheap"), index=idx)
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", default_model="cheap"), index=idx)
     d = r.decide(step(), np.random.default_rng(0))
     assert (d.model, d.explanation.fallback) == ("cheap", "default_model")
 
@@ -286,7 +289,7 @@ def test_explanation_json_round_trip(models, phase):
 
 
 def test_observe_and_finish_task_feed_the_next_decision(models):
-    r = EvoRouteRouter(models, index=ExperienceIndex(dim=DIM))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper"), index=ExperienceIndex(dim=DIM))
     rng = np.random.default_rng(0)
     for t, (model, success) in enumerate([("cheap", 0), ("cheap", 0), ("mid", 1), ("mid", 1),
                                           ("strong", 1), ("strong", 1)]):
@@ -304,7 +307,7 @@ def test_observe_and_finish_task_feed_the_next_decision(models):
 
 
 def test_step_success_signal(models):
-    r = EvoRouteRouter(models, EvoRouteConfig(perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
     s = step()
     for ok in (1.0, 0.0):
         r.observe(s, None, StepOutcome(model="mid", step_success=ok, cost_usd=0.01, duration_s=1.0))
@@ -313,6 +316,14 @@ def test_step_success_signal(models):
 
 
 def test_registry_builds_ablations(models):
+    for fam, est in (("evoroute", "knn"), ("evoroute-paper", "paper")):
+        for abl, field, value in (("no-ts", "thompson", False), ("no-pareto", "pareto", False),
+                                  ("no-cold-start", "cold_start", False),
+                                  ("no-role-tool", "channels", ("semantic",))):
+            r = make_router(f"{fam}-{abl}", models)
+            assert (getattr(r.config, field), r.config.estimator, r.name) == (value, est, f"{fam}-{abl}")
+    assert make_router("evoroute-lin", models).config.estimator == "linear"
+    assert make_router("evoroute-knn", models).config.estimator == "knn"
     assert make_router("evoroute-no-ts", models).config.thompson is False
     assert make_router("evoroute-no-pareto", models).config.pareto is False
     assert make_router("evoroute-no-cold-start", models).config.cold_start is False
@@ -329,7 +340,7 @@ def test_no_ts_ablation_uses_posterior_mean_in_optimize(models):
 
 
 def test_config_round_trips_through_dict():
-    cfg = EvoRouteConfig(weights=Weights(1, 0.3, 0.1), channels=("semantic",), max_per_channel=50,
+    cfg = EvoRouteConfig(estimator="paper", weights=Weights(1, 0.3, 0.1), channels=("semantic",), max_per_channel=50,
                          tool_keywords={"python": ["code"]})
     d = json.loads(json.dumps(cfg.to_dict()))
     back = EvoRouteConfig.from_dict(d)
@@ -354,13 +365,13 @@ def test_config_rejects_bad_values(kwargs, field):
 
 
 def test_step_signal_records_are_not_left_pending(models):
-    r = EvoRouteRouter(models, EvoRouteConfig(perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
     known = StepContext(task_key="a", step_index=0, role="r", instruction="x", embedding=E2)
     unknown = StepContext(task_key="b", step_index=0, role="r", instruction="y", embedding=E2)
     r.observe(known, None, StepOutcome(model="mid", step_success=1.0, cost_usd=0.01, duration_s=1.0))
     r.observe(unknown, None, StepOutcome(model="mid", step_success=None, cost_usd=0.01, duration_s=1.0))
     assert r.index.pending_tasks() == ["b"]          # only the record without a known σ waits
-    r2 = EvoRouteRouter(models, index=ExperienceIndex(dim=DIM))
+    r2 = EvoRouteRouter(models, EvoRouteConfig(estimator="paper"), index=ExperienceIndex(dim=DIM))
     r2.observe(step(), None, StepOutcome(model="mid", step_success=1.0, cost_usd=0.01, duration_s=1.0))
     assert r2.index.pending_tasks() == ["t"]         # task signal: waits for finish_task
     r2.finish_task("t", 1.0)
