@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from evoroute.core.types import ModelInfo, StepContext  # noqa: E402
-from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter  # noqa: E402
+from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter  # noqa: E402,F401
 from evoroute.retrieval.index import ExperienceIndex  # noqa: E402
 
 DIM = 384
@@ -81,10 +81,58 @@ def around(rng: np.random.Generator, centers: np.ndarray, which: np.ndarray,
     return v
 
 
-def build_index(n: int, unique_texts: int | None, clusters: int, rng: np.random.Generator,
-                chunk: int = 100_000) -> tuple[ExperienceIndex, np.ndarray]:
-    """N synthetic records; returns the index and the cluster centers (queries come from them)."""
-    centers = unit_rows(rng, clusters)
+class ExactTruth:
+    """Exact float32 neighbours of the benchmark's queries, accumulated chunk by chunk while the
+    base is built (so the benchmark holds no second copy of the embeddings): the top-k texts
+    for each k in ``ks`` and every text with cosine ≥ θ."""
+
+    def __init__(self, queries: np.ndarray, ks: tuple[int, ...], theta: float) -> None:
+        self.q, self.ks, self.theta = queries, ks, theta
+        self.kmax = max(ks)
+        self.top_s = np.full((len(queries), 0), -np.inf, np.float32)
+        self.top_i = np.empty((len(queries), 0), np.int64)
+        self.hits: list[list[np.ndarray]] = [[] for _ in range(len(queries))]
+
+    def add(self, vecs: np.ndarray, first_id: int) -> None:
+        sims = self.q @ vecs.T
+        kk = min(self.kmax, sims.shape[1])
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        cs = np.concatenate([self.top_s, np.take_along_axis(sims, part, 1)], 1)
+        ci = np.concatenate([self.top_i, part + first_id], 1)
+        top = np.argsort(-cs, axis=1, kind="stable")[:, : self.kmax]
+        self.top_s, self.top_i = np.take_along_axis(cs, top, 1), np.take_along_axis(ci, top, 1)
+        for j, row in enumerate(sims):
+            h = np.flatnonzero(row >= self.theta)
+            if h.size:
+                self.hits[j].append(h + first_id)
+
+    def recall(self, idx: ExperienceIndex, n_queries: int) -> dict[str, float]:
+        """Recall of ``idx.nearest_texts`` (the estimator's search) at each k, and of the
+        semantic channel's cosine ≥ θ hit set (precision too: float16 similarities can put a
+        text on the other side of θ)."""
+        out: dict[str, float] = {}
+        nq = min(n_queries, len(self.q))
+        for k in self.ks:
+            r = [len(np.intersect1d(idx.nearest_texts(self.q[j], k)[0], self.top_i[j, :k])) /
+                 min(k, idx.n_texts) for j in range(nq)]
+            out[f"recall_at_{k}"] = round(float(np.mean(r)), 4)
+            out[f"recall_at_{k}_min"] = round(float(np.min(r)), 4)
+        found = tp = true = 0
+        for j in range(nq):
+            want = np.concatenate(self.hits[j]) if self.hits[j] else np.empty(0, np.int64)
+            got = idx._emb.range_search(self.q[j], self.theta)[0]
+            found, true = found + got.size, true + want.size
+            tp += len(np.intersect1d(got, want))
+        out["range_recall"] = round(tp / true, 4) if true else 1.0
+        out["range_precision"] = round(tp / found, 4) if found else 1.0
+        out["range_true_hits_per_query"] = round(true / max(nq, 1), 1)
+        return out
+
+
+def build_index(n: int, unique_texts: int | None, centers: np.ndarray, rng: np.random.Generator,
+                truth: ExactTruth | None = None, chunk: int = 100_000) -> ExperienceIndex:
+    """N synthetic records around the cluster ``centers`` (queries come from them too)."""
+    clusters = len(centers)
     # per-model outcome profile: price (USD per step), speed (s per step), success rate
     price = np.geomspace(2e-5, 2e-2, N_MODELS)
     speed = np.geomspace(0.5, 12.0, N_MODELS)
@@ -94,12 +142,16 @@ def build_index(n: int, unique_texts: int | None, clusters: int, rng: np.random.
     shared = None
     if u < n:   # a fixed pool of texts that records draw from (replayed instructions)
         shared = around(rng, centers, rng.integers(clusters, size=u), rng.uniform(0.2, 0.8, u))
+        if truth is not None:
+            truth.add(shared, 0)
     for start in range(0, n, chunk):
         k = min(chunk, n - start)
         models = rng.integers(N_MODELS, size=k)
         if shared is None:
             tids = np.arange(start, start + k)
             embs = around(rng, centers, rng.integers(clusters, size=k), rng.uniform(0.2, 0.8, k))
+            if truth is not None:
+                truth.add(embs, start)
         else:
             tids = rng.integers(u, size=k)
             embs = shared[tids]
@@ -113,11 +165,15 @@ def build_index(n: int, unique_texts: int | None, clusters: int, rng: np.random.
                       tools=[TOOL_SETS[i] for i in rng.integers(len(TOOL_SETS), size=k)],
                       costs=price[models] * rng.lognormal(0.0, 0.5, k),
                       durations=speed[models] * rng.lognormal(0.0, 0.3, k), perf=perf_list)
-    return idx, centers
+    return idx
 
 
-def make_steps(n: int, centers: np.ndarray, rng: np.random.Generator) -> list[StepContext]:
-    qs = around(rng, centers, rng.integers(len(centers), size=n), np.full(n, 0.3))
+def query_embeddings(n: int, centers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return around(rng, centers, rng.integers(len(centers), size=n), np.full(n, 0.3))
+
+
+def make_steps(qs: np.ndarray) -> list[StepContext]:
+    n = len(qs)
     return [StepContext(task_key=f"bench-{i}", step_index=0, role=ROLES[i % len(ROLES)],
                         instruction=QUERY_TEXTS[i % len(QUERY_TEXTS)], phase="optimize",
                         embedding=qs[i]) for i in range(n)]
@@ -127,7 +183,7 @@ def time_decisions(router: EvoRouteRouter, steps: list[StepContext], rng: np.ran
                    warmup: int = 10) -> tuple[list[float], dict[str, float]]:
     for s in steps[:warmup]:
         router.decide(s, rng)
-    times, cpu, union, sem = [], [], [], []
+    times, cpu, union, sem, nbr = [], [], [], [], []
     for s in steps:
         c0, t0 = time.process_time(), time.perf_counter()
         d = router.decide(s, rng)
@@ -135,7 +191,9 @@ def time_decisions(router: EvoRouteRouter, steps: list[StepContext], rng: np.ran
         cpu.append((time.process_time() - c0) * 1e3)
         union.append(d.explanation.channels.get("union", 0))
         sem.append(d.explanation.channels.get("semantic", 0))
+        nbr.append(d.explanation.channels.get("neighbours", 0))
     return times, {"mean_union": float(np.mean(union)), "mean_semantic_hits": float(np.mean(sem)),
+                   "mean_neighbours": float(np.mean(nbr)),
                    "cpu_p50_ms": float(np.percentile(cpu, 50)),
                    "cpu_p99_ms": float(np.percentile(cpu, 99))}
 
@@ -180,44 +238,23 @@ def measure_embed_ms(repeats: int = 7, torch_threads: int | None = None) -> tupl
     return float(statistics.median(ts)), how
 
 
-def scan_kernels(idx: ExperienceIndex, q: np.ndarray, reps: int = 15,
-                 threads: int | None = None) -> dict[str, float]:
-    """Median ms of the semantic scan (all unique texts · q) with different kernels.
-
-    Only numpy float32 is what the index does; the others are measured to inform the lead
-    (float16 / bfloat16 change the cosines in the 3rd decimal, so they are not exact).
-    """
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    mat = idx._emb.view                                 # (n_texts, 384) float32, no copy
-    out: dict[str, float] = {}
-
-    def med(f) -> float:
-        f()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            f()
-            ts.append((time.perf_counter() - t0) * 1e3)
-        return round(float(np.median(ts)), 3)
-
-    out["numpy_f32"] = med(lambda: mat @ q)
-    tm, tq = torch.from_numpy(mat), torch.from_numpy(np.ascontiguousarray(q, np.float32))
-    out["torch_f32"] = med(lambda: torch.mv(tm, tq))
-    for name, dt in (("torch_f16", torch.float16), ("torch_bf16", torch.bfloat16)):
-        m2, q2 = tm.to(dt), tq.to(dt)
-        out[name] = med(lambda: torch.mv(m2, q2))
-        err = float((torch.mv(m2, q2).float() - torch.mv(tm, tq)).abs().max())
-        out[name + "_max_abs_err"] = round(err, 5)
-        del m2
-    return out
+def rss_mb() -> tuple[float, float]:
+    """(resident, peak resident) MiB of this process."""
+    vals = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                vals[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return round(vals.get("VmRSS", 0.0), 1), round(vals.get("VmHWM", 0.0), 1)
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, required=True, help="experience records N")
+    ap.add_argument("--router", default="evoroute",
+                    help="registered EvoRoute router(s), comma-separated, timed on the same "
+                         "base (one JSON line each): evoroute (the default, query-aware), "
+                         "evoroute-paper (the paper's union), evoroute-knn, evoroute-lin")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     ap.add_argument("--cap", type=int, default=None,
                     help="max_per_channel: most recent / most similar K records per channel")
@@ -227,13 +264,13 @@ def main(argv: list[str] | None = None) -> dict:
                     help="distinct instructions shared by the records (default: all unique)")
     ap.add_argument("--clusters", type=int, default=500, help="topic clusters of the embeddings")
     ap.add_argument("--decisions", type=int, default=200)
+    ap.add_argument("--recall-queries", type=int, default=100,
+                    help="queries whose ANN neighbours are compared with the exact ones")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-embed", action="store_true", help="skip the MiniLM embed_ms measurement")
-    ap.add_argument("--scan-kernels", action="store_true",
-                    help="also time the semantic scan with torch float32/float16/bfloat16")
     ap.add_argument("--blas-threads", type=int, default=None,
                     help="limit numpy's BLAS to K threads (threadpoolctl) and torch to K threads "
-                         "(scan kernels, embed_ms)")
+                         "(embed_ms)")
     args = ap.parse_args(argv)
     if args.records < 1:
         ap.error("--records must be >= 1")
@@ -241,27 +278,62 @@ def main(argv: list[str] | None = None) -> dict:
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=args.blas_threads, user_api="blas")   # process-wide from here
 
+    from evoroute.policy.base import make_router
+
     load_start = os.getloadavg()[0]
     rng = np.random.default_rng(args.seed)
-    t0 = time.perf_counter()
-    idx, centers = build_index(args.records, args.unique_texts, args.clusters, rng)
-    build_s = time.perf_counter() - t0
+    centers = unit_rows(rng, args.clusters)
+    qs = query_embeddings(args.decisions + 10, centers, rng)
     models = [ModelInfo(f"model-{m:02d}") for m in range(N_MODELS)]
-    router = EvoRouteRouter(models, EvoRouteConfig(max_per_channel=args.cap,
-                                                   sem_scan_limit=args.sem_scan_limit), index=idx)
-    steps = make_steps(args.decisions + 10, centers, rng)
+    cfg = EvoRouteConfig(max_per_channel=args.cap, sem_scan_limit=args.sem_scan_limit)
+    names = [r.strip() for r in args.router.split(",") if r.strip()]
+    probe = make_router(names[0], models, config=cfg)
+    k_router = int(getattr(probe.config, "k", 32))
+    truth = ExactTruth(qs[: args.recall_queries], tuple(sorted({k_router, 64})),
+                       probe.config.theta)
+    rss0 = rss_mb()[0]
+    t0 = time.perf_counter()
+    idx = build_index(args.records, args.unique_texts, centers, rng, truth)
+    build_s = time.perf_counter() - t0
+    rss_built, _ = rss_mb()
+    steps = make_steps(qs)
+    recall = truth.recall(idx, args.recall_queries)
+    results = []
+    for name in names:
+        results.append(_time_router(name, models, cfg, idx, steps, rng, recall, args, build_s,
+                                    rss0, rss_built, load_start, k_router))
+    return results[0] if len(results) == 1 else {"results": results}
+
+
+def _time_router(name, models, cfg, idx, steps, rng, recall, args, build_s, rss0, rss_built,
+                 load_start, k_router) -> dict:
+    from evoroute.policy.base import make_router
+
+    router = make_router(name, models, config=cfg, index=idx)
     times, hits = time_decisions(router, steps, rng)
-    retrieve_p50 = time_retrieval(router, steps[: min(50, len(steps))])
+    retrieve_p50 = time_retrieval(router, steps[: min(50, len(steps))]) \
+        if router.config.estimator == "paper" else None
+    rss_end, rss_peak = rss_mb()
     result = {
         "records": args.records,
+        "router": name,
+        "estimator": router.config.estimator,
         "p50_ms": round(float(np.percentile(times, 50)), 3),
         "p99_ms": round(float(np.percentile(times, 99)), 3),
         "mean_ms": round(float(np.mean(times)), 3),
         "max_ms": round(float(np.max(times)), 3),
         "cpu_p50_ms": round(hits["cpu_p50_ms"], 3),     # process CPU time (all threads)
         "cpu_p99_ms": round(hits["cpu_p99_ms"], 3),
-        "retrieve_p50_ms": round(retrieve_p50, 3),
+        "retrieve_p50_ms": None if retrieve_p50 is None else round(retrieve_p50, 3),
         "embed_ms": None,
+        **recall,
+        "ann": "exact scan" if idx._emb.exact else
+               f"usearch HNSW f16 M={idx._emb.m} ef_construction={idx._emb.ef_construction} "
+               f"ef_search>={idx._emb.ef_search}",
+        "rss_mb": rss_end,
+        "rss_after_build_mb": rss_built,
+        "peak_rss_mb": rss_peak,
+        "rss_before_build_mb": rss0,
         "decisions": args.decisions,
         "cap": args.cap,
         "sem_scan_limit": args.sem_scan_limit,
@@ -269,14 +341,13 @@ def main(argv: list[str] | None = None) -> dict:
         "clusters": args.clusters,
         "mean_union": round(hits["mean_union"], 1),
         "mean_semantic_hits": round(hits["mean_semantic_hits"], 1),
+        "mean_neighbours": round(hits["mean_neighbours"], 1),
         "blas_threads": args.blas_threads or "default",
         "build_s": round(build_s, 2),
         "synthetic": DESCRIPTION,
         "machine": "",
         "seed": args.seed,
     }
-    if args.scan_kernels:
-        result["scan_ms"] = scan_kernels(idx, steps[0].embedding, threads=args.blas_threads)
     if not args.no_embed:
         ms, result["embed_how"] = measure_embed_ms(torch_threads=args.blas_threads)
         result["embed_ms"] = round(ms, 3)
@@ -286,7 +357,10 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.json:
         print(f"{DESCRIPTION}.")
         print(f"{args.records} records ({idx.n_texts} unique texts), built in {build_s:.1f} s; "
-              f"{args.decisions} decisions: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; "
+              f"router {name}: {args.decisions} decisions p50 {result['p50_ms']} ms, "
+              f"p99 {result['p99_ms']} ms; RSS {rss_end:.0f} MiB (peak {rss_peak:.0f}); "
+              f"ANN recall@{k_router} {recall[f'recall_at_{k_router}']}, recall@64 "
+              f"{recall['recall_at_64']}, cos>=theta recall {recall['range_recall']}; "
               f"one query embedding {result['embed_ms']} ms")
     print(json.dumps(result))
     return result
