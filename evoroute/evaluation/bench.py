@@ -9,10 +9,20 @@ split (bandit protocol), and the trade-off metrics computed on a sweep of each r
 knob: AIQ (RouterBench), APGR and CPT(50 %) / CPT(80 %) (RouteLLM) and the cost at the best
 single model's quality.
 
-Cost knobs swept for the curves: EvoRoute's cost weight w_c over :data:`WC_GRID` (its
-ablations too with ``sweep_ablations``), the threshold router's share of strong calls (its
-threshold is calibrated on train predictions, never on test), the cascade's ladder length.
-Every other router is a single point. Nothing here is tuned on the test split.
+What is swept, run once per seed, trained or kept out of the rankings is read from each
+router's capabilities (:class:`~evoroute.policy.base.Capabilities`: ``cost_knob``,
+``learns_online``, ``needs_training``, ``is_oracle``, ``seed_invariant``), not from name lists,
+so any new router (e.g. an ``evoroute-*`` variant) is handled by what it declares. Cost knobs
+swept for the curves: EvoRoute's cost weight w_c and the learned baselines' cost weight λ over
+:data:`WC_GRID` (14 settings; EvoRoute's ablations, the names with ``-no-``, only with
+``sweep_ablations``), the threshold router's share of strong calls over :data:`SHARE_GRID`
+(13; its threshold is calibrated on train predictions, never on test), the confidence
+cascade's threshold (14), the oracle cascade's ladder length. Every other router is a single
+point. Nothing here is tuned on the test split.
+
+Headline metrics (both protocols): AIQ; the quality gain over the single-model hull at equal
+cost, at the default setting and best over the sweep; the cost share at parity with the best
+single model; and the ranking of the non-oracle routers by AIQ.
 
 Runs are independent, so they are spread over worker processes (default: one per core).
 """
@@ -34,18 +44,28 @@ import numpy as np
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.evaluation import metrics
+from evoroute.policy.base import COST_WEIGHT_GRID as WC_GRID
+from evoroute.policy.baselines import DEFAULT_SHARE, SHARE_GRID
 
-WC_GRID: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)
-SHARE_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-DEFAULT_SHARE = 0.5          # the threshold router's default strong_share
-BASELINES = ("oracle", "random", "cheapest", "round_robin", "threshold", "cascade")
+PARITY_TOLERANCE = 0.005     # "at parity": within 0.5 points of the best single model
+ORACLES = ("oracle", "oracle-cascade")
+LEARNED = ("per-role", "knn", "logistic", "lints", "cascade")
+BASELINES = ORACLES + ("threshold",) + LEARNED + ("random", "round_robin", "cheapest")
 
 
 def default_routers(models: Sequence[str]) -> list[str]:
-    from evoroute.policy.evoroute import ABLATIONS
+    """Every registered ``evoroute*`` router (``evoroute`` first), the baselines and every
+    single model."""
+    from evoroute.policy.base import ROUTERS, router_names
 
-    return (["evoroute"] + [f"evoroute-{a}" for a in ABLATIONS] + list(BASELINES)
-            + [f"single:{m}" for m in models])
+    router_names()       # imports the modules that register routers
+    evo = sorted((n for n in ROUTERS if n.startswith("evoroute")), key=lambda n: (n != "evoroute", n))
+    return evo + [b for b in BASELINES if b in ROUTERS] + [f"single:{m}" for m in models]
+
+
+def is_ablation(router: str) -> bool:
+    """EvoRoute's ablations (``evoroute-no-*``, ``evoroute-paper-no-*``): swept only on request."""
+    return router.startswith("evoroute") and "-no-" in router
 
 
 # ------------------------------------------------------------------------------ one run
@@ -101,13 +121,15 @@ def _spec(router: str, seed: int, knob: float | None, weights: tuple[float, floa
 
     params: dict[str, Any] = {}
     w = weights
+    spec_knob = _STATE.get("caps", {}).get(router)
+    spec_knob = None if spec_knob is None else spec_knob.cost_knob
     if knob is not None:
-        if router.startswith("evoroute"):
+        if spec_knob is None:
+            raise EvoRouteError(f"router {router!r} has no cost knob to sweep")
+        if spec_knob.param == "w_c":
             w = (weights[0], float(knob), weights[2])
-        elif router == "threshold":
-            params["strong_share"] = float(knob)
-        elif router == "cascade":
-            params["max_rungs"] = int(knob)
+        else:
+            params[spec_knob.param] = int(knob) if spec_knob.integer else float(knob)
     s = _STATE
     params = {**s.get("router_params", {}).get(router, {}), **params}
     return RunSpec(backend="replay", dataset=s["dataset"], router=router, weights=w,
@@ -211,6 +233,8 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     names = [m.name for m in infos]
     wanted = list(routers) if routers else default_routers(names)
     _check_routers(wanted)
+    if len(set(wanted)) != len(wanted):
+        raise ValidationError("a router is listed twice", "routers")
     bp = dict(backend_params or {})
     state = {"data": data, "dataset": str(dataset), "models": infos, "protocol": protocol,
              "n_tasks": n_tasks, "n_train": n_train, "cold_start_tasks": cold_start_tasks,
@@ -227,10 +251,18 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
         if len(keep) < len(probe.tasks("test")):
             test_table = None     # the capped test set differs per seed; no fixed reference
     train_table = probe.outcome_table("train")
+    # What each router declares (built once here, with the benchmark's parameters)
+    caps, sweeps, probes = {}, {}, {}
+    for r in wanted:
+        router = probes[r] = _probe_router(r, seed_list[0], w)
+        caps[r] = router.capabilities()
+        sweeps[r] = router.sweep(train_table, w)
+    state["caps"], state["sweeps"] = caps, sweeps
+    _STATE.update(caps=caps, sweeps=sweeps)
 
     # One embedding batch for every text of the benchmark (cached on disk by the embedder).
     t_emb = time.perf_counter()
-    if any(_needs_embedding(r) for r in wanted):
+    if any(caps[r].needs_embedding for r in wanted):
         from evoroute.retrieval.embedder import get_embedder
         texts = list(dict.fromkeys(
             s.instruction for split in ("train", "test") for t in probe.tasks(split) for s in t.steps))
@@ -240,8 +272,17 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
         state["embedder"] = None
     _STATE["embedder"] = state["embedder"]
     emb_s = time.perf_counter() - t_emb
+    # Train the trained routers once here: their fitted predictors are cached by train table
+    # (evoroute.policy.learned), so forked workers inherit them and a sweep does not refit.
+    t_fit = time.perf_counter()
+    if train_table is not None:
+        if state["embedder"] is not None:
+            train_table.embeddings = state["embedder"].encode(list(train_table.instructions))
+        for r in wanted:
+            if caps[r].needs_training:
+                probes[r].fit(train_table)
+    fit_s = time.perf_counter() - t_fit
 
-    ladder_len = _ladder_length(infos, train_table) if "cascade" in wanted else 0
     # Routers whose decisions depend on the step alone give the same result for every seed
     # when every seed sees the same test tasks: they run once and count for all seeds.
     invariant = {r for r in wanted if _seed_invariant(r, state)}
@@ -252,11 +293,11 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     sweep_list = seed_list if sweep_seeds is None else seed_list[: max(1, int(sweep_seeds))]
     if sweep:
         for r in wanted:
-            for knob in _knobs(r, w, ladder_len, sweep_ablations):
+            for knob in _knobs(r, sweep_ablations):
                 for s in (seed_list[:1] if r in invariant else sweep_list):
                     jobs.append((r, s, knob))
     # longest first, so the pool does not end on one slow run
-    order = sorted(range(len(jobs)), key=lambda i: -_job_weight(jobs[i], protocol))
+    order = sorted(range(len(jobs)), key=lambda i: -_job_weight(jobs[i], protocol, caps))
     jobs = [jobs[i] for i in order]
     n_workers = workers if workers is not None else min(len(jobs), os.cpu_count() or 1)
     results = _execute(jobs, state, n_workers, progress)
@@ -265,14 +306,15 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
                 for s in seed_list[1:]]
 
     report = _report(results, wanted, seed_list, w, protocol, dataset, probe, test_table,
-                     train_table, names, ladder_len, validation, len(sweep_list))
+                     train_table, names, caps, sweeps, validation, len(sweep_list))
     report["sweep_seeds"] = sweep_list
     report["cold_start_tasks"] = state["cold_start_tasks"]
     if cold_note:
         report["notes"].append(cold_note)
     report["timing"] = {"total_s": round(time.perf_counter() - t_start, 2),
                         "seed_invariant_routers": sorted(invariant),
-                        "embedding_s": round(emb_s, 2), "runs": len(jobs), "workers": n_workers,
+                        "embedding_s": round(emb_s, 2), "prefit_s": round(fit_s, 2),
+                        "runs": len(jobs), "workers": n_workers,
                         "cpu_s": round(cpu_total, 2),
                         "run_s_by_router": {r: round(float(np.mean(
                             [x.seconds for x in results if x.router == r and x.knob is None])), 3)
@@ -350,11 +392,11 @@ def _check_routers(names: Sequence[str]) -> None:
                                   "routers")
 
 
-def _needs_embedding(router: str) -> bool:
-    return router.startswith("evoroute") or router == "threshold"
+def _probe_router(router: str, seed: int, w: tuple[float, float, float]) -> Any:
+    """The router as a run would build it (its capabilities may depend on its parameters)."""
+    from evoroute.evaluation.runner import build_router
 
-
-SEED_INVARIANT = ("single:", "cheapest", "oracle", "threshold", "cascade")
+    return build_router(_spec(router, seed, None, w), _STATE["models"])
 
 
 def _seed_invariant(router: str, state: dict[str, Any]) -> bool:
@@ -362,34 +404,22 @@ def _seed_invariant(router: str, state: dict[str, Any]) -> bool:
     without a full split column gets a seeded split: then each seed has its own test set)."""
     if state["n_tasks"] is not None or state["steps_per_task"] != 1 or not state["fixed_split"]:
         return False
-    params = state.get("router_params", {}).get(router, {})
-    if router == "cascade" and params.get("verifier_accuracy", 1.0) < 1.0:
-        return False
-    return router.startswith(SEED_INVARIANT)
+    return bool(state["caps"][router].seed_invariant)
 
 
-def _knobs(router: str, w: tuple[float, float, float], ladder_len: int,
-           sweep_ablations: bool) -> list[float]:
-    if router == "evoroute" or (sweep_ablations and router.startswith("evoroute-")):
-        return [k for k in WC_GRID if not np.isclose(k, w[1])]
-    if router == "threshold":
-        return [float(k) for k in SHARE_GRID if not np.isclose(k, DEFAULT_SHARE)]
-    if router == "cascade":
-        return [float(k) for k in range(1, ladder_len)]
-    return []
+def _knobs(router: str, sweep_ablations: bool) -> list[float]:
+    """The sweep's settings other than the default run's."""
+    if is_ablation(router) and not sweep_ablations:
+        return []
+    values, default = _STATE["sweeps"][router]
+    return [float(k) for k in values if default is None or not np.isclose(k, default)]
 
 
-def _ladder_length(infos: list[ModelInfo], train_table: Any) -> int:
-    from evoroute.policy.baselines import cost_quality_ladder
-
-    return len(cost_quality_ladder([m.name for m in infos], train_table))
-
-
-def _job_weight(job: tuple[str, int, float | None], protocol: str) -> float:
-    router = job[0]
-    if router.startswith("evoroute"):
+def _job_weight(job: tuple[str, int, float | None], protocol: str, caps: dict[str, Any]) -> float:
+    c = caps[job[0]]
+    if c.learns_online:
         return 4.0 if protocol == "bandit" else 2.0
-    return 2.0 if router == "threshold" else 1.0
+    return 2.0 if c.needs_training else 1.0
 
 
 def _execute(jobs: list[tuple[str, int, float | None]], state: dict[str, Any], n_workers: int,
@@ -428,8 +458,8 @@ def _sd(x: Sequence[float]) -> float:
 def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
             w: tuple[float, float, float], protocol: str, dataset: Any, probe: Any,
             test_table: Any, train_table: Any, model_names: list[str],
-            ladder_len: int, validation: float | None = None,
-            n_sweep_seeds: int | None = None) -> dict[str, Any]:
+            caps: dict[str, Any], sweeps: dict[str, tuple[list[float], float | None]],
+            validation: float | None = None, n_sweep_seeds: int | None = None) -> dict[str, Any]:
     main = {r: [x for x in results if x.router == r and x.knob is None] for r in wanted}
     out: dict[str, dict[str, Any]] = {}
     for r, runs in main.items():
@@ -473,7 +503,7 @@ def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
                 pts.setdefault(x.knob, []).append(x)
         rows = []
         for k, xs in pts.items():
-            knob = k if k is not None else _default_knob(r, w, ladder_len)
+            knob = k if k is not None else sweeps[r][1]
             qs = [float(x.task_success.mean()) for x in xs]
             cs = [float(x.task_cost.sum()) for x in xs]
             rows.append({"knob": knob, "cost_usd": float(np.mean(cs)), "cost_usd_sd": _sd(cs),
@@ -490,10 +520,24 @@ def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
     pair = _pair(train_table, model_names)
     ref = _reference(test_table, pair, model_names)
     oracle_q = out["oracle"]["quality"] if "oracle" in out else (ref or {}).get("oracle_quality")
+    single_pts = None if ref is None else np.array([[v["cost_usd"], v["quality"]]
+                                                    for v in ref["singles"].values()])
     for r in wanted:
         o = out[r]
         o["aiq"] = aiq[r]
         o["sweep_points"] = len(curves[r])
+        knob = caps[r].cost_knob
+        o["is_oracle"] = bool(caps[r].is_oracle)
+        o["cost_knob"] = None if knob is None else knob.param
+        o["default_knob"] = sweeps[r][1]
+        if single_pts is not None:
+            o["gain_over_hull"] = metrics.gain_over_hull(single_pts, o["cost_usd"], o["quality"])
+            o["gain_over_hull_best"] = metrics.best_gain_over_hull(single_pts, points[r])
+            o["parity_cost_share"] = (metrics.cost_share_at_parity(
+                points[r], ref["best_single_quality"], ref["best_single_cost"], PARITY_TOLERANCE)
+                if ref["best_single_cost"] > 0 else None)
+        else:
+            o["gain_over_hull"] = o["gain_over_hull_best"] = o["parity_cost_share"] = None
         o["gap_to_oracle"] = None if oracle_q is None else metrics.gap_to_oracle(o["quality"], oracle_q)
         if ref is not None and ref["strong_cost"] > ref["weak_cost"] and ref["strong_quality"] > ref["weak_quality"]:
             share = metrics.strong_call_share(points[r][:, 0], ref["weak_cost"], ref["strong_cost"])
@@ -505,6 +549,15 @@ def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
         else:
             o["apgr"] = o["cpt50"] = o["cpt80"] = o["cost_at_best_single_usd"] = None
 
+    ranking = [{"router": r, "aiq": out[r]["aiq"], "quality": out[r]["quality"],
+                "cost_usd": out[r]["cost_usd"], "gain_over_hull": out[r]["gain_over_hull"],
+                "gain_over_hull_best": out[r]["gain_over_hull_best"],
+                "parity_cost_share": out[r]["parity_cost_share"]}
+               for r in sorted((r for r in wanted if not caps[r].is_oracle),
+                               key=lambda r: (-out[r]["aiq"], r))]
+    knob_notes = "; ".join(
+        f"{r} {caps[r].cost_knob.param} over {len(sweeps[r][0])} settings"
+        for r in wanted if caps[r].cost_knob is not None and len(curves[r]) > 1)
     info = probe.describe()
     n_test = int(main[wanted[0]][0].task_success.size)
     notes = [
@@ -516,21 +569,26 @@ def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
                                     "EvoRoute's experience base starts with every model's outcome "
                                     "on the train split, then it routes the test split") +
         "; baselines route the test split only.",
-        "single models, cheapest, oracle, threshold and cascade are deterministic and do not "
-        "learn: with every seed routing the same test tasks they run once per setting and "
-        "count for every seed (sd 0).",
-        "threshold and cascade are trained on every model's outcome on the full train split in "
-        "both protocols (RouteLLM's setting); the threshold's share of strong calls is "
-        "calibrated on leave-one-out train predictions.",
-        "cascade escalates on the recorded correctness: an oracle-like verifier no deployed "
-        "system has, so its numbers are an upper bound for cascades; every attempted call's "
-        "cost and latency are charged.",
+        "routers that are deterministic and do not learn (declared seed_invariant: single models, "
+        "cheapest, oracle, threshold, oracle-cascade, per-role, knn, logistic, cascade) run once "
+        "per setting and count for every seed (sd 0) when every seed routes the same test tasks.",
+        "routers that need training (threshold, oracle-cascade, per-role, knn, logistic, cascade) "
+        "are trained on every model's outcome on the full train split in both protocols "
+        "(RouteLLM's setting); their hyperparameters come from cross-validation on the train "
+        "split only. lints learns online from its own choices (bandit) or starts from every "
+        "model's train outcome (full).",
+        "oracle-cascade escalates on the recorded correctness: an oracle-like verifier no "
+        "deployed system has, so it is listed with the oracles and kept out of the non-oracle "
+        "ranking; cascade escalates on its own predicted confidence only.",
+        "gain_over_hull: quality minus the single models' convex hull at the same cost (default "
+        "setting; _best: the best sweep point); parity_cost_share: the cheapest sweep point "
+        f"within {100 * PARITY_TOLERANCE:g} points of the best single model's quality, as a "
+        "share of its cost (None: not reached).",
         f"split: {info.get('split')}; queries dropped because some model has no recorded outcome: "
         f"{info.get('dropped_incomplete_queries', 0)}.",
-        f"AIQ on one cost axis up to ${aiq_max_cost:.4f}; sweeps: evoroute w_c over "
-        f"{list(WC_GRID)}, threshold strong share over {list(SHARE_GRID)}, cascade ladder length "
-        f"1..{ladder_len}; every other router is one point; sweep settings other than a "
-        f"router's own run on the first {n_sweep_seeds or len(seeds)} seed(s).",
+        f"AIQ on one cost axis up to ${aiq_max_cost:.4f}; sweeps: {knob_notes or 'none'}; "
+        f"every other router is one point; sweep settings other than a router's own run on "
+        f"the first {n_sweep_seeds or len(seeds)} seed(s).",
     ]
     return {
         "dataset": str(dataset) if validation is None else f"{dataset} (validation: "
@@ -541,18 +599,12 @@ def _report(results: list[RunStats], wanted: list[str], seeds: list[int],
         "split": info.get("split"),
         "dropped_incomplete_queries": info.get("dropped_incomplete_queries", 0),
         "pair": pair, "reference": ref, "aiq_max_cost_usd": aiq_max_cost,
-        "routers": out, "sweeps": curves, "notes": notes,
+        "routers": out, "sweeps": curves,
+        "oracles": [r for r in wanted if caps[r].is_oracle],
+        "ranking_non_oracle": ranking,
+        "best_non_oracle": ranking[0]["router"] if ranking else None,
+        "notes": notes,
     }
-
-
-def _default_knob(router: str, w: tuple[float, float, float], ladder_len: int) -> float | None:
-    if router.startswith("evoroute"):
-        return float(w[1])
-    if router == "threshold":
-        return DEFAULT_SHARE
-    if router == "cascade":
-        return float(ladder_len)
-    return None
 
 
 def _pair(train_table: Any, names: list[str]) -> dict[str, str] | None:
@@ -578,6 +630,8 @@ def _reference(test_table: Any, pair: dict[str, str] | None, names: list[str]) -
     per_task_c = {n: float(np.nansum(tab.costs[:, cols[n]])) for n in names}
     best = max(names, key=lambda n: (per_task_q[n], -per_task_c[n]))
     ok = ~np.isnan(sc[keys])
+    singles = {n: {"quality": per_task_q[n], "cost_usd": per_task_c[n]} for n in names
+               if np.isfinite(per_task_q[n])}
     return {
         "weak": pair["weak"], "weak_quality": per_task_q[pair["weak"]],
         "weak_cost": per_task_c[pair["weak"]],
@@ -586,19 +640,30 @@ def _reference(test_table: Any, pair: dict[str, str] | None, names: list[str]) -
         "best_single": best, "best_single_quality": per_task_q[best],
         "best_single_cost": per_task_c[best],
         "oracle_quality": float(np.mean(np.nanmax(np.where(ok, sc[keys], -np.inf), axis=1))),
+        "singles": singles,
     }
 
 
 # ------------------------------------------------------------------------------ table
 def format_table(result: dict[str, Any]) -> str:
-    """The benchmark as a fixed-width text table (the CLI prints it)."""
+    """The benchmark as a fixed-width text table (the CLI prints it), then the ranking of the
+    non-oracle routers by AIQ. Oracles are marked with ``*``."""
     rows = result["routers"]
 
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
+    def pts(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:+.1f}"
+
+    def share(v: Any, o: dict[str, Any]) -> str:
+        if v is not None:
+            return f"{100 * v:.0f}%"
+        return "n.r." if o.get("gain_over_hull") is not None else "-"
+
     head = (f"{'router':40} {'quality':>13} {'cost $':>15} {'lat s':>6} {'$/succ':>9} "
-            f"{'AIQ':>6} {'APGR':>6} {'CPT50':>6} {'CPT80':>6} {'gap':>6} {'train $':>8}")
+            f"{'AIQ':>6} {'gain':>6} {'gain*':>6} {'parity':>6} {'APGR':>6} {'CPT50':>6} "
+            f"{'CPT80':>6} {'gap':>6} {'train $':>8}")
     lines = [f"{result['dataset']}: {result['n_test']} test queries, protocol {result['protocol']}, "
              f"weights {tuple(result['weights'])}, seeds {result['seeds']} "
              f"({result['label']})", head, "-" * len(head)]
@@ -608,20 +673,32 @@ def format_table(result: dict[str, Any]) -> str:
         o = rows[name]
         q = f"{o['quality']:.3f}±{o['quality_sd']:.3f}"
         c = f"{o['cost_usd']:.3f}±{o['cost_usd_sd']:.3f}"
+        label = (name[:38] + " *") if o.get("is_oracle") else name[:40]
         lines.append(
-            f"{name[:40]:40} {q:>13} {c:>15} {o['latency_s']:6.2f} "
+            f"{label:40} {q:>13} {c:>15} {o['latency_s']:6.2f} "
             f"{f(o['cost_per_success_usd'], '9.5f'):>9} {f(o['aiq'], '6.3f'):>6} "
+            f"{pts(o.get('gain_over_hull')):>6} {pts(o.get('gain_over_hull_best')):>6} "
+            f"{share(o.get('parity_cost_share'), o):>6} "
             f"{f(o['apgr'], '6.3f'):>6} {f(o['cpt50'], '6.3f'):>6} {f(o['cpt80'], '6.3f'):>6} "
             f"{f(o['gap_to_oracle'], '6.3f'):>6} {o['train_cost_usd']:8.3f}")
+    lines.append("* oracle (reads recorded outcomes), not ranked. gain: quality points over the "
+                 "single-model hull at the same cost (default setting; gain*: best sweep point); "
+                 f"parity: cost share of the cheapest sweep point within {100 * PARITY_TOLERANCE:g} "
+                 "pt of the best single model (n.r. = not reached)")
     ref = result.get("reference")
     if ref:
         lines.append(f"best single: {ref['best_single']} {ref['best_single_quality']:.3f} for "
                      f"${ref['best_single_cost']:.3f}; RouteLLM pair strong {ref['strong']} / weak "
                      f"{ref['weak']}; AIQ axis up to ${result['aiq_max_cost_usd']:.3f}")
+    ranking = result.get("ranking_non_oracle") or []
+    if ranking:
+        top = ", ".join(f"{i + 1}. {x['router']} {x['aiq']:.3f}" for i, x in enumerate(ranking[:8]))
+        lines.append(f"best non-oracle by AIQ: {top}")
     t = result.get("timing")
     if t:
         lines.append(f"{t['runs']} runs in {t['total_s']:.1f} s on {t['workers']} worker(s)")
     return "\n".join(lines)
 
 
-__all__ = ["run_bench", "format_table", "default_routers", "WC_GRID", "SHARE_GRID"]
+__all__ = ["run_bench", "format_table", "default_routers", "is_ablation", "WC_GRID", "SHARE_GRID",
+           "DEFAULT_SHARE", "PARITY_TOLERANCE"]

@@ -37,6 +37,10 @@ __all__ = [
     "apgr",
     "cpt",
     "cost_at_quality",
+    "hull_quality_at",
+    "gain_over_hull",
+    "best_gain_over_hull",
+    "cost_share_at_parity",
     "gap_to_oracle",
     "cumulative_regret",
     "cumulative_cost",
@@ -297,6 +301,65 @@ def cost_at_quality(points: ArrayLike, target_quality: float) -> float | None:
         return float(hull[0, 0])
     (c0, q0), (c1, q1) = hull[k - 1], hull[k]
     return float(c0 + (target - q0) * (c1 - c0) / (q1 - q0))
+
+
+def hull_quality_at(reference_points: ArrayLike, cost: ArrayLike) -> float | FloatArray:
+    """Quality of the reference frontier (e.g. the single models' hull) at a given total cost.
+
+    The frontier is :func:`upper_convex_hull` of ``reference_points``: mixing two single
+    models reaches every point of the chord between them. Between vertices it is interpolated
+    linearly; past the last vertex it stays flat at the best quality (paying more buys
+    nothing); below the cheapest vertex it is that vertex's quality. The last rule is the
+    conservative choice for a router cheaper than every single model: it is compared with
+    the cheapest single model, which it undercuts, and not with quality 0. A scalar cost in
+    gives a float out, an array gives an array.
+    """
+    hull = upper_convex_hull(reference_points)
+    c = np.asarray(cost, dtype=np.float64)
+    if not np.all(np.isfinite(c)):
+        raise ValidationError("cost contains NaN or infinite values", field="cost")
+    if np.any(c < 0):
+        raise ValidationError("cost must be >= 0", field="cost")
+    out = np.interp(c, hull[:, 0], hull[:, 1])   # np.interp is flat outside the vertices
+    return float(out) if out.ndim == 0 else out
+
+
+def gain_over_hull(reference_points: ArrayLike, cost: float, quality: float) -> float:
+    """Quality gain of one operating point over the reference frontier at the same cost:
+    ``quality - hull_quality_at(reference_points, cost)``. With the single models as the
+    reference, > 0 means the router beats every mix of single models that costs as much."""
+    q = _scalar(quality, "quality")
+    c = _scalar(cost, "cost")
+    return q - float(hull_quality_at(reference_points, c))
+
+
+def best_gain_over_hull(reference_points: ArrayLike, points: ArrayLike) -> float:
+    """The largest :func:`gain_over_hull` over a router's sweep points (its best setting)."""
+    pts = _points(points)
+    return float(np.max(pts[:, 1] - hull_quality_at(reference_points, pts[:, 0])))
+
+
+def cost_share_at_parity(points: ArrayLike, best_quality: float, best_cost: float,
+                         tolerance: float = 0.005) -> float | None:
+    """Cost, as a share of the best single model's, of the cheapest sweep point within
+    ``tolerance`` (0.005 = 0.5 points) of that model's quality; ``None`` if none is.
+
+    Read off the measured sweep points, not the hull (unlike :func:`cost_at_quality`): it
+    answers "which setting of this router matches the best model, and what does it cost",
+    a setting a user can run. ``best_cost`` must be > 0.
+    """
+    pts = _points(points)
+    q = _scalar(best_quality, "best_quality")
+    c = _scalar(best_cost, "best_cost")
+    tol = _scalar(tolerance, "tolerance")
+    if c <= 0:
+        raise ValidationError("best_cost must be > 0", field="best_cost")
+    if tol < 0:
+        raise ValidationError("tolerance must be >= 0", field="tolerance")
+    ok = pts[:, 1] >= q - tol - 1e-12
+    if not ok.any():
+        return None
+    return float(pts[ok, 0].min() / c)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
-"""Routers: EvoRoute and its ablations, and the baselines, all on one small interface."""
+"""Routers: EvoRoute and its ablations, the baselines and the learned baselines, all on one
+small interface."""
 
 from evoroute.policy import evoroute  # noqa: F401  (registers routers)
 from evoroute.policy.base import ROUTERS, Router, make_router, router_names  # noqa: F401
 
-try:  # baselines live in their own module (registered on import)
-    from evoroute.policy import baselines  # noqa: F401
-except ImportError:  # pragma: no cover - while baselines are being written
-    pass
+from evoroute.policy import baselines  # noqa: F401,E402  (registers the baselines)
+from evoroute.policy import learned  # noqa: F401,E402  (registers the learned baselines)

@@ -7,7 +7,8 @@ the ``numpy.random.Generator`` passed to ``decide``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,12 +17,69 @@ from evoroute.core.types import Decision, Explanation, ModelInfo, StepContext, S
 from evoroute.errors import EvoRouteError, ValidationError
 
 
+#: EvoRoute's cost weight w_c and the cost weight λ of the learned baselines, swept by the
+#: benchmark to trace each router's cost/quality curve (14 settings, denser where the curves bend)
+COST_WEIGHT_GRID: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+                                       0.5, 1.0, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class CostKnob:
+    """The setting a router trades cost for quality with, as the benchmark sweeps it.
+
+    ``param`` is the router parameter it sets; ``"w_c"`` means the run's cost weight (the
+    middle of ``RunSpec.weights``). ``default`` None: the run's w_c (for ``"w_c"``) or a value
+    the router can only know after training (see :meth:`Router.sweep`).
+    """
+
+    param: str
+    values: tuple[float, ...]
+    default: float | None = None
+    label: str = ""
+    integer: bool = False
+
+
+#: the run's cost weight w_c (EvoRoute and every router that reads the run's weights)
+W_C_KNOB = CostKnob("w_c", COST_WEIGHT_GRID, None, "cost weight w_c")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the runner and the benchmark need to know about a router, read from the router
+    itself (no name lists): see the class attributes of :class:`Router`."""
+
+    learns_online: bool
+    needs_training: bool
+    needs_embedding: bool
+    is_oracle: bool
+    seed_invariant: bool
+    cost_knob: CostKnob | None
+
+
 class Router:
-    """Base class: a named policy over a fixed list of candidate models."""
+    """Base class: a named policy over a fixed list of candidate models.
+
+    Capabilities (class attributes; an instance may override them, e.g. after its config):
+
+    - ``learns_online``: learns from the outcomes it observes (the runner runs the train
+      phases of the bandit protocol for it); False: it routes the test split only;
+    - ``needs_training``: ``fit(table)`` on every model's outcome on the full train split
+      before the run (both protocols);
+    - ``needs_embedding``: the runner embeds the instructions for it;
+    - ``is_oracle``: reads recorded outcomes a deployed router cannot see (kept out of every
+      "best non-oracle" ranking);
+    - ``seed_invariant``: deterministic and does not learn, so on a test set shared by every
+      seed one run counts for all seeds;
+    - ``cost_knob``: the setting the benchmark sweeps (None: one point).
+    """
 
     name: str = "router"
+    learns_online: bool = True
     needs_embedding: bool = False      # the runner embeds instructions only if a router needs it
     needs_training: bool = False       # trained on full train-split outcomes before the run
+    is_oracle: bool = False
+    seed_invariant: bool = False
+    cost_knob: CostKnob | None = None
 
     def __init__(self, models: list[ModelInfo]) -> None:
         if not models:
@@ -49,6 +107,28 @@ class Router:
 
     def finish_task(self, task_key: str, success: float) -> None:
         """Learn the success of a finished task (default: nothing)."""
+
+    def capabilities(self) -> Capabilities:
+        knob = self.cost_knob
+        if knob is None and self.name.startswith("evoroute"):
+            knob = W_C_KNOB      # EvoRoute variants take the run's weights (see runner.build_router)
+        return Capabilities(learns_online=bool(self.learns_online),
+                            needs_training=bool(self.needs_training),
+                            needs_embedding=bool(self.needs_embedding),
+                            is_oracle=bool(self.is_oracle),
+                            seed_invariant=bool(self.seed_invariant), cost_knob=knob)
+
+    def sweep(self, train_table: Any, weights: Sequence[float]) -> tuple[list[float], float | None]:
+        """The cost-knob settings to sweep and the setting of a default run (None: no knob).
+
+        ``train_table`` (every model's train outcome, or None) is for routers whose settings
+        depend on the data (the oracle cascade's ladder length); ``weights`` gives the run's
+        w_c for the ``"w_c"`` knob."""
+        knob = self.capabilities().cost_knob
+        if knob is None:
+            return [], None
+        default = float(weights[1]) if knob.param == "w_c" and knob.default is None else knob.default
+        return [float(v) for v in knob.values], default
 
     def simple_decision(self, step: StepContext, model: str, propensity: float, reason: str,
                         mode: str = "baseline") -> Decision:

@@ -2,17 +2,22 @@
 
 ``single`` (one model for everything), ``cheapest``, ``random``, ``round_robin``, ``oracle``
 (replay/simulated only: the cheapest model with the best recorded score), ``threshold``
-(RouteLLM-style strong/weak routing on a predicted win probability) and ``cascade``
-(Atropos-style: cheap first, escalate when the step fails its check). Each decision's
-explanation says why the model was chosen.
+(RouteLLM-style strong/weak routing on a predicted win probability) and ``oracle-cascade``
+(Atropos-style: cheap first, escalate when the step fails its check; in replay the check is the
+recorded correctness, so it is listed with the oracles). The learned baselines (per-role table,
+kNN, logistic regression, LinTS, the confidence cascade) are in :mod:`evoroute.policy.learned`.
+Each decision's explanation says why the model was chosen.
 
-Hooks the runner honours (all optional, so a router stays one small class):
+Hooks the runner honours (all optional, so a router stays one small class; the capabilities
+are declared as class attributes, see :class:`~evoroute.policy.base.Router`):
 
 - ``learns_online = False``: the router does not learn from outcomes, so the runner skips the
   train-split phases for it and runs it on the test split only;
 - ``needs_training = True`` + ``fit(table)``: trained before the run on every model's outcome
   on the *full* train split (:class:`~evoroute.backends.base.OutcomeTable`), in both protocols,
   as RouteLLM trains its routers on preference data;
+- ``preload(table)``: an online learner's start in the ``full`` protocol (every model's train
+  outcome, as EvoRoute's experience base is bulk-loaded);
 - ``needs_oracle = True`` + ``attach_oracle(fn)``: ``fn(step)`` gives every model's outcome on
   the step (only backends that know them offer it);
 - ``escalate(step, decision, outcome, rng)``: after a step ran, return another decision to try
@@ -31,7 +36,11 @@ import numpy as np
 from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
                                  StepOutcome)
 from evoroute.errors import EvoRouteError, UnknownModelError, ValidationError
-from evoroute.policy.base import Router, register
+from evoroute.policy.base import CostKnob, Router, register
+
+#: the threshold router's strong-call shares swept by the benchmark (13 settings)
+SHARE_GRID: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+DEFAULT_SHARE = 0.5
 
 # Prices are compared on one typical call so input- and output-heavy price lists rank fairly.
 TYPICAL_CALL_TOKENS = (1000, 200)
@@ -88,6 +97,7 @@ class Baseline(Router):
 class SingleModelRouter(Baseline):
     """Every step to one model: the reference points of every comparison."""
 
+    seed_invariant = True
     ranks_by_price = True              # for the stand-in when its model cannot run a step
 
     def __init__(self, models: list[ModelInfo], model: str) -> None:
@@ -114,6 +124,7 @@ class CheapestRouter(Baseline):
 
     name = "cheapest"
     ranks_by_price = True
+    seed_invariant = True
 
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         pick = self._cheapest(self.candidates(step))
@@ -173,6 +184,8 @@ class OracleRouter(Baseline):
 
     name = "oracle"
     needs_oracle = True
+    is_oracle = True
+    seed_invariant = True
 
     def __init__(self, models: list[ModelInfo], oracle: OracleFn | None = None) -> None:
         super().__init__(models)
@@ -261,9 +274,11 @@ class ThresholdRouter(Baseline):
     name = "threshold"
     needs_training = True
     needs_embedding = True
+    seed_invariant = True
+    cost_knob = CostKnob("strong_share", SHARE_GRID, DEFAULT_SHARE, "share of strong calls")
 
     def __init__(self, models: list[ModelInfo], strong: str | None = None, weak: str | None = None,
-                 threshold: float | None = None, strong_share: float = 0.5, k: int = 25,
+                 threshold: float | None = None, strong_share: float = DEFAULT_SHARE, k: int = 25,
                  prior: float = 2.0, weak_cost_ratio: float = 0.1) -> None:
         super().__init__(models)
         for n in (strong, weak):
@@ -360,9 +375,13 @@ class ThresholdRouter(Baseline):
         return self._decision(step, want, reason)
 
 
-class CascadeRouter(Baseline):
+class OracleCascadeRouter(Baseline):
     """Atropos-style escalation: the cheapest rung first; when the step fails its check, the
     same step goes to the next stronger model, until one passes or the ladder ends.
+
+    Named ``oracle-cascade`` and listed with the oracles: in replay its check *is* the
+    recorded answer. The cascade that escalates on its own predicted confidence only is
+    ``cascade`` (:class:`~evoroute.policy.learned.ConfidenceCascadeRouter`).
 
     The ladder is the train split's cost/quality frontier: models by mean train cost, keeping
     each that beats every cheaper one kept (or an explicit ``ladder``); ``max_rungs`` caps it
@@ -373,8 +392,10 @@ class CascadeRouter(Baseline):
     attempted call's cost and the summed latency are charged to the step.
     """
 
-    name = "cascade"
+    name = "oracle-cascade"
     needs_training = True
+    is_oracle = True
+    cost_knob = CostKnob("max_rungs", (), None, "ladder length", integer=True)
 
     def __init__(self, models: list[ModelInfo], ladder: Sequence[str] | None = None,
                  max_rungs: int | None = None, verifier_accuracy: float = 1.0) -> None:
@@ -389,11 +410,19 @@ class CascadeRouter(Baseline):
             raise ValidationError("verifier_accuracy must be in [0, 1]", "verifier_accuracy")
         self.max_rungs, self.verifier_accuracy = max_rungs, float(verifier_accuracy)
         self.full_ladder: list[str] | None = list(ladder) if ladder is not None else None
+        # a noisy verifier draws from the seed: then every seed gives its own run
+        self.seed_invariant = self.verifier_accuracy >= 1.0
+
+    def sweep(self, train_table: Any, weights: Sequence[float]) -> tuple[list[float], float | None]:
+        """Ladder lengths 1..n (the train frontier's length): one setting per rung."""
+        n = len(self.full_ladder) if self.full_ladder is not None else (
+            len(cost_quality_ladder(self.model_names, train_table)) if train_table is not None else 0)
+        return [float(k) for k in range(1, n + 1)], (float(n) if n else None)
 
     @property
     def ladder(self) -> list[str]:
         if self.full_ladder is None:
-            raise EvoRouteError("the cascade router must be trained first (its ladder comes from "
+            raise EvoRouteError("the oracle-cascade router must be trained first (its ladder comes from "
                                 "the train split) or be given a ladder")
         return self.full_ladder[: self.max_rungs] if self.max_rungs else list(self.full_ladder)
 
@@ -413,13 +442,13 @@ class CascadeRouter(Baseline):
         i = self._rung(names, 0)
         if i is None:
             pick = self._cheapest(names)
-            return self._decision(step, pick, f"cascade: no ladder model can run this step; the "
+            return self._decision(step, pick, f"oracle-cascade: no ladder model can run this step; the "
                                               f"cheapest available {pick}")
         return self._decision(step, self.ladder[i], self._why(i, "cheapest rung first"))
 
     def _why(self, i: int, what: str) -> str:
         lad = self.ladder
-        return (f"cascade rung {i + 1} of {len(lad)} ({' -> '.join(lad)}): {what}; escalates "
+        return (f"oracle-cascade rung {i + 1} of {len(lad)} ({' -> '.join(lad)}): {what}; escalates "
                 f"when the step fails its check (in replay: the recorded correctness, an "
                 f"oracle-like verifier)")
 
@@ -444,4 +473,4 @@ register("random")(RandomRouter)
 register("round_robin")(RoundRobinRouter)
 register("oracle")(OracleRouter)
 register("threshold")(ThresholdRouter)
-register("cascade")(CascadeRouter)
+register("oracle-cascade")(OracleCascadeRouter)
