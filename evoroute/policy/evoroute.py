@@ -46,11 +46,11 @@ class EvoRouteConfig:
     # on the RouterBench train split only (docs/query_aware.md).
     estimator: str = "knn"                  # knn | linear | paper
     k: int = 32                             # neighbours (unique texts) per step (knn)
-    kernel_tau: float = 0.5                 # kernel temperature / neighbours' similarity spread
-    prior_strength: float = 4.0             # κ: the role prior is worth κ observations
+    kernel_tau: float = 1.0                 # kernel temperature / neighbours' similarity spread
+    prior_strength: float = 64.0            # κ: the role prior is worth κ observations
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
-    ridge: float = 1.0                      # prior precision of the linear design
-    cost_ref: str = "global"                # C_ref/D_ref from the step's estimates ("step",
+    ridge: float = 3.0                      # prior precision of the linear design
+    cost_ref: str = "role"                  # C_ref/D_ref from the step's estimates ("step",
     #                                         spec §3 step 7), the role or the whole base
 
     def __post_init__(self) -> None:
