@@ -872,12 +872,12 @@ def _set_run(engine: Engine, run_id: int, **fields: Any) -> None:
 
 def _finish(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: str,
             error: str | None) -> None:
-    """The run's final status, fenced on ownership; retried once when the base is locked (a
+    """The run's final status, fenced on ownership; retried twice when the base is locked (a
     run that cannot write must not stay ``running``; if even this fails, readers see its
-    process gone and show it interrupted)."""
+    process gone once it exits and show it interrupted)."""
     from sqlalchemy.exc import OperationalError
 
-    for attempt in range(2):
+    for attempt in range(3):
         try:
             with db.session(engine) as s:
                 s.exec(_owned(run_id, owner).values(status=status, error=error,  # type: ignore[call-overload]
@@ -886,7 +886,7 @@ def _finish(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: st
                 s.commit()
             return
         except OperationalError as exc:
-            if attempt == 1:
+            if attempt == 2:
                 print(f"run {run_id}: could not record its end ({status}: {error}): "
                       f"{str(exc).splitlines()[0]}", file=sys.stderr)
 
