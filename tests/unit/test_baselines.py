@@ -13,7 +13,7 @@ from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.errors import EvoRouteError, UnknownModelError
 from evoroute.evaluation.runner import RunLoop, RunSpec, prepare_run
 from evoroute.policy.base import make_router
-from evoroute.policy.baselines import (CascadeRouter, ThresholdRouter, cost_quality_ladder,
+from evoroute.policy.baselines import (OracleCascadeRouter, ThresholdRouter, cost_quality_ladder,
                                        strong_weak_pair, typical_cost)
 
 GPT4 = "gpt-4-1106-preview"
@@ -129,7 +129,7 @@ def test_cascade_ladder_is_the_train_frontier(rb_backend, rb_models):
 
 
 def test_cascade_escalates_and_pays_for_every_attempt(rb_backend):
-    plan = prepare_run(RunSpec(router="cascade", n_tasks=150), backend=rb_backend)
+    plan = prepare_run(RunSpec(router="oracle-cascade", n_tasks=150), backend=rb_backend)
     ladder = plan.router.ladder
     escalated = 0
     for res in RunLoop(plan).steps():
@@ -152,7 +152,7 @@ def test_cascade_escalates_and_pays_for_every_attempt(rb_backend):
 
 
 def test_cascade_max_rungs_and_noisy_verifier(models, rng):
-    c = CascadeRouter(models, ladder=["cheap", "mid", "strong"], max_rungs=2)
+    c = OracleCascadeRouter(models, ladder=["cheap", "mid", "strong"], max_rungs=2)
     assert c.ladder == ["cheap", "mid"]
     d = c.decide(step(), rng)
     assert d.model == "cheap" and "rung 1 of 2" in d.explanation.reason
@@ -161,10 +161,10 @@ def test_cascade_max_rungs_and_noisy_verifier(models, rng):
     assert up is not None and up.model == "mid"
     assert c.escalate(step(), up, StepOutcome("mid", 0.0, 0.01, 1.0), rng) is None   # top rung
     assert c.escalate(step(), d, StepOutcome("cheap", 1.0, 0.001, 1.0), rng) is None
-    liar = CascadeRouter(models, ladder=["cheap", "mid"], verifier_accuracy=0.0)
+    liar = OracleCascadeRouter(models, ladder=["cheap", "mid"], verifier_accuracy=0.0)
     assert liar.escalate(step(), d, StepOutcome("cheap", 1.0, 0.001, 1.0), rng).model == "mid"
     with pytest.raises(EvoRouteError, match="trained first"):
-        CascadeRouter(models).decide(step(), rng)
+        OracleCascadeRouter(models).decide(step(), rng)
 
 
 # ----------------------------------------------------------------------------- threshold
@@ -201,3 +201,267 @@ def test_threshold_win_probability_uses_neighbours(rb_backend, rb_models):
     assert "predicted probability that gpt-4-1106-preview beats" in res.decision.explanation.reason
     with pytest.raises(EvoRouteError, match="trained first"):
         ThresholdRouter(rb_models).decide(step(), np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------- learned baselines
+from evoroute.backends.base import OutcomeTable  # noqa: E402
+from evoroute.policy.base import ROUTERS, Router  # noqa: E402
+from evoroute.policy.learned import (ConfidenceCascadeRouter, KNNRouter, LinTSRouter,  # noqa: E402
+                                     LogisticRouter, PerRoleRouter, _KNNModel, TrainStats,
+                                     fit_logistic, task_folds)
+
+
+def table(roles, scores, costs, emb=None, keys=None, models=("cheap", "mid", "strong")):
+    scores, costs = np.asarray(scores, float), np.asarray(costs, float)
+    n = scores.shape[0]
+    return OutcomeTable(models=list(models), task_keys=list(keys or [f"t{i}" for i in range(n)]),
+                        step_index=np.zeros(n, dtype=int), roles=list(roles),
+                        instructions=[f"q{i}" for i in range(n)], tools=[frozenset()] * n,
+                        scores=scores, costs=costs, latencies=np.ones_like(scores),
+                        embeddings=None if emb is None else np.asarray(emb, np.float32))
+
+
+def clusters(n_per: int, seed: int, dim: int = 16):
+    """Two tight clusters on the unit sphere: label 0 / 1."""
+    g = np.random.default_rng(seed)
+    centres = np.linalg.qr(g.standard_normal((dim, 2)))[0].T
+    lab = np.repeat([0, 1], n_per)
+    emb = centres[lab] + 0.15 * g.standard_normal((lab.size, dim))
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), lab, centres
+
+
+def cluster_table(n_per: int = 60, seed: int = 0):
+    """Role r: cheap succeeds on cluster 0 only, strong on cluster 1 only (same cost), mid never."""
+    emb, lab, centres = clusters(n_per, seed)
+    sc = np.stack([lab == 0, np.zeros_like(lab, bool), lab == 1], axis=1).astype(float)
+    co = np.tile([0.001, 0.001, 0.001], (lab.size, 1))
+    return table(["r"] * lab.size, sc, co, emb), centres
+
+
+def test_per_role_picks_the_best_model_per_role_with_its_cost_knob(models, rng):
+    # role A: cheap 0.9 / mid 0.5 / strong 1.0; role B: cheap 0.2 / mid 0.6 / strong 0.9
+    a = np.array([[1, 1, 1]] * 5 + [[1, 0, 1]] * 4 + [[0, 0, 1]] * 1, float)
+    b = np.array([[1, 1, 1]] * 2 + [[0, 1, 1]] * 4 + [[0, 0, 1]] * 3 + [[0, 0, 0]] * 1, float)
+    costs = np.tile([0.001, 0.01, 0.1], (20, 1))
+    tab = table(["A"] * 10 + ["B"] * 10, np.vstack([a, b]), costs)
+    r = PerRoleRouter(models, cost_weight=0.1)
+    r.fit(tab)
+    assert r.stats.c_ref == pytest.approx(0.1)
+    assert r.stats.q_role[r.stats.role_of["A"]].tolist() == pytest.approx([0.9, 0.5, 1.0])
+    ctx = lambda role: StepContext("t", 0, role, "x", phase="inference")  # noqa: E731
+    # A: strong 1.0 - 0.1 * 0.1 / 0.1 = 0.900 > cheap 0.9 - 0.1 * 0.001 / 0.1 = 0.899
+    d = r.decide(ctx("A"), rng)
+    assert d.model == "strong" and "train means of role 'A'" in d.explanation.reason
+    r.cost_weight = 0.2        # A: strong 0.8 < cheap 0.898
+    assert r.decide(ctx("A"), rng).model == "cheap"
+    assert r.decide(ctx("B"), rng).model == "strong"     # B: 0.9 - 0.2 = 0.7 > mid 0.58
+    r.cost_weight = 0.0
+    assert r.decide(ctx("A"), rng).model == "strong"
+    # an unseen role uses the global means: cheap 0.55 / mid 0.55 / strong 0.95
+    d = r.decide(ctx("C"), rng)
+    assert d.model == "strong" and "global train means" in d.explanation.reason
+    assert {c.model: c.p_hat for c in d.explanation.candidates} == pytest.approx(
+        {"cheap": 0.55, "mid": 0.55, "strong": 0.95})
+    with pytest.raises(EvoRouteError, match="trained first"):
+        PerRoleRouter(models).decide(ctx("A"), rng)
+
+
+@pytest.mark.parametrize("cls", [KNNRouter, LogisticRouter])
+def test_knn_and_logistic_route_two_clusters(models, rng, cls):
+    tab, centres = cluster_table()
+    r = cls(models)
+    r.fit(tab)
+    lab = np.repeat([0, 1], 40)        # new points around the train clusters' centres
+    g = np.random.default_rng(5)
+    pts = centres[lab] + 0.15 * g.standard_normal((lab.size, centres.shape[1]))
+    picks = [r.decide(StepContext("t", 0, "r", "x", phase="inference", embedding=e.astype(np.float32)),
+                      rng).model for e in pts]
+    want = np.where(lab == 0, "cheap", "strong")
+    assert np.mean(np.asarray(picks) == want) >= 0.95
+    assert "mid" not in picks
+
+
+def test_knn_cross_validation_matches_brute_force_leave_one_task_out():
+    g = np.random.default_rng(3)
+    n = 40
+    emb = g.standard_normal((n, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sc = (g.random((n, 3)) < np.array([0.3, 0.6, 0.8])).astype(float)
+    sc[g.random((n, 3)) < 0.1] = np.nan          # some outcomes not recorded
+    keys = [f"t{i // 2}" for i in range(n)]       # two rows per task: both left out together
+    tab = table(["r"] * n, sc, np.full((n, 3), 0.01), emb, keys)
+    st = TrainStats(tab, ["cheap", "mid", "strong"])
+    m = _KNNModel(st, tab)
+    k, prior = 5, 4.0
+    err, cnt = 0.0, 0
+    for i in range(n):
+        other = np.array([j for j in range(n) if keys[j] != keys[i]])
+        sims = emb[other] @ emb[i]
+        top = other[np.argsort(-sims)[:k]]
+        w = np.clip(emb[top] @ emb[i], 0, None)
+        for j in range(3):
+            if np.isnan(sc[i, j]):
+                continue
+            rest = np.delete(sc[:, j], i)
+            base = np.nanmean(rest)
+            ok = ~np.isnan(sc[top, j])
+            pred = ((w * np.where(ok, sc[top, j], 0)).sum() + prior * base) / ((w * ok).sum() + prior)
+            err += (pred - sc[i, j]) ** 2
+            cnt += 1
+    assert m.cv[f"k={k},prior={prior:g}"] == pytest.approx(err / cnt, rel=1e-5)
+    assert m.cv[f"k={m.k},prior={m.prior:g}"] == min(m.cv.values())
+
+
+def test_fit_logistic_matches_scikit_learn_and_handles_graded_scores():
+    from sklearn.linear_model import LogisticRegression
+
+    g = np.random.default_rng(1)
+    X = g.standard_normal((300, 5))
+    y = (X @ np.array([1.5, -1, 0, 0.5, 0]) + 0.3 * g.standard_normal(300) > 0).astype(float)
+    W = fit_logistic(X, y[:, None], 0.7)
+    ref = LogisticRegression(C=0.7, max_iter=5000, tol=1e-10).fit(X, y)
+    assert W[:-1, 0] == pytest.approx(ref.coef_[0], abs=2e-3)
+    assert W[-1, 0] == pytest.approx(ref.intercept_[0], abs=2e-3)
+    # a graded score s = a success with weight s and a failure with weight 1 - s
+    s = g.random(300)
+    Wg = fit_logistic(X, s[:, None], 0.7)
+    ref = LogisticRegression(C=0.7, max_iter=5000, tol=1e-10).fit(
+        np.vstack([X, X]), np.r_[np.ones(300), np.zeros(300)], sample_weight=np.r_[s, 1 - s])
+    assert Wg[:-1, 0] == pytest.approx(ref.coef_[0], abs=2e-3)
+    # NaN = not recorded: the same as dropping those rows
+    y2 = y.copy()
+    y2[:50] = np.nan
+    both = fit_logistic(X, np.stack([y2, y], axis=1), 0.7)
+    assert both[:, 0] == pytest.approx(fit_logistic(X[50:], y[50:, None], 0.7)[:, 0], abs=1e-3)
+    assert both[:, 1] == pytest.approx(W[:, 0], abs=1e-3)
+
+
+def test_task_folds_ignore_row_order_and_keep_tasks_together():
+    keys = [f"task-{i // 3}" for i in range(300)]
+    f = task_folds(keys)
+    assert set(f.tolist()) == {0, 1, 2, 3, 4}
+    assert all(len({f[i] for i in range(j, j + 3)}) == 1 for j in range(0, 300, 3))
+    perm = np.random.default_rng(0).permutation(300)
+    assert task_folds([keys[i] for i in perm]).tolist() == f[perm].tolist()
+
+
+def test_lints_converges_on_two_clusters_from_its_own_choices(models):
+    _, centres = cluster_table()
+    r = LinTSRouter(models, cost_weight=0.0, prior_precision=1.0)
+    g, rng = np.random.default_rng(11), np.random.default_rng(12)
+    p_success = {"cheap": (0.9, 0.1), "mid": (0.3, 0.3), "strong": (0.1, 0.9)}
+    right = []
+    for t in range(600):
+        lab = int(g.integers(2))
+        e = centres[lab] + 0.15 * g.standard_normal(centres.shape[1])
+        ctx = StepContext(f"t{t}", 0, "r", "x", phase="optimize", embedding=e / np.linalg.norm(e))
+        d = r.decide(ctx, rng)
+        y = float(g.random() < p_success[d.model][lab])
+        r.observe(ctx, d, StepOutcome(d.model, y, 0.001, 1.0))
+        right.append(d.model == ("cheap" if lab == 0 else "strong"))
+    assert set(r.n.tolist()) != {0} and r.n.min() >= 1          # every model was tried
+    assert np.mean(right[:50]) < 0.8 and np.mean(right[-200:]) > 0.85
+    # at inference: the posterior mean, no sampling
+    ctx = StepContext("x", 0, "r", "x", phase="inference", embedding=centres[1])
+    d = r.decide(ctx, rng)
+    assert d.model == "strong" and d.explanation.mode == "posterior_mean" and d.propensity == 1.0
+    assert 0.2 < r.noise_sd < 0.5
+
+
+def test_lints_preload_equals_observing_every_outcome(models, rng):
+    emb, lab, _ = clusters(15, seed=4)
+    g = np.random.default_rng(0)
+    sc = (g.random((30, 3)) < 0.5).astype(float)
+    co = g.random((30, 3)) * 0.01
+    tab = table(["r"] * 20 + ["s"] * 10, sc, co, emb)
+    a = LinTSRouter(models, dims=8)
+    a.preload(tab)
+    b = LinTSRouter(models, dims=8)
+    for i in range(30):
+        ctx = StepContext(f"t{i}", 0, tab.roles[i], "x", embedding=emb[i])
+        for j, m in enumerate(("cheap", "mid", "strong")):
+            b.observe(ctx, None, StepOutcome(m, sc[i, j], co[i, j], 1.0))
+    assert a.theta == pytest.approx(b.theta, abs=1e-8)
+    assert a.A_inv == pytest.approx(b.A_inv, abs=1e-8)
+    assert a.c_sum == pytest.approx(b.c_sum) and (a.n == b.n).all()
+    ctx = StepContext("q", 0, "r", "x", phase="inference", embedding=emb[0])
+    assert a.decide(ctx, rng).model == b.decide(ctx, rng).model
+
+
+def test_confidence_cascade_climbs_on_its_own_prediction(models, rng):
+    tab, centres = cluster_table()
+    c = ConfidenceCascadeRouter(models, confidence=0.5, ladder=["cheap", "strong"])
+    c.fit(tab)
+    assert not hasattr(c, "escalate") and not c.is_oracle
+    near0 = StepContext("a", 0, "r", "x", phase="inference", embedding=centres[0].astype(np.float32))
+    near1 = StepContext("b", 0, "r", "x", phase="inference", embedding=centres[1].astype(np.float32))
+    d0, d1 = c.decide(near0, rng), c.decide(near1, rng)
+    assert d0.model == "cheap" and d1.model == "strong"
+    assert "never the recorded answer" in d0.explanation.reason
+    c.confidence = 0.0
+    assert c.decide(near1, rng).model == "cheap"         # 0: always the first rung
+    c.confidence = 1.0
+    assert c.decide(near0, rng).model == "strong"        # 1: always the top rung
+
+
+@pytest.mark.parametrize("router", ["cascade", "per-role", "knn", "logistic"])
+def test_learned_routers_never_read_the_recorded_test_outcomes(router):
+    """Corrupt every recorded test score: the decisions on the test split do not change."""
+    data = load_replay_data("routerbench-mbpp")
+    bad = data.copy()
+    test = bad["split"] == "test"
+    bad.loc[test, "score"] = 1.0 - bad.loc[test, "score"]
+    ms = dataset_models(data)
+    picks = []
+    for d in (data, bad):
+        params = {"confidence": 0.5} if router == "cascade" else {}
+        plan = prepare_run(RunSpec(router=router, dataset="routerbench-mbpp", router_params=params),
+                           backend=ReplayBackend(d, ms, seed=0))
+        picks.append([(r.task_key, r.outcome.model, r.attempts) for r in RunLoop(plan).steps()])
+    assert picks[0] == picks[1] and len(picks[0]) == 128
+    assert len({m for _, m, _ in picks[0]}) >= 2 or router == "per-role"
+    assert all(len(a) == 1 for _, _, a in picks[0])     # one call per step: nothing escalates
+
+
+# ----------------------------------------------------------------------------- capabilities
+def test_oracle_cascade_is_the_renamed_oracle_and_cascade_is_not():
+    ms = [ModelInfo("a", 1, 1), ModelInfo("b", 2, 2)]
+    oc, c = make_router("oracle-cascade", ms), make_router("cascade", ms)
+    assert isinstance(oc, OracleCascadeRouter) and oc.name == "oracle-cascade"
+    assert oc.capabilities().is_oracle and make_router("oracle", ms).capabilities().is_oracle
+    assert isinstance(c, ConfidenceCascadeRouter) and not c.capabilities().is_oracle
+    assert not OracleCascadeRouter(ms, verifier_accuracy=0.9).capabilities().seed_invariant
+    assert OracleCascadeRouter(ms).capabilities().seed_invariant
+
+
+def test_every_cost_knob_is_swept_over_at_least_12_settings():
+    ms = [ModelInfo("a", 1, 1), ModelInfo("b", 2, 2)]
+    swept = {}
+    for name in sorted(ROUTERS):
+        r = make_router("single:a" if name == "single" else name, ms)
+        caps = r.capabilities()
+        if caps.cost_knob is None or name == "oracle-cascade":   # its knob is the ladder length
+            continue
+        values, default = r.sweep(None, (1.0, 0.1, 0.05))
+        swept[name] = (len(values), caps.cost_knob.param)
+        assert len(set(values)) >= 12, name
+        assert default is not None and (caps.cost_knob.param == "w_c") == name.startswith("evoroute")
+    assert {"evoroute", "threshold", "per-role", "knn", "logistic", "lints", "cascade"} <= set(swept)
+    assert swept["evoroute"][1] == "w_c" and swept["lints"][1] == "cost_weight"
+    assert make_router("evoroute", ms).sweep(None, (1.0, 0.3, 0.05))[1] == 0.3   # the run's w_c
+
+
+def test_capabilities_are_declared_not_inferred_from_names():
+    ms = [ModelInfo("a", 1, 1), ModelInfo("b", 2, 2)]
+    caps = {n: make_router(n, ms).capabilities() for n in
+            ("per-role", "knn", "logistic", "cascade", "lints", "threshold", "random", "oracle")}
+    assert all(caps[n].needs_training and not caps[n].learns_online and caps[n].seed_invariant
+               for n in ("per-role", "knn", "logistic", "cascade", "threshold"))
+    assert caps["lints"].learns_online and not caps["lints"].seed_invariant
+    assert caps["knn"].needs_embedding and not caps["per-role"].needs_embedding
+    assert not caps["random"].seed_invariant and caps["oracle"].is_oracle
+
+    class Mine(Router):
+        name = "mine"
+        learns_online = False
+    assert Mine(ms).capabilities().cost_knob is None and not Mine(ms).capabilities().learns_online
