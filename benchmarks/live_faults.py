@@ -9,12 +9,14 @@ the same scenarios also run against ``evoroute/backends/live.py`` as it was at g
     python benchmarks/live_faults.py                      # after only (~1 min)
     python benchmarks/live_faults.py --before aadd910     # before and after (~4 min)
 
-Budget rows: a live run (random router, 1 task = 4 agent steps, 1 retry) with a budget cap,
-against a server that reports usage of 1 token while streaming ``--lie-tokens`` tokens, and
-one that ignores ``max_tokens`` and streams until the client closes. "billed" is what the run
-recorded (``Run.cost_usd``); "streamed" prices what the server actually sent (what a
-provider would charge; the fake server writes as fast as the socket takes, so a few buffered
-chunks past the close count too). Timings depend on the machine's load.
+Budget rows, against a server that reports usage of 1 token while streaming ``--lie-tokens``
+tokens, and one that ignores ``max_tokens`` and streams until the client closes: first one
+call with ``--cap`` USD left and a ``max_tokens`` too large to matter (only the budget can stop
+it), then a live run (random router, 1 task = 4 agent steps, 1 retry) with a ``--budget`` cap.
+"billed" is what the backend / run recorded (``Run.cost_usd``); "streamed" prices what the
+server actually wrote (what a provider would charge; the fake server writes ahead into the
+socket buffers, so chunks written after the client closed count too). Timings depend on the
+machine's load.
 """
 
 from __future__ import annotations
@@ -99,6 +101,38 @@ def call_rows(mod: Any, srv: FakeOpenAI, tag: str, timeout: float) -> list[dict[
     return rows
 
 
+def cap_rows(mod: Any, srv: FakeOpenAI, tag: str, cap: float, lie_tokens: int,
+             timeout: float) -> list[dict[str, Any]]:
+    """One call with ``cap`` USD left and a ``max_tokens`` too large to matter: only the
+    budget can stop the stream (the pre-fix backend has no cap: it reads until the end or
+    its timeout)."""
+    rows = []
+    for kind in ("lying_usage", "endless"):
+        name = f"{tag}-cap-{kind}"
+        srv.add(name, Scenario(kind, n_tokens=lie_tokens, chunk_delay_s=0.002,
+                               max_stream_s=timeout + 5))
+        m = ModelInfo(name, input_price_per_m=PRICE_IN, output_price_per_m=PRICE_OUT,
+                      litellm_id="openai/fake", api_base=srv.api_base(name))
+        b = backend(mod, [m], timeout_s=timeout, max_retries=0)
+        t0 = time.perf_counter()
+        try:
+            r = b.call(m, MSGS, 1_000_000, cap_usd=cap)
+        except TypeError:                      # before the fix: no cap
+            r = b.call(m, MSGS, 1_000_000)
+        took = time.perf_counter() - t0
+        time.sleep(0.2)
+        reqs = srv.of(name)
+        prompt = sum(sum(len(str(x.get("content", ""))) for x in q.body.get("messages", []))
+                     for q in reqs) / 4
+        streamed = (prompt * PRICE_IN + srv.chunks_sent(name) * PRICE_OUT) / 1e6
+        billed = r.cost_usd if hasattr(r, "cost_usd") else \
+            b.cost(m, r.input_tokens or 0, r.output_tokens or 0)
+        rows.append({"scenario": kind, "budget": cap, "billed": billed, "streamed": streamed,
+                     "steps": 1, "requests": len(reqs),
+                     "status": "error" if r.error else "success", "time_s": took})
+    return rows
+
+
 def budget_rows(mod: Any, srv: FakeOpenAI, tag: str, budget: float, lie_tokens: int,
                 timeout: float) -> list[dict[str, Any]]:
     from evoroute import registry
@@ -108,7 +142,7 @@ def budget_rows(mod: Any, srv: FakeOpenAI, tag: str, budget: float, lie_tokens: 
     rows = []
     for kind in ("lying_usage", "endless"):
         name = f"{tag}-{kind}"
-        srv.add(name, Scenario(kind, n_tokens=lie_tokens, chunk_delay_s=0.0002,
+        srv.add(name, Scenario(kind, n_tokens=lie_tokens, chunk_delay_s=0.002,
                                max_stream_s=timeout + 5))
         with tempfile.TemporaryDirectory() as d:
             engine = db.make_engine(f"sqlite:///{d}/bench.db")
@@ -144,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--before", metavar="REF", help="also measure live.py at this git ref")
     ap.add_argument("--timeout", type=float, default=2.5, help="call timeout on the hang (s)")
     ap.add_argument("--budget", type=float, default=0.05, help="run budget cap (USD)")
+    ap.add_argument("--cap", type=float, default=0.06, help="budget left for one call (USD)")
     ap.add_argument("--lie-tokens", type=int, default=2000,
                     help="tokens the lying server streams per call while reporting 1")
     args = ap.parse_args(argv)
@@ -157,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         m = ModelInfo("warm", litellm_id="openai/fake", api_base=srv.api_base("warm"))
         backend(after, [m], timeout_s=120).call(m, MSGS, 8)      # litellm's first call is slow
         calls = {v: call_rows(mod, srv, v, args.timeout) for v, mod in versions}
+        caps = {v: cap_rows(mod, srv, v, args.cap, args.lie_tokens, 10.0) for v, mod in versions}
         budgets = {v: budget_rows(mod, srv, v, args.budget, args.lie_tokens, 10.0)
                    for v, mod in versions}
 
@@ -170,17 +206,27 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{r['scenario']:<9} {v:<7} {r['requests']:>8} {r['time_s']:>7.2f} {gap:>9}  "
                   f"{r['stored']}")
     print()
-    print(f"Budget vs spent: a live run (1 task, 4 steps) with a ${args.budget:g} cap at "
-          f"${PRICE_IN:g} / ${PRICE_OUT:g} per 1M tokens; one chunk = 1 token = "
-          f"${PRICE_OUT / 1e6:.6f}")
-    print(f"{'scenario':<12} {'version':<7} {'budget $':>8} {'billed $':>9} {'streamed $':>10} "
-          f"{'steps':>5} {'requests':>8} {'status':<9} {'time s':>7}")
-    for i in range(2):
-        for v, _ in versions:
-            r = budgets[v][i]
-            print(f"{r['scenario']:<12} {v:<7} {r['budget']:>8.2f} {r['billed']:>9.4f} "
-                  f"{r['streamed']:>10.4f} {r['steps']:>5} {r['requests']:>8} {r['status']:<9} "
-                  f"{r['time_s']:>7.1f}")
+    head = (f"{'scenario':<12} {'version':<7} {'budget $':>8} {'billed $':>9} {'streamed $':>10} "
+            f"{'steps':>5} {'requests':>8} {'status':<9} {'time s':>7}")
+
+    def table(rows: dict[str, list[dict[str, Any]]]) -> None:
+        print(head)
+        for i in range(2):
+            for v, _ in versions:
+                r = rows[v][i]
+                print(f"{r['scenario']:<12} {v:<7} {r['budget']:>8.2f} {r['billed']:>9.4f} "
+                      f"{r['streamed']:>10.4f} {r['steps']:>5} {r['requests']:>8} "
+                      f"{r['status']:<9} {r['time_s']:>7.1f}")
+
+    unit = (f"${PRICE_IN:g} / ${PRICE_OUT:g} per 1M tokens; one chunk = 1 token = "
+            f"${PRICE_OUT / 1e6:.6f}; the server streams {args.lie_tokens} tokens reporting 1, "
+            f"or without end; call timeout 10 s")
+    print(f"Budget vs spent, one call with ${args.cap:g} left ({unit})")
+    table(caps)
+    print()
+    print(f"Budget vs spent, a live run (random router, 1 task = 4 steps) with a "
+          f"${args.budget:g} cap")
+    table(budgets)
 
 
 if __name__ == "__main__":

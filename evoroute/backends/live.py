@@ -2,10 +2,12 @@
 
 Every step is one streamed ``litellm.completion`` call to the model the router chose, at its
 registered litellm id and api base: hosted providers take their keys from the environment
-(litellm reads ``OPENAI_API_KEY``...), local llama.cpp servers on 127.0.0.1 get a placeholder
-key. Measured per call: time to first token (first non-empty content delta), total latency,
-input / output tokens (the server's own ``usage`` from ``stream_options.include_usage``;
-``litellm.token_counter`` only when a provider sends none), and the cost at the *registered*
+(litellm reads ``OPENAI_API_KEY``...), local servers (any loopback spelling, see
+:mod:`evoroute.netsafety`) get a placeholder key, never a provider key. Every api base passes
+:func:`evoroute.netsafety.validate_api_base`. Measured per call: time to first token (first
+non-empty content delta), total latency, input / output tokens (the larger of the server's own
+``usage`` from ``stream_options.include_usage`` and the local count, see :func:`billed_tokens`),
+and the cost at the *registered*
 prices (passed to ``litellm.cost_per_token`` as ``custom_cost_per_token``, so a registered
 override always wins over litellm's cost map; local models cost their notional price, 0 by
 default). Latency is labelled *measured*.

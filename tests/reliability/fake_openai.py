@@ -59,6 +59,17 @@ class Request:
     chunks_sent: int = 0
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client closing its connection early is a scenario here, not a server error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     """``with FakeOpenAI() as srv: srv.add("r429", Scenario("status", status=429, ...))``."""
 
@@ -66,8 +77,7 @@ class FakeOpenAI:
         self.scenarios: dict[str, Scenario] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _handler(self))
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
