@@ -541,3 +541,58 @@ def test_a_live_backend_step_with_an_escape_leaks_nothing_to_the_next_prompt(int
     _no_secret(server.prompts, backend.transcripts[task.key])
     assert backend.transcripts[task.key]["tool_errors"] == {"solver": solver_note,
                                                              "verifier": verifier_note}
+
+
+# ------------------------------------------------------------------------------ the interpreter's maths
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_ints = st.integers(-10**6, 10**6).map(str)
+_floats = st.floats(-1e6, 1e6, allow_nan=False).map(repr)
+_ops = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<", "==", "and", "or"])
+
+
+@st.composite
+def _expressions(draw, depth=3):
+    if depth == 0 or draw(st.booleans()):
+        return draw(st.one_of(_ints, _floats))
+    op = draw(_ops)
+    # a small exponent, so that Python itself (the reference) stays fast
+    right = draw(st.integers(-3, 4).map(str)) if op == "**" else draw(_expressions(depth - 1))
+    return f"({draw(_expressions(depth - 1))} {op} {right})"
+
+
+@settings(max_examples=150, deadline=None)
+@given(_expressions())
+def test_interpreter_arithmetic_equals_python(expr):
+    """On plain arithmetic the interpreter gives Python's own value, or refuses a too-large
+    power; Python's own errors (ZeroDivisionError, OverflowError) come back as they are."""
+    try:
+        want = eval(expr, {"__builtins__": {}})     # trusted: generated here, numbers only
+    except (ZeroDivisionError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            C.evaluate(expr)
+        return
+    except MemoryError:
+        return
+    try:
+        got = C.evaluate(expr)
+    except C.Refused as exc:
+        assert "power too large" in str(exc) or "integer larger" in str(exc)
+        return
+    if isinstance(want, float) and want != want:
+        assert got != got
+    else:
+        assert got == want and type(got) is type(want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-1000, 1000), max_size=30), st.integers(-50, 50))
+def test_interpreter_list_functions_equal_python(xs, k):
+    assert C.evaluate(f"sum(x for x in {xs} if x % 2 == 0)") == sum(x for x in xs if x % 2 == 0)
+    assert C.evaluate(f"sorted({xs}, key=lambda v: -v)") == sorted(xs, key=lambda v: -v)
+    assert C.evaluate(f"len([x for x in {xs} if x > {k}])") == len([x for x in xs if x > k])
+    assert C.evaluate(f"[a * b for a, b in enumerate({xs})]") == [a * b for a, b in enumerate(xs)]
+    if xs:
+        assert C.evaluate(f"max({xs}) - min({xs})") == max(xs) - min(xs)
+        assert C.evaluate(f"median({xs})") == pytest.approx(__import__("statistics").median(xs))
+        assert C.evaluate(f"sorted({xs})[-1]") == sorted(xs)[-1]
