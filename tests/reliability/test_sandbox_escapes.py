@@ -591,7 +591,8 @@ def test_interpreter_list_functions_equal_python(xs, k):
     assert C.evaluate(f"sum(x for x in {xs} if x % 2 == 0)") == sum(x for x in xs if x % 2 == 0)
     assert C.evaluate(f"sorted({xs}, key=lambda v: -v)") == sorted(xs, key=lambda v: -v)
     assert C.evaluate(f"len([x for x in {xs} if x > {k}])") == len([x for x in xs if x > k])
-    assert C.evaluate(f"[a * b for a, b in enumerate({xs})]") == [a * b for a, b in enumerate(xs)]
+    assert C.evaluate(f"[a * b for a, b in enumerate({xs})]") == \
+        [a * b for a, b in enumerate(xs)]
     if xs:
         assert C.evaluate(f"max({xs}) - min({xs})") == max(xs) - min(xs)
         assert C.evaluate(f"median({xs})") == pytest.approx(__import__("statistics").median(xs))
