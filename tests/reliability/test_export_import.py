@@ -370,3 +370,28 @@ def test_a_lock_timeout_names_the_writer(tmp_path, monkeypatch):
     msg = str(exc.value)
     assert "locked by another writer" in msg and "run 1 (live on agent" in msg
     assert "EVOROUTE_DB_URL" not in msg
+
+
+def test_the_cli_lock_message_blames_the_writer_not_the_url(tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    from evoroute import cli
+    import evoroute.storage.db as dbmod
+
+    path = tmp_path / "cli_lock.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    _run(engine, backend="replay", dataset="routerbench", status="running")
+    engine.dispose()
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(path, timeout=1)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        rc = cli.main(["--db", f"sqlite:///{path}", "models", "add", "x", "--input-price", "1",
+                       "--output-price", "1"])
+    finally:
+        holder.rollback()
+        holder.close()
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "locked by another writer (run 1 (replay on routerbench, running))" in err
+    assert "EVOROUTE_DB_URL" not in err and "check --db" not in err
