@@ -543,7 +543,7 @@ def test_a_live_backend_step_with_an_escape_leaks_nothing_to_the_next_prompt(int
                                                              "verifier": verifier_note}
 
 
-# ------------------------------------------------------------------------------ the interpreter's maths
+# ------------------------------------------------------------------------- the interpreter's maths
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _ints = st.integers(-10**6, 10**6).map(str)
