@@ -119,6 +119,8 @@ def _files(d: Path) -> dict[str, str]:
     put("tasks_missing.jsonl", '{"id": 1, "split": "test", "question": "q"}\n')
     put("tasks_dup.jsonl", '{"id": 1, "split": "test", "question": "q", "answer": 1, "decimals": 0}\n' * 2)
     put("tasks_deep.jsonl", "[" * 100_000 + "\n")
+    put("tasks_1mb_question.jsonl", json.dumps({"id": 1, "split": "test", "question": "q" * 2**20,
+                                                "answer": 1, "decimals": 0}) + "\n")
     return f
 
 
@@ -402,7 +404,8 @@ for _name in ("lf_tokens.csv", "lf_cost.csv", "lf_latency.csv", "lf_score.csv", 
     LIBRARY_CASES.append((f"long format: {_name}", _read_long(_name), _name))
 for _name in ("tasks_binary.jsonl", "tasks_list.jsonl", "tasks_nan.jsonl", "tasks_bool.jsonl",
               "tasks_decimals.jsonl", "tasks_question.jsonl", "tasks_split.jsonl",
-              "tasks_missing.jsonl", "tasks_dup.jsonl", "tasks_deep.jsonl", "no_such_tasks.jsonl"):
+              "tasks_missing.jsonl", "tasks_dup.jsonl", "tasks_deep.jsonl", "tasks_1mb_question.jsonl",
+              "no_such_tasks.jsonl"):
     LIBRARY_CASES.append((f"task file: {_name}", _tasks(_name), None))
 
 
@@ -422,4 +425,4 @@ def test_library_bad_input_is_a_typed_error(base, name, call, field):
 
 def test_corpus_size():
     """The numbers quoted in docs/reliability.md come from these lists."""
-    assert len(CLI_CASES) == 94 and len(LIBRARY_CASES) == 55 and len(SUBPROCESS_SAMPLE) == 8
+    assert len(CLI_CASES) == 94 and len(LIBRARY_CASES) == 56 and len(SUBPROCESS_SAMPLE) == 8
