@@ -113,7 +113,8 @@ def _files(d: Path) -> dict[str, str]:
     put("tasks_list.jsonl", "[1, 2]\n")
     put("tasks_nan.jsonl", '{"id": 1, "split": "test", "question": "q", "answer": NaN, "decimals": 2}\n')
     put("tasks_bool.jsonl", '{"id": 1, "split": "test", "question": "q", "answer": true, "decimals": 2}\n')
-    put("tasks_decimals.jsonl", '{"id": 1, "split": "test", "question": "q", "answer": 1, "decimals": 1e30}\n')
+    put("tasks_decimals.jsonl",
+        '{"id": 1, "split": "test", "question": "q", "answer": 1, "decimals": 1e30}\n')
     put("tasks_question.jsonl", '{"id": 1, "split": "test", "question": "", "answer": 1, "decimals": 0}\n')
     put("tasks_split.jsonl", '{"id": 1, "split": "dev", "question": "q", "answer": 1, "decimals": 0}\n')
     put("tasks_missing.jsonl", '{"id": 1, "split": "test", "question": "q"}\n')
