@@ -18,11 +18,15 @@ from evoroute.evaluation.metrics import (
     aiq,
     aiq_table,
     apgr,
+    best_gain_over_hull,
     cost_at_quality,
+    cost_share_at_parity,
     cpt,
     cumulative_cost,
     cumulative_regret,
+    gain_over_hull,
     gap_to_oracle,
+    hull_quality_at,
     pgr,
     strong_call_share,
     summarize,
@@ -306,6 +310,56 @@ def test_cumulative_regret_and_cost():
         cumulative_cost([0.1, -0.2])
 
 
+# --------------------------------------------------------------------------- single-model hull
+SINGLES = [(1.0, 0.6), (2.0, 0.8), (4.0, 0.9), (3.0, 0.7), (5.0, 0.85)]   # (3, .7), (5, .85) dominated
+
+
+def test_hull_quality_at_interpolates_and_is_flat_outside():
+    # hull vertices (1, .6), (2, .8), (4, .9)
+    assert hull_quality_at(SINGLES, 1.5) == pytest.approx(0.7)
+    assert hull_quality_at(SINGLES, 3.0) == pytest.approx(0.85)        # .8 + 1 * (.1 / 2)
+    assert hull_quality_at(SINGLES, 10.0) == pytest.approx(0.9)        # flat past the best
+    assert hull_quality_at(SINGLES, 0.2) == pytest.approx(0.6)         # the cheapest model's
+    np.testing.assert_allclose(hull_quality_at(SINGLES, [1, 2, 4]), [0.6, 0.8, 0.9])
+    assert hull_quality_at([(2.0, 0.5)], 7.0) == 0.5                     # one model
+    with pytest.raises(ValidationError) as e:
+        hull_quality_at(SINGLES, -1.0)
+    assert e.value.field == "cost"
+
+
+def test_gain_over_hull_hand_computed():
+    assert gain_over_hull(SINGLES, 3.0, 0.88) == pytest.approx(0.03)   # .88 - .85
+    assert gain_over_hull(SINGLES, 1.5, 0.65) == pytest.approx(-0.05)  # below the mix .7
+    assert gain_over_hull(SINGLES, 0.5, 0.62) == pytest.approx(0.02)   # cheaper than all: vs .6
+    # every single model's own point: 0 on the hull, < 0 when dominated
+    assert gain_over_hull(SINGLES, 2.0, 0.8) == pytest.approx(0.0)
+    assert gain_over_hull(SINGLES, 3.0, 0.7) == pytest.approx(-0.15)
+    # best over a sweep: the point furthest above the hull
+    sweep = [(1.0, 0.55), (1.5, 0.78), (3.0, 0.88), (6.0, 0.92)]       # gains -.05, .08, .03, .02
+    assert best_gain_over_hull(SINGLES, sweep) == pytest.approx(0.08)
+    with pytest.raises(ValidationError) as e:
+        gain_over_hull(SINGLES, 1.0, float("nan"))
+    assert e.value.field == "quality"
+
+
+def test_cost_share_at_parity_takes_the_cheapest_point_within_tolerance():
+    sweep = [(1.0, 0.80), (2.0, 0.8955), (3.0, 0.91), (2.5, 0.89)]
+    # best single 0.9 for 4.0: within 0.5 pt means >= .895: (2, .8955) and (3, .91) -> 2 / 4
+    assert cost_share_at_parity(sweep, 0.9, 4.0) == pytest.approx(0.5)
+    assert cost_share_at_parity(sweep, 0.9, 4.0, tolerance=0.0) == pytest.approx(0.75)
+    assert cost_share_at_parity(sweep, 0.9, 4.0, tolerance=0.1) == pytest.approx(0.25)
+    assert cost_share_at_parity(sweep, 0.95, 4.0) is None                  # not reached
+    # exactly at the tolerance counts (0.895 = 0.9 - 0.005)
+    assert cost_share_at_parity([(1.0, 0.895)], 0.9, 2.0) == pytest.approx(0.5)
+    # a router dearer than the model at parity: share > 1 is reported as such
+    assert cost_share_at_parity([(6.0, 0.9)], 0.9, 4.0) == pytest.approx(1.5)
+    for kw, field in (({"best_cost": 0.0}, "best_cost"), ({"tolerance": -0.1}, "tolerance")):
+        args = {"points": sweep, "best_quality": 0.9, "best_cost": 4.0, **kw}
+        with pytest.raises(ValidationError) as e:
+            cost_share_at_parity(**args)
+        assert e.value.field == field
+
+
 # --------------------------------------------------------------------------- properties
 
 # costs on a 0.1 grid and qualities on a 0.01 grid keep slopes well conditioned
@@ -411,3 +465,21 @@ def test_cpt_equals_np_interp_on_increasing_curves(shares, quals, target):
     assume(strong > weak)
     ref = np.interp(weak + target * (strong - weak), quality, share)
     assert cpt(share, quality, weak, strong, target) == pytest.approx(ref, abs=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sweep, sweep)
+def test_no_single_model_or_mix_beats_its_own_hull(singles, other):
+    """A reference point, or any mix of two, never has a positive gain over the reference hull;
+    a router's best gain is at least its gain at any one of its points."""
+    pts = np.asarray(singles, dtype=float)
+    for c, q in pts:
+        assert gain_over_hull(pts, c, q) <= 1e-9
+    a, b = pts[0], pts[-1]
+    mid = 0.5 * (a + b)
+    assert gain_over_hull(pts, mid[0], mid[1]) <= 1e-9
+    best = best_gain_over_hull(pts, other)
+    assert all(best >= gain_over_hull(pts, c, q) - 1e-12 for c, q in other)
+    # the hull is non-decreasing in cost
+    cs = np.linspace(0, 110, 50)
+    assert np.all(np.diff(hull_quality_at(pts, cs)) >= -1e-12)
