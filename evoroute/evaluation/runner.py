@@ -854,11 +854,12 @@ class _Writer:
             except BaseException:
                 s.rollback()
                 raise
-        self.buffer = []
-        self.committed = self.n_steps
-        self.last_commit = time.monotonic()
-        if self.heartbeat is not None:
-            self.heartbeat.touch()
+            # still inside: a signal deferred during the commit is raised only after this
+            self.buffer = []
+            self.committed = self.n_steps
+            self.last_commit = time.monotonic()
+            if self.heartbeat is not None:
+                self.heartbeat.touch()
         return bool(row[0])
 
     def close(self) -> None:
