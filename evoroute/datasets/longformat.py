@@ -128,9 +128,20 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], int], int]:
+    import warnings
+
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                          compression="infer", skipinitialspace=False)
+        # index_col=False: a first row with more cells than the header must not silently turn
+        # the first column into the index (it shifted every column: model '0.1', score '5');
+        # pandas then warns and drops cells, which is refused here
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                              compression="infer", skipinitialspace=False, index_col=False)
+    except pd.errors.ParserWarning:
+        line, width, cells = _ragged_line(path)
+        raise DatasetError(f"malformed CSV: the row has {cells} cells, the header has {width}",
+                           file=str(path), line=line) from None
     except pd.errors.EmptyDataError:
         raise EmptyDatasetError("the file is empty", file=str(path)) from None
     except UnicodeDecodeError as exc:
@@ -153,6 +164,22 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, Callable[[int], int], int]:
         return starts[i] if i < len(starts) else i + 2
 
     return raw, line_of, 1
+
+
+def _ragged_line(path: Path) -> tuple[int | None, int, int]:
+    """(line, header width, cells) of the first record whose width differs from the header's."""
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        width, prev = None, 0
+        for record in reader:
+            start, prev = prev + 1, reader.line_num
+            if not record or (len(record) == 1 and record[0] == ""):
+                continue
+            if width is None:
+                width = len(record)
+            elif len(record) != width:
+                return start, width, len(record)
+    return None, width or 0, 0
 
 
 def _parser_error_line(message: str) -> int | None:

@@ -97,6 +97,7 @@ def _files(d: Path) -> dict[str, str]:
     put("lf_model_long.csv", lf + "\nq1,hi," + "m" * 300 + ",1,0.1\n")
     put("lf_split.csv", lf + ",split\nq1,hi,m1,1,0.1,validation\n")
     put("lf_dup.csv", lf + "\nq1,hi,m1,1,0.1\nq1,hi,m1,0,0.1\n")
+    put("lf_ragged_first.csv", lf + "\nq1,hi,m1,1,0.1,5,6\nq2,a,m1,1,0.1\n")  # shifted columns
     put("lf_missing.csv", "query_id,query,model,score\nq1,hi,m1,1\n")
     put("lf_nested.jsonl", json.dumps({"query_id": "q1", "query": ["a"], "model": "m1",
                                        "score": 1, "cost_usd": 0.1}) + "\n")
@@ -399,7 +400,7 @@ LIBRARY_CASES = [
 ]
 for _name in ("lf_tokens.csv", "lf_cost.csv", "lf_latency.csv", "lf_score.csv", "lf_nan.csv",
               "lf_model_comma.csv", "lf_model_control.csv", "lf_model_long.csv", "lf_split.csv",
-              "lf_dup.csv", "lf_missing.csv", "lf_nested.jsonl", "lf_notobject.jsonl",
+              "lf_dup.csv", "lf_ragged_first.csv", "lf_missing.csv", "lf_nested.jsonl", "lf_notobject.jsonl",
               "lf_badjson.jsonl", "lf_bool.jsonl", "lf_fake.csv.gz", "lf_trunc.csv.gz",
               "lf_binary.csv", "lf.txt", "no_such_file.csv"):
     LIBRARY_CASES.append((f"long format: {_name}", _read_long(_name), _name))
@@ -426,4 +427,4 @@ def test_library_bad_input_is_a_typed_error(base, name, call, field):
 
 def test_corpus_size():
     """The numbers quoted in docs/reliability.md come from these lists."""
-    assert len(CLI_CASES) == 94 and len(LIBRARY_CASES) == 56 and len(SUBPROCESS_SAMPLE) == 8
+    assert len(CLI_CASES) == 94 and len(LIBRARY_CASES) == 57 and len(SUBPROCESS_SAMPLE) == 8
