@@ -142,6 +142,17 @@ def test_every_secret_shape_is_redacted_idempotently(shape):
     assert secrets.redact(out) == out                     # idempotent: no drift on re-export
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab =:/@'\"\n-_.,;&xyzKEYtokenpass12")), max_size=30),
+       st.sampled_from(sorted(SECRET_SHAPES)),
+       st.text(alphabet=st.sampled_from(list("ab =:/@'\"\n-_.,;&xyzKEYtokenpass12")), max_size=30))
+def test_redaction_holds_and_is_idempotent_in_any_context(pre, shape, post):
+    text, core = SECRET_SHAPES[shape]
+    out = secrets.redact(f"{pre} {text} {post}")
+    assert secrets.redact(out) == out
+    assert core not in out or core in pre + post
+
+
 def test_ordinary_text_is_not_redacted():
     for text in ("max_tokens=64 input_tokens: 5", "the token count was 12", "skip-list sk-ip",
                  "Authorization header missing", "password reset link sent"):
