@@ -110,6 +110,7 @@ with c2:
     with b:
         field_error(errs, "tokens_per_s")
     st.text_input("notes", key="md_notes")
+    field_error(errs, "notes")
 st.button("Register model", type="primary", key="md_add", on_click=_add, icon=":material/add:")
 
 
@@ -167,9 +168,11 @@ else:
     e1, e2 = st.columns(2)
     with e1:
         st.text_input("litellm id", key="me_litellm")
+        field_error(errs, "litellm_id")
         st.text_input("api base", key="me_api_base")
         field_error(errs, "api_base")
         st.text_input("notes", key="me_notes")
+        field_error(errs, "notes")
         st.toggle("enabled (routable)", key="me_enabled")
     with e2:
         a, b = st.columns(2)

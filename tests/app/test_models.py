@@ -44,6 +44,24 @@ def test_zero_tokens_per_second_names_its_field(fixed_db):
     assert "slow" not in _names(engine)
 
 
+@pytest.mark.parametrize("name,price,message", [
+    ("n" * 200, 1.0, "model name is 200 characters long; at most 128 are allowed"),
+    ("a,b", 1.0, "model name must not contain a comma"),
+    ("ok-name", 1e308, "input price (USD per 1M tokens) must be <= 10000"),
+])
+def test_bounds_and_names_are_shown_and_nothing_stored(fixed_db, name, price, message):
+    _, engine, _ = fixed_db
+    before = _names(engine)
+    at = open_app("models")
+    at.text_input(key="md_name").set_value(name)
+    at.number_input(key="md_in").set_value(price)
+    at.number_input(key="md_out").set_value(2.0)
+    at.button(key="md_add").click().run()
+    errs = errors(at)
+    assert len(errs) == 1 and message in errs[0], errs
+    assert _names(engine) == before
+
+
 def test_duplicate_name_is_refused(fixed_db):
     _, engine, _ = fixed_db
     at = open_app("models")
