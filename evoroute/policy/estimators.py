@@ -10,7 +10,8 @@ estimates"). Two designs, both feeding the same Pareto filter, NIG Thompson samp
   (0, 1], the nearest neighbour of the step's role has weight 1; the weights are not
   normalised, their sum Σw is the local evidence's mass. The evidence enters the posterior
   with Kish's effective sample size n_eff = (Σw)² / Σw², so k far, equally weighted records
-  count as k, one dominant record as 1:
+  count as k, one dominant record as 1; the prior's weight is κ_m = min(κ, n_m) with n_m the
+  model's records of the role (a prior is never worth more than the observations behind it):
 
       μ = (κ·μ₀ + n_eff·x̄_w) / (κ + n_eff),  λ = κ + n_eff,
       v = (κ·v₀ + n_eff·s²_w + κ·n_eff/λ·(x̄_w − μ₀)²) / λ
@@ -110,7 +111,8 @@ def _stats_for(index: ExperienceIndex, stats: np.ndarray, names: Sequence[str]) 
     return Retrieval(index.models, stats, {}).for_models(names)
 
 
-def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float, n_eff: np.ndarray,
+def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float | np.ndarray,
+            n_eff: np.ndarray,
             local_mean: np.ndarray, local_var: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normal-Inverse-Gamma-style pooling of a prior worth κ observations with local evidence
@@ -118,7 +120,7 @@ def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float, n_eff: 
     (NaN) the local evidence alone is used; where both are unknown the result is NaN."""
     n_eff = np.asarray(n_eff, float)
     has_prior = np.isfinite(prior_mean)
-    k = np.where(has_prior, kappa, 0.0)
+    k = np.where(has_prior, np.asarray(kappa, float), 0.0)
     lam = k + n_eff
     m0 = np.where(has_prior, prior_mean, 0.0)
     v0 = np.where(np.isfinite(prior_var), prior_var, 0.0)
@@ -269,15 +271,19 @@ def knn_estimates(index: ExperienceIndex, names: Sequence[str], role: str | None
                 evidence[j]["neighbours"] = int(mine.size)
                 evidence[j]["top"] = [[index.text(int(index._r_text.view[recs[i]]))[:80],
                                        round(float(s[i]), 4)] for i in mine[:TOP_SHOWN]]
-    p_mean, p_var, lam_p = combine(prior.p, prior.p_var, kappa, n_eff_p, lp, vp)
-    c_mean, c_var, lam_c = combine(prior.c, prior.c_var, kappa, n_eff_c, lc, vc)
-    d_mean, d_var, _ = combine(prior.d, prior.d_var, kappa, n_eff_c, ld, vd)
+    # a prior is never worth more observations than it rests on: κ_m = min(κ, n_role,m)
+    # (and at least 1, so with no local evidence the estimate is the prior itself)
+    kap_p = np.minimum(kappa, np.maximum(prior.n, 1).astype(float))
+    kap_c = np.minimum(kappa, np.maximum(prior.n_records, 1).astype(float))
+    p_mean, p_var, lam_p = combine(prior.p, prior.p_var, kap_p, n_eff_p, lp, vp)
+    c_mean, c_var, lam_c = combine(prior.c, prior.c_var, kap_c, n_eff_c, lc, vc)
+    d_mean, d_var, _ = combine(prior.d, prior.d_var, kap_c, n_eff_c, ld, vd)
     for j, ev in enumerate(evidence):
         lam = float(lam_p[j])
         ev["n_eff"] = round(float(n_eff_p[j]), 3)
         ev["weight_sum"] = round(float(sw_p[j]), 3)
         ev["prior_weight"] = None if lam <= 0 or not np.isfinite(prior.p[j]) else \
-            round(kappa / lam, 4)
+            round(float(kap_p[j]) / lam, 4)
         ev["p_prior"] = None if not np.isfinite(prior.p[j]) else round(float(prior.p[j]), 4)
     return QueryEstimates(list(names), prior.n_records.astype(int), prior.n.astype(int),
                           p_mean, p_var, c_mean, c_var, d_mean, d_var,
