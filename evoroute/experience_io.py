@@ -579,12 +579,16 @@ def active_writers(*, engine: Engine | None = None) -> list[str]:
     """What is writing to the base, as the run table says: imports in progress and runs that
     are pending or running (named in a lock-timeout message)."""
     engine = engine or db.get_engine()
-    with engine.connect() as conn:
-        rows = conn.execute(select(Run.id, Run.status, Run.backend, Run.dataset, Run.config_json)
-                            .where(col(Run.status).in_((IMPORTING, "running", "pending")))
-                            .order_by(Run.id)).all()
+    with db.session(engine) as s:      # plain reads: they work while another process writes
+        runs = list(s.exec(select(Run).where(col(Run.status).in_((IMPORTING, "running", "pending")))
+                           .order_by(Run.id)).scalars())
     out = []
-    for rid, status, backend, dataset, cfg in rows:
+    for run in runs:
+        rid, status, backend, dataset, cfg = (run.id, run.status, run.backend, run.dataset,
+                                              run.config_json)
+        orphan = getattr(repo, "orphan_reason", None)
+        if status != IMPORTING and orphan is not None and orphan(run) is not None:
+            continue                   # its process is gone: it holds no lock
         if status == IMPORTING:
             try:
                 c = json.loads(cfg or "{}")

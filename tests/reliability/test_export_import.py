@@ -69,8 +69,14 @@ def file_engine(tmp_path):
 
 
 def _run(engine, **fields) -> Run:
+    """A run owned by this (live) process, as the runner records it."""
+    from datetime import datetime, timezone
+
+    owner = repo.process_identity().fields() if hasattr(repo, "process_identity") else {}
+    if owner:
+        owner["heartbeat_at"] = datetime.now(timezone.utc)
     with db.session(engine) as s:
-        run = Run(**fields)
+        run = Run(**owner, **fields)
         s.add(run)
         s.commit()
         return run
@@ -406,3 +412,12 @@ def test_the_cli_lock_message_blames_the_writer_not_the_url(tmp_path, monkeypatc
     assert rc == 2 and len(err.splitlines()) == 1
     assert "locked by another writer (run 1 (replay on routerbench, running))" in err
     assert "EVOROUTE_DB_URL" not in err and "check --db" not in err
+
+
+def test_a_run_whose_process_is_gone_is_not_blamed(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'gone.db'}")
+    with db.session(engine) as s:       # no process recorded: it cannot hold a lock
+        s.add(Run(backend="replay", dataset="routerbench", status="running"))
+        s.commit()
+    _run(engine, backend="live", dataset="agent", status="running")
+    assert xio.active_writers(engine=engine) == ["run 2 (live on agent, running)"]
