@@ -1009,6 +1009,8 @@ def _drop_open_task(engine: Engine, run_id: int, owner: repo.ProcessIdentity,
             s.rollback()
             raise RunTakenOver(f"run {run_id} is no longer this worker's")
         s.commit()
+    for tid in open_ids:
+        tasks.pop(tid, None)
     return first - 1
 
 

@@ -413,3 +413,63 @@ def test_a_killed_demo_is_resumed_by_the_next_demo(tmp_path):
     assert "is complete" in res.stdout
     with db.session(engine) as s:
         assert repo.count_steps(session=s) == 3150
+
+
+# ----------------------------------------------------------------------------- live resume
+def test_resuming_a_live_run_calls_no_model_again_for_its_stored_tasks(tmp_path, monkeypatch):
+    """litellm's real ``completion`` with ``mock_response`` (no network): replies depend only on
+    the prompt, so a re-called step would give the same reply — the call count tells."""
+    from evoroute import registry
+    from evoroute.agent import workflow as W
+    from evoroute.backends import live as L
+
+    litellm = L._litellm()
+    real, calls = litellm.completion, []
+    tasks = L.LiveBackend("default", [L.ModelInfo("x", litellm_id="openai/x")],
+                          check_models=False)._all_tasks
+
+    def completion(**kw):
+        text = kw["messages"][0]["content"]
+        role = next(r for r in W.ROLES if text.startswith(f"You are the {r}"))
+        calls.append((kw["model"], role))
+        if kw["model"] == "openai/b" and role == "verifier":
+            reply = Exception("b cannot verify")             # a failed call, then a fallback
+        else:
+            task = next(t for t in tasks if t.question in text)
+            tag = "PYTHON" if task.tool == "python" else "CALC"
+            reply = {"planner": f"1. Use the numbers.\n2. {task.reference}",
+                     "solver": f"{tag}: {task.reference}", "verifier": "VERDICT: CORRECT",
+                     "answerer": f"ANSWER: {task.answer}"}[role]
+        return real(mock_response=reply, **kw)
+    monkeypatch.setattr(litellm, "completion", completion)
+    _, engine = new_base(tmp_path)
+    with db.session(engine) as s:
+        for name, p in (("a", 3.0), ("b", 0.5)):
+            registry.add_model(session=s, name=name, litellm_id=f"openai/{name}",
+                               input_price_per_m=p, output_price_per_m=2 * p,
+                               api_base=f"https://{name}.invalid/v1")
+    spec = runner.RunSpec(backend="live", router="evoroute", seed=5, models=("a", "b"),
+                          router_params={"channels": ["role", "tool"]}, cold_start_tasks=2,
+                          n_train=2, n_tasks=2,
+                          backend_params={"backoff_s": 0.0, "check_models": False, "max_retries": 0})
+    ref = list(runner.run_spec(spec, engine=engine))
+    ref_calls, n = list(calls), len(ref)
+    assert n == 24 and any(st["failed_calls"] for st in ref)
+    calls.clear()
+    run_id = runner.create_run(spec, engine=engine)
+    gen = runner.execute_run(run_id, engine=engine)
+    for _ in range(10):                      # 2 tasks of 4 steps done, the third half-way
+        next(gen)
+    gen.close()
+    assert row(engine, run_id).status == "stopped" and assert_whole(engine, run_id) == 10
+    first_calls = len(calls)
+    calls.clear()
+    resumed = list(runner.execute_run(run_id, engine=engine, resume=True))
+    # the finished tasks' 8 steps are not called again; the half-done task restarts at step 9
+    # (its agent transcript is not stored), so the resume makes exactly the calls of steps 9..24
+    calls_of_step = [st["step_no"] for st in ref for _ in range(len(st["failed_calls"]) + 1)]
+    assert calls == [c for c, no in zip(ref_calls, calls_of_step) if no > 8]
+    assert first_calls == sum(no <= 10 for no in calls_of_step)
+    assert [st["step_no"] for st in resumed] == list(range(9, 25))
+    assert records(engine, run_id) == records(engine, ref[-1]["run_id"])
+    assert json.loads(row(engine, run_id).config_json)["resolved"]["resumed_at_steps"] == [8]
