@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 import urllib.parse
 
 from evoroute.errors import ValidationError
@@ -58,11 +59,35 @@ def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(n)
 
 
+# what IDNA (httpx, the idna codec) reads as a label separator: ``127\u30020\u30020\u30021``
+# connects to 127.0.0.1
+_IDNA_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+def _host_spellings(host: str) -> list[str]:
+    """``host`` as given and, when it is not ASCII, as a URL library would connect to it:
+    NFKC-normalised with the IDNA full stops as dots (fullwidth digits, ``\u3002``...), and
+    through the ``idna`` codec."""
+    out = [host]
+    if not host.isascii():
+        out.append(unicodedata.normalize("NFKC", host).translate(_IDNA_DOTS))
+        try:
+            out.append(host.encode("idna").decode("ascii"))
+        except UnicodeError:
+            pass
+    return out
+
+
 def is_loopback_host(host: str | None) -> bool:
     """True if a connection to ``host`` (a URL's host part, brackets removed) stays on this
-    machine. See the module docstring for the forms covered."""
+    machine. See the module docstring for the forms covered; a non-ASCII spelling counts as
+    the ASCII host IDNA makes of it."""
     if not host:
         return False
+    return any(_is_loopback_ascii(h) for h in _host_spellings(host))
+
+
+def _is_loopback_ascii(host: str) -> bool:
     h = host.strip().lower().rstrip(".")
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
@@ -133,6 +158,11 @@ def validate_api_base(url: str) -> str:
         raise bad("must not carry credentials (user:password@host)")
     if not parts.hostname:
         raise ValidationError("api_base has no host, e.g. http://127.0.0.1:8080/v1", "api_base")
+    if not parts.netloc.isascii():
+        # IDNA maps fullwidth digits and ideographic full stops: "127\u30020\u30020\u30021"
+        # connects to 127.0.0.1; only the ASCII (xn--) form is checked and sent as it is
+        raise ValidationError("api_base host must be ASCII (write an internationalised name in "
+                              "its xn-- form)", "api_base")
     if port == 0:
         raise ValidationError("api_base has port 0", "api_base")
     if parts.fragment or "#" in u:
@@ -140,6 +170,11 @@ def validate_api_base(url: str) -> str:
     for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if _key_like(name):
             raise bad(f"must not carry a key in its query (parameter {name[:40]!r})")
+    # ;name=value path parameters and name=value pairs after ; in the query are parameters too
+    for piece in re.split(r"[;&/?]", urllib.parse.unquote(parts.path + "?" + parts.query)):
+        name = piece.split("=", 1)[0]
+        if "=" in piece and _key_like(name):
+            raise bad(f"must not carry a key in its path or query (parameter {name[:40]!r})")
     from evoroute.secrets import redact   # key-shaped strings (sk-..., AKIA..., bearer ...)
 
     if redact(u) != u:

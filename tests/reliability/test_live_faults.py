@@ -349,9 +349,33 @@ def test_every_loopback_spelling_gets_the_placeholder_key(srv, monkeypatch, host
     ("192.168.1.1", False), ("8.8.8.8", False), ("api.openai.com", False),
     ("127.0.0.1.nip.io", False), ("localhost.evil.com", False), ("127.0.0.256", False),
     ("1.2.3.4.5", False), ("08.0.0.1", False), ("::2", False), ("", False), (None, False),
+    # IDNA full stops and fullwidth forms: httpx connects "127\u30020\u30020\u30021" to 127.0.0.1
+    ("127\u30020\u30020\u30021", True), ("127\uff0e0\uff0e0\uff0e1", True),
+    ("127\uff610\uff610\uff611", True), ("\uff11\uff12\uff17.0.0.1", True),
+    ("\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54", True),
+    ("127\u30020\u30020\u30021.nip.io", False),
 ])
 def test_loopback_table(host, expected):
     assert is_loopback_host(host) is expected
+
+
+@pytest.mark.parametrize("host", ["127\u30020\u30020\u30021", "127\uff0e0\uff0e0\uff0e1",
+                                  "127\uff610\uff610\uff611"])
+def test_an_idna_spelling_of_127_never_carries_the_real_key(srv, monkeypatch, host):
+    """httpx turns these hosts into 127.0.0.1 (they once passed validation, were taken as
+    remote and got OPENAI_API_KEY). The backend refuses them; unvalidated, they are loopback."""
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    name = "idna-keys"
+    srv.add(name, Scenario("ok", n_tokens=3))
+    srv.reset()
+    m = model(name, srv, host=host)
+    with pytest.raises(ValidationError) as e:
+        backend([m])
+    assert e.value.field == "api_base" and "must be ASCII" in str(e.value)
+    assert is_loopback(m.api_base)
+    b = backend([model(name, srv)])                     # the kwargs a call would send to it
+    assert b._kwargs(m, MSGS, 8)["api_key"] == LOCAL_API_KEY
+    assert srv.count(name) == 0
 
 
 def test_loopback_of_urls():
@@ -383,6 +407,14 @@ REFUSED = [
     ("https://h.example/v1?X-Api-Key=abc", "key in its query"),
     ("https://h.example/v1?subscription-key=abc", "key in its query"),
     ("https://h.example/sk-proj-abcdefgh12345678/v1", "shaped like a key"),
+    ("https://h.example/v1;api_key=abc123", "key in its path or query"),
+    ("https://h.example/v1;%61pi_key=abc123", "key in its path or query"),
+    ("https://h.example/v1?a=1;api_key=abc123", "key in its path or query"),
+    ("https://h.example/v1?%61pi_key=abc123", "key in its query"),
+    ("https://h.example/v1/token=abc123", "key in its path or query"),
+    ("http://127\u30020\u30020\u30021:8080/v1", "host must be ASCII"),
+    ("http://127\uff0e0\uff0e0\uff0e1:8080/v1", "host must be ASCII"),
+    ("http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54:8080/v1", "host must be ASCII"),
     ("https://h.example/v1#frag", "fragment"),
     ("http:///v1", "no host"),
     ("http://h.example:99999/v1", "not a valid URL"),
