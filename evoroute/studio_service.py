@@ -215,7 +215,8 @@ def register_local_models(*, session: Session, installed_only: bool = True) -> l
 
 
 # ----------------------------------------------------------------------------- launching runs
-BUNDLED_DATASETS = ("routerbench", "routerbench-arc", "routerbench-mbpp", "routerbench-winogrande")
+BUNDLED_DATASETS = ("routerbench", "routerbench-arc", "routerbench-mbpp", "routerbench-winogrande",
+                    "agent_steps")
 
 
 def router_choices(*, session: Session) -> list[str]:
@@ -522,7 +523,12 @@ def explain_step(step_id: int, *, session: Session) -> StepExplanation:
                                            "duration_s", "latency_label", "step_success",
                                            "task_success", "input_tokens", "output_tokens",
                                            "error", "propensity", "router")}
-    expl = Explanation.from_json(rec.explanation) if rec.explanation else None
+    expl = None
+    if rec.explanation:
+        try:
+            expl = Explanation.from_json(rec.explanation)
+        except Exception as exc:  # noqa: BLE001 - a stored explanation from an old or foreign base
+            record["explanation_error"] = f"the stored explanation cannot be read ({type(exc).__name__})"
     return StepExplanation(record, expl, candidates_frame(expl))
 
 

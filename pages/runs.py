@@ -259,7 +259,7 @@ def show_explanation(ex: svc.StepExplanation) -> None:
         st.text(r["instruction"][:2000])
         e = ex.explanation
         if e is None:
-            st.caption("No explanation stored with this step.")
+            st.caption(r.get("explanation_error") or "No explanation stored with this step.")
             return
         st.markdown(f"**{e.mode}** — {e.reason}")
         if e.channels:

@@ -185,3 +185,20 @@ def test_router_with_ablations():
     with pytest.raises(ValidationError) as exc:
         svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=-1)
     assert exc.value.field == "seed"
+
+
+def test_an_unreadable_stored_explanation_is_reported_not_raised(engine):
+    """A base written by older code (or edited by hand) may hold explanation JSON the current
+    Explanation type cannot read; the step detail says so instead of crashing the page."""
+    with db.session(engine) as s:
+        run = repo.create_run(session=s, config={}, backend="replay", label="replayed")
+        good, bad = repo.add_steps([
+            StepRecord(run_id=run.id, task_key="t1", role="coder", model="m", instruction="x",
+                       cost_usd=0.1, duration_s=1.0),
+            StepRecord(run_id=run.id, task_key="t2", role="coder", model="m", instruction="y",
+                       cost_usd=0.1, duration_s=1.0, explanation='{"router": 1, "candidates": "no"}'),
+        ], session=s)
+        ex = svc.explain_step(bad.id, session=s)
+        assert ex.explanation is None and ex.candidates.empty
+        assert "cannot be read" in ex.record["explanation_error"]
+        assert "explanation_error" not in svc.explain_step(good.id, session=s).record
