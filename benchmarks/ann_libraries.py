@@ -4,6 +4,9 @@
     python benchmarks/ann_libraries.py --lib faiss --n 1000000 --json
     python benchmarks/ann_libraries.py --lib usearch --dtype f16 --n 1000000 --json
 
+Only usearch is in requirements.txt (the one chosen); to rerun the comparison install the
+others first: ``pip install faiss-cpu==1.15.1 hnswlib==0.8.0`` (hnswlib builds from source).
+
 One library per process (so the resident-memory growth is that library's alone). Data: the
 synthetic 384-d unit vectors of ``decision_overhead.py`` (500 topic centres, each vector at
 cosine 0.78-0.98 to its centre) or ``--data random`` (uniform on the sphere: no structure, the

@@ -238,6 +238,19 @@ def measure_embed_ms(repeats: int = 7, torch_threads: int | None = None) -> tupl
     return float(statistics.median(ts)), how
 
 
+def time_search(idx: ExperienceIndex, qs: np.ndarray, k: int) -> dict[str, float]:
+    """The neighbour search alone (ExperienceIndex.nearest_texts, k texts): p50 / p99 ms."""
+    for q in qs[:10]:
+        idx.nearest_texts(q, k)
+    ts = []
+    for q in qs:
+        t0 = time.perf_counter()
+        idx.nearest_texts(q, k)
+        ts.append((time.perf_counter() - t0) * 1e3)
+    return {"search_p50_ms": round(float(np.percentile(ts, 50)), 3),
+            "search_p99_ms": round(float(np.percentile(ts, 99)), 3)}
+
+
 def rss_mb() -> tuple[float, float]:
     """(resident, peak resident) MiB of this process."""
     vals = {}
@@ -298,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
     rss_built, _ = rss_mb()
     steps = make_steps(qs)
     recall = truth.recall(idx, args.recall_queries)
+    recall.update(time_search(idx, qs, k_router))
     results = []
     for name in names:
         results.append(_time_router(name, models, cfg, idx, steps, rng, recall, args, build_s,

@@ -35,6 +35,13 @@ DIM = 384
 SHIPPED_VECTORS = DATA_DIR / "embeddings" / "routerbench_queries.npz"
 SHIPPED_META = DATA_DIR / "embeddings" / "routerbench_queries.json"
 DISK_CACHE_NAME = "embeddings.sqlite3"
+# How new texts are embedded (docs/performance.md, "Query embedding"): "onnx" runs the same
+# model exported to ONNX by onnxruntime (faithful: cosine to the reference ≥ 0.99999),
+# "onnx-int8" its int8-quantised weights, "reference" SentenceTransformer.encode. Any failure
+# of a fast backend (onnxruntime missing, export failing) falls back to the reference.
+BACKENDS = ("onnx", "onnx-int8", "reference")
+DEFAULT_BACKEND = "onnx"
+BACKEND_ENV = "EVOROUTE_EMBED_BACKEND"
 
 
 def model_path() -> Path:
@@ -194,9 +201,17 @@ class Embedder:
 
     def __init__(self, path: Path | None = None, *, cache_dir: Path | None = CACHE_DIR,
                  shipped: bool = True, batch_size: int = 64,
-                 max_memory_items: int = 200_000) -> None:
+                 max_memory_items: int = 200_000, backend: str | None = None,
+                 threads: int = 1) -> None:
         if batch_size < 1:
             raise ValidationError("batch_size must be at least 1", field="batch_size")
+        backend = backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+        if backend not in BACKENDS:
+            raise ValidationError(f"embedding backend must be one of {', '.join(BACKENDS)}, "
+                                  f"got {backend!r}", field="backend")
+        self.backend = backend              # asked for
+        self.backend_used: str | None = None   # what runs (set when the model loads)
+        self.threads = max(1, int(threads))
         self._path = path
         self.batch_size = batch_size
         self.max_memory_items = max_memory_items
@@ -233,6 +248,12 @@ class Embedder:
         return self.encode([text])[0]
 
     @property
+    def cache_name(self) -> str:
+        """Disk-cache namespace: the model, plus "#int8" for the quantised backend (its vectors
+        differ from the reference's by ~1 %, the float32 backends' by ~1e-6)."""
+        return self.model_name + ("#int8" if self.backend == "onnx-int8" else "")
+
+    @property
     def loaded(self) -> bool:
         """Whether the model itself has been loaded (it is only when a text is new)."""
         return self._model is not None
@@ -254,7 +275,7 @@ class Embedder:
             self.stats["shipped"] += len(fresh)
             rest = [t for t in missing if t not in fresh]
             if rest and self.disk is not None:
-                by_key = self.disk.get_many(self.model_name, [keys[t] for t in rest], self.dim)
+                by_key = self.disk.get_many(self.cache_name, [keys[t] for t in rest], self.dim)
                 from_disk = {t: by_key[keys[t]] for t in rest if keys[t] in by_key}
                 self.stats["disk"] += len(from_disk)
                 fresh.update(from_disk)
@@ -263,7 +284,7 @@ class Embedder:
                 computed = self._compute(rest)
                 self.stats["computed"] += len(rest)
                 if self.disk is not None:
-                    self.disk.put_many(self.model_name, ((keys[t], computed[t]) for t in rest))
+                    self.disk.put_many(self.cache_name, ((keys[t], computed[t]) for t in rest))
                 fresh.update(computed)
             self._remember(fresh)
             found.update(fresh)
@@ -308,6 +329,16 @@ class Embedder:
         return index, _normalise(vectors)
 
     def _load_model(self):
+        if self._model is None and self.backend != "reference":
+            try:
+                enc = OnnxEncoder(self._path or model_path(), onnx_cache_dir(),
+                                  quantize=self.backend == "onnx-int8", threads=self.threads)
+                if enc.encode(["dimension check"]).shape != (1, self.dim):
+                    raise EvoRouteError("the exported ONNX model has the wrong dimension")
+                self._model, self.backend_used = enc, self.backend
+            except Exception as exc:   # noqa: BLE001 - any failure: the reference still works
+                log.warning("embedding backend %s unavailable (%s); using the reference "
+                            "SentenceTransformer", self.backend, exc)
         if self._model is None:
             offline_env()
             path = self._path or model_path()
@@ -319,15 +350,161 @@ class Embedder:
             if get_dim() != self.dim:
                 raise EvoRouteError(f"embedding model at {path} has dimension {get_dim()}, "
                                     f"expected {self.dim}")
-            self._model = model
+            self._model, self.backend_used = model, "reference"
         return self._model
 
     def _compute(self, texts: list[str]) -> dict[str, np.ndarray]:
         model = self._load_model()
-        vectors = model.encode(texts, batch_size=self.batch_size, show_progress_bar=False,
-                               convert_to_numpy=True, normalize_embeddings=True)
+        if self.backend_used != "reference":             # an OnnxEncoder
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))   # less padding
+            vectors = np.empty((len(texts), self.dim), np.float32)
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                vectors[rows] = model.encode([texts[i] for i in rows])
+        else:
+            vectors = model.encode(texts, batch_size=self.batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True, normalize_embeddings=True)
         vectors = _normalise(vectors)
         return {t: vectors[i] for i, t in enumerate(texts)}
+
+
+# ------------------------------------------------------------------ fast encoders
+MAX_SEQ_LENGTH = 256        # the model's sentence_bert_config.json
+ONNX_OPSET = 17
+
+
+def onnx_cache_dir() -> Path:
+    return Path(CACHE_DIR) / "onnx"
+
+
+class _Tokens:
+    """The model's own fast tokenizer (tokenizer.json), truncated to 256 tokens like the
+    reference, padded per batch."""
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+        tok.enable_truncation(MAX_SEQ_LENGTH)
+        tok.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.tok = tok
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        enc = self.tok.encode_batch(list(texts))
+        ids = np.array([e.ids for e in enc], np.int64)
+        mask = np.array([e.attention_mask for e in enc], np.int64)
+        return ids, mask, np.zeros_like(ids)
+
+
+def _pooling_module():
+    import torch
+
+    class Pooled(torch.nn.Module):
+        """Transformer -> mean pooling over the attention mask -> L2 (the model's modules)."""
+
+        def __init__(self, bert) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(v, dim=-1)
+
+    return Pooled
+
+
+class TorchEncoder:
+    """all-MiniLM-L6-v2 called directly (no SentenceTransformer.encode overhead);
+    ``quantize=True``: Linear layers dynamically quantised to int8."""
+
+    def __init__(self, path: Path, quantize: bool = False) -> None:
+        import torch
+        from transformers import AutoModel
+
+        offline_env()
+        bert = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        model = _pooling_module()(bert).eval()
+        if quantize:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        self.model, self.tokens = model, _Tokens(path)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        ids, mask, tt = self.tokens(texts)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tt))
+        return out.numpy().astype(np.float32)
+
+
+class OnnxEncoder:
+    """all-MiniLM-L6-v2 (with its mean pooling and L2) exported to ONNX once from the local
+    model files and run by onnxruntime; ``quantize=True``: weights dynamically quantised to
+    int8 (onnxruntime.quantization). The exported files are cached under ``cache_dir`` by the
+    weights' sha256, written atomically."""
+
+    def __init__(self, path: Path, cache_dir: Path, quantize: bool = False,
+                 threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        onnx_file = self._export(self.path, Path(cache_dir), quantize)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(onnx_file), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.tokens = _Tokens(self.path)
+        self.file = onnx_file
+
+    @staticmethod
+    def _export(path: Path, cache_dir: Path, quantize: bool) -> Path:
+        tag = model_sha256(path)[:16]
+        fp32 = cache_dir / f"minilm-l6-{tag}.onnx"
+        out = cache_dir / f"minilm-l6-{tag}-int8.onnx" if quantize else fp32
+        if out.is_file():
+            return out
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if not fp32.is_file():
+            import torch
+            from transformers import AutoModel
+
+            offline_env()
+            bert = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+            model = _pooling_module()(bert).eval()
+            ids = torch.ones((1, 8), dtype=torch.long)
+            tmp = fp32.with_suffix(f".tmp{os.getpid()}")
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (ids, ids, torch.zeros_like(ids)), str(tmp),
+                                  input_names=["input_ids", "attention_mask", "token_type_ids"],
+                                  output_names=["embedding"],
+                                  dynamic_axes={n: {0: "batch", 1: "seq"} for n in
+                                                ("input_ids", "attention_mask", "token_type_ids")}
+                                  | {"embedding": {0: "batch"}},
+                                  opset_version=ONNX_OPSET, dynamo=False)
+            os.replace(tmp, fp32)
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            tmp = out.with_suffix(f".tmp{os.getpid()}")
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+            os.replace(tmp, out)
+        return out
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        ids, mask, tt = self.tokens(texts)
+        (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": tt})
+        return np.asarray(out, np.float32)
 
 
 _singleton: Embedder | None = None

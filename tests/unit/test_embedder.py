@@ -117,3 +117,59 @@ def test_shipped_vectors_equal_real_embeddings(live, queries, tmp_path):
 
 def test_singleton():
     assert get_embedder() is get_embedder()
+
+
+# ------------------------------------------------------------------ fast backend
+def _top10(v: np.ndarray) -> np.ndarray:
+    s = v @ v.T
+    np.fill_diagonal(s, -np.inf)
+    return np.argsort(-s, axis=1, kind="stable")[:, :10]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Embedder:
+    return Embedder(cache_dir=tmp_path_factory.mktemp("ref"), shipped=False, backend="reference")
+
+
+def test_default_backend_is_onnx_and_faithful_to_the_reference(live, reference, queries):
+    # `live` uses the default backend: the ONNX export of the same model run by onnxruntime
+    rng = np.random.default_rng(1)
+    sample = [queries[i] for i in rng.choice(len(queries), size=300, replace=False)]
+    fast, ref = live.encode(sample), reference.encode(sample)
+    assert live.backend_used == "onnx" and reference.backend_used == "reference"
+    cosine = np.sum(fast * ref, axis=1)
+    assert cosine.min() > 0.9999, cosine.min()
+    agree = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(_top10(fast), _top10(ref))])
+    assert agree >= 0.95, agree
+
+
+def test_single_and_batched_onnx_embeddings_agree(live):
+    texts = ["short", "a much longer instruction that needs many more tokens than the first one",
+             "medium length question about lists"]
+    batch = Embedder(cache_dir=None, shipped=False).encode(texts)   # padded together
+    singles = np.vstack([Embedder(cache_dir=None, shipped=False).encode([t]) for t in texts])
+    np.testing.assert_allclose(batch, singles, atol=1e-5)
+
+
+def test_unknown_backend_is_a_validation_error(monkeypatch):
+    with pytest.raises(ValidationError) as err:
+        Embedder(cache_dir=None, backend="gpu")
+    assert err.value.field == "backend"
+    monkeypatch.setenv(emb.BACKEND_ENV, "reference")
+    assert Embedder(cache_dir=None).backend == "reference"
+
+
+def test_a_failing_fast_backend_falls_back_to_the_reference(monkeypatch, reference, caplog):
+    def broken(*args, **kwargs):
+        raise ImportError("onnxruntime is not installed")
+
+    monkeypatch.setattr(emb, "OnnxEncoder", broken)
+    e = Embedder(cache_dir=None, shipped=False)
+    v = e.encode(["How do I reverse a list in Python?"])
+    assert e.backend_used == "reference" and "using the reference" in caplog.text
+    assert float(v[0] @ reference.encode(["How do I reverse a list in Python?"])[0]) > 0.99999
+
+
+def test_int8_vectors_are_cached_apart(tmp_path):
+    e = Embedder(cache_dir=tmp_path, shipped=False, backend="onnx-int8")
+    assert e.cache_name.endswith("#int8") and Embedder(cache_dir=None).cache_name == emb.MODEL_NAME
