@@ -68,7 +68,17 @@ PAPER_ABLATIONS = [
     ("evoroute-no-ts", "no Thompson sampling (posterior mean)", -6.52),
     ("evoroute-no-pareto", "no Pareto filter", -1.52),
 ]
-BASELINE_ORDER = ["oracle", "cascade", "threshold", "random", "round_robin", "cheapest"]
+BASELINE_ORDER = ["oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints",
+                  "cascade", "random", "round_robin", "cheapest"]
+ORACLES = ("oracle", "oracle-cascade")         # read recorded outcomes: never in a non-oracle ranking
+LEARNED = ("per-role", "knn", "logistic", "lints", "cascade")
+
+
+def is_oracle(rep: dict[str, Any], r: str) -> bool:
+    """An oracle router of this report (the report says so; older reports: by name)."""
+    o = rep["routers"].get(r, {})
+    return bool(o.get("is_oracle", r in ORACLES or (r == "cascade" and "oracle-cascade" not in rep["routers"]
+                                                    and "per-role" not in rep["routers"])))
 CHROMIUM = "/usr/bin/chromium"
 WIDTH, HEIGHT = 1400, 900
 
@@ -142,7 +152,9 @@ def router_order(rep: dict[str, Any]) -> list[str]:
 def router_table(rep: dict[str, Any]) -> str:
     rows = rep["routers"]
     head = ("| router | quality (replayed) | test cost $ (replayed) | latency s / query (modelled) "
-            "| p95 latency s (modelled) | $ per success | AIQ | APGR | CPT(50%) | CPT(80%) "
+            "| p95 latency s (modelled) | $ per success | AIQ | gain over single-model hull, default "
+            "(points) | gain over hull, best setting (points) | cost share at parity with the best single "
+            "| APGR | CPT(50%) | CPT(80%) "
             "| gap to oracle | $ to reach gpt-4's quality | exploration (train) $ | train quality |")
     lines = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
     for r in router_order(rep):
@@ -151,9 +163,16 @@ def router_table(rep: dict[str, Any]) -> str:
         tq = "–" if o.get("train_quality") is None else f"{o['train_quality']:.3f}"
         cps = "–" if o.get("cost_per_success_usd") is None else f"{o['cost_per_success_usd']:.5f}"
         name = f"**{r}**" if r == "evoroute" else r
+        if is_oracle(rep, r):
+            name += " (oracle)"
+
+        def gain(v: float | None) -> str:
+            return "–" if v is None else f"{100 * v:+.1f}"
+        par = ("–" if "parity_cost_share" not in o else pct(o["parity_cost_share"]))
         lines.append(
             f"| {name} | {pm(o['quality'], o['quality_sd'])} | {pm(o['cost_usd'], o['cost_usd_sd'])} "
             f"| {o['latency_s']:.2f} | {o['latency_p95_s']:.2f} | {cps} | {f3(o.get('aiq'))} "
+            f"| {gain(o.get('gain_over_hull'))} | {gain(o.get('gain_over_hull_best'))} | {par} "
             f"| {f3(o.get('apgr'))} | {pct(o.get('cpt50'))} | {pct(o.get('cpt80'))} "
             f"| {f3(o.get('gap_to_oracle'))} | {money(o.get('cost_at_best_single_usd'))} "
             f"| {train} | {tq} |")
@@ -294,7 +313,8 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
                        f"{100 * cr:.1f} % of the cost)")
     for proto in ("bandit", "full"):
         rows = reps[proto]["routers"]
-        others = {r: o["aiq"] for r, o in rows.items() if r != "oracle" and o.get("aiq") is not None}
+        others = {r: o["aiq"] for r, o in rows.items()
+                  if not is_oracle(reps[proto], r) and o.get("aiq") is not None}
         rank = sorted(others, key=lambda r: -others[r])
         pos = rank.index("evoroute") + 1
         ok = pos == 1
@@ -306,6 +326,14 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
             f"rank {pos} of {len(rank)}; ahead of it: {', '.join(ahead) or 'none'} | {met} "
             f"| {gap_txt} |")
         summary.append(f"AIQ, {proto}: {met.replace('*', '')} (rank {pos}; ahead: {', '.join(ahead) or 'none'})")
+        best = rank[0]
+        bo = rows[best]
+        par = bo.get("parity_cost_share")
+        summary.append(f"best non-oracle router by AIQ, {proto}: {best} {others[best]:.3f}"
+                       + ("" if bo.get("gain_over_hull") is None else
+                          f" (gain over the single-model hull {100 * bo['gain_over_hull']:+.1f} points at its "
+                          f"default setting, {100 * bo['gain_over_hull_best']:+.1f} best; cost at parity "
+                          f"with the best single model {pct(par)})"))
     for proto in ("bandit", "full"):
         t = reps[proto].get("timing") or {}
         total = t.get("total_s")
@@ -587,19 +615,21 @@ def full_choices(checks: dict[str, Any]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ plots
-COLORS = {"evoroute": "#d62728", "ablation": "#ff7f0e", "oracle": "#000000", "cascade": "#2ca02c",
+COLORS = {"evoroute": "#d62728", "ablation": "#ff7f0e", "oracle": "#000000", "oracle-cascade": "#2ca02c",
           "threshold": "#9467bd", "baseline": "#1f77b4", "single": "#7f7f7f", "hull": "#7f7f7f",
-          "costlean": "#8c1d1d"}
+          "costlean": "#8c1d1d", "learned": "#17becf", "variant": "#e377c2"}
 
 
 def _kind(r: str) -> str:
     if r == "evoroute":
         return "evoroute"
     if r.startswith("evoroute-"):
-        return "ablation"
+        return "ablation" if "-no-" in r else "variant"
     if r.startswith("single:"):
         return "single"
-    return r if r in ("oracle", "cascade", "threshold") else "baseline"
+    if r in LEARNED:
+        return "learned"
+    return r if r in ("oracle", "oracle-cascade", "threshold") else "baseline"
 
 
 X_RANGE = (0.05, 7.0)          # USD, log axis
@@ -715,7 +745,8 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
     text_of: dict[str, str] = {}
 
     # router points, coincident ones merged ("cheapest = mistral-7b-chat")
-    prio = {"evoroute": 0, "oracle": 1, "cascade": 2, "threshold": 3, "ablation": 4, "single": 5, "baseline": 6}
+    prio = {"evoroute": 0, "oracle": 1, "oracle-cascade": 2, "threshold": 3, "learned": 4, "variant": 5,
+            "ablation": 6, "single": 7, "baseline": 8}
     order = sorted(rows, key=lambda r: (prio[_kind(r)], r))
     for names, x, y in _merge_coincident([(r, *_px(rows[r]["cost_usd"], rows[r]["quality"])) for r in order]):
         markers.append((x, y, 13.0 if names[0] == "evoroute" else 7.0))
@@ -737,7 +768,8 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
     sweeps = rep.get("sweeps", {})
     sweep_specs = (("evoroute", "EvoRoute, cost weight w_c swept", COLORS["evoroute"], "w_c={}"),
                    ("threshold", "threshold router, strong-call share swept", COLORS["threshold"], "{}"),
-                   ("cascade", "cascade, ladder length 1..n", COLORS["cascade"], "{} rung(s)"))
+                   ("oracle-cascade", "oracle cascade, ladder length 1..n", COLORS["oracle-cascade"],
+                    "{} rung(s)"))
     sweep_text: dict[tuple[str, int], str] = {}
     for r, _, _, fmt in sweep_specs:
         sw = sorted(sweeps.get(r) or [], key=lambda p: p["cost_usd"])
@@ -808,13 +840,17 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
     for r in rows:
         groups[_kind(r)].append(r)
     names = {"evoroute": "EvoRoute (default weights 1, 0.1, 0.05)", "ablation": "EvoRoute ablations",
-             "oracle": "oracle (cheapest correct model)", "cascade": "cascade (oracle verifier: an upper bound)",
+             "oracle": "oracle (cheapest correct model)",
+             "oracle-cascade": "oracle cascade (recorded-answer verifier: an upper bound)",
              "threshold": "threshold router (RouteLLM-style)", "baseline": "random / round robin / cheapest",
-             "single": "single models"}
-    symbols = {"evoroute": "star", "ablation": "triangle-up", "oracle": "star-diamond", "cascade": "square",
-               "threshold": "square", "baseline": "circle", "single": "circle"}
+             "learned": "learned baselines (per-role, kNN, logistic, LinTS, confidence cascade)",
+             "variant": "EvoRoute variants", "single": "single models"}
+    symbols = {"evoroute": "star", "ablation": "triangle-up", "oracle": "star-diamond", "oracle-cascade": "square",
+               "threshold": "square", "baseline": "circle", "single": "circle", "learned": "diamond",
+               "variant": "star-triangle-up"}
     bar_colors = {"ablation": "rgba(255,127,14,0.45)", "baseline": "rgba(31,119,180,0.6)"}
-    for kind in ("single", "baseline", "threshold", "cascade", "oracle", "ablation", "evoroute"):
+    for kind in ("single", "baseline", "threshold", "learned", "oracle-cascade", "oracle", "ablation", "variant",
+                 "evoroute"):
         rs = groups.get(kind)
         if not rs:
             continue
@@ -855,6 +891,9 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
 
 def _default_knob(router: str, rep: dict[str, Any]) -> float:
     """The knob value of a router's own (unswept) setting in this report."""
+    own = rep["routers"].get(router, {}).get("default_knob")
+    if own is not None:
+        return float(own)
     if router.startswith("evoroute"):
         return float(rep["weights"][1])
     if router == "threshold":
@@ -1134,13 +1173,13 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           f"test split C_ref was now gpt-4's cost in {pc['cells'] - pc['c_ref_not_gpt4']} of {pc['cells']} "
           f"(seed, benchmark) cases (C_ref model: " + ", ".join(f"{m} {k}×" for m, k in refs.most_common()) +
           f")." + example + f" mistral-7b-chat now gets {100 * e['model_share'].get(m7, 0):.0f} % of test steps.")
-    casc = b["cascade"]
+    oc_name = "oracle-cascade" if "oracle-cascade" in b else "cascade"
+    casc = b[oc_name]
     only_oracles = all(
-        [r for r in reps[k]["routers"] if r != "evoroute"
-         and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"]] in (["cascade", "oracle"],
-                                                                                         ["oracle", "cascade"])
+        all(is_oracle(reps[k], r) for r in reps[k]["routers"] if r != "evoroute"
+            and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"])
         for k in ("bandit", "full"))
-    p(f"- **The cascade baseline beats it, but only because it has an oracle verifier.** Cascade: {casc['quality']:.3f} for "
+    p(f"- **The oracle cascade beats it, but only because it has an oracle verifier.** Oracle cascade: {casc['quality']:.3f} for "
       f"${casc['cost_usd']:.3f}, AIQ {casc['aiq']:.3f}. It escalates when the *recorded* outcome is a failure. "
       f"That is a verifier that is always right, which no deployed system has, so its quality and AIQ are an "
       f"upper bound for cascades, not a competitor EvoRoute should be expected to beat. The oracle "
@@ -1253,14 +1292,18 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
       "learning on the remaining train tasks seeing only the chosen model's outcome, then the test split; "
       "the train-phase spend is the *exploration cost*. **full**: EvoRoute's experience base starts with "
       "every model's recorded outcome on the train split (a team with evaluation logs), then the test split. "
-      "EvoRoute keeps learning from its own test outcomes in both. Threshold and cascade are trained on "
-      "every model's outcome on the full train split in **both** protocols (RouteLLM's setting); the other "
-      "baselines do not learn, so they are identical in both tables.")
+      "EvoRoute keeps learning from its own test outcomes in both. Threshold, oracle cascade and the learned "
+      "baselines (per-role, kNN, logistic, confidence cascade) are trained on every model's outcome on the "
+      "full train split in **both** protocols (RouteLLM's setting), their hyperparameters by cross-validation "
+      "on the train split; LinTS learns online from its own choices (bandit) or starts from every model's "
+      "train outcome (full); the other baselines do not learn, so they are identical in both tables.")
     p(f"- Seeds {b['seeds']}: quality and cost are mean ± sd over seeds. Deterministic routers that do not "
-      f"learn (single models, cheapest, oracle, threshold, cascade) run once and count for every seed (sd 0).")
+      f"learn (single models, cheapest, oracle, threshold, oracle cascade, per-role, kNN, logistic, confidence "
+      f"cascade) run once and count for every seed (sd 0).")
     p(f"- Trade-off metrics come from each router's cost-knob sweep: EvoRoute w_c over "
       f"{sorted({pt['knob'] for pt in b['sweeps']['evoroute']})}, the threshold router's strong-call share "
-      f"over 0–100 %, the cascade's ladder length; every other router is a single point. Sweep settings other "
+      f"over 0–100 %, the learned baselines' cost weight λ over the same grid, the confidence cascade's "
+      f"threshold, the oracle cascade's ladder length; every other router is a single point. Sweep settings other "
       f"than a router's own run on seeds {b.get('sweep_seeds')}. AIQ (RouterBench) is the mean hull quality over "
       f"budgets up to ${b['aiq_max_cost_usd']:.3f}; APGR / CPT (RouteLLM) use the pair chosen on train, strong "
       f"{b['pair']['strong']} / weak {b['pair']['weak']}, with a router's cost mapped to a strong-call-"

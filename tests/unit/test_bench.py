@@ -1,0 +1,110 @@
+"""The benchmark reads each router's capabilities (no name lists), sweeps every cost knob, and
+reports the headline metrics: gain over the single-model hull, cost share at parity, and the
+ranking of the non-oracle routers."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from evoroute.core.types import StepContext
+from evoroute.evaluation import metrics
+from evoroute.evaluation.bench import default_routers, format_table, is_ablation, run_bench
+from evoroute.policy.base import ROUTERS, CostKnob
+from evoroute.policy.baselines import Baseline
+
+GPT4 = "gpt-4-1106-preview"
+YI = "zero-one-ai/Yi-34B-Chat"
+
+
+TOY_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class ToyKnobRouter(Baseline):
+    """Sends a fixed hash-chosen ``share`` of the steps to gpt-4, the rest to Yi: a router the
+    bench has never heard of, with its own cost knob."""
+
+    name = "toy-knob"
+    seed_invariant = True
+    cost_knob = CostKnob("share", TOY_GRID, 0.5, "share")
+
+    def __init__(self, models, share: float = 0.5) -> None:
+        super().__init__(models)
+        self.share = float(share)
+
+    def decide(self, step: StepContext, rng: np.random.Generator):
+        strong = zlib.crc32(step.instruction.encode()) % 1000 < 1000 * self.share
+        return self._decision(step, GPT4 if strong else YI, "toy")
+
+
+@pytest.fixture(scope="module")
+def report():
+    ROUTERS["toy-knob"] = ToyKnobRouter
+    try:
+        yield run_bench("routerbench-mbpp", protocol="full", seeds=2, progress=False, workers=1,
+                        routers=["per-role", "cascade", "oracle-cascade", "oracle", "cheapest",
+                                 "toy-knob", f"single:{GPT4}", f"single:{YI}",
+                                 "single:gpt-3.5-turbo-1106"])
+    finally:
+        ROUTERS.pop("toy-knob", None)
+
+
+def test_sweeps_come_from_the_routers_capabilities(report):
+    r, sw = report["routers"], report["sweeps"]
+    assert r["per-role"]["sweep_points"] == 14 and r["per-role"]["cost_knob"] == "cost_weight"
+    assert r["per-role"]["default_knob"] == 0.1 and r["cascade"]["sweep_points"] == 14
+    assert r["toy-knob"]["sweep_points"] == 12 and r["toy-knob"]["cost_knob"] == "share"
+    assert sorted(p["knob"] for p in sw["toy-knob"]) == pytest.approx(TOY_GRID)
+    # the toy router's cost grows with its knob: the knob really reached the router
+    by_knob = sorted(sw["toy-knob"], key=lambda p: p["knob"])
+    assert by_knob[0]["cost_usd"] < by_knob[6]["cost_usd"] < by_knob[-1]["cost_usd"]
+    assert r["oracle-cascade"]["sweep_points"] == r["oracle-cascade"]["default_knob"] >= 2   # rungs
+    assert r["oracle"]["sweep_points"] == 1
+    # deterministic, non-learning routers ran once and count for both seeds
+    assert {"per-role", "cascade", "toy-knob", "oracle-cascade"} <= set(report["timing"]["seed_invariant_routers"])
+    assert r["per-role"]["n_seeds"] == 2 and r["per-role"]["quality_sd"] == 0.0
+
+
+def test_headline_metrics_match_the_metric_functions(report):
+    r, ref = report["routers"], report["reference"]
+    singles = np.array([[v["cost_usd"], v["quality"]] for v in ref["singles"].values()])
+    assert len(ref["singles"]) == 11
+    best_q, best_c = ref["best_single_quality"], ref["best_single_cost"]
+    for name, o in r.items():
+        pts = np.array([[p["cost_usd"], p["quality"]] for p in report["sweeps"][name]])
+        assert o["gain_over_hull"] == pytest.approx(
+            metrics.gain_over_hull(singles, o["cost_usd"], o["quality"]))
+        assert o["gain_over_hull_best"] == pytest.approx(metrics.best_gain_over_hull(singles, pts))
+        assert o["parity_cost_share"] == metrics.cost_share_at_parity(pts, best_q, best_c, 0.005)
+        if name.startswith("single:"):
+            assert o["gain_over_hull"] <= 1e-12
+    best = f"single:{ref['best_single']}"
+    assert r[best]["parity_cost_share"] == pytest.approx(1.0) and r[best]["gain_over_hull"] == pytest.approx(0)
+    # the oracle is one point above every single model: parity at its own cost
+    assert r["oracle"]["gain_over_hull"] > 0.1
+    assert r["oracle"]["parity_cost_share"] == pytest.approx(r["oracle"]["cost_usd"] / best_c)
+
+
+def test_oracles_are_kept_out_of_the_non_oracle_ranking(report):
+    ranking = [x["router"] for x in report["ranking_non_oracle"]]
+    assert set(report["oracles"]) == {"oracle", "oracle-cascade"}
+    assert not set(report["oracles"]) & set(ranking)
+    assert set(ranking) == set(report["routers"]) - {"oracle", "oracle-cascade"}
+    aiqs = [x["aiq"] for x in report["ranking_non_oracle"]]
+    assert aiqs == sorted(aiqs, reverse=True)
+    assert report["best_non_oracle"] == ranking[0]
+    assert report["routers"]["oracle-cascade"]["aiq"] > aiqs[0]    # it would have won
+    table = format_table(report)
+    assert "oracle-cascade *" in table and f"best non-oracle by AIQ: 1. {ranking[0]}" in table
+
+
+def test_default_routers_take_every_registered_evoroute_variant():
+    names = default_routers(["a", "b"])
+    evo = [n for n in ROUTERS if n.startswith("evoroute")]
+    assert names[0] == "evoroute" and set(evo) <= set(names)
+    assert {"per-role", "knn", "logistic", "lints", "cascade", "oracle-cascade"} <= set(names)
+    assert names[-2:] == ["single:a", "single:b"]
+    assert is_ablation("evoroute-no-ts") and is_ablation("evoroute-paper-no-pareto")
+    assert not is_ablation("evoroute-paper") and not is_ablation("evoroute") and not is_ablation("knn")
