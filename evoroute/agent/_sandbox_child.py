@@ -724,20 +724,35 @@ MAX_OUTPUT_CHARS = 100_000
 
 
 def to_jsonable(v, depth=0, budget=None):
-    """The value as JSON data, cut to :data:`MAX_OUTPUT_ITEMS` items in all (lists of lists
-    of lists are not multiplied out) and strings to :data:`MAX_OUTPUT_CHARS` characters."""
-    budget = [MAX_OUTPUT_ITEMS] if budget is None else budget
+    """The value as JSON data, cut to :data:`MAX_OUTPUT_ITEMS` items and
+    :data:`MAX_OUTPUT_CHARS` characters *in all* (strings, dict keys and the digits of
+    integers count; lists of lists are not multiplied out): ``["a" * 10**5] * 300`` is one
+    result of 100,000 characters, not 30 MB sent to the parent."""
+    budget = [MAX_OUTPUT_ITEMS, MAX_OUTPUT_CHARS] if budget is None else budget
     budget[0] -= 1
-    if isinstance(v, bool) or v is None or isinstance(v, int):
+
+    def text(s):
+        room = max(0, budget[1])
+        budget[1] -= min(len(s), room)
+        return s if len(s) <= room else s[:room] + " ..."
+
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        if v.bit_length() > 64:         # a long integer's digits count against the budget
+            digits = len(str(v))
+            if digits > budget[1]:
+                return text(str(v))
+            budget[1] -= digits
         return v
     if isinstance(v, str):
-        return v if len(v) <= MAX_OUTPUT_CHARS else v[:MAX_OUTPUT_CHARS] + " ..."
+        return text(v)
     if isinstance(v, float):
         return v if math.isfinite(v) else repr(v)
     if isinstance(v, Closure):
         return "<lambda>"
     if isinstance(v, (list, tuple, set, frozenset, range, dict)):
-        if depth >= 3 or budget[0] <= 0:
+        if depth >= 3 or budget[0] <= 0 or budget[1] <= 0:
             return "..."
         if isinstance(v, (set, frozenset)):
             try:
@@ -747,15 +762,33 @@ def to_jsonable(v, depth=0, budget=None):
         pairs = v.items() if isinstance(v, dict) else enumerate(v)
         out = {} if isinstance(v, dict) else []
         for n, (k, x) in enumerate(pairs):
-            if n >= 1000 or budget[0] <= 0:
+            if n >= 1000 or budget[0] <= 0 or budget[1] <= 0:
                 break
-            x = to_jsonable(x, depth + 1, budget)
             if isinstance(out, dict):
-                out[str(k)] = x
+                k = text(k if isinstance(k, str) else _short_repr(k))
+                out[k] = to_jsonable(x, depth + 1, budget)
             else:
-                out.append(x)
+                out.append(to_jsonable(x, depth + 1, budget))
         return out
     return "<" + type(v).__name__ + ">"
+
+
+def _short_repr(k, room=MAX_OUTPUT_CHARS):
+    """A dict key as text of at most about ``room`` characters, never building the whole
+    ``str`` of a big key (a tuple of long strings would be megabytes)."""
+    if isinstance(k, tuple):
+        parts, used = [], 2
+        for x in k:
+            if used >= room:
+                parts.append("...")
+                break
+            r = _short_repr(x, room - used)
+            parts.append(r)
+            used += len(r) + 2
+        return "(" + ", ".join(parts) + ("," if len(k) == 1 else "") + ")"
+    if isinstance(k, str):
+        return repr(k[:room])
+    return repr(k)[:room]
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -44,6 +44,9 @@ MAX_ABS = 1e300
 DEFAULT_TIME_LIMIT_S = 2.0
 DEFAULT_MEMORY_MB = 256
 SANDBOX_CHILD = Path(__file__).with_name("_sandbox_child.py")
+# the child's JSON: at most _child.MAX_OUTPUT_CHARS characters of text (12 each when escaped)
+# and _child.MAX_OUTPUT_ITEMS items
+MAX_RESULT_CHARS = 2_000_000
 
 
 class ToolError(ValueError):
@@ -421,6 +424,8 @@ def run_python(expression: str, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
         if "MemoryError" in tail[0]:
             return fail(f"MemoryError: memory limit of {memory_mb} MB exceeded")
         return fail(f"the sandbox failed: {tail[0][:300]}")
+    if len(proc.stdout) > MAX_RESULT_CHARS:       # the child cuts its output far below this
+        return fail(f"the sandbox returned more than {MAX_RESULT_CHARS} characters")
     try:
         res = json.loads(proc.stdout)
     except ValueError:

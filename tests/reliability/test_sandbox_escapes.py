@@ -259,6 +259,46 @@ def test_corpus_size():
     assert len(ESCAPES) >= 100
 
 
+# ------------------------------------------------------------------------------ output bombs
+# Each is small to build (shared references, long keys, long integers) but was megabytes of
+# JSON for the parent to read, keep in the task transcript and hand on: ["a" * 10**5] * 300
+# came back as 30 MB (every string was cut to 100,000 characters, their total was not).
+OUTPUT_BOMBS = [
+    ("shared-strings", '["a" * 10**5] * 300'),
+    ("nested-shared-strings", '[["a" * 10**5] * 100] * 100'),
+    ("long-keys", '{("a" * 99999, n): 0 for n in range(1000)}'),
+    ("long-tuple-keys", '{(("a" * 10**5,) * 50, n): 1 for n in range(100)}'),
+    ("long-integers", '[10**3000] * 10000'),
+    ("long-integer-keys", '{10**3000 + n: n for n in range(1000)}'),
+    ("astral-strings", '["\U0001F600" * 10**5] * 50'),
+]
+
+
+@pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS], ids=[i for i, _ in OUTPUT_BOMBS])
+def test_an_output_bomb_is_cut_in_the_child(expr):
+    out = C.dumps({"ok": True, "value": C.to_jsonable(C.evaluate(expr))})
+    # 100,000 characters of text in all, 12 JSON characters each at worst (a surrogate pair)
+    assert len(out) <= 12 * C.MAX_OUTPUT_CHARS + 100, len(out)
+    text = json.loads(out)["value"]
+    flat = json.dumps(text, ensure_ascii=False)
+    assert len(flat) <= C.MAX_OUTPUT_CHARS + 10 * C.MAX_OUTPUT_ITEMS
+
+
+@pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS[:3]], ids=[i for i, _ in OUTPUT_BOMBS[:3]])
+def test_an_output_bomb_reaches_the_parent_bounded(expr):
+    p = run_child_raw(expr, time_limit_s=5.0)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout) <= 12 * C.MAX_OUTPUT_CHARS + 100, len(p.stdout)
+    r = T.run_python(expr, time_limit_s=5.0)
+    assert r.ok, r.error
+    assert len(json.dumps(r.value)) <= T.MAX_RESULT_CHARS
+
+
+def test_small_results_are_not_cut():
+    v = C.to_jsonable(C.evaluate('{"a": [1, "b"], (1, 2): 3, 2**100: "x" * 500}'))
+    assert v == {"a": [1, "b"], "(1, 2)": 3, str(2**100): "x" * 500}
+
+
 # ------------------------------------------------------------------------------ the OS layer alone
 def _isolations() -> list[str]:
     out = []
