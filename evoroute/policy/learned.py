@@ -580,7 +580,9 @@ class LinTSRouter(Baseline):
         if sample and self.propensity_draws > 0:
             z = rng.standard_normal((self.propensity_draws, idx.size))
             wins = np.argmax(mean + sd * z - cost_term, axis=1)
-            props = np.bincount(wins, minlength=idx.size) / self.propensity_draws
+            # the draw that decided counts too, so the chosen model never gets propensity 0
+            props = (np.bincount(wins, minlength=idx.size) + (np.arange(idx.size) == j)) / (
+                self.propensity_draws + 1)
         else:
             props = (np.arange(idx.size) == j).astype(float)
         reason = (f"lints: {'Thompson sample' if sample else 'posterior mean'} of each model's "

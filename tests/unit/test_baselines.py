@@ -356,6 +356,8 @@ def test_lints_converges_on_two_clusters_from_its_own_choices(models):
         e = centres[lab] + 0.15 * g.standard_normal(centres.shape[1])
         ctx = StepContext(f"t{t}", 0, "r", "x", phase="optimize", embedding=e / np.linalg.norm(e))
         d = r.decide(ctx, rng)
+        assert d.propensity > 0
+        assert sum(c.propensity for c in d.explanation.candidates) == pytest.approx(1.0)
         y = float(g.random() < p_success[d.model][lab])
         r.observe(ctx, d, StepOutcome(d.model, y, 0.001, 1.0))
         right.append(d.model == ("cheap" if lab == 0 else "strong"))
