@@ -3,6 +3,10 @@
     python benchmarks/ann_libraries.py --lib hnswlib --n 100000 --json
     python benchmarks/ann_libraries.py --lib faiss --n 1000000 --json
     python benchmarks/ann_libraries.py --lib usearch --dtype f16 --n 1000000 --json
+    python benchmarks/ann_libraries.py --crossover 2500,5000,10000,20000
+
+``--crossover`` times evoroute.retrieval.ann.VectorIndex itself, exact scan against its HNSW
+graph, at each size (k=32, one thread): where the graph gets faster is ann.EXACT_BELOW.
 
 Only usearch is in requirements.txt (the one chosen); to rerun the comparison install the
 others first: ``pip install faiss-cpu==1.15.1 hnswlib==0.8.0`` (hnswlib builds from source).
@@ -141,9 +145,42 @@ class Lib:
             self.ix.add(key, vec, threads=1)
 
 
+def crossover(sizes: list[int], seed: int) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from evoroute.retrieval.ann import VectorIndex
+
+    threadpool_limits(1, user_api="blas")
+    rng = np.random.default_rng(seed)
+    data, centers = make_data(max(sizes), "clustered", rng)
+    qs = queries(200, "clustered", centers, rng)
+    rows = []
+    for n in sizes:
+        exact = VectorIndex(DIM, exact_below=10**12)
+        exact.add(data[:n])
+        t0 = time.perf_counter()
+        graph = VectorIndex(DIM, exact_below=1)
+        graph.add(data[:n])
+        row = {"n": n, "graph_build_s": round(time.perf_counter() - t0, 1)}
+        for name, ix in (("exact", exact), ("graph", graph)):
+            ts = []
+            for q in qs:
+                t1 = time.perf_counter()
+                ix.search(q, 32)
+                ts.append((time.perf_counter() - t1) * 1e3)
+            row[f"{name}_p50_ms"] = round(float(np.median(ts)), 3)
+        row["recall_at_32"] = round(float(np.mean(
+            [len(np.intersect1d(graph.search(q, 32)[0], exact.search(q, 32)[0])) / 32
+             for q in qs])), 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"crossover": rows}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lib", required=True, choices=["hnswlib", "faiss", "usearch"])
+    ap.add_argument("--lib", choices=["hnswlib", "faiss", "usearch"])
+    ap.add_argument("--crossover", default=None, help="sizes: exact scan vs graph of ann.py")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--data", choices=["clustered", "random"], default="clustered")
     ap.add_argument("--dtype", default="f32", help="f32 or f16 (faiss: IndexHNSWSQ fp16; "
@@ -158,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="also build a second index from the same data and compare results")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.crossover:
+        return crossover([int(n) for n in args.crossover.split(",")], args.seed)
+    if not args.lib:
+        ap.error("--lib or --crossover is required")
     rng = np.random.default_rng(args.seed)
     data, centers = make_data(args.n, args.data, rng)
     qs = queries(args.queries, args.data, centers, rng)
