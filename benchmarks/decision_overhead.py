@@ -1,9 +1,15 @@
-"""Decision overhead of EvoRoute on an experience base of N records (issue 3, item 8).
+"""Decision overhead of EvoRoute on an experience base of N records (issue 3 item 8, issue 9 item 6).
 
-    python benchmarks/decision_overhead.py --records 100000 --json
-    python benchmarks/decision_overhead.py --records 1000000 --cap 2000 --sem-scan-limit 20000 --json
+    python benchmarks/decision_overhead.py --records 100000 --blas-threads 1 --no-embed --json
+    python benchmarks/decision_overhead.py --records 1000000 --router evoroute,evoroute-paper --blas-threads 1 --json
     python benchmarks/decision_overhead.py --records 100000 --unique-texts 5000 --blas-threads 1 --json
-    python benchmarks/decision_overhead.py --records 1000000 --unique-texts 5000 --json
+
+``--router`` names registered routers (comma-separated; each is timed on the same base and
+prints its own JSON line): ``evoroute`` is the default query-aware router, ``evoroute-paper``
+the paper's literal union. Each line also has the recall of the index's approximate neighbour
+search (``ExperienceIndex.nearest_texts`` at the router's k and at 64, and the semantic
+channel's cosine ≥ θ set) against an exact float32 search done while the base is built, the
+neighbour search's own p50/p99, and the process's resident memory (now, after the build, peak).
 
 The experience base is SYNTHETIC (said in the output too): random unit-vector embeddings
 (384-d float32) grouped in clusters so that the semantic channel (cosine ≥ θ) finds real
