@@ -59,6 +59,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
+import threading
 import time
 from datetime import datetime, timezone
 import urllib.error
@@ -590,6 +591,14 @@ class LiveBackend(Backend):
         return math.ceil(int(max_tokens) * OUTPUT_TOKEN_TOLERANCE) + OUTPUT_TOKEN_SLACK
 
     @staticmethod
+    def _chunks(stream: Any, expired: threading.Event) -> Any:
+        """The stream's chunks until the watchdog closed it."""
+        for chunk in stream:
+            if expired.is_set():
+                return
+            yield chunk
+
+    @staticmethod
     def _billed_output(local: bool, n_deltas: int, counted: int) -> int:
         """Output tokens counted locally. A llama.cpp server streams one token per delta and
         sends no usage; the delta count is then its real count (its tokenizer is not litellm's,
@@ -618,39 +627,61 @@ class LiveBackend(Backend):
         stream = lt.completion(**self._kwargs(model, messages, max_tokens))
         meter.replied = True
         meter.cost_usd = model.cost(n_in, 0)
+        # the deadline also holds while nothing reaches the loop: litellm swallows SSE comments
+        # and empty deltas, so a server sending ": ping" every second kept a call open for as
+        # long as it liked (the client's timeout is per read); a timer closes the stream
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _close(stream)
+
+        watchdog = threading.Timer(max(0.0, deadline - time.perf_counter()), expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            for chunk in stream:
-                now = time.perf_counter()
-                if getattr(chunk, "choices", None):
-                    delta = chunk.choices[0].delta
-                    piece = getattr(delta, "content", None) or ""
-                    if piece:
-                        if ttft is None:
-                            ttft = now - t0
-                        parts.append(piece)
-                        tally.add(piece)
-                        # an upper bound first (cheap); the exact count only when the bound
-                        # could pass a limit. Cost: the registered prices' plain arithmetic
-                        # (litellm's cost function takes milliseconds, too slow per chunk)
-                        n_out = self._billed_output(local, len(parts), tally.upper)
-                        if n_out > limit or (cap_usd is not None
-                                             and model.cost(n_in, n_out) > cap_usd):
-                            n_out = self._billed_output(local, len(parts), tally.total)
-                        meter.output_tokens = n_out
-                        meter.cost_usd = model.cost(n_in, n_out)
-                        if n_out > limit:
-                            stopped = "max_tokens"
-                            break
-                        if cap_usd is not None and meter.cost_usd > cap_usd:
-                            raise _BudgetStop(
-                                f"stream closed at the budget cap: {n_out} output tokens cost "
-                                f"${meter.cost_usd:.6f} of the ${cap_usd:.6f} left")
-                u = getattr(chunk, "usage", None)
-                if u is not None and getattr(u, "completion_tokens", None) is not None:
-                    usage = u
-                if now > deadline:
-                    raise _StreamTimeout(f"the response took longer than {self.timeout_s:g} s")
+            try:
+                for chunk in self._chunks(stream, expired):
+                    now = time.perf_counter()
+                    if getattr(chunk, "choices", None):
+                        delta = chunk.choices[0].delta
+                        piece = getattr(delta, "content", None) or ""
+                        if piece:
+                            if ttft is None:
+                                ttft = now - t0
+                            parts.append(piece)
+                            tally.add(piece)
+                            # an upper bound first (cheap); the exact count only when the bound
+                            # could pass a limit. Cost: the registered prices' plain arithmetic
+                            # (litellm's cost function takes milliseconds, too slow per chunk)
+                            n_out = self._billed_output(local, len(parts), tally.upper)
+                            if n_out > limit or (cap_usd is not None
+                                                 and model.cost(n_in, n_out) > cap_usd):
+                                n_out = self._billed_output(local, len(parts), tally.total)
+                            meter.output_tokens = n_out
+                            meter.cost_usd = model.cost(n_in, n_out)
+                            if n_out > limit:
+                                stopped = "max_tokens"
+                                break
+                            if cap_usd is not None and meter.cost_usd > cap_usd:
+                                raise _BudgetStop(
+                                    f"stream closed at the budget cap: {n_out} output tokens cost "
+                                    f"${meter.cost_usd:.6f} of the ${cap_usd:.6f} left")
+                    u = getattr(chunk, "usage", None)
+                    if u is not None and getattr(u, "completion_tokens", None) is not None:
+                        usage = u
+                    if now > deadline:
+                        raise _StreamTimeout(f"the response took longer than {self.timeout_s:g} s")
+            except Exception as exc:
+                if expired.is_set() and not isinstance(exc, _OWN_ERRORS):
+                    raise _StreamTimeout(f"the response took longer than {self.timeout_s:g} s "
+                                         f"(the stream was closed)") from None
+                raise
+            if expired.is_set() and stopped is None:
+                raise _StreamTimeout(f"the response took longer than {self.timeout_s:g} s "
+                                     f"(the stream was closed)")
         finally:
+            watchdog.cancel()
             _close(stream)
             if parts:     # exact, also when the stream failed half-way (that part is billed)
                 meter.output_tokens = self._billed_output(local, len(parts), tally.total)

@@ -20,6 +20,8 @@ Scenarios (``Scenario.kind``):
 - ``lying_usage``: streams ``n_tokens`` chunks and reports usage of 1 prompt / 1 completion token.
 - ``endless``: ignores ``max_tokens`` and streams until the client closes the connection
   (bounded by ``max_stream_s`` so a broken client cannot keep it busy for ever).
+- ``keepalive``: a 200 stream of SSE comments (``: ping``) and empty deltas every
+  ``chunk_delay_s``, no content, until the client closes it (or ``max_stream_s``).
 """
 
 from __future__ import annotations
@@ -255,6 +257,14 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if kind == "lying_usage":
                 self._stream(sc, req, n_tok, {"prompt_tokens": 1, "completion_tokens": 1,
                                               "total_tokens": 2})
+                return
+            if kind == "keepalive":
+                self._start_stream()
+                end = time.monotonic() + sc.max_stream_s
+                while time.monotonic() < end:
+                    self.wfile.write(b": ping\n\n" + _chunk())
+                    self.wfile.flush()
+                    time.sleep(sc.chunk_delay_s or 0.5)
                 return
             if kind == "endless":
                 self._stream(sc, req, None, None, deadline=time.monotonic() + sc.max_stream_s)

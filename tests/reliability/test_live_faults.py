@@ -101,6 +101,20 @@ def test_a_hang_costs_the_retry_budget_times_the_timeout(srv):
     assert 1.4 <= took < 6.0                      # 3 x 0.5 s (9 x 0.5 s before the fix)
 
 
+def test_a_keepalive_stream_without_content_ends_at_the_timeout(srv):
+    """SSE comments and empty deltas never reach the read loop (litellm swallows them) and
+    each read returns within the client's per-read timeout: the call once lasted as long as
+    the server liked (30 s here, for ever in general). The watchdog closes it at timeout_s."""
+    srv.add("keepalive", Scenario("keepalive", chunk_delay_s=0.3, max_stream_s=30.0))
+    m = model("keepalive", srv)
+    t0 = time.perf_counter()
+    r = backend([m], timeout_s=2.0, max_retries=1).call(m, MSGS, 16)
+    took = time.perf_counter() - t0
+    assert r.error is not None and "took longer than 2 s" in r.error and "after 2 attempts" in r.error
+    assert srv.count("keepalive") == 2
+    assert took < 15.0, took               # 2 x (2 s + a read gap); was 60 s (2 x 30 s)
+
+
 def test_the_local_model_benchmark_call_sends_one_request_per_failure(srv):
     import os
 
