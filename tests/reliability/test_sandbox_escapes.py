@@ -284,7 +284,8 @@ def test_an_output_bomb_is_cut_in_the_child(expr):
     assert len(flat) <= C.MAX_OUTPUT_CHARS + 10 * C.MAX_OUTPUT_ITEMS
 
 
-@pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS[:3]], ids=[i for i, _ in OUTPUT_BOMBS[:3]])
+@pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS[:3]],
+                         ids=[i for i, _ in OUTPUT_BOMBS[:3]])
 def test_an_output_bomb_reaches_the_parent_bounded(expr):
     p = run_child_raw(expr, time_limit_s=5.0)
     assert p.returncode == 0, p.stderr
