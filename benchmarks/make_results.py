@@ -163,7 +163,7 @@ def router_table(rep: dict[str, Any]) -> str:
         tq = "–" if o.get("train_quality") is None else f"{o['train_quality']:.3f}"
         cps = "–" if o.get("cost_per_success_usd") is None else f"{o['cost_per_success_usd']:.5f}"
         name = f"**{r}**" if r == "evoroute" else r
-        if is_oracle(rep, r):
+        if is_oracle(rep, r) and "oracle" not in r:
             name += " (oracle)"
 
         def gain(v: float | None) -> str:
