@@ -1,0 +1,61 @@
+"""Static-base evaluation on the RouterBench TEST split: base = every model's train outcome
+(the full protocol's start), each test query routed with posterior means at every w_c; no
+learning from test outcomes (the bench's full protocol does learn). Measurement only."""
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from dataclasses import replace
+import cv_evoroute as cv
+from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
+from evoroute.retrieval.embedder import get_embedder
+from evoroute.evaluation import metrics
+from evoroute.policy.evoroute import EvoRouteConfig
+data = load_replay_data("routerbench"); infos = dataset_models(data)
+be = ReplayBackend(data, infos, seed=0)
+tr, te = be.outcome_table("train"), be.outcome_table("test")
+texts = list(dict.fromkeys(tr.instructions + te.instructions))
+vec = dict(zip(texts, get_embedder().encode(texts)))
+for t in (tr, te):
+    t.embeddings = np.stack([vec[x] for x in t.instructions])
+y, cost = te.task_success(), te.costs
+sq, sc = np.nanmean(y, 0), np.nansum(cost, 0)
+# the bench's 14-point grid; --wide adds 5, 10, 30, 100, 1000 (the sweep then reaches the
+# cheapest model, which RouterBench's AIQ rewards)
+GRID = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
+if "--wide" in sys.argv:
+    GRID = GRID + (5.0, 10.0, 30.0, 100.0, 1000.0)
+out = {}
+for name, kw in [("evoroute (knn)", dict(estimator="knn")), ("evoroute-lin", dict(estimator="linear")),
+                 ("evoroute-paper", dict(estimator="paper")),
+                 ("knn no-role-tool", dict(estimator="knn", channels=("semantic",))),
+                 ("knn no-pareto", dict(estimator="knn", pareto=False)),
+                 ("lin ridge 30", dict(estimator="linear", ridge=30.0)),
+                 ("knn kappa 8", dict(estimator="knn", prior_strength=8.0))]:
+    t0 = time.time()
+    r = cv._router(infos, replace(EvoRouteConfig(), **kw))
+    cv._load(r, tr, np.arange(len(tr)))
+    P, C, D, E, CS, DS = cv.estimates(r, te, np.arange(len(te)))
+    pts = []
+    for wc in GRID:
+        pick = cv.choose(P, C, D, E, CS, DS, (1.0, wc, 0.05), r.config.pareto)
+        rows = np.arange(len(te))
+        pts.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean()), wc))
+    out[name] = pts
+    print(name, f"{time.time()-t0:.0f}s", flush=True)
+axis = max(max(c for c, _, _ in p) for p in out.values()) 
+axis = max(axis, float(sc.max()))
+single = np.stack([sc, sq], 1)
+print(f"single-model hull AIQ {metrics.aiq(single, max_cost=axis):.4f}; best single {te.models[int(np.argmax(sq))]} {sq.max():.3f} ${sc[np.argmax(sq)]:.3f}; axis ${axis:.3f}")
+g4c = sc[np.argmax(sq)]
+for name, pts in out.items():
+    arr = np.array([(c, q) for c, q, _ in pts])
+    d = [p for p in pts if p[2] == 0.1][0]
+    print(f"{name:20} AIQ {metrics.aiq(arr, max_cost=axis):.4f}  default w_c=0.1: q {d[1]:.3f} cost ${d[0]:.3f} ({100*d[0]/g4c:.0f}% of best single)  sweep " +
+          " ".join(f"{wc}:{q:.3f}/${c:.2f}" for c, q, wc in pts))
