@@ -522,7 +522,7 @@ def explain_step(step_id: int, *, session: Session) -> StepExplanation:
                                            "role", "model", "instruction", "tools", "cost_usd",
                                            "duration_s", "latency_label", "step_success",
                                            "task_success", "input_tokens", "output_tokens",
-                                           "error", "propensity", "router")}
+                                           "error", "tool_error", "propensity", "router")}
     expl = None
     if rec.explanation:
         try:

@@ -257,6 +257,8 @@ def show_explanation(ex: svc.StepExplanation) -> None:
                     f"P(τ)={num(r['task_success'], '{:g}')}, cost {usd(r['cost_usd'], 6)}, "
                     f"latency {r['duration_s']:.2f} s ({r['latency_label']})")
         st.text(r["instruction"][:2000])
+        if r.get("tool_error"):
+            st.warning(f"tool call refused or failed: {r['tool_error']}", icon=":material/block:")
         e = ex.explanation
         if e is None:
             st.caption(r.get("explanation_error") or "No explanation stored with this step.")

@@ -779,7 +779,8 @@ class LiveBackend(Backend):
         return StepOutcome(model=model.name, step_success=sigma, cost_usd=res.cost_usd,
                            duration_s=res.latency_s, latency_label=self.latency_label,
                            input_tokens=res.input_tokens, output_tokens=res.output_tokens,
-                           ttft_s=res.ttft_s, response=res.text[:4000])
+                           ttft_s=res.ttft_s, response=res.text[:4000],
+                           tool_error=W.step_tool_error(st, step.role))
 
     def execute_with_fallback(self, step: StepContext, decision: Decision, *,
                               budget_left: float | None = None) -> list[tuple[Decision, StepOutcome]]:

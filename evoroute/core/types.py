@@ -174,6 +174,7 @@ class StepOutcome:
     ttft_s: float | None = None
     error: str | None = None
     response: str | None = None
+    tool_error: str | None = None      # a refused or failed tool call of the step (live agent)
 
 
 @dataclass

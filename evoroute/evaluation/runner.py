@@ -843,7 +843,7 @@ class _Writer:
             tools=";".join(sorted(r.tools)), cost_usd=o.cost_usd, duration_s=o.duration_s,
             latency_label=o.latency_label, ttft_s=o.ttft_s, step_success=o.step_success,
             task_success=task_success, input_tokens=o.input_tokens,
-            output_tokens=o.output_tokens, error=o.error,
+            output_tokens=o.output_tokens, error=o.error, tool_error=o.tool_error,
             explanation=json.dumps(explanation_dict(decision.explanation),
                                    default=json_default, allow_nan=False),
             propensity=r.propensity, router=self.router_name, created_at=repo.now())

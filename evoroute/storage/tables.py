@@ -117,6 +117,7 @@ class StepRecord(SQLModel, table=True):
     input_tokens: int | None = None
     output_tokens: int | None = None
     error: str | None = None
+    tool_error: str | None = Field(default=None, sa_column=Column(Text))  # refused/failed tool call
     explanation: str | None = Field(default=None, sa_column=Column(Text))
     propensity: float | None = None
     router: str = ""

@@ -582,6 +582,8 @@ def test_a_live_backend_step_with_an_escape_leaks_nothing_to_the_next_prompt(int
     _no_secret(server.prompts, backend.transcripts[task.key])
     assert backend.transcripts[task.key]["tool_errors"] == {"solver": solver_note,
                                                              "verifier": verifier_note}
+    # the step outcomes carry the refusal, so the runner stores it in the step record
+    assert [o.tool_error for o in outcomes] == [None, solver_note, verifier_note, None]
 
 
 # ------------------------------------------------------------------------- the interpreter's maths

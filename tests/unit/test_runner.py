@@ -356,3 +356,27 @@ def test_unsplit_data_is_not_replicated_across_seeds(tmp_path):
     assert one[0] != one[1]                                   # the seeded splits differ
     assert both["quality"] == pytest.approx(sum(one) / 2)
     assert both["quality_sd"] > 0
+
+
+def test_a_refused_tool_call_is_stored_with_its_step(engine, monkeypatch):
+    """A backend's ``tool_error`` (the live agent's refused or failed tool call) reaches the
+    step record, so the refusal is visible after the run, not just a σ of 0."""
+    import dataclasses
+
+    from evoroute.backends.simulated import SimulatedBackend
+
+    plain = SimulatedBackend.execute
+
+    def refusing(self, step, model):
+        out = plain(self, step, model)
+        if step.role == "coder":
+            return dataclasses.replace(out, tool_error="python tool call 'x' failed: refused: no")
+        return out
+
+    monkeypatch.setattr(SimulatedBackend, "execute", refusing)
+    spec = RunSpec(backend="simulated", dataset="agent", router="random", seed=1, n_tasks=4)
+    run_id = create_run(spec, engine=engine)
+    list(execute_run(run_id, engine=engine))
+    recs = steps_of(engine, run_id)
+    assert {r.role: r.tool_error for r in recs} == {
+        "planner": None, "coder": "python tool call 'x' failed: refused: no", "verifier": None}
