@@ -111,8 +111,9 @@ def sample_steps(flt: repo.StepFilter | None, *, session: Session, n: int = 200,
 
 
 class _MemoRouter(EvoRouteRouter):
-    """EvoRoute whose retrievals are remembered per step: retrieval does not depend on the
-    weights, so moving a slider re-runs only the Pareto filter and the utility."""
+    """EvoRoute whose retrievals (paper estimator) or query-aware estimates are remembered per
+    step: neither depends on the weights, so moving a slider re-runs only the Pareto filter and
+    the utility."""
 
     def __init__(self, *args: Any, memo: dict, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +124,16 @@ class _MemoRouter(EvoRouteRouter):
         hit = self.memo.get(key)
         if hit is None:
             hit = self.memo[key] = super().retrieve(step)
+        return hit
+
+    def query_estimates(self, step: StepContext, names: list[str]):
+        """The query-aware estimates do not depend on the weights either (the utility does)."""
+        c = self.config
+        key = (step.task_key, c.channels, c.estimator, c.k, c.kernel_tau, c.prior_strength,
+               c.cross_role, c.ridge, tuple(names))
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = super().query_estimates(step, names)
         return hit
 
 

@@ -15,6 +15,7 @@ from evoroute import studio_service as svc
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.evaluation import counterfactual as cf
+from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.experience import SyncedIndex
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
@@ -136,8 +137,11 @@ def test_counterfactual_is_deterministic_and_follows_the_weights(engine):
     assert [x.id for x in steps] == [x.id for x in again] and len(steps) == 8
     quality = cf.redecide(steps, idx, models, Weights(1.0, 0.1, 0.0), memo=memo)
     assert quality.mix == {"strong": 1.0}
-    assert quality.expected_quality == pytest.approx(0.9)
-    assert len(memo) == 8                                  # one retrieval per step, remembered
+    # the default (query-aware) estimate of a step is its neighbours' rate shrunk toward the
+    # role's 0.9; the expected quality is the mean of the chosen models' estimates
+    assert quality.expected_quality == pytest.approx(
+        np.mean(quality.per_step["expected quality"])) and abs(quality.expected_quality - 0.9) < 0.05
+    assert len(memo) == 8                                  # one estimate per step, remembered
     thrifty = cf.redecide(steps, idx, models, Weights(1.0, 1.0, 0.0), memo=memo)
     assert thrifty.mix == {"cheap": 1.0} and len(memo) == 8
     assert thrifty.expected_cost_usd == pytest.approx(0.001)
@@ -148,6 +152,10 @@ def test_counterfactual_is_deterministic_and_follows_the_weights(engine):
     with pytest.raises(ValidationError):
         with db.session(engine) as s:
             cf.sample_steps(None, session=s, n=0)
+    # the paper's estimator: every step of the role gets the role's means exactly
+    paper = cf.redecide(steps, idx, models, Weights(1.0, 0.1, 0.0),
+                        config=EvoRouteConfig(estimator="paper"), memo={})
+    assert paper.mix == {"strong": 1.0} and paper.expected_quality == pytest.approx(0.9)
 
 
 def test_live_feed_tracks_task_success_incrementally(engine):
