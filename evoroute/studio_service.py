@@ -778,6 +778,63 @@ def _evaluated_tasks(run_id: int, *, session: Session) -> pd.DataFrame:
     return df
 
 
+#: Run kinds whose numbers may share a hull: replayed, simulated and live runs never do.
+RUN_KINDS = {"replay": "replayed", "simulated": "simulated", "live": "live", "import": "imported"}
+
+
+def run_kind(run: Run) -> str:
+    return RUN_KINDS.get(run.backend, run.backend or "unknown")
+
+
+def _scope(t: pd.DataFrame) -> str:
+    if (t["split"] == "test").all():
+        return "test split"
+    if (t["phase"] != "cold_start").all():
+        return "after cold start"
+    return "all tasks"
+
+
+def _headline(table: pd.DataFrame, points: pd.DataFrame, notes: list[str]) -> None:
+    """AIQ, gain over the single-model hull (per run, best over each router's sweep) and cost
+    share at parity with the best single model, per run kind (replayed / simulated / live
+    points never share a hull). Reference: the ``single:<model>`` runs among the picked ones."""
+    from evoroute.evaluation import metrics
+
+    for col_ in ("AIQ", "gain over single hull", "best gain over single hull (sweep)",
+                 "cost share at parity"):
+        table[col_] = np.nan
+    kinds = list(dict.fromkeys(points["kind"]))
+    if len(kinds) > 1:
+        notes.append("the picked runs mix kinds (" + ", ".join(kinds) + "): AIQ, hulls, gain and "
+                     "parity are computed per kind, never across kinds")
+    for kind in kinds:
+        pk = points[points["kind"] == kind]
+        curves = {rt: g[["cost per task", "quality"]].to_numpy(float) for rt, g in pk.groupby("router")}
+        for rt, v in metrics.aiq_table(curves).items():
+            table.loc[(table["router"] == rt) & (table["kind"] == kind), "AIQ"] = v
+        singles = pk[pk["router"].str.startswith("single:")]
+        if singles.empty:
+            notes.append(f"{kind}: gain over the single-model hull and cost share at parity need "
+                         "single:<model> runs of that kind among the picked runs")
+            continue
+        ref = singles[["cost per task", "quality"]].to_numpy(float)
+        best = singles.sort_values(["quality", "cost per task"], ascending=[False, True]).iloc[0]
+        for i in pk.index:
+            m = table["run"] == pk.at[i, "run"]
+            table.loc[m, "gain over single hull"] = metrics.gain_over_hull(
+                ref, pk.at[i, "cost per task"], pk.at[i, "quality"])
+        for rt, pts in curves.items():
+            m = (table["router"] == rt) & (table["kind"] == kind)
+            table.loc[m, "best gain over single hull (sweep)"] = metrics.best_gain_over_hull(ref, pts)
+            if best["cost per task"] > 0:
+                share = metrics.cost_share_at_parity(pts, best["quality"], best["cost per task"])
+                table.loc[m, "cost share at parity"] = np.nan if share is None else share
+        notes.append(f"{kind}: single-model hull from {len(singles)} single-model run(s) among the "
+                     f"picked ones; best single model = {best['router']} (run {best['run']}, quality "
+                     f"{best['quality']:.3f}); parity = cheapest picked run of the router within "
+                     "0.5 pt of it; empty = never reached")
+
+
 def compare_runs(run_ids: Sequence[int], *, session: Session,
                  oracle_lookup: Any = None) -> Comparison:
     """Metrics table, quality-vs-cost points with hulls, and cumulative curves for ``run_ids``.
@@ -800,21 +857,22 @@ def compare_runs(run_ids: Sequence[int], *, session: Session,
             continue
         s = metrics.summarize(np.clip(t["success"].to_numpy(float), 0, 1),
                               t["cost"].to_numpy(float), t["duration"].to_numpy(float))
-        rows.append({"run": r.id, "router": r.router, "label": run_label(r), "tasks": int(s["n"]),
+        rows.append({"run": r.id, "router": r.router, "label": run_label(r), "kind": run_kind(r),
+                     "scope": _scope(t), "tasks": int(s["n"]),
                      "quality": s["quality"], "cost (USD)": s["cost_usd"],
                      "cost per task (USD)": s["cost_per_query"],
                      "latency p50 (s)": s["latency_p50"], "latency p95 (s)": s["latency_p95"],
                      "cost per success (USD)": s["cost_per_success"]})
         pts.append({"run": r.id, "router": r.router, "cost per task": s["cost_per_query"],
-                    "quality": s["quality"], "label": run_label(r)})
+                    "quality": s["quality"], "label": run_label(r), "kind": run_kind(r)})
     table = pd.DataFrame(rows)
-    points = pd.DataFrame(pts, columns=["run", "router", "cost per task", "quality", "label"])
+    points = pd.DataFrame(pts, columns=["run", "router", "cost per task", "quality", "label", "kind"])
     hulls: dict[str, np.ndarray] = {}
     if not table.empty:
         curves = {rt: g[["cost per task", "quality"]].to_numpy(float) for rt, g in points.groupby("router")}
-        aiq = metrics.aiq_table(curves)
-        hulls = {rt: metrics.upper_convex_hull(c) for rt, c in curves.items()}
-        table["AIQ"] = table["router"].map(aiq)
+        hulls = {rt: metrics.upper_convex_hull(c) for rt, c in curves.items()} \
+            if points["kind"].nunique() == 1 else {}
+        _headline(table, points, notes)
         singles = points[points["router"].str.startswith("single:")]
         table["APGR"] = np.nan
         table["CPT(50%)"] = np.nan
@@ -844,8 +902,8 @@ def compare_runs(run_ids: Sequence[int], *, session: Session,
             notes.append("APGR / CPT need two single-model runs (single:<model>) among the picked "
                          "runs, as weak and strong")
         if len(curves) > 1:
-            notes.append("AIQ compares routers on one cost axis (cost per task); each router's runs "
-                         "are its sweep")
+            notes.append("AIQ compares routers on one cost axis (cost per task) per run kind; each "
+                         "router's picked runs are its sweep")
     curve_frames = []
     for r in runs:
         c = step_curves(r, session=session, oracle_lookup=oracle_lookup)

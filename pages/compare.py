@@ -38,13 +38,23 @@ st.dataframe(comp.table, hide_index=True, key="cmp_table",
              | {c: st.column_config.NumberColumn(format="%.3f")
                 for c in ("quality", "AIQ", "APGR", "CPT(50%)", "CPT(80%)")}
              | {c: st.column_config.NumberColumn(format="%.2f")
-                for c in ("latency p50 (s)", "latency p95 (s)")})
+                for c in ("latency p50 (s)", "latency p95 (s)")}
+             | {c: st.column_config.NumberColumn(format="%+.3f")
+                for c in ("gain over single hull", "best gain over single hull (sweep)")}
+             | {"cost share at parity": st.column_config.NumberColumn(format="percent")})
 st.download_button("Download the table (CSV)", svc.comparison_csv(comp.table),
                    file_name="evoroute-compare.csv", mime="text/csv", key="cmp_download",
                    icon=":material/download:", on_click="ignore")
 st.caption("Quality: mean task success on the test split (or every task outside the cold start). "
            "Latency per task: sum of its steps' latencies, "
            + ("modelled from token counts" if "modelled" in comp.label else "as labelled") + ".")
+st.caption("Headline metrics, each on the run's scope column (test split where the run has one) and "
+           "per kind (replayed / simulated / live, never one hull across kinds): AIQ of each router's "
+           "picked runs as its sweep; gain over single hull = the run's quality minus the hull of the "
+           "single-model runs (single:<model>) among the picked ones at the run's cost per task; best "
+           "gain = the largest over the router's picked runs; cost share at parity = the cheapest "
+           "picked run within 0.5 pt of the best single model, as a share of its cost. The reference "
+           "is the picked single-model runs, not the dataset's recorded outcomes.")
 
 st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls, comp.label), key="cmp_hull")
 c1, c2 = st.columns(2)

@@ -8,13 +8,13 @@ import io
 import numpy as np
 import pytest
 from sqlmodel import select
-from studio_helpers import errors, open_app
+from studio_helpers import captions, errors, open_app
 
 from evoroute import studio_service as svc
 from evoroute.datasets import load_dataset
 from evoroute.evaluation import metrics
 from evoroute.storage import db
-from evoroute.storage.tables import StepRecord, Task
+from evoroute.storage.tables import Run, StepRecord, Task
 
 
 def _test_tasks(engine, run_id: int) -> np.ndarray:
@@ -75,3 +75,69 @@ def test_cumulative_regret_against_the_recorded_oracle(replay_db):
 def test_only_unfinished_runs(empty_db):
     at = open_app("compare")
     assert any("No runs with steps yet" in i.value for i in at.info)
+
+
+def test_headline_metrics_equal_the_metrics_module(replay_db):
+    """AIQ, gain over the single-model hull (per run and best over the sweep) and cost share at
+    parity, shown on the page, equal evoroute.evaluation.metrics on the same seeded points."""
+    at = open_app("compare")
+    at.multiselect(key="cmp_runs").set_value([1, 2, 3, 4]).run()
+    assert errors(at) == []
+    table = at.dataframe[0].value.set_index("run")
+    assert set(table["scope"]) == {"test split"} and set(table["kind"]) == {"replayed"}
+    pt = {i: (table.loc[i, "cost per task (USD)"], table.loc[i, "quality"]) for i in table.index}
+    ref = np.array([pt[3], pt[4]])                       # the two single-model runs
+    best_q, best_c = max((pt[3], pt[4]), key=lambda p: (p[1], -p[0]))[::-1]
+    evo = np.array([pt[1], pt[2]])                       # EvoRoute's two weightings = its sweep
+    for i in table.index:
+        assert np.isfinite(table.loc[i, "gain over single hull"])
+        assert table.loc[i, "gain over single hull"] == pytest.approx(
+            metrics.gain_over_hull(ref, *pt[i]))
+    # a single model on the hull gains exactly 0 over it
+    assert table.loc[3, "gain over single hull"] == pytest.approx(0.0)
+    assert table.loc[4, "gain over single hull"] == pytest.approx(0.0)
+    for i in (1, 2):
+        assert table.loc[i, "best gain over single hull (sweep)"] == pytest.approx(
+            metrics.best_gain_over_hull(ref, evo))
+        assert table.loc[i, "AIQ"] == pytest.approx(metrics.aiq_table(
+            {"evoroute": evo, "a": ref[:1], "b": ref[1:]})["evoroute"])
+    share = metrics.cost_share_at_parity(evo, best_q, best_c)
+    got = table.loc[1, "cost share at parity"]
+    assert (np.isnan(got) if share is None else got == pytest.approx(share))
+    best_single = 3 if pt[3][1] >= pt[4][1] else 4
+    assert table.loc[best_single, "cost share at parity"] == pytest.approx(1.0)
+    caps = captions(at)
+    assert any("single-model hull from 2 single-model run(s)" in c for c in caps)
+    assert any("Headline metrics" in c and "test split" in c for c in caps)
+
+
+def test_headline_metrics_never_mix_run_kinds(replay_db):
+    """With one single-model run relabelled as simulated, the replayed runs' hull and parity use
+    only the replayed single model, the simulated run is its own kind, and the page says so."""
+    _, engine = replay_db
+    with db.session(engine) as s:
+        run4 = s.get(Run, 4)
+        run4.backend = "simulated"
+        run4.label = "simulated"
+        s.add(run4)
+        s.commit()
+        comp = svc.compare_runs([1, 2, 3, 4], session=s)
+    t = comp.table.set_index("run")
+    assert t.loc[4, "kind"] == "simulated" and set(t.loc[[1, 2, 3], "kind"]) == {"replayed"}
+    pt = {i: (t.loc[i, "cost per task (USD)"], t.loc[i, "quality"]) for i in t.index}
+    ref = np.array([pt[3]])                              # the replayed single model only
+    evo = np.array([pt[1], pt[2]])
+    for i in (1, 2):
+        assert t.loc[i, "gain over single hull"] == pytest.approx(metrics.gain_over_hull(ref, *pt[i]))
+        assert t.loc[i, "best gain over single hull (sweep)"] == pytest.approx(
+            metrics.best_gain_over_hull(ref, evo))
+        assert t.loc[i, "AIQ"] == pytest.approx(
+            metrics.aiq_table({"evoroute": evo, "single": ref})["evoroute"])
+    share = metrics.cost_share_at_parity(evo, pt[3][1], pt[3][0])
+    assert (np.isnan(t.loc[1, "cost share at parity"]) if share is None
+            else t.loc[1, "cost share at parity"] == pytest.approx(share))
+    # the simulated single model is its own reference: gain 0, parity at its own cost
+    assert t.loc[4, "gain over single hull"] == pytest.approx(0.0)
+    assert t.loc[4, "cost share at parity"] == pytest.approx(1.0)
+    assert comp.hulls == {}
+    assert any("mix kinds (replayed, simulated)" in n for n in comp.notes)
