@@ -80,6 +80,7 @@ class VectorIndex:
         self._n += k
 
     def _to_graph(self) -> None:
+        _onnxruntime_first()
         from usearch.index import Index  # heavy: lazy
 
         self._graph = Index(ndim=self.dim, metric="ip", dtype="f16", connectivity=self.m,
@@ -145,6 +146,18 @@ class VectorIndex:
             vecs = self._graph.get(np.arange(lo, hi, dtype=np.uint64), dtype=np.float32)
             out[lo - start: hi - start] = vecs @ q
         return out
+
+
+def _onnxruntime_first() -> None:
+    """Import onnxruntime (the embedder's fast path) before usearch: importing onnxruntime
+    *after* usearch's extension is loaded crashes the process (segmentation fault in
+    onnxruntime's pybind module, usearch 2.26.6 / onnxruntime 1.32.0, seen here); the other
+    order works."""
+    import importlib.util
+    import sys
+
+    if "usearch.compiled" not in sys.modules and importlib.util.find_spec("onnxruntime"):
+        import onnxruntime  # noqa: F401
 
 
 def _reserve(a: np.ndarray, need: int) -> np.ndarray:

@@ -164,3 +164,29 @@ def test_experience_index_neighbours_and_semantic_channel_on_the_graph(monkeypat
     want_records = truth.size + int(np.sum(truth < 50))      # replayed texts count twice
     got = int(ret.channel_counts["semantic"].sum())
     assert abs(got - want_records) <= 0.05 * want_records
+
+
+def test_graph_then_onnx_embedding_in_one_process():
+    # onnxruntime imported after usearch's extension crashed the process (segfault); ann.py
+    # imports onnxruntime first. A fresh interpreter, as a router process would be.
+    import subprocess
+    import sys
+    import textwrap
+
+    from evoroute.config import PROJECT_ROOT
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from evoroute.retrieval.ann import VectorIndex
+        from evoroute.retrieval.embedder import Embedder
+        ix = VectorIndex(384, exact_below=10)
+        ix.add(np.random.default_rng(0).standard_normal((50, 384)).astype(np.float32))
+        assert not ix.exact
+        e = Embedder(cache_dir=None, shipped=False)
+        v = e.encode_one("How do I reverse a list in Python?")
+        assert v.shape == (384,) and e.backend_used == "onnx", e.backend_used
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
