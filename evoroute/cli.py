@@ -19,7 +19,12 @@ from evoroute.errors import EvoRouteError
 def _engine(args: argparse.Namespace):
     from evoroute.storage.db import get_engine
 
-    return get_engine(getattr(args, "db", None))
+    try:
+        return get_engine(getattr(args, "db", None))
+    except ImportError as exc:   # a URL whose driver is not installed (postgresql://, mysql://)
+        raise EvoRouteError(f"cannot use the experience base (the database driver "
+                            f"'{exc.name or exc}' is not installed); check --db / "
+                            f"EVOROUTE_DB_URL") from exc
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -121,6 +126,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     role = validate_name(args.role, "role", label="--role")
     if not args.instruction.strip():
         raise EvoRouteError("the instruction is empty")
+    if args.seed < 0:
+        raise EvoRouteError(f"seed must be >= 0, got {args.seed}")
     synced = SyncedIndex(engine, run_ids=_ids(args.runs), perf_signal=args.signal)
     router = EvoRouteRouter(models, cfg, index=synced.index)
     step = StepContext(task_key="cli", step_index=0, role=role, instruction=args.instruction,
@@ -499,9 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bad database URL or an unreachable database: one line, no traceback
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+        from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
-        if not isinstance(exc, (ArgumentError, NoSuchModuleError, OperationalError)):
+        # a CSV or any other file given as the base: DatabaseError "file is not a database"
+        not_a_base = isinstance(exc, DatabaseError) and "not a database" in str(exc)
+        if not (isinstance(exc, (ArgumentError, NoSuchModuleError, OperationalError)) or not_a_base):
             raise
         if isinstance(exc, OperationalError) and _is_lock_error(exc):
             print(f"error: {_lock_message(args)}", file=sys.stderr)

@@ -256,6 +256,11 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     for r in wanted:
         router = probes[r] = _probe_router(r, seed_list[0], w)
         caps[r] = router.capabilities()
+        if caps[r].needs_training and train_table is not None and len(train_table) == 0:
+            raise EvoRouteError(f"router {r} learns from the train split, and dataset "
+                                f"{str(dataset)!r} has no train tasks for the chosen models; "
+                                f"mark some rows split=train or choose --routers that need no "
+                                f"training")
         sweeps[r] = router.sweep(train_table, w)
     state["caps"], state["sweeps"] = caps, sweeps
     _STATE.update(caps=caps, sweeps=sweeps)
@@ -611,7 +616,7 @@ def _pair(train_table: Any, names: list[str]) -> dict[str, str] | None:
     """RouteLLM's strong / weak pair, chosen on the train split as the threshold router does."""
     from evoroute.policy.baselines import strong_weak_pair
 
-    if train_table is None or len(names) < 2:
+    if train_table is None or len(train_table) == 0 or len(names) < 2:
         return None
     strong, weak = strong_weak_pair(names, train_table)
     return {"strong": strong, "weak": weak}

@@ -257,6 +257,11 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         if training is None:
             raise EvoRouteError(f"router {router.name} needs every model's outcome on the train "
                                 f"split; the {backend.label} backend has none")
+        if len(training) == 0:   # e.g. a long file whose every row is split=test
+            raise EvoRouteError(f"router {router.name} learns from the train split, and dataset "
+                                f"{spec.dataset!r} has no train tasks for the chosen models; "
+                                f"mark some rows split=train or pick a router that needs no "
+                                f"training")
     if getattr(router, "needs_oracle", False):
         if type(backend).oracle_scores is Backend.oracle_scores:
             raise EvoRouteError(f"router {router.name} reads every model's recorded outcome; the "

@@ -109,6 +109,9 @@ def _files(d: Path) -> dict[str, str]:
     put("lf_trunc.csv.gz", gzip.compress((lf + "\nq1,hi,m1,1,0.1\n").encode())[:20])
     put("lf_binary.csv", b"\xff\xfe" + rnd)
     put("lf.txt", "query_id\n")
+    put("lf_alltest.csv", lf + ",split\n" + "".join(f"q{i},question {i},m1,1,0.1,test\n"
+                                                   f"q{i},question {i},m2,0,0.2,test\n"
+                                                   for i in range(6)))
     # agent task files
     put("tasks_binary.jsonl", b"\x00\xff" + rnd)
     put("tasks_list.jsonl", "[1, 2]\n")
@@ -276,6 +279,14 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("bench missing data", ["bench", "--data", D + "/missing.csv"], "unknown dataset"),
     ("bench weights zero", ["bench", "--weights", "0,0,0"], "weights must not all be zero"),
     ("bad database URL", ["@db=foo://", "models", "list"], "check --db / EVOROUTE_DB_URL"),
+    ("database is a CSV file", ["@db=sqlite:///" + F + "header_only.csv", "models", "list"],
+     "file is not a database"),
+    ("database driver missing", ["@db=mysql://127.0.0.1:1/x", "models", "list"],
+     "database driver 'MySQLdb' is not installed"),
+    ("decide seed negative", ["decide", "hi", "--role", "coder", "--seed", "-1"],
+     "seed must be >= 0, got -1"),
+    ("bench all-test file", ["bench", "--data", F + "lf_alltest.csv", "--quiet"],
+     "has no train tasks"),
     ("unknown command", ["frobnicate"], "invalid choice"),
     ("unknown flag", ["models", "list", "--colour"], "unrecognized arguments"),
 ]
@@ -286,7 +297,7 @@ def _argv(base, args: list[str]) -> list[str]:
     out = []
     for a in args:
         if a.startswith("@db="):
-            db_url = a[4:]
+            db_url = a[4:].replace(F, base["dir"].as_posix() + "/")
             continue
         out.append(a.replace(F, base["dir"].as_posix() + "/").replace(D, base["dir"].as_posix()))
     return ["--db", db_url, *out]
@@ -427,4 +438,27 @@ def test_library_bad_input_is_a_typed_error(base, name, call, field):
 
 def test_corpus_size():
     """The numbers quoted in docs/reliability.md come from these lists."""
-    assert len(CLI_CASES) == 94 and len(LIBRARY_CASES) == 57 and len(SUBPROCESS_SAMPLE) == 8
+    assert len(CLI_CASES) == 98 and len(LIBRARY_CASES) == 57 and len(SUBPROCESS_SAMPLE) == 8
+
+
+def test_run_on_an_all_test_file_is_one_line(base, capsys, tmp_path):
+    """A router that learns from the train split, on a long file with no train rows: one clear
+    line (np.stack on the empty training set was a traceback); the failed run keeps the reason."""
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    engine = db.get_engine(url)
+    with db.session(engine) as s:
+        registry.add_model(session=s, name="m1", input_price_per_m=1, output_price_per_m=2)
+        registry.add_model(session=s, name="m2", input_price_per_m=3, output_price_per_m=4)
+    for router in ("knn", "threshold"):
+        box = _in_thread(lambda: cli.main(["--db", url, "run", "--data",
+                                           base["files"]["lf_alltest.csv"], "--router", router,
+                                           "--quiet"]))
+        assert "error" not in box, box.get("error")
+        err = capsys.readouterr().err.strip()
+        assert box["value"] == 2 and len(err.splitlines()) == 1, err
+        assert f"router {router} learns from the train split" in err and "no train tasks" in err
+    from evoroute.storage import repo
+    with db.session(engine) as s:
+        runs = repo.list_runs(session=s)
+    assert [r.status for r in runs] == ["failed", "failed"]
+    assert all("no train tasks" in (r.error or "") for r in runs)
