@@ -16,8 +16,9 @@ from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
 from evoroute.policy.base import Router, register
-from evoroute.policy.estimators import (ESTIMATORS, LinearEstimator, QueryEstimates, TextRecords,
-                                        knn_estimates, linear_estimates)
+from evoroute.policy.estimators import (ESTIMATORS, KAPPA_AUTO, LinearEstimator, PriorStrength,
+                                        QueryEstimates, TextRecords, knn_estimates,
+                                        linear_estimates)
 from evoroute.retrieval.index import CHANNELS, Estimates, ExperienceIndex, Retrieval
 from evoroute.retrieval.tools import ToolPredictor
 
@@ -47,7 +48,8 @@ class EvoRouteConfig:
     estimator: str = "knn"                  # knn | linear | paper
     k: int = 32                             # neighbours (unique texts) per step (knn)
     kernel_tau: float = 1.0                 # kernel temperature / neighbours' similarity spread
-    prior_strength: float = 64.0            # κ: the role prior is worth κ observations
+    prior_strength: float | str = 64.0      # κ: the role prior is worth κ observations;
+    #                                         "auto": empirical Bayes per (model, role)
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
     ridge: float = 3.0                      # prior precision of the linear design
     cost_ref: str = "role"                  # C_ref/D_ref from the step's estimates ("step",
@@ -77,11 +79,14 @@ class EvoRouteConfig:
                                  ("prior_strength", 0.0, True), ("ridge", 0.0, True),
                                  ("cross_role", 0.0, False)):
             v = getattr(self, name)
+            if name == "prior_strength" and v == KAPPA_AUTO:
+                continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and \
                 (v > lo if strict else v >= lo)
             if not ok:
-                raise ValidationError(f"{name} must be a number {'>' if strict else '>='} {lo}, "
-                                      f"got {v!r}", name)
+                raise ValidationError(f"{name} must be a number {'>' if strict else '>='} {lo}"
+                                      f"{' or ' + repr(KAPPA_AUTO) if name == 'prior_strength' else ''}"
+                                      f", got {v!r}", name)
         if self.cost_ref not in ("step", "role", "global"):
             raise ValidationError(f"cost_ref must be 'step', 'role' or 'global', got "
                                   f"{self.cost_ref!r}", "cost_ref")
@@ -142,6 +147,7 @@ class EvoRouteRouter(Router):
         self.needs_embedding = "semantic" in cfg.channels
         self._text_records: TextRecords | None = None
         self._linear: LinearEstimator | None = None
+        self._eb: PriorStrength | None = None          # cached EB κ (prior_strength="auto")
 
     # ------------------------------------------------------------ learning
     def observe(self, step: StepContext, decision: Decision, outcome: StepOutcome) -> None:
@@ -188,10 +194,14 @@ class EvoRouteRouter(Router):
         if cfg.estimator == "knn":
             if self._text_records is None:
                 self._text_records = TextRecords(self.index)
+            if cfg.prior_strength == KAPPA_AUTO and self._eb is None:
+                self._eb = PriorStrength(self.index, k=cfg.k, kernel_tau=cfg.kernel_tau,
+                                         text_records=self._text_records,
+                                         sem_scan_limit=cfg.sem_scan_limit)
             return knn_estimates(self.index, names, role, emb, k=cfg.k, kernel_tau=cfg.kernel_tau,
                                  prior_strength=cfg.prior_strength, cross_role=cfg.cross_role,
                                  text_records=self._text_records,
-                                 sem_scan_limit=cfg.sem_scan_limit)
+                                 sem_scan_limit=cfg.sem_scan_limit, eb=self._eb)
         if self._linear is None:
             self._linear = LinearEstimator(self.index, cfg.ridge, use_role="role" in cfg.channels,
                                            use_tools="tool" in cfg.channels)

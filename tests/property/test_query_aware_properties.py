@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from evoroute.core.posterior import nig_sample_effective
 from evoroute.core.types import ModelInfo, StepContext
 from evoroute.policy.base import make_router
-from evoroute.policy.estimators import (TextRecords, combine, effective_n, kernel_weights,
-                                        knn_estimates, role_prior)
+from evoroute.policy.estimators import (KAPPA_MAX, KAPPA_MIN, PriorStrength, TextRecords,
+                                        combine, effective_n, kernel_weights, knn_estimates,
+                                        moment_kappa, role_prior)
 from evoroute.retrieval.index import ExperienceIndex
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -163,3 +164,43 @@ def test_same_seed_same_decisions(base, seed, dseed, name, phase):
     d = a.decide(s, np.random.default_rng(dseed))
     props = [c.propensity for c in d.explanation.candidates]
     assert abs(sum(props) - 1.0) < 1e-9 and all(p >= 0 for p in props)
+
+
+@SETTINGS
+@given(means=st.lists(st.floats(0, 1), min_size=0, max_size=50),
+       lo=st.sampled_from([0.5, 1.0, 4.0]), hi=st.sampled_from([16.0, 256.0, 1000.0]),
+       seed=st.integers(0, 10_000))
+def test_moment_kappa_stays_in_its_clip_bounds_and_is_sigma2_over_tau2(means, lo, hi, seed):
+    rng = np.random.default_rng(seed)
+    x = np.asarray(means)
+    v = rng.uniform(0, 0.25, x.size)
+    n = rng.uniform(2, 40, x.size)
+    kap = moment_kappa(x, v, n, lo, hi)
+    assert lo <= kap <= hi
+    if x.size >= 2:
+        tau2 = np.var(x, ddof=1) - np.mean(v / n)
+        if tau2 > 0:
+            assert np.isclose(kap, np.clip(np.mean(v) / tau2, lo, hi))
+        else:
+            assert kap == hi                  # no between variance: the strongest prior
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.lists(rec, min_size=1, max_size=120), seed=st.integers(0, 10_000),
+       k=st.integers(1, 12), role=st.integers(0, 1))
+def test_auto_kappa_stays_in_its_bounds_on_any_base(base, seed, k, role):
+    """On any base, EB κ per model lies in [KAPPA_MIN, KAPPA_MAX] (or is the fallback constant),
+    and the estimate uses it: prior_weight = min(κ, n_role)/(min(κ, n_role) + n_eff)."""
+    idx = build(base, seed)
+    tr = TextRecords(idx)
+    eb = PriorStrength(idx, k=k, kernel_tau=1.0, text_records=tr, anchors=12)
+    kp, kc = eb.for_models(NAMES, f"r{role}")
+    for arr in (kp, kc):
+        assert np.all((arr >= KAPPA_MIN) & (arr <= KAPPA_MAX))
+    e = unit(np.random.default_rng(seed + 1), 1)[0]
+    est = knn_estimates(idx, NAMES, f"r{role}", e, k=k, kernel_tau=1.0, prior_strength="auto",
+                        cross_role=0.0, text_records=tr, eb=eb)
+    for j, ev in enumerate(est.evidence):
+        if ev["prior_weight"] is not None:
+            kap = min(kp[j], max(int(est.n[j]), 1))
+            assert np.isclose(ev["prior_weight"], kap / (kap + ev["n_eff"]), atol=2e-3)

@@ -18,7 +18,7 @@ import pytest
 from evoroute.core.types import CandidateStat, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.errors import ValidationError
 from evoroute.policy.base import make_router
-from evoroute.policy.estimators import LinearEstimator
+from evoroute.policy.estimators import KAPPA_FALLBACK, LinearEstimator, PriorStrength, TextRecords
 from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.retrieval.index import ExperienceIndex
 
@@ -193,3 +193,77 @@ def test_records_waiting_for_their_task_teach_the_linear_model_later():
     idx.set_task_perf("open", 1.0)
     lin.sync()
     assert lin.count.tolist() == [1.0] and lin.pending == []
+
+
+# ------------------------------------------------------------ empirical-Bayes κ ("auto")
+def coin_index(n: int, seed: int) -> ExperienceIndex:
+    """The same clustered embeddings, but P is a fair coin for both models: no per-query signal."""
+    rng = np.random.default_rng(seed)
+    emb, _ = clusters(n, rng)
+    idx = ExperienceIndex(dim=DIM)
+    for i in range(n):
+        for m in ("A", "B"):
+            idx.add(role="qa", model=m, text=f"train {i}", embedding=emb[i], tools=(),
+                    cost=0.01 * (1 + rng.random()), duration=1.0, perf=float(rng.random() < 0.5))
+    return idx
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_kappa_is_large_without_per_query_signal(seed):
+    idx = coin_index(300, seed)
+    kp, kc = PriorStrength(idx, k=32, kernel_tau=1.0, text_records=TextRecords(idx)) \
+        .for_models(["A", "B"], "qa")
+    assert np.all(kp >= KAPPA_FALLBACK)        # at least the CV constant's order (64)
+    assert np.all(kc >= KAPPA_FALLBACK)        # cost is noise around one mean too
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_kappa_is_small_with_a_strong_per_query_signal(seed):
+    idx = full_index(300, seed)                # P(A) 0.9 / 0.1 by cluster: τ² ≈ 0.16, σ² ≈ 0.09
+    kp, _ = PriorStrength(idx, k=32, kernel_tau=1.0, text_records=TextRecords(idx)) \
+        .for_models(["A", "B"], "qa")
+    assert np.all(kp <= 4.0)
+
+
+def test_auto_kappa_falls_back_to_the_constant_on_a_small_base_and_is_cached():
+    idx = full_index(8, seed=3)                # 8 texts: fewer neighbourhoods than EB_MIN_ANCHORS
+    eb = PriorStrength(idx, k=32, kernel_tau=1.0, text_records=TextRecords(idx))
+    kp, kc = eb.for_models(["A", "B", "unknown"], "qa")
+    assert kp.tolist() == [KAPPA_FALLBACK] * 3 and kc.tolist() == [KAPPA_FALLBACK] * 3
+    big = full_index(300, seed=3)
+    eb = PriorStrength(big, k=32, kernel_tau=1.0, text_records=TextRecords(big), refresh_min=50)
+    first = eb.for_models(["A"], "qa")[0][0]
+    stamp = eb._cache["qa"][0]
+    rng = np.random.default_rng(0)
+    emb, _ = clusters(20, rng)
+    for i in range(20):                        # below the refresh threshold: the cache stays
+        big.add(role="qa", model="A", text=f"new {i}", embedding=emb[i], tools=(), cost=0.01,
+                duration=1.0, perf=0.5)
+    assert eb.for_models(["A"], "qa")[0][0] == first and eb._cache["qa"][0] == stamp
+    for i in range(60):                        # above it: recomputed on the grown base
+        big.add(role="qa", model="A", text=f"more {i}", embedding=emb[i % 20], tools=(),
+                cost=0.01, duration=1.0, perf=0.5)
+    eb.for_models(["A"], "qa")
+    assert eb._cache["qa"][0] == len(big)
+
+
+def test_auto_router_adapts_and_explains_its_shrinkage():
+    """With prior_strength="auto" the router routes the strong-signal data better than any
+    over-shrunk fixed prior, and prior_weight is still κ_m / (κ_m + n_eff) with κ_m its EB κ."""
+    idx = full_index(300, seed=1)
+    r = make_router("evoroute", MODELS, index=idx, prior_strength="auto")
+    cases = test_cases(200)
+    right = 0
+    for s, best in cases:
+        right += r.decide(s, np.random.default_rng(0)).model == best
+    assert right / len(cases) >= 0.9
+    e = r.decide(cases[0][0], np.random.default_rng(0)).explanation
+    kp, _ = r._eb.for_models(["A", "B"], "qa")
+    for c, kap in zip(e.candidates, kp):
+        assert c.prior_weight == pytest.approx(kap / (kap + c.n_eff), abs=1e-3)
+        assert c.prior_weight < 0.2                # a strong local signal: little shrinkage
+    assert EvoRouteConfig.from_dict(EvoRouteConfig(prior_strength="auto").to_dict()) \
+        .prior_strength == "auto"
+    with pytest.raises(ValidationError) as err:
+        EvoRouteConfig(prior_strength="automatic")
+    assert err.value.field == "prior_strength"
