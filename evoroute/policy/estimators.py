@@ -265,7 +265,8 @@ class PriorStrength:
                  bounds: tuple[float, float] = (KAPPA_MIN, KAPPA_MAX)) -> None:
         self.index, self.k, self.kernel_tau = index, int(k), float(kernel_tau)
         self.text_records, self.sem_scan_limit = text_records, sem_scan_limit
-        self.refresh_min, self.anchors, self.fallback = int(refresh_min), int(anchors), float(fallback)
+        self.refresh_min, self.anchors = int(refresh_min), int(anchors)
+        self.fallback = float(fallback)
         self.bounds = (float(bounds[0]), float(bounds[1]))
         # role -> (records at computation, known perf at computation, {model id: (κ_p, κ_c)})
         self._cache: dict[str | None, tuple[int, int, dict[int, tuple[float, float]]]] = {}

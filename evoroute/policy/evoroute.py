@@ -48,8 +48,9 @@ class EvoRouteConfig:
     estimator: str = "knn"                  # knn | linear | paper
     k: int = 32                             # neighbours (unique texts) per step (knn)
     kernel_tau: float = 1.0                 # kernel temperature / neighbours' similarity spread
-    prior_strength: float | str = 64.0      # κ: the role prior is worth κ observations;
-    #                                         "auto": empirical Bayes per (model, role)
+    prior_strength: float | str = "auto"    # κ: the role prior is worth κ observations, or
+    #                                         "auto": empirical Bayes per (model, role), κ in
+    #                                         [1, 256], 64 (the CV constant) on too little data
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
     ridge: float = 3.0                      # prior precision of the linear design
     cost_ref: str = "role"                  # C_ref/D_ref from the step's estimates ("step",

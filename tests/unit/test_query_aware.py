@@ -104,10 +104,11 @@ def test_explanation_shows_the_evidence_per_model():
     assert e.estimator == "knn" and e.chosen == best
     k = r.config.k
     assert e.channels["neighbours"] == 2 * k          # k texts, each with both models' records
-    for c in e.candidates:
+    assert r.config.prior_strength == "auto"
+    kappas, _ = r._eb.for_models(["A", "B"], "qa")     # the EB κ the default router used
+    for c, kappa in zip(e.candidates, kappas):
         assert c.neighbours == k
         assert 1.0 <= c.n_eff <= k
-        kappa = r.config.prior_strength
         assert c.prior_weight == pytest.approx(kappa / (kappa + c.n_eff), abs=1e-3)
         assert 0.4 < c.p_prior < 0.6                    # the role prior: both clusters mixed
         assert len(c.top_neighbours) == 3
