@@ -250,7 +250,8 @@ def moment_kappa(means: np.ndarray, variances: np.ndarray, n_eff: np.ndarray,
 class PriorStrength:
     """Empirical-Bayes κ per (role, model, metric) for ``prior_strength="auto"``, estimated from
     the experience base itself and cached per role: recomputed only when the base has grown by
-    more than ``max(refresh_min, 10 %)`` records (or new performance signals arrived) since.
+    more than ``max(refresh_min, refresh_frac × size)`` records (or as many new performance
+    signals arrived) since — O(log n) recomputes as a base grows, each ~``anchors`` searches.
 
     For up to ``EB_ANCHORS`` texts of the role (evenly spaced over its text ids, deterministic),
     the anchor's k nearest *other* texts of the role (the anchor itself left out, as a step being
@@ -260,12 +261,13 @@ class PriorStrength:
 
     def __init__(self, index: ExperienceIndex, *, k: int, kernel_tau: float,
                  text_records: TextRecords, sem_scan_limit: int | None = None,
-                 refresh_min: int = 256, anchors: int = EB_ANCHORS,
+                 refresh_min: int = 256, refresh_frac: float = 0.25, anchors: int = EB_ANCHORS,
                  fallback: float = KAPPA_FALLBACK,
                  bounds: tuple[float, float] = (KAPPA_MIN, KAPPA_MAX)) -> None:
         self.index, self.k, self.kernel_tau = index, int(k), float(kernel_tau)
         self.text_records, self.sem_scan_limit = text_records, sem_scan_limit
-        self.refresh_min, self.anchors = int(refresh_min), int(anchors)
+        self.refresh_min, self.refresh_frac = int(refresh_min), float(refresh_frac)
+        self.anchors = int(anchors)
         self.fallback = float(fallback)
         self.bounds = (float(bounds[0]), float(bounds[1]))
         # role -> (records at computation, known perf at computation, {model id: (κ_p, κ_c)})
@@ -276,7 +278,7 @@ class PriorStrength:
         if hit is None:
             return True
         n, known = len(self.index), int(np.count_nonzero(~np.isnan(self.index._r_perf.view)))
-        grow = max(self.refresh_min, hit[0] // 10)
+        grow = max(self.refresh_min, int(self.refresh_frac * hit[0]))
         return n - hit[0] > grow or known - hit[1] > grow
 
     def for_models(self, names: Sequence[str], role: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +286,9 @@ class PriorStrength:
         if self._stale(role):
             n = len(self.index)
             known = int(np.count_nonzero(~np.isnan(self.index._r_perf.view)))
-            self._cache[role] = (n, known, self._compute(role))
+            from evoroute.retrieval.index import one_blas_thread
+            with one_blas_thread():
+                self._cache[role] = (n, known, self._compute(role))
         table = self._cache[role][2]
         kp = np.full(len(names), self.fallback)
         kc = np.full(len(names), self.fallback)

@@ -241,7 +241,7 @@ def test_auto_kappa_falls_back_to_the_constant_on_a_small_base_and_is_cached():
         big.add(role="qa", model="A", text=f"new {i}", embedding=emb[i], tools=(), cost=0.01,
                 duration=1.0, perf=0.5)
     assert eb.for_models(["A"], "qa")[0][0] == first and eb._cache["qa"][0] == stamp
-    for i in range(60):                        # above it: recomputed on the grown base
+    for i in range(200):                       # above 25 % of 600: recomputed on the grown base
         big.add(role="qa", model="A", text=f"more {i}", embedding=emb[i % 20], tools=(),
                 cost=0.01, duration=1.0, perf=0.5)
     eb.for_models(["A"], "qa")
