@@ -39,13 +39,19 @@ def run_suite() -> tuple[dict[str, Counter], list[str], float]:
                               cwd=ROOT, capture_output=True, text=True)
         elapsed = time.monotonic() - t0
         counts: dict[str, Counter] = {}
+        failed: list[str] = []
         for case in ET.parse(xml).getroot().iter("testcase"):
             part = case.get("classname", "").split(".")[-1]
             kind = ("failed" if case.find("failure") is not None or case.find("error") is not None
                     else "skipped" if case.find("skipped") is not None else "passed")
             counts.setdefault(part, Counter())[kind] += 1
+            if kind == "failed":
+                bad = case.find("failure") if case.find("failure") is not None else case.find("error")
+                failed.append(f"FAILED {part}::{case.get('name')}: "
+                              f"{(bad.get('message') or '').splitlines()[0][:300] if bad is not None else ''}")
     printed = [ln.strip() for ln in proc.stdout.splitlines()
                if re.search(r"records lost per kill|concurrent writer|SIGKILL", ln)]
+    printed += failed
     tracebacks = proc.stdout.count("Traceback (most recent call last)")
     printed.append(f"'Traceback' printed by the CLI cases: {tracebacks} (the corpus asserts 0 per case)")
     return counts, printed, elapsed
