@@ -35,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import socket
 import sys
 import unicodedata
@@ -107,8 +108,23 @@ def redact_secrets(text: str, env: list[tuple[str, str]] | None = None) -> str:
     return secrets.redact(text, env=env) if text else text
 
 
+_JSON_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_JSON_UNESCAPE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
 def _redact_explanation(text: str, env: list[tuple[str, str]] | None) -> str:
-    """Redact inside the JSON (its strings), so the cell stays valid JSON."""
+    """Redact inside the JSON (its strings), so the cell stays valid JSON.
+
+    Walking the ~260 strings of an explanation (its neighbours' texts) one by one made export
+    slow, so the whole document is checked first: with its escapes decoded (none of them
+    \\uXXXX, which could spell anything) every string it holds is a substring of it, and when
+    neither that text nor the raw one can hold a secret the cell is returned as it is."""
+    env_now = env if env is not None else secrets.env_secrets()
+    if "\\u" not in text:
+        plain = _JSON_ESCAPE.sub(lambda m: _JSON_UNESCAPE.get(m.group(1), m.group(1)), text)
+        if not any(v in plain or v in text for _, v in env_now) \
+                and not secrets.may_hold_secret(text) and not secrets.may_hold_secret(plain):
+            return text
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError):

@@ -53,9 +53,38 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 # One cheap search first: a text none of the patterns can match (most cells) skips them all.
-_TRIGGER = re.compile(r"(?i)private key|://[^\s/]*@|eyJ|sk-|sk_|rk_|AKIA|ASIA|AIza|ya29\.|_pat_|"
-                      r"gh[pousr]_|hf_|npm_|glpat-|xox|hooks\.slack|bearer|basic|authorization|"
-                      r"api[_-]?key|pass|pwd|secret|key|token|credential|sig")
+# It runs on the lower-cased text without re.IGNORECASE: a case-insensitive alternation is
+# tried at every position (about 1 MB/s; a 12,600-step export took 114 s), a lower-case one
+# is skipped ahead by its first characters (~10x faster). The three characters that
+# IGNORECASE folds onto ASCII letters but str.lower() does not are mapped first, so the
+# filter lets through everything the IGNORECASE patterns can match.
+# The name-led patterns (Bearer / Basic, Authorization:, password= ...) are let through only
+# with what must follow the name (whitespace, ':' or '='): prose ("signature", "passing",
+# "a basic life", "key"), which the neighbour texts of most explanations hold, is not. A flat
+# alternation of literal-led branches is searched about twice as fast as grouped branches
+# (Bearer / Basic keep their pattern's 8 credential characters: "a basic life" is prose).
+_NAME_TAIL = r"[\"']?\s*[:=]"
+_TRIGGER = re.compile("|".join(
+    [r"private key", r"://[^\s/]*@", "eyj", "sk-", "sk_", "rk_", "akia", "asia", "aiza", r"ya29\.",
+     "_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_", "npm_", "glpat-", "xox",
+     r"hooks\.slack", r"(?:bearer|basic)\s+[a-z0-9._~+/\-]{8}"]
+    + [name + _NAME_TAIL for name in ("authorization", "password", "passwd", "pass", "pwd",
+                                      "secret", "key", "token", "credential", "credentials",
+                                      "sig", "signature")]))
+# Every match of _TRIGGER contains one of these words; str's substring search is faster still,
+# so the regex runs only on the texts that hold one (a fifth of explanations, a twentieth of
+# instructions in the demo base).
+_TRIGGER_WORDS = ("://", "eyj", "sk-", "sk_", "rk_", "akia", "asia", "aiza", "ya29.", "_pat_",
+                  "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "hf_", "npm_", "glpat-", "xox",
+                  "hooks.slack", "bearer", "basic", "authorization", "pass", "pwd", "secret",
+                  "key", "token", "credential", "sig")
+_FOLD = {0x130: "i", 0x131: "i", 0x17F: "s"}     # İ ı ſ match i / s under IGNORECASE
+
+
+def may_hold_secret(text: str) -> bool:
+    """False when no credential pattern can match ``text`` (env values aside): the prefilter."""
+    low = text.lower() if text.isascii() else text.translate(_FOLD).lower()
+    return any(w in low for w in _TRIGGER_WORDS) and _TRIGGER.search(low) is not None
 
 
 def env_secrets() -> list[tuple[str, str]]:
@@ -73,7 +102,7 @@ def redact(text: str | None, *, env: list[tuple[str, str]] | None = None,
     for name, value in (env if env is not None else env_secrets()):
         if value in out:
             out = out.replace(value, f"[redacted ${name}]" if name_env else REDACTED)
-    if _TRIGGER.search(out) is None:
+    if not may_hold_secret(out):
         return out
     for pat, repl in _PATTERNS:
         out = pat.sub(repl, out)

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
@@ -157,6 +157,57 @@ def test_redaction_holds_and_is_idempotent_in_any_context(pre, shape, post):
     out = secrets.redact(f"{pre} {text} {post}")
     assert secrets.redact(out) == out
     assert core not in out or core in pre + post
+
+
+_PREFILTER_ALPHABET = list("ab =:/@'\"\n\t-_.,;&xyz12pswordkeyigtn") + [
+    "key", "KEY", "token", "pass", "PASSWORD", "pwd", "secret", "credentials", "sig", "Signature",
+    "Authorization", "bearer ", "Basic ", "sk-", "sk_live_", "AKIA", "AIza", "ya29.", "eyJ",
+    "ghp_", "hf_", "glpat-", "xoxb-", "://", "PRIVATE KEY", "\u0130", "\u0131", "\u017f", "\u212a"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_PREFILTER_ALPHABET), max_size=25).map("".join))
+@example("pa\u017f\u017fword=Hunter2Secret")
+@example("s\u0131g=abcdef123")
+@example("\u0130\u0130 pwd=\u212aabcdef")
+@example("to\u212aen: abcdef123")
+def test_the_prefilter_lets_through_every_text_a_pattern_changes(text):
+    """The fast lower-case prefilter (and its word check) may pass texts with no secret, but
+    never skips one that a (case-insensitive) pattern would change: İ ı ſ and the Kelvin sign
+    fold onto ASCII letters under IGNORECASE."""
+    changed = any(p.search(text) for p, _ in secrets._PATTERNS)
+    assert not changed or secrets.may_hold_secret(text), text
+
+
+def test_the_prefilter_skips_prose():
+    for text in ("a simple, basic life", "his signature dish", "the passing of genes",
+                 "a student name as a key and a tuple", "count the tokens"):
+        assert not secrets.may_hold_secret(text)
+
+
+@pytest.mark.parametrize("secret_json,core", [
+    ('{"t": ["Authorization: Bearer\\nabcdefghijklmnop1234"]}', "abcdefghijklmnop1234"),
+    ('{"t": "https:\\/\\/alice:s3cretpw@example.com"}', "s3cretpw"),
+    ('{"t": "\\u0073k-proj-AbCdEf0123456789AbCdEf"}', "AbCdEf0123456789"),
+    ('{"t": "password\\": Hunter2Secret"}', "Hunter2Secret"),
+    ('{"t": "pass\\u0077ord=Hunter2Secret"}', "Hunter2Secret"),
+])
+def test_explanation_secrets_behind_json_escapes_are_redacted(secret_json, core):
+    """The whole-document check decodes escapes first (and walks on \\u), so a secret split
+    by an escape is still found and removed; the cell stays valid JSON."""
+    out = xio._redact_explanation(secret_json, [])
+    assert core not in json.dumps(json.loads(out), ensure_ascii=False), out
+
+
+def test_a_clean_explanation_is_returned_as_it_is():
+    """A long explanation with no secret is not walked string by string (export speed) and
+    comes back unchanged; the same document with one secret added is redacted."""
+    texts = [f"neighbour {i}: a basic life, his signature dish\nnext line" for i in range(260)]
+    doc = json.dumps({"router": "evoroute", "neighbours": texts})
+    assert xio._redact_explanation(doc, [("OPENAI_API_KEY", "sk-envvalue123456")]) is doc
+    leaked = json.dumps({"router": "evoroute", "neighbours": texts + ["sk-envvalue123456"]})
+    out = xio._redact_explanation(leaked, [("OPENAI_API_KEY", "sk-envvalue123456")])
+    assert "sk-envvalue123456" not in out and json.loads(out)["neighbours"][:260] == texts
 
 
 def test_ordinary_text_is_not_redacted():
