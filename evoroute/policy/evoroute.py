@@ -63,6 +63,8 @@ class EvoRouteConfig:
         if self.perf_signal not in ("task", "step"):
             raise ValidationError(f"perf_signal must be 'task' or 'step', got {self.perf_signal!r}",
                                   "perf_signal")
+        from evoroute.core.types import validate_theta
+        validate_theta(self.theta)   # in (0, 1]: nan took no neighbour, <= 0 took every record
         unknown = [c for c in self.channels if c not in CHANNELS]
         if unknown or not self.channels:
             raise ValidationError(f"channels must be a non-empty subset of {', '.join(CHANNELS)}; "

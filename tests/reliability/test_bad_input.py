@@ -26,6 +26,7 @@ from evoroute import cli, registry
 from evoroute import experience_io as xio
 from evoroute.core.types import ModelInfo, Weights, validate_theta
 from evoroute.errors import EvoRouteError
+from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.storage import db
 
 HANG_S = 120.0
@@ -391,6 +392,9 @@ LIBRARY_CASES = [
     ("form: theta nan", lambda b: validate_theta(float("nan")), "theta"),
     ("form: theta 0", lambda b: validate_theta(0), "theta"),
     ("form: theta text", lambda b: validate_theta("x"), "theta"),
+    ("config: theta nan", lambda b: EvoRouteConfig(theta=float("nan")), "theta"),
+    ("config: theta 0", lambda b: EvoRouteConfig(theta=0.0), "theta"),
+    ("config: theta 1.5", lambda b: EvoRouteConfig(theta=1.5), "theta"),
     ("model info price nan", lambda b: ModelInfo("m", input_price_per_m=float("nan")),
      "input_price_per_m"),
     ("model info tps 0", lambda b: ModelInfo("m", tokens_per_s=0), "tokens_per_s"),
@@ -438,7 +442,7 @@ def test_library_bad_input_is_a_typed_error(base, name, call, field):
 
 def test_corpus_size():
     """The numbers quoted in docs/reliability.md come from these lists."""
-    assert len(CLI_CASES) == 98 and len(LIBRARY_CASES) == 57 and len(SUBPROCESS_SAMPLE) == 8
+    assert len(CLI_CASES) == 98 and len(LIBRARY_CASES) == 60 and len(SUBPROCESS_SAMPLE) == 8
 
 
 def test_run_on_an_all_test_file_is_one_line(base, capsys, tmp_path):
