@@ -300,11 +300,22 @@ EXPERIENCE_COLUMNS = ("id", "run_id", "task_key", "role", "model", "instruction"
 
 def load_experience(*, session: Session, run_ids: Sequence[int] | None = None,
                     since_id: int = 0, batch: int = 50_000) -> Iterable[list[tuple]]:
-    """Stream the experience rows the index needs, oldest first, in batches (no ORM objects)."""
+    """Stream the experience rows the index needs, oldest first, in batches (no ORM objects).
+
+    Rows of a run still ``importing`` (a CSV import being written in chunks; it may yet be
+    removed) are not read, and neither is any row above the first of them: the caller pages on
+    ``since_id``, so reading past them would skip them for good once the import finishes."""
     cols = [getattr(StepRecord, c) for c in EXPERIENCE_COLUMNS]
+    importing = select(func.min(StepRecord.id)).join(Run, col(Run.id) == StepRecord.run_id) \
+        .where(Run.status == "importing")
+    if run_ids:
+        importing = importing.where(col(StepRecord.run_id).in_(list(run_ids)))
+    importing = importing.scalar_subquery()
+    below = func.coalesce(importing, 2 ** 62)
     last = since_id
     while True:
-        stmt = select(*cols).where(col(StepRecord.id) > last).where(StepRecord.error.is_(None))
+        stmt = select(*cols).where(col(StepRecord.id) > last).where(StepRecord.error.is_(None)) \
+            .where(col(StepRecord.id) < below)
         if run_ids:
             stmt = stmt.where(col(StepRecord.run_id).in_(list(run_ids)))
         rows = list(session.exec(stmt.order_by(StepRecord.id).limit(batch)))

@@ -472,3 +472,27 @@ def test_a_run_whose_process_is_gone_is_not_blamed(tmp_path):
         s.commit()
     _run(engine, backend="live", dataset="agent", status="running")
     assert xio.active_writers(engine=engine) == ["run 2 (live on agent, running)"]
+
+
+def test_the_synced_index_never_reads_an_import_still_being_written(file_engine):
+    """Rows of a run still ``importing`` stay out of a SyncedIndex (the import may be removed
+    yet), rows after them wait, and all of them arrive once the import has finished."""
+    from sqlalchemy import update
+
+    from evoroute.experience import SyncedIndex
+
+    ids = []
+    for k in range(3):
+        rows = "".join(f"coder,m{k},text {k} {i},0.1,1,1,1,t{k}-{i},\n" for i in range(4 + k))
+        ids.append(xio.import_csv((HEADER + rows).encode(), engine=file_engine, name=f"{k}.csv")[0])
+    a, b, c = ids
+    with file_engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == b).values(status="importing"))
+    synced = SyncedIndex(file_engine)
+    assert sorted(set(synced.index.models)) == ["m0"] and len(synced.index) == 4
+    assert synced.sync() == 0                                  # still nothing of b or c
+    only = SyncedIndex(file_engine, run_ids=[a, c])            # b not asked for: no wait
+    assert len(only.index) == 4 + 6
+    with file_engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == b).values(status="finished"))
+    assert synced.sync() == 5 + 6 and len(synced.index) == 4 + 5 + 6
