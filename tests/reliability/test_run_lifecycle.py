@@ -232,7 +232,20 @@ def test_runs_stop_stops_a_background_worker_and_resume_continues(tmp_path, refe
     run_id = int(res.stdout.split()[2])
     assert wait_for(lambda: row(engine, run_id).n_steps_done >= 20)
     pid = row(engine, run_id).pid
-    res = cli(url, "runs", "stop", str(run_id))
+    # pause the worker while the CLI starts, so a fast machine cannot finish the 250 steps
+    # before `runs stop` arrives; the flag is read at the worker's next commit
+    import threading
+
+    out: dict = {}
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=lambda: out.update(res=cli(url, "runs", "stop", str(run_id))))
+        t.start()
+        assert wait_for(lambda: row(engine, run_id).stop_requested, timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t.join(120)
+    res = out["res"]
     assert res.returncode == 0, res.stderr
     assert f"run {run_id}: stopped — stopped on request after" in res.stdout
     assert wait_for(lambda: repo.process_alive(pid, None, row(engine, run_id).host) is False,
