@@ -230,12 +230,13 @@ def test_runs_stop_stops_a_background_worker_and_resume_continues(tmp_path, refe
     res = cli(url, "run", "--background", *args)
     assert res.returncode == 0, res.stderr
     run_id = int(res.stdout.split()[2])
-    assert wait_for(lambda: row(engine, run_id).n_steps_done >= 20)
-    pid = row(engine, run_id).pid
-    # pause the worker while the CLI starts, so a fast machine cannot finish the 250 steps
-    # before `runs stop` arrives; the flag is read at the worker's next commit
+    # pause the worker as soon as it has claimed the run, while the CLI starts, so a fast
+    # machine cannot finish the 250 steps before `runs stop` arrives (it did: a commit per step
+    # is ~2.5 ms); the flag is read at the worker's next commit
     import threading
 
+    assert wait_for(lambda: row(engine, run_id).status == "running")
+    pid = row(engine, run_id).pid
     out: dict = {}
     os.kill(pid, signal.SIGSTOP)
     try:
