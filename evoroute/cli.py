@@ -186,6 +186,21 @@ def _params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _drop_if_nothing_ran(engine: Any, run_id: int) -> None:
+    """A foreground run that failed on bad input before its first step (a dataset with no train
+    tasks, models the data has no outcomes for) leaves nothing stored: the error is printed
+    instead. A run that executed steps keeps them, with the reason."""
+    from evoroute.storage import db, repo
+
+    try:
+        with db.session(engine) as s:
+            run = repo.get_run(run_id, session=s)
+            if run is not None and run.status == "failed" and not run.n_steps_done:
+                repo.delete_run(run_id, session=s)
+    except Exception:  # noqa: BLE001 - the original error is what the user needs to see
+        pass
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from evoroute.evaluation import runner
 
@@ -208,8 +223,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run_id = runner.create_run(spec, engine=engine)
     steps: list[dict[str, Any]] = []
-    last = _follow(runner.execute_run(run_id, engine=engine), steps if args.json else None,
-                   show=sys.stderr.isatty() and not args.quiet)
+    try:
+        last = _follow(runner.execute_run(run_id, engine=engine), steps if args.json else None,
+                       show=sys.stderr.isatty() and not args.quiet)
+    except EvoRouteError:
+        _drop_if_nothing_ran(engine, run_id)
+        raise
     from evoroute.storage import db, repo
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
