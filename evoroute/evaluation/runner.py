@@ -530,13 +530,15 @@ class RunLoop:
         final, out = pairs[-1]
         return out, final, [out.model], pairs[:-1]
 
-    def _call(self, ctx: StepContext, decision: Decision) -> list[tuple[Decision, StepOutcome]]:
+    def _call(self, ctx: StepContext, decision: Decision, spent: float = 0.0
+              ) -> list[tuple[Decision, StepOutcome]]:
         """One routed call; a backend with ``execute_with_fallback`` (live) retries failed
-        calls on the decision's next-best candidates and returns every attempt."""
+        calls on the decision's next-best candidates and returns every attempt. ``spent``: what
+        this step's earlier calls (escalations) cost, not yet in ``cum_cost``."""
         backend = self.plan.backend
         fallback = getattr(backend, "execute_with_fallback", None)
         if callable(fallback):
-            left = None if self.budget is None else max(self.budget - self.cum_cost, 0.0)
+            left = None if self.budget is None else max(self.budget - self.cum_cost - spent, 0.0)
             attempts = fallback(ctx, decision, budget_left=left)
             if attempts:
                 return list(attempts)
@@ -558,7 +560,8 @@ class RunLoop:
                 nxt = self._escalate(ctx, final, out, self.rng)
                 if nxt is None:
                     break
-                more = self._call(ctx, nxt)
+                spent = sum(o.cost_usd for o in chain) + sum(o.cost_usd for _, o in failed)
+                more = self._call(ctx, nxt, spent)
                 failed.extend(more[:-1])
                 final, out = more[-1]
                 chain.append(out)
