@@ -27,7 +27,9 @@ MAX_TOKEN_COUNT = 10_000_000     # input / output tokens of one call
 MAX_STEP_COST_USD = 100_000.0    # one step's cost (10M tokens at the price bound)
 MAX_DURATION_S = 86_400.0        # one step's duration or latency (a day)
 MAX_TEXT_CHARS = 8 * 1024 * 1024  # free text: an instruction, error or explanation cell
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: characters no name may hold (C0/C1 controls, line/paragraph separators)
+CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_CONTROL = re.compile(CONTROL_CHARS)
 
 
 def validate_name(value: Any, field: str, *, max_chars: int = MAX_NAME_CHARS,

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evoroute.core.types import (MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_STEP_COST_USD,
-                                 MAX_TEXT_CHARS, MAX_TOKEN_COUNT)
+from evoroute.core.types import (CONTROL_CHARS, MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS,
+                                 MAX_STEP_COST_USD, MAX_TEXT_CHARS, MAX_TOKEN_COUNT)
 from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "model", "score", "cost_usd")
@@ -43,7 +43,6 @@ _MAX = {"cost_usd": MAX_STEP_COST_USD, "latency_s": MAX_DURATION_S,
 # Names (no control characters, no commas: the CLI takes comma-separated lists) and ids.
 _NAME_COLUMNS = {"model": MAX_NAME_CHARS, "role": MAX_NAME_CHARS}
 _ID_COLUMNS = {"query_id": MAX_ID_CHARS, "task_id": MAX_ID_CHARS}
-_CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"
 # Per query_id these must not change from row to row (they describe the query, not the model).
 _PER_QUERY_COLUMNS = ("query", "role", "task_id", "step", "split")
 
@@ -355,7 +354,7 @@ def _validate(raw: pd.DataFrame, *, file: str, name: str, line_of: Callable[[int
         problems.add(~blank & (text.str.len() > limit).to_numpy(), column,
                      lambda i, c=column, t=text, m=limit:
                      f"{c} is {len(t.iloc[i])} characters long; at most {m} are allowed")
-        problems.add(~blank & text.str.contains(_CONTROL_CHARS, regex=True).to_numpy(), column,
+        problems.add(~blank & text.str.contains(CONTROL_CHARS, regex=True).to_numpy(), column,
                      lambda i, c=column, t=text: f"{c} {_short(t.iloc[i])} contains a control "
                                                  "character")
         if column in _NAME_COLUMNS:
