@@ -38,16 +38,23 @@ def success(model: str, z: int, rng: np.random.Generator) -> float:
     return float(rng.random() < p)
 
 
-def full_index(n: int, seed: int) -> ExperienceIndex:
-    """Every model's outcome on ``n`` train queries (the full protocol)."""
+def clustered_index(n: int, seed: int, outcome) -> ExperienceIndex:
+    """Every model's outcome on ``n`` clustered train queries (the full protocol);
+    ``outcome(model, cluster, rng)`` gives a record's (cost, perf)."""
     rng = np.random.default_rng(seed)
     emb, z = clusters(n, rng)
     idx = ExperienceIndex(dim=DIM)
     for i in range(n):
         for m in ("A", "B"):
-            idx.add(role="qa", model=m, text=f"train {i}", embedding=emb[i], tools=(), cost=0.01,
-                    duration=1.0, perf=success(m, z[i], rng))
+            cost, perf = outcome(m, z[i], rng)
+            idx.add(role="qa", model=m, text=f"train {i}", embedding=emb[i], tools=(), cost=cost,
+                    duration=1.0, perf=perf)
     return idx
+
+
+def full_index(n: int, seed: int) -> ExperienceIndex:
+    """A is right on cluster 0, B on cluster 1 (P 0.9 / 0.1), equal cost."""
+    return clustered_index(n, seed, lambda m, z, rng: (0.01, success(m, z, rng)))
 
 
 def test_cases(n: int = 200, seed: int = 7) -> list[tuple[StepContext, str]]:
@@ -199,14 +206,8 @@ def test_records_waiting_for_their_task_teach_the_linear_model_later():
 # ------------------------------------------------------------ empirical-Bayes κ ("auto")
 def coin_index(n: int, seed: int) -> ExperienceIndex:
     """The same clustered embeddings, but P is a fair coin for both models: no per-query signal."""
-    rng = np.random.default_rng(seed)
-    emb, _ = clusters(n, rng)
-    idx = ExperienceIndex(dim=DIM)
-    for i in range(n):
-        for m in ("A", "B"):
-            idx.add(role="qa", model=m, text=f"train {i}", embedding=emb[i], tools=(),
-                    cost=0.01 * (1 + rng.random()), duration=1.0, perf=float(rng.random() < 0.5))
-    return idx
+    return clustered_index(n, seed, lambda m, z, rng: (0.01 * (1 + rng.random()),
+                                                       float(rng.random() < 0.5)))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
