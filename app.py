@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from evoroute.settings import offline_env
+
+offline_env()  # bundled model and price map only, before any page imports them
+
 st.set_page_config(page_title="EvoRoute Studio", page_icon=":material/alt_route:", layout="wide")
 st.navigation([
     st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from evoroute import config  # noqa: F401  (offline environment first)
+from evoroute.settings import offline_env
 from evoroute.errors import EvoRouteError
 
 
@@ -511,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    offline_env()  # before anything can import litellm or sentence-transformers
     args = build_parser().parse_args(argv)
     if args.command == "runs" and args.action != "list" and args.run_id is None:
         print(f"error: runs {args.action} needs a run id", file=sys.stderr)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from sqlalchemy.engine import Engine
 
 from evoroute import registry
-from evoroute.config import DATA_DIR
+from evoroute.settings import DATA_DIR
 from evoroute.storage import db, repo
 
 PROFILES_FILE = DATA_DIR / "model_profiles.json"

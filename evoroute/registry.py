@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from evoroute import config  # noqa: F401  (sets the offline environment before litellm loads)
 from evoroute.core.types import (MAX_NAME_CHARS, MAX_PRICE_PER_M, MAX_TOKENS_PER_S, MAX_TTFT_S,
                                  MIN_TOKENS_PER_S, ModelInfo, validate_name, validate_number)
 from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
@@ -34,6 +33,9 @@ _FIELD_LABEL = {"input_price_per_m": "input price (USD per 1M tokens)",
 
 @lru_cache(maxsize=1)
 def _cost_map() -> dict[str, dict[str, Any]]:
+    from evoroute.settings import offline_env
+
+    offline_env()  # the bundled price map, never a download
     import litellm  # heavy: imported only when a price is looked up
 
     return dict(litellm.model_cost)

@@ -25,7 +25,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
-from evoroute import config, registry
+from evoroute import registry
+from evoroute import settings as config
+from evoroute.core import labels
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.types import Explanation, StepContext, Weights
 from evoroute.core.utility import reference_scale, utility
@@ -33,14 +35,6 @@ from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry, Run, StepRecord, Task
 
-# ----------------------------------------------------------------------------- labels
-#: What produced a run's numbers, as every figure must say (replayed / live / simulated ...).
-BACKEND_LABELS = {
-    "replay": "replayed · latency modelled",
-    "live": "live · latency measured",
-    "simulated": "simulated",
-    "import": "imported",
-}
 #: Statuses with no process working on the run (an interrupted run's process is gone; it can be
 #: resumed or deleted): the studio stops polling it.
 TERMINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
@@ -77,19 +71,13 @@ def ensure_indexes(engine: Engine) -> None:
 
 
 def run_label(run: Run) -> str:
-    """The run's own label (set by the runner from its backend), else one derived from it."""
-    label = (run.label or "").strip()
-    if label:
-        if run.backend == "replay" and "modelled" not in label:
-            label += " · latency modelled"
-        return label
-    return BACKEND_LABELS.get(run.backend, run.backend)
+    """The run's own stored label (:mod:`evoroute.core.labels`)."""
+    return labels.label_of(run)
 
 
 def labels_of(runs: Sequence[Run]) -> str:
     """One honest caption for a figure that mixes runs: every distinct label, once."""
-    seen = list(dict.fromkeys(run_label(r) for r in runs))
-    return " + ".join(seen) if seen else "no runs"
+    return labels.caption(run_label(r) for r in runs)
 
 
 # ----------------------------------------------------------------------------- overview
@@ -778,12 +766,9 @@ def _evaluated_tasks(run_id: int, *, session: Session) -> pd.DataFrame:
     return df
 
 
-#: Run kinds whose numbers may share a hull: replayed, simulated and live runs never do.
-RUN_KINDS = {"replay": "replayed", "simulated": "simulated", "live": "live", "import": "imported"}
-
-
 def run_kind(run: Run) -> str:
-    return RUN_KINDS.get(run.backend, run.backend or "unknown")
+    """Runs of one kind may share a hull: replayed, simulated and live runs never do."""
+    return labels.kind_of(run.backend)
 
 
 def _scope(t: pd.DataFrame) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evoroute.config import offline_env  # noqa: E402
+from evoroute.settings import offline_env  # noqa: E402
 
 offline_env()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evoroute.config import offline_env  # noqa: E402
+from evoroute.settings import offline_env  # noqa: E402
 
 offline_env()
 

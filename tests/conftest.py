@@ -6,14 +6,11 @@ test ever reaches a hub or downloads litellm's price map.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from evoroute.settings import offline_env
 
-from collections.abc import Iterator  # noqa: E402
+offline_env()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -14,10 +14,12 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.errors import EvoRouteError
 from evoroute.experience import SyncedIndex
 from evoroute.storage import db
+
+config.offline_env()
 
 
 def leave_legacy_pages_mode() -> None:

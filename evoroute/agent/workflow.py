@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.agent import tools as T
 from evoroute.errors import DatasetError
 

@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from evoroute import config  # noqa: F401  (offline switches before litellm is imported)
+from evoroute import settings as config
 from evoroute.agent import workflow as W
 from evoroute.backends.local_models import LOCAL_API_KEY
 from evoroute.backends.base import SPLITS, Backend, StepSpec, TaskSpec, split_rng

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.errors import BackendError, UnknownModelError, ValidationError
 
 HOST = "127.0.0.1"
@@ -116,7 +116,7 @@ class LocalModel:
         """Where the single GGUF file is (or will be, for a chunked model, once assembled)."""
         if len(self.parts) == 1:
             return self.part_paths()[0]
-        return Path(cache_dir or config.CACHE_DIR) / "local_models" / self.filename
+        return Path(cache_dir or config.settings().cache_dir) / "local_models" / self.filename
 
     def ensure_gguf(self, cache_dir: Path | None = None, *, verify: bool = False) -> Path:
         """Return the GGUF path, assembling chunks if needed; ``verify`` re-hashes the file.
@@ -355,8 +355,8 @@ class LocalModelServers:
     or PROJECT_ROOT/var); tests pass a temporary one so they never touch a user's servers.
     """
 
-    state_path: Path = field(default_factory=lambda: config.DEFAULT_DB_PATH.parent / "local_models.json")
-    cache_dir: Path = field(default_factory=lambda: config.CACHE_DIR)
+    state_path: Path = field(default_factory=lambda: config.settings().home / "local_models.json")
+    cache_dir: Path = field(default_factory=lambda: config.settings().cache_dir)
 
     def __post_init__(self) -> None:
         self.state_path = Path(self.state_path)

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evoroute.config import DATA_DIR, offline_env
+from evoroute.settings import DATA_DIR, offline_env
 from evoroute.datasets.longformat import LONG_COLUMNS, read_long, validate_long
 from evoroute.errors import DatasetError
 

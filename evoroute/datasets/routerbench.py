@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evoroute.config import CACHE_DIR, DATA_DIR, offline_env
+from evoroute.settings import DATA_DIR, offline_env, settings
 from evoroute.datasets.longformat import LONG_COLUMNS, read_long, validate_long
 from evoroute.errors import DatasetError
 
@@ -157,7 +157,7 @@ def _task_frame(task: str) -> pd.DataFrame:
         "tokens": _sha256(TOKEN_COUNTS_FILE) if TOKEN_COUNTS_FILE.is_file() else None,
         "pandas": pd.__version__,
     }).encode()).hexdigest()[:16]
-    memo = CACHE_DIR / f"routerbench_{task}_{key}.parquet"
+    memo = settings().cache_dir / f"routerbench_{task}_{key}.parquet"
     if memo.is_file():
         try:
             return pd.read_parquet(memo)
@@ -284,7 +284,7 @@ def build_token_counts(path: Path = TOKEN_COUNTS_FILE, meta: Path = TOKEN_COUNTS
 @functools.lru_cache(maxsize=1)
 def _token_counts() -> pd.DataFrame:
     """Token counts indexed by query_id: the shipped sidecar when it was computed from the
-    files present, else computed now and memoised under CACHE_DIR."""
+    files present, else computed now and memoised under the cache folder."""
     digest = _sources_digest()
     try:
         recorded = json.loads(TOKEN_COUNTS_META.read_text())["sources_sha256"]
@@ -294,7 +294,7 @@ def _token_counts() -> pd.DataFrame:
         table = pd.read_csv(TOKEN_COUNTS_FILE, dtype={"query_id": "str"})
     else:
         key = hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()[:16]
-        memo = CACHE_DIR / f"routerbench_tokens_{key}.csv.gz"
+        memo = settings().cache_dir / f"routerbench_tokens_{key}.csv.gz"
         if memo.is_file():
             table = pd.read_csv(memo, dtype={"query_id": "str"})
         else:

@@ -50,8 +50,9 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.backends.base import BACKEND_NAMES, Backend, TaskSpec, make_backend
+from evoroute.core import labels
 from evoroute.core.types import (PHASES, Decision, Explanation, ModelInfo, StepContext, json_default,
                                  StepOutcome, Weights)
 from evoroute.errors import EvoRouteError, ValidationError
@@ -578,13 +579,6 @@ class RunLoop:
 
 
 # ------------------------------------------------------------------------------ DB side
-def _label(backend: Backend) -> str:
-    """``replayed · latency modelled``, ``live · latency measured``, ``simulated``."""
-    if backend.latency_label == backend.label:
-        return backend.label
-    return f"{backend.label} · latency {backend.latency_label}"
-
-
 def create_run(spec: RunSpec, *, engine: Engine | None = None) -> int:
     """A Run row (status pending) carrying the spec as JSON and its seed."""
     engine = engine or db.get_engine()
@@ -594,8 +588,7 @@ def create_run(spec: RunSpec, *, engine: Engine | None = None) -> int:
                               status="pending", backend=spec.backend, dataset=str(spec.dataset),
                               router=spec.router, protocol=spec.protocol, seed=spec.seed,
                               w_p=w[0], w_c=w[1], w_d=w[2], budget_usd=spec.budget_usd,
-                              label={"replay": "replayed", "live": "live",
-                                     "simulated": "simulated"}[spec.backend])
+                              label=labels.run_label(spec.backend))
         return int(run.id)
 
 
@@ -1100,7 +1093,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
                                "resumed_at_steps": [*cfg_in.get("resolved", {}).get(
                                    "resumed_at_steps", []), done]}
         _set_run(engine, run_id, config_json=json.dumps(cfg, sort_keys=True, default=str),
-                 label=_label(plan.backend), n_tasks_total=plan.n_tasks_total)
+                 label=labels.run_label(spec.backend, plan.backend.latency_label), n_tasks_total=plan.n_tasks_total)
         loop = RunLoop(plan, spec.budget_usd, recorded=None if recomputes else recorded)
         open_tasks = {key: tid for tid, (key, succ) in tasks.items() if succ is None}
         with db.session(engine) as s:
@@ -1226,7 +1219,7 @@ def _log_path(url: str, run_id: int) -> Path:
     if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
         base = Path(u.database).resolve().parent
     else:
-        base = config.CACHE_DIR.parent
+        base = config.settings().cache_dir.parent
     return base / "logs" / f"run-{run_id}.log"
 
 

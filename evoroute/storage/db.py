@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
 from evoroute.storage.sqlite_wal import enable_wal
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.agent import workflow as W
 from evoroute.backends import local_models as lm
 from evoroute.backends.live import register_local_models
@@ -43,7 +43,7 @@ def test_three_task_live_run_routed_by_evoroute_on_local_models(tmp_path: Path, 
     from evoroute.evaluation import runner
 
     servers = lm.LocalModelServers(state_path=tmp_path / "local_models.json",
-                                   cache_dir=config.CACHE_DIR)
+                                   cache_dir=config.settings().cache_dir)
     t0 = time.perf_counter()
     try:
         with servers.serving(None, BASE_PORT) as infos:

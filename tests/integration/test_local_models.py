@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from evoroute import config
+from evoroute import settings as config
 from evoroute.backends import local_models as lm
 from evoroute.errors import UnknownModelError
 
@@ -57,7 +57,7 @@ def _servers_on(port_range: range) -> list[int]:
 
 @pytest.fixture
 def manager(tmp_path: Path) -> lm.LocalModelServers:
-    m = lm.LocalModelServers(state_path=tmp_path / "local_models.json", cache_dir=config.CACHE_DIR)
+    m = lm.LocalModelServers(state_path=tmp_path / "local_models.json", cache_dir=config.settings().cache_dir)
     yield m
     m.stop()     # whatever a failing test left behind
 
@@ -188,7 +188,7 @@ def test_registry_paths_and_errors(tmp_path):
         m.stop(["nope"])
     for model in lm.LOCAL_MODELS.values():
         assert model.installed(), f"{model.package}=={model.version} missing: run scripts/install_local_models.sh"
-        path = model.ensure_gguf(config.CACHE_DIR)
+        path = model.ensure_gguf(config.settings().cache_dir)
         assert path.name == model.filename and path.stat().st_size == model.size_bytes
         with path.open("rb") as f:
             assert f.read(4) == b"GGUF"

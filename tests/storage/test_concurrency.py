@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from sqlmodel import select
 
-from evoroute.config import PROJECT_ROOT
+from evoroute.settings import PROJECT_ROOT
 from evoroute.storage import repo
 from evoroute.storage.db import make_engine
 from evoroute.storage.db import session as open_session

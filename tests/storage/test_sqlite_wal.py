@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from evoroute.config import PROJECT_ROOT
+from evoroute.settings import PROJECT_ROOT
 from evoroute.storage.sqlite_wal import enable_wal
 
 

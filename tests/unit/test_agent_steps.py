@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evoroute.config import DATA_DIR, PROJECT_ROOT
+from evoroute.settings import DATA_DIR, PROJECT_ROOT
 from evoroute.datasets import agent_steps as ag
 from evoroute.datasets import load_dataset
 from evoroute.datasets.longformat import LONG_COLUMNS, read_long

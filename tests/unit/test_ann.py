@@ -173,7 +173,7 @@ def test_graph_then_onnx_embedding_in_one_process():
     import sys
     import textwrap
 
-    from evoroute.config import PROJECT_ROOT
+    from evoroute.settings import PROJECT_ROOT
 
     code = textwrap.dedent("""
         import numpy as np

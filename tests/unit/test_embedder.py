@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from evoroute.config import PROJECT_ROOT
+from evoroute.settings import PROJECT_ROOT
 from evoroute.datasets.routerbench import load_routerbench
 from evoroute.errors import ValidationError
 from evoroute.retrieval import embedder as emb

@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from evoroute.config import DATA_DIR
+from evoroute.settings import DATA_DIR
 from evoroute.datasets import routerbench as rb
 from evoroute.datasets.longformat import LONG_COLUMNS, read_long
 from evoroute.errors import DatasetError
