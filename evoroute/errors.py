@@ -51,9 +51,5 @@ class EmptyDatasetError(DatasetError):
     """A dataset with no usable rows."""
 
 
-class BudgetExceededError(EvoRouteError):
-    """The next step would push a run over its budget cap."""
-
-
 class BackendError(EvoRouteError):
     """A backend could not execute a step (e.g. a model call failed after retries)."""
