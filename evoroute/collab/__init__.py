@@ -1,0 +1,1 @@
+"""Collaboration replay (MasRouter-style modes) from the recorded multiple-choice responses."""
