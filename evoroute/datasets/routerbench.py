@@ -61,6 +61,7 @@ BUNDLED_DATASETS: dict[str, tuple[str, ...]] = {
     "routerbench-arc": ("arc_challenge",),
     "routerbench-mbpp": ("mbpp",),
     "routerbench-winogrande": ("winogrande",),
+    "routerbench-choice": ("arc_challenge", "winogrande"),   # the multiple-choice tasks
 }
 # Tasks whose prompts carry a few-shot prefix of this many solved examples.
 FEW_SHOT_EXAMPLES: dict[str, int] = {"arc_challenge": 5, "winogrande": 5, "mbpp": 0}
