@@ -3,14 +3,27 @@
 Create / Read / table classes follow the full-stack-fastapi-template shape: the ``*Base``
 classes carry the user-facing fields and their validation, the ``table=True`` classes add
 ids and bookkeeping.
+
+:class:`StepRecord` is the one definition of the step record. Its columns give the insert row
+(:func:`step_row`, built from the runner's :class:`~evoroute.core.types.StepOutcome`), the CSV
+export columns (:data:`EXPORT_COLUMNS`: every column not marked ``NOT_IN_CSV``) and the CSV
+import row (``evoroute.io.rows``). A new column is a field here plus one migration
+(``evoroute/storage/migrations/versions``) and its test.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
+
+from evoroute.core.types import StepOutcome
+
+#: column info of a step column that is not a CSV cell (export and import skip it)
+NOT_IN_CSV = {"info": {"csv": False}}
 
 
 def utcnow() -> datetime:
@@ -97,16 +110,18 @@ class StepRecord(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, foreign_key="run.id", index=True)
-    task_id: int | None = Field(default=None, foreign_key="task.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="task.id", index=True,
+                                sa_column_kwargs=NOT_IN_CSV)
     task_key: str = ""
     step_index: int = 0
-    step_no: int | None = None        # the run's step number (1-based; failed attempts share it)
+    # the run's step number (1-based; failed attempts share it)
+    step_no: int | None = Field(default=None, sa_column_kwargs=NOT_IN_CSV)
     phase: str = ""                   # cold_start | optimize | inference | import
     role: str = Field(default="", index=True)
     model: str = Field(default="", index=True)
     query_id: str | None = None
     instruction: str = Field(default="", sa_column=Column(Text))
-    embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    embedding: bytes | None = Field(default=None, sa_column=Column(LargeBinary, **NOT_IN_CSV))
     tools: str = ""                   # ';'-separated tool names
     cost_usd: float = 0.0
     duration_s: float = 0.0
@@ -117,8 +132,43 @@ class StepRecord(SQLModel, table=True):
     input_tokens: int | None = None
     output_tokens: int | None = None
     error: str | None = None
-    tool_error: str | None = Field(default=None, sa_column=Column(Text))  # refused/failed tool call
-    explanation: str | None = Field(default=None, sa_column=Column(Text))
+    # a refused or failed tool call of the step
+    tool_error: str | None = Field(default=None, sa_column=Column(Text, **NOT_IN_CSV))
     propensity: float | None = None
     router: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+    explanation: str | None = Field(default=None, sa_column=Column(Text))
+
+
+#: every column of the step table, in table order
+STEP_COLUMNS: tuple[str, ...] = tuple(StepRecord.__table__.columns.keys())  # type: ignore[attr-defined]
+#: the CSV export's columns (header order): every step column not marked NOT_IN_CSV
+EXPORT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in StepRecord.__table__.columns  # type: ignore[attr-defined]
+    if c.info.get("csv", True))
+#: the fields of an executed step's outcome that are stored as they are
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(StepOutcome)
+                                         if f.name in STEP_COLUMNS)
+
+
+def step_row(outcome: StepOutcome | None = None, **fields: Any) -> dict[str, Any]:
+    """The insert row of one step: the outcome's stored fields, then ``fields`` (the decision,
+    the task, the run...); every column gets a value (its default when not given), so rows of
+    one ``insert`` share their keys. An unknown key raises ``KeyError``."""
+    unknown = set(fields) - set(STEP_COLUMNS)
+    if unknown:
+        raise KeyError(f"not columns of the step table: {', '.join(sorted(unknown))}")
+    given = {} if outcome is None else {c: getattr(outcome, c) for c in OUTCOME_COLUMNS}
+    given.update(fields)
+    row: dict[str, Any] = {}
+    for name in STEP_COLUMNS:
+        if name in given:
+            row[name] = given[name]
+        elif name != "id":
+            row[name] = _column_default(name)
+    return row
+
+
+def _column_default(name: str) -> Any:
+    info = StepRecord.model_fields[name]
+    return info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
