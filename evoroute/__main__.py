@@ -1,3 +1,3 @@
-from evoroute.cli import main
+from evoroute.cli.main import main
 
 raise SystemExit(main())

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from evoroute import cli, registry
+from evoroute import registry
+from evoroute.cli import main as cli
 from evoroute import experience_io as xio
 from evoroute.core.types import ModelInfo, Weights, validate_theta
 from evoroute.errors import EvoRouteError

@@ -443,7 +443,7 @@ def test_a_lock_timeout_names_the_writer(tmp_path, monkeypatch):
 def test_the_cli_lock_message_blames_the_writer_not_the_url(tmp_path, monkeypatch, capsys):
     import sqlite3
 
-    from evoroute import cli
+    from evoroute.cli import main as cli
     import evoroute.storage.db as dbmod
 
     path = tmp_path / "cli_lock.db"

@@ -50,7 +50,7 @@ def counted(self, step, model):
     os.write(fd, b"x")
     return out
 base.TableBackend.execute = counted
-from evoroute.cli import main
+from evoroute.cli.main import main
 raise SystemExit(main(sys.argv[2:]))
 """
 
@@ -187,10 +187,10 @@ def test_a_batch_of_50_would_lose_many_steps_per_kill(tmp_path, monkeypatch):
     url, engine = new_base(tmp_path)
     run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
     counter = tmp_path / "exec"
-    code = COUNTING_WORKER.replace("from evoroute.cli import main",
+    code = COUNTING_WORKER.replace("from evoroute.cli.main import main",
                                    "from evoroute.evaluation import runner\n"
                                    "runner.COMMIT_EVERY_STEPS, runner.COMMIT_EVERY_S = 50, 1e9\n"
-                                   "from evoroute.cli import main")
+                                   "from evoroute.cli.main import main")
     proc = subprocess.Popen([sys.executable, "-c", code, str(counter), "--db", url, "worker",
                              str(run_id)], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evoroute.cli import main
+from evoroute.cli.main import main
 from evoroute.storage import db, repo
 from evoroute.storage.db import make_engine
 
