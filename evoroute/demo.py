@@ -8,30 +8,24 @@ registry shows real prices and a user's override recomputes cost on the same tok
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 
 from sqlalchemy.engine import Engine
 
 from evoroute import registry
-from evoroute.settings import DATA_DIR
+from evoroute.backends.replay import fit_prices, latency_profiles
+from evoroute.settings import DEFAULTS
 from evoroute.storage import db, repo
 
-PROFILES_FILE = DATA_DIR / "model_profiles.json"
 DEMO_RUN_NAME = "demo: EvoRoute on RouterBench (replayed)"
 
 
 @lru_cache(maxsize=4)
 def fitted_prices(dataset: str = "routerbench") -> dict[str, tuple[float, float]]:
     """(input, output) USD per 1M tokens per model, fitted to the recorded costs."""
-    from evoroute.backends.replay import fit_prices
     from evoroute.datasets.routerbench import load_dataset
 
     return {m: (round(a, 4), round(b, 4)) for m, (a, b) in fit_prices(load_dataset(dataset)).items()}
-
-
-def latency_profiles() -> dict[str, dict]:
-    return json.loads(PROFILES_FILE.read_text())["profiles"]
 
 
 def register_routerbench_models(engine: Engine) -> list[str]:
@@ -46,8 +40,8 @@ def register_routerbench_models(engine: Engine) -> list[str]:
             prof = profiles.get(name, {})
             registry.add_model(session=s, name=name, litellm_id=prof.get("litellm_id", ""),
                                input_price_per_m=p_in, output_price_per_m=p_out,
-                               ttft_s=prof.get("ttft_s", 0.5),
-                               tokens_per_s=prof.get("tokens_per_s", 50.0),
+                               ttft_s=prof.get("ttft_s", DEFAULTS.ttft_s),
+                               tokens_per_s=prof.get("tokens_per_s", DEFAULTS.tokens_per_s),
                                price_source="recorded",
                                notes="RouterBench; prices fitted to recorded costs; "
                                      "latency profile assumed (modelled)")

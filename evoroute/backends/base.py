@@ -1,9 +1,9 @@
 """The backend interface: where step outcomes come from (spec §4).
 
 Three backends implement it: ``replay`` (recorded outcomes of real models on real queries),
-``simulated`` (seeded parametric models) and ``live`` (real calls, a later issue). The runner
-only talks to this interface, so a run, its records and its report look the same whichever
-backend produced them; the backend's ``label`` says which it was.
+``simulated`` (seeded parametric models) and ``live`` (real calls); :mod:`evoroute.backends.registry`
+builds them by name. The runner only talks to this interface, so a run, its records and its
+report look the same whichever backend produced them; the backend's ``label`` says which it was.
 
 Task success is the *minimum* of the step successes: for 0/1 scores that is "all steps
 succeeded", which is how composed multi-step tasks are scored; for a one-step task it is the
@@ -25,9 +25,9 @@ import numpy as np
 
 from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.errors import BackendError, UnknownModelError, ValidationError
+from evoroute.settings import DEFAULTS
 
-BACKEND_NAMES = ("replay", "simulated", "live")
-SPLITS = ("train", "test")
+SPLITS = DEFAULTS.splits
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,9 @@ class TableBackend(Backend):
 
     # ------------------------------------------------------------ interface
     def tasks(self, split: str) -> list[TaskSpec]:
-        if split not in SPLITS:
-            raise ValidationError(f"split must be one of {', '.join(SPLITS)}, got {split!r}", "split")
+        if split not in DEFAULTS.splits:
+            raise ValidationError(f"split must be one of {', '.join(DEFAULTS.splits)}, got "
+                                  f"{split!r}", "split")
         return list(self._tasks.get(split, []))
 
     def row(self, step: StepContext) -> int:
@@ -270,70 +271,5 @@ def compose_tasks(units: list[list[StepSpec]], unit_keys: list[str], split: str,
 
 def split_rng(seed: int, split: str) -> np.random.Generator:
     """An independent, reproducible stream per (seed, split) for task order and composition."""
-    return np.random.default_rng([int(seed), 7919, SPLITS.index(split) if split in SPLITS else 99])
-
-
-def check_backend_params(cls: type, params: dict[str, Any]) -> None:
-    """Backend settings (``--backend-param k=v``) must be keyword options of the backend, and a
-    numeric option takes a number: an unknown key was a TypeError traceback."""
-    import inspect
-
-    fixed = {"self", "dataset", "scenario", "models", "model_names", "seed", "steps_per_task"}
-    options = {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
-               if n not in fixed and p.kind is p.KEYWORD_ONLY}
-    for key, value in params.items():
-        if key not in options:
-            raise ValidationError(f"unknown backend setting {key!r} for {cls.__name__}; known: "
-                                  f"{', '.join(sorted(options)) or '(none)'}", key)
-        default = options[key].default
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValidationError(f"backend setting {key} must be a number, got {value!r}", key)
-
-
-def check_params(name: str, params: dict[str, Any]) -> None:
-    """:func:`check_backend_params` by backend name (the CLI checks before it stores a run)."""
-    if name == "replay":
-        from evoroute.backends.replay import ReplayBackend as cls
-    elif name == "simulated":
-        from evoroute.backends.simulated import SimulatedBackend as cls  # type: ignore[assignment]
-    elif name == "live":
-        try:
-            from evoroute.backends.live import LiveBackend as cls  # type: ignore[assignment]
-        except ImportError:
-            return
-    else:
-        return
-    check_backend_params(cls, params)
-
-
-def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = None,
-                 model_names: list[str] | None = None, seed: int = 0, steps_per_task: int = 1,
-                 **params: Any) -> Backend:
-    """Build a backend by name.
-
-    ``models`` are the registered candidates (replay, live). The simulated backend brings its
-    own models; ``model_names`` then selects among them (None = all of the scenario's).
-    """
-    if name == "replay":
-        from evoroute.backends.replay import ReplayBackend
-        if not models:
-            raise ValidationError("no candidate models: register and enable at least one model "
-                                  "(`python -m evoroute demo --no-run` registers the RouterBench "
-                                  "models)", "models")
-        check_backend_params(ReplayBackend, params)
-        return ReplayBackend(dataset, models, seed=seed, steps_per_task=steps_per_task, **params)
-    if name == "simulated":
-        from evoroute.backends.simulated import SimulatedBackend
-        check_backend_params(SimulatedBackend, params)
-        return SimulatedBackend(dataset or "default", seed=seed, steps_per_task=steps_per_task,
-                                model_names=model_names, **params)
-    if name == "live":
-        try:
-            from evoroute.backends.live import LiveBackend  # type: ignore[import-not-found]
-        except ImportError:
-            raise ValidationError("the live backend is not available in this version",
-                                  "backend") from None
-        check_backend_params(LiveBackend, params)
-        return LiveBackend(dataset, models, seed=seed, steps_per_task=steps_per_task, **params)
-    raise ValidationError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}", "backend")
+    splits = DEFAULTS.splits
+    return np.random.default_rng([int(seed), 7919, splits.index(split) if split in splits else 99])

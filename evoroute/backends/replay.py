@@ -24,6 +24,7 @@ Choosing a model for a step returns that model's recorded score and cost for the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,15 +33,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evoroute.backends.base import (SPLITS, StepSpec, TableBackend, _Rows, compose_tasks,
-                                    split_rng)
+from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
 from evoroute.core.types import ModelInfo
 from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
+from evoroute.settings import DATA_DIR, DEFAULTS
 
 CHARS_PER_TOKEN = 4.0
 RECOMPUTE_SOURCES = ("override", "notional")
 INCOMPLETE_POLICIES = ("drop", "restrict")
 DEFAULT_TEST_FRACTION = 0.3
+PROFILES_FILE = DATA_DIR / "model_profiles.json"
 
 
 @lru_cache(maxsize=4)
@@ -81,6 +83,11 @@ def fit_prices(df: pd.DataFrame) -> dict[str, tuple[float, float]]:
     return out
 
 
+def latency_profiles() -> dict[str, dict[str, Any]]:
+    """The bundled models' litellm ids and assumed latency profiles (``data/model_profiles.json``)."""
+    return json.loads(PROFILES_FILE.read_text())["profiles"]
+
+
 def dataset_models(dataset: str | Path | pd.DataFrame) -> list[ModelInfo]:
     """Candidate models for replaying a dataset without a registry (e.g. ``bench`` on a
     throw-away base): every model in the data, its recorded costs (``price_source="recorded"``,
@@ -89,17 +96,16 @@ def dataset_models(dataset: str | Path | pd.DataFrame) -> list[ModelInfo]:
     df = load_replay_data(dataset)
     prices = fit_prices(df)
     try:
-        from evoroute.demo import latency_profiles
         profiles = latency_profiles()
-    except (OSError, ValueError, KeyError, ImportError):
+    except (OSError, ValueError, KeyError):
         profiles = {}
     out = []
     for name in sorted(prices):
         prof = profiles.get(name, {})
         out.append(ModelInfo(name=name, input_price_per_m=prices[name][0],
                              output_price_per_m=prices[name][1],
-                             ttft_s=float(prof.get("ttft_s", 0.5)),
-                             tokens_per_s=float(prof.get("tokens_per_s", 50.0)),
+                             ttft_s=float(prof.get("ttft_s", DEFAULTS.ttft_s)),
+                             tokens_per_s=float(prof.get("tokens_per_s", DEFAULTS.tokens_per_s)),
                              litellm_id=str(prof.get("litellm_id", "")),
                              price_source="recorded"))
     return out
@@ -229,7 +235,7 @@ class ReplayBackend(TableBackend):
         frame = frame[ok_task.to_numpy()]
         self._rows = q.rows
         counts = {}
-        for split in SPLITS:
+        for split in DEFAULTS.splits:
             part = frame[frame["split"] == split].sort_values(["task", "step", "row"], kind="stable")
             task_ids = part["task"].to_numpy(dtype=object)
             rws = part["row"].to_numpy()

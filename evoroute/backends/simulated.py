@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.backends.base import (SPLITS, StepSpec, TableBackend, _Rows, compose_tasks,
-                                    split_rng)
+from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
+from evoroute.settings import DEFAULTS
 
 LATENCY_NOISE_SIGMA = 0.15
 
@@ -156,7 +156,7 @@ class SimulatedBackend(TableBackend):
     def _build(self) -> None:
         sc, rng = self.scenario, np.random.default_rng([self.seed, 4242])
         roles_of_rows, texts, unit_rows, unit_keys_by_split = [], [], {}, {}
-        for split in SPLITS:
+        for split in DEFAULTS.splits:
             keys = []
             for u in range(self.n_units[split]):
                 roles = sc.workflow or (sc.roles[int(rng.integers(len(sc.roles)))],)
@@ -185,7 +185,7 @@ class SimulatedBackend(TableBackend):
         lat = (ttft + tout / tps) * np.exp(LATENCY_NOISE_SIGMA * rng.standard_normal((n, m)))
         self._rows = _Rows(score=score, cost=cost, latency=lat, input_tokens=tin.astype(np.int64),
                            output_tokens=tout.astype(np.int64))
-        for split in SPLITS:
+        for split in DEFAULTS.splits:
             keys = unit_keys_by_split[split]
             units = [[StepSpec(role=roles_of_rows[r], instruction=texts[r],
                                tools=frozenset(sc.role_tools.get(roles_of_rows[r], ())))
@@ -231,7 +231,7 @@ class SimulatedBackend(TableBackend):
     def describe(self) -> dict[str, Any]:
         sc = self.scenario
         return {**super().describe(), "scenario": sc.name, "description": sc.description,
-                "tasks": {s: len(self._tasks[s]) for s in SPLITS},
+                "tasks": {s: len(self._tasks[s]) for s in DEFAULTS.splits},
                 "steps_per_task": self.steps_per_task,
                 "note": "simulated outcomes from seeded parametric models, not real calls"}
 

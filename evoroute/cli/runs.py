@@ -92,7 +92,7 @@ def _drop_if_nothing_ran(eng: Any, run_id: int) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evoroute.backends.base import check_params
+    from evoroute.backends.registry import check_params
     from evoroute.evaluation import runner
     from evoroute.storage import db, repo
 

@@ -51,7 +51,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from evoroute import settings as config
-from evoroute.backends.base import BACKEND_NAMES, Backend, TaskSpec, make_backend
+from evoroute.backends.base import Backend, TaskSpec
+from evoroute.backends.registry import BACKEND_NAMES, make_backend
 from evoroute.core import labels
 from evoroute.core.types import (PHASES, Decision, Explanation, ModelInfo, StepContext, json_default,
                                  StepOutcome, Weights)

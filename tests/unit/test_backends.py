@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evoroute.backends.base import OutcomeTable, make_backend
+from evoroute.backends.base import OutcomeTable
+from evoroute.backends.registry import make_backend
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
 from evoroute.backends.simulated import SimulatedBackend
 from evoroute.core.types import ModelInfo, StepContext, Weights

@@ -16,7 +16,7 @@ import pytest
 from evoroute import registry
 from evoroute.agent import workflow as W
 from evoroute.backends import live as L
-from evoroute.backends.base import make_backend
+from evoroute.backends.registry import make_backend
 from evoroute.backends.local_models import LOCAL_API_KEY
 from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.errors import BackendError, ValidationError
