@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from evoroute import settings as config
-from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
+from evoroute.storage import migrations
 from evoroute.storage.sqlite_wal import enable_wal
 
 _ENGINES: dict[str, Engine] = {}
@@ -42,65 +42,23 @@ def make_engine(url: str | None = None) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    _create_tables(engine)
-    add_missing_columns(engine)
+    _upgrade_schema(engine)
     return engine
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """The minimal upgrade path of a base created by older code: ``create_all`` never alters a
-    table, so every column the tables declare but the database lacks is added with
-    ``ALTER TABLE ... ADD COLUMN`` (nullable columns only: older rows get NULL). Returns the
-    ``table.column`` names added. Safe when two processes upgrade the same file at once (the
-    loser's "duplicate column" is ignored). A real migration tool replaces this later.
-    """
-    from sqlalchemy import inspect, text
-    from sqlalchemy.exc import DBAPIError
+def _upgrade_schema(engine: Engine, attempts: int = 3) -> list[str]:
+    """Create a fresh base or migrate an existing one to the head revision (migrations/).
 
-    insp = inspect(engine)
-    added: list[str] = []
-    for table in SQLModel.metadata.sorted_tables:
-        if not insp.has_table(table.name):
-            continue
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in have:
-                continue
-            if not column.nullable:
-                from evoroute.errors import EvoRouteError
-                raise EvoRouteError(f"the experience base lacks column {table.name}."
-                                    f"{column.name}, which cannot be added as NULL: it needs a "
-                                    f"migration")
-            ddl = (f"ALTER TABLE {engine.dialect.identifier_preparer.quote(table.name)} ADD "
-                   f"COLUMN {engine.dialect.identifier_preparer.quote(column.name)} "
-                   f"{column.type.compile(dialect=engine.dialect)}")
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text(ddl))
-                added.append(f"{table.name}.{column.name}")
-            except DBAPIError as exc:
-                if "duplicate column" not in str(exc).lower():
-                    raise
-    return added
-
-
-def _create_tables(engine: Engine, attempts: int | None = None) -> None:
-    """create_all, tolerant of another process creating the same tables at the same moment.
-
-    create_all checks for each table and then creates it; two processes opening a fresh file
-    together can both pass the check, and the slower one fails with "already exists". Running
-    create_all again sees the table and goes on.
-    """
-    # each lost race costs one table, so one attempt per table and one more always suffice
-    # (5 today, as before; this keeps it right when a table is added)
-    attempts = attempts or len(SQLModel.metadata.tables) + 1
+    On SQLite one process migrates at a time (migrations.upgrade takes the write lock first).
+    Another database without that lock can see two processes create the same table at once:
+    the slower one fails with "already exists", and trying again finds the base current."""
     for attempt in range(attempts):
         try:
-            SQLModel.metadata.create_all(engine)
-            return
-        except OperationalError as e:
+            return migrations.upgrade(engine)
+        except DBAPIError as e:
             if "already exists" not in str(e) or attempt == attempts - 1:
                 raise
+    return []
 
 
 def _after_fork_in_child() -> None:
@@ -124,7 +82,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The process-wide engine for ``url`` (created once, tables created if missing)."""
+    """The process-wide engine for ``url`` (created once, its schema brought to the head)."""
     url = url or config.db_url()
     with _LOCK:
         if url not in _ENGINES:

@@ -30,7 +30,7 @@ from sqlmodel import func, select
 from evoroute import demo
 from evoroute.errors import EvoRouteError
 from evoroute.evaluation import runner
-from evoroute.storage import db, repo
+from evoroute.storage import db, migrations, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -382,6 +382,7 @@ def test_a_base_created_before_the_new_columns_is_upgraded(tmp_path):
     for table, column in (("run", "pid"), ("run", "proc_started"), ("run", "host"),
                           ("run", "heartbeat_at"), ("step", "step_no")):
         con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    con.execute("DROP TABLE alembic_version")             # older code stamped no revision
     con.execute("INSERT INTO run (name, status, backend, dataset, router, protocol, seed, w_p, "
                 "w_c, w_d, config_json, label, n_tasks_total, n_steps_done, cost_usd, "
                 "stop_requested, created_at) VALUES ('old', 'running', 'replay', 'routerbench', "
@@ -394,7 +395,7 @@ def test_a_base_created_before_the_new_columns_is_upgraded(tmp_path):
         assert {"pid", "proc_started", "host", "heartbeat_at"} <= \
             {r[1] for r in c.execute(text("PRAGMA table_info(run)"))}
         assert "step_no" in {r[1] for r in c.execute(text("PRAGMA table_info(step)"))}
-    assert db.add_missing_columns(eng) == []                # idempotent
+    assert migrations.upgrade(eng) == []                    # idempotent
     with db.session(eng) as s:
         old = repo.list_runs(session=s)[0]
         assert old.status == "interrupted" and "older EvoRoute" in old.error   # was stuck running

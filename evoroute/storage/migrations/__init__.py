@@ -1,0 +1,88 @@
+"""Schema migrations of the experience base (alembic, run programmatically: no alembic.ini).
+
+:func:`upgrade` runs when an engine is made (:func:`evoroute.storage.db.make_engine`):
+
+- a fresh base (no ``run`` table) gets every table from the SQLModel definitions
+  (``create_all``) and is stamped at the head revision;
+- an existing base, with or without an ``alembic_version`` table, is upgraded to the head
+  (a base made before migrations existed has none and starts from the baseline ``0001``).
+
+On SQLite both happen inside one ``BEGIN IMMEDIATE`` transaction, so two processes opening the
+same file at once do not race: the second waits for the write lock, then finds the base at the
+head. A new column: its field in ``tables.py`` and one revision in ``versions/`` (copy the
+latest, set ``down_revision`` to its ``revision``), plus its test.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    """The newest revision in ``versions/``."""
+    return str(_scripts().get_current_head())
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision a base is stamped at (None: not stamped, e.g. made before migrations)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _is_current(conn: Connection) -> bool:
+    return inspect(conn).has_table("run") and current_revision(conn) == head()
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Bring the base behind ``engine`` to the head revision; returns the revisions applied
+    (``[]`` when it was there already; ``["create_all"]`` for a fresh base)."""
+    with engine.connect() as conn:
+        if _is_current(conn):
+            return []
+    from alembic import command
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")   # the write lock first: one migrator
+        if _is_current(conn):                        # another process did it meanwhile
+            conn.rollback()
+            return []
+        if not inspect(conn).has_table("run"):
+            SQLModel.metadata.create_all(conn)
+            from alembic.runtime.migration import MigrationContext
+
+            MigrationContext.configure(conn).stamp(_scripts(), "head")
+            applied = ["create_all"]
+        else:
+            before = current_revision(conn)
+            command.upgrade(_config(conn), "head")
+            applied = [s.revision for s in
+                       reversed(list(_scripts().iterate_revisions("head", before)))]
+        conn.commit()
+    return applied

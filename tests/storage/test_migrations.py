@@ -1,0 +1,141 @@
+"""Schema migrations: a base made by the code before migrations upgrades itself on open.
+
+The fixtures (tests/storage/fixtures/make_bases.py) were made by the code of 2026-12-02, before
+migrations existed, and by dropping the columns added on 2026-12-01 from it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlmodel import SQLModel, create_engine, select
+
+from evoroute.storage import db, migrations, repo
+from evoroute.storage.tables import ModelEntry, Run, StepRecord, Task
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TODAY, BEFORE_LIFECYCLE = "base_2026-12-02.db", "base_2026-11-30.db"
+TABLES = ("model", "run", "task", "step")
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    path = tmp_path / name
+    shutil.copyfile(FIXTURES / name, path)
+    return path
+
+
+def _rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every table, as plain sqlite3 reads it (columns of the file as it is)."""
+    con = sqlite3.connect(path)
+    out = {}
+    for table in TABLES:
+        cur = con.execute(f"SELECT * FROM {table} ORDER BY id")
+        names = [d[0] for d in cur.description]
+        out[table] = [dict(zip(names, r)) for r in cur]
+    con.close()
+    return out
+
+
+def _columns(engine) -> dict[str, set[str]]:
+    insp = inspect(engine)
+    return {t: {c["name"] for c in insp.get_columns(t)} for t in TABLES}
+
+
+def _declared() -> dict[str, set[str]]:
+    return {t: set(SQLModel.metadata.tables[t].columns.keys()) for t in TABLES}
+
+
+@pytest.mark.parametrize("name", [TODAY, BEFORE_LIFECYCLE])
+def test_a_base_made_before_migrations_upgrades_itself_and_keeps_every_row(name, tmp_path):
+    path = _copy(name, tmp_path)
+    before = _rows(path)
+    assert not sqlite3.connect(path).execute(
+        "SELECT name FROM sqlite_master WHERE name='alembic_version'").fetchall()
+    eng = db.make_engine(f"sqlite:///{path}")
+    with eng.connect() as c:
+        assert migrations.current_revision(c) == migrations.head()
+    assert _columns(eng) == _declared()          # the migrations reach what tables.py declares
+    after = _rows(path)
+    for table in TABLES:                          # every row, every old value, new columns NULL
+        assert len(after[table]) == len(before[table]) > 0
+        for old, new in zip(before[table], after[table]):
+            assert {k: new[k] for k in old} == old
+            assert all(new[k] is None for k in set(new) - set(old))
+    assert migrations.upgrade(eng) == []          # idempotent
+    eng.dispose()
+
+
+def test_the_upgraded_base_reads_and_writes_through_todays_code(tmp_path):
+    path = _copy(BEFORE_LIFECYCLE, tmp_path)
+    eng = db.make_engine(f"sqlite:///{path}")
+    with db.session(eng) as s:
+        assert [m.name for m in repo.list_models(session=s)] == \
+            ["gpt-fixture", "local-fixture", "off-fixture"]
+        assert [m.name for m in repo.list_models(session=s, enabled_only=True)] == \
+            ["gpt-fixture", "local-fixture"]
+        runs = {r.name: r for r in repo.list_runs(session=s)}
+        assert {n: r.status for n, r in runs.items()} == {
+            "finished fixture": "finished", "interrupted fixture": "interrupted",
+            "import: fixture.csv": "finished", "import: stuck.csv": "importing"}
+        assert runs["finished fixture"].pid is None and runs["finished fixture"].n_steps_done == 9
+        # the new columns work: a run records its process, a step its number and tool error
+        run = repo.create_run(session=s, config={}, name="after upgrade", status="running")
+        assert run.pid is not None and run.heartbeat_at is not None
+        task = repo.create_task(session=s, run_id=run.id, task_key="t")
+        repo.add_steps([StepRecord(run_id=run.id, task_id=task.id, role="planner", model="m",
+                                   instruction="new", step_no=1, tool_error="refused")],
+                       session=s)
+        got = s.exec(select(StepRecord).where(StepRecord.run_id == run.id)).one()
+        assert (got.step_no, got.tool_error) == (1, "refused")
+        assert len(list(s.exec(select(Task)))) == 9
+        assert s.get(ModelEntry, 2).api_base == "http://127.0.0.1:8080/v1"
+    eng.dispose()
+
+
+def test_todays_fixture_keeps_its_lifecycle_columns(tmp_path):
+    eng = db.make_engine(f"sqlite:///{_copy(TODAY, tmp_path)}")
+    with db.session(eng) as s:
+        run = s.exec(select(Run).where(Run.name == "finished fixture")).one()
+        assert run.pid is not None and run.heartbeat_at is not None
+        errs = [r.tool_error for r in s.exec(select(StepRecord)) if r.tool_error]
+        assert errs == ["tool 'shell' refused: not in the allow-list"]
+    eng.dispose()
+
+
+def test_a_stamped_base_gets_only_the_revisions_it_lacks(tmp_path):
+    path = _copy(BEFORE_LIFECYCLE, tmp_path)
+    con = sqlite3.connect(path)                   # as if stamped at the baseline
+    con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    con.execute("INSERT INTO alembic_version VALUES ('0001')")
+    con.commit()
+    con.close()
+    eng = db.make_engine(f"sqlite:///{path}")
+    with eng.connect() as c:
+        assert migrations.current_revision(c) == migrations.head()
+    assert _columns(eng) == _declared()
+    eng.dispose()
+    # a base one revision behind: only that revision runs
+    path = _copy(TODAY, tmp_path)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE step DROP COLUMN tool_error")
+    con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    con.execute("INSERT INTO alembic_version VALUES ('0002')")
+    con.commit()
+    con.close()
+    eng = create_engine(f"sqlite:///{path}")      # a plain engine: upgrade called here
+    assert migrations.upgrade(eng) == ["0003"]
+    assert "tool_error" in _columns(eng)["step"]
+    eng.dispose()
+
+
+def test_a_fresh_base_is_created_from_the_tables_and_stamped_at_the_head(tmp_path):
+    eng = db.make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with eng.connect() as c:
+        assert migrations.current_revision(c) == migrations.head()
+    assert _columns(eng) == _declared()
+    assert migrations.upgrade(eng) == []
+    eng.dispose()
