@@ -22,15 +22,13 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from evoroute.settings import DEFAULTS, offline_env
+
+offline_env()
 
 from evoroute import demo  # noqa: E402
 from evoroute.evaluation import runner  # noqa: E402
@@ -42,9 +40,9 @@ BATCHES = (1, 5, 50)
 def spec(args: argparse.Namespace) -> runner.RunSpec:
     # cold start + online train tasks + test tasks = args.steps one-step tasks
     n_test = max(1, args.steps // 4)
+    cold = min(DEFAULTS.cold_start_tasks, args.steps // 10)
     return runner.RunSpec(backend="replay", dataset="routerbench", router=args.router,
-                          seed=args.seed, cold_start_tasks=min(50, args.steps // 10),
-                          n_train=args.steps - n_test - min(50, args.steps // 10),
+                          seed=args.seed, cold_start_tasks=cold, n_train=args.steps - n_test - cold,
                           n_tasks=n_test, models=tuple(sorted(demo.fitted_prices())))
 
 

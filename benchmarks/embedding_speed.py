@@ -24,12 +24,10 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from evoroute.settings import offline_env
+
+offline_env()
 
 import numpy as np  # noqa: E402
 

@@ -6,8 +6,10 @@ drives the real live backend (litellm + the OpenAI client) against it. With ``--
 the same scenarios also run against ``evoroute/backends/live.py`` as it was at git ref REF
 (e.g. the commit before the fix), so the table shows before and after from one command::
 
-    python benchmarks/live_faults.py                      # after only (~1 min)
-    python benchmarks/live_faults.py --before aadd910     # before and after (~4 min)
+    python -m benchmarks.live_faults                      # after only (~1 min)
+    python -m benchmarks.live_faults --before aadd910     # before and after (~4 min)
+
+(from the project root: the fake server is imported from ``tests.reliability``).
 
 Budget rows, against a server that reports usage of 1 token while streaming ``--lie-tokens``
 tokens, and one that ignores ``max_tokens`` and streams until the client closes: first one
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,15 +33,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+from evoroute.settings import PROJECT_ROOT as ROOT, offline_env
 
-from fake_openai import FakeOpenAI, Scenario  # noqa: E402
+offline_env()
 
 from evoroute.core.types import ModelInfo  # noqa: E402
+from tests.reliability.fake_openai import FakeOpenAI, Scenario  # noqa: E402
 
 MSGS = [{"role": "user", "content": "What is 2 + 2?"}]
 PRICE_IN, PRICE_OUT = 10.0, 200.0          # USD per 1M tokens in the budget rows

@@ -77,7 +77,7 @@ def main() -> int:
     if not args.no_live_faults:
         print("\n## benchmarks/live_faults.py\n")
         sys.stdout.flush()
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "live_faults.py")], cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "benchmarks.live_faults"], cwd=ROOT)
     return 0 if total["failed"] == 0 else 1
 
 

@@ -17,15 +17,11 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from evoroute.settings import offline_env  # noqa: E402
+from evoroute.settings import offline_env
 
 offline_env()
 

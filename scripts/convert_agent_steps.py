@@ -15,9 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from evoroute.settings import offline_env  # noqa: E402
+from evoroute.settings import offline_env
 
 offline_env()
 
