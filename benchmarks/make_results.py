@@ -49,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from evoroute.evaluation import metrics  # noqa: E402
-from evoroute.evaluation.bench import DEFAULT_SHARE, default_routers  # noqa: E402
+from evoroute.evaluation.bench.run import default_routers  # noqa: E402
+from evoroute.policy.baselines import DEFAULT_SHARE  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"

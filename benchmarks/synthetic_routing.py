@@ -75,7 +75,8 @@ def make_dataset(n: int, seed: int) -> "object":
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evoroute.evaluation.bench import format_table, run_bench
+    from evoroute.evaluation.bench.report import format_table
+    from evoroute.evaluation.bench.run import run_bench
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=600)

@@ -22,13 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from evoroute.core.types import Weights
-    from evoroute.evaluation import bench
+    from evoroute.evaluation.bench.report import format_table
+    from evoroute.evaluation.bench.run import run_bench
 
-    result = bench.run_bench(dataset=args.data, routers=split_csv(args.routers),
-                             weights=Weights.parse(args.weights).as_tuple(),
-                             protocol=args.protocol, seeds=args.seeds, json_path=args.json,
-                             progress=not args.quiet)
-    print(bench.format_table(result))
+    result = run_bench(dataset=args.data, routers=split_csv(args.routers),
+                       weights=Weights.parse(args.weights).as_tuple(),
+                       protocol=args.protocol, seeds=args.seeds, json_path=args.json,
+                       progress=not args.quiet)
+    print(format_table(result))
     if args.json:
         print(f"wrote {args.json}")
     return 0

@@ -213,7 +213,7 @@ def test_long_file_loads_with_the_products_loaders(shipped):
 
 
 def test_bench_clamps_the_cold_start_to_half_the_train_tasks():
-    from evoroute.evaluation import bench
+    from evoroute.evaluation.bench import run as bench
 
     state = {"cold_start_tasks": 50}
     bench._STATE.clear()

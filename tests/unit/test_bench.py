@@ -11,7 +11,8 @@ import pytest
 
 from evoroute.core.types import StepContext
 from evoroute.evaluation import metrics
-from evoroute.evaluation.bench import default_routers, format_table, is_ablation, run_bench
+from evoroute.evaluation.bench.report import format_table
+from evoroute.evaluation.bench.run import default_routers, is_ablation, run_bench
 from evoroute.policy.base import COST_WEIGHT_GRID, ROUTERS, CostKnob
 from evoroute.policy.baselines import Baseline
 

@@ -238,7 +238,8 @@ def test_start_background_runs_a_detached_worker(tmp_path):
 
 # ----------------------------------------------------------------------------- benchmark
 def test_bench_reports_real_numbers_and_writes_json(tmp_path):
-    from evoroute.evaluation.bench import format_table, run_bench
+    from evoroute.evaluation.bench.report import format_table
+    from evoroute.evaluation.bench.run import run_bench
 
     path = tmp_path / "bench.json"
     res = run_bench("routerbench", routers=["single:gpt-4-1106-preview", "cheapest", "oracle",
@@ -270,7 +271,7 @@ def test_bench_reports_real_numbers_and_writes_json(tmp_path):
 
 def test_bench_validation_mode_never_reads_the_test_split():
     from evoroute.backends.replay import load_replay_data
-    from evoroute.evaluation.bench import run_bench, validation_split
+    from evoroute.evaluation.bench.run import run_bench, validation_split
 
     data = load_replay_data("routerbench")
     val = validation_split(data, 0.3)
@@ -297,7 +298,7 @@ def _no_token_file(tmp_path, split: bool = True):
 def test_cheapest_ranks_by_recorded_cost_when_no_price_is_known(tmp_path):
     """A long-format file without token counts: no price can be fitted (all 0), so `cheapest`
     ranks by the mean recorded cost on the train split instead of by name ("a" costs 10×)."""
-    from evoroute.evaluation.bench import run_bench
+    from evoroute.evaluation.bench.run import run_bench
 
     path = _no_token_file(tmp_path)
     res = run_bench(str(path), routers=["cheapest", "single:b"], seeds=1, progress=False,
@@ -329,7 +330,7 @@ def test_bench_workers_fork_with_file_and_in_memory_databases(tmp_path):
     """Forked bench workers read the registered models from the parent's database: a file (the
     child opens its own connection) or an in-memory one (the child's copy of it)."""
     from evoroute import registry
-    from evoroute.evaluation.bench import run_bench
+    from evoroute.evaluation.bench.run import run_bench
 
     path = _no_token_file(tmp_path)
     for url in (f"sqlite:///{tmp_path / 'bench.db'}", "sqlite://"):
@@ -346,7 +347,7 @@ def test_bench_workers_fork_with_file_and_in_memory_databases(tmp_path):
 def test_unsplit_data_is_not_replicated_across_seeds(tmp_path):
     """Without a split column every seed draws its own test set, so even a single model is run
     per seed, not copied from the first one."""
-    from evoroute.evaluation.bench import run_bench
+    from evoroute.evaluation.bench.run import run_bench
 
     path = _no_token_file(tmp_path, split=False)
     one = [run_bench(str(path), routers=["single:a"], seeds=[s], progress=False, workers=1,
