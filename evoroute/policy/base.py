@@ -56,6 +56,12 @@ class Capabilities:
     is_oracle: bool
     seed_invariant: bool
     cost_knob: CostKnob | None
+    needs_oracle: bool = False
+    cold_start: bool = False
+    run_params: tuple[str, ...] = ()
+    experience_preload: str | None = None
+    escalates: bool = False
+    ranks_by_price: bool = False
 
 
 class Router:
@@ -72,7 +78,19 @@ class Router:
       "best non-oracle" ranking);
     - ``seed_invariant``: deterministic and does not learn, so on a test set shared by every
       seed one run counts for all seeds;
-    - ``cost_knob``: the setting the benchmark sweeps (None: one point).
+    - ``cost_knob``: the setting the benchmark sweeps (None: one point);
+    - ``needs_oracle``: ``attach_oracle(fn)`` before the run, ``fn(step)`` giving every model's
+      recorded outcome on the step (replay / simulated backends only);
+    - ``cold_start``: routes uniformly at random on the run's first ``cold_start_tasks`` train
+      tasks (bandit protocol);
+    - ``run_params``: run-level settings it takes as parameters (``"weights"``,
+      ``"cold_start_tasks"``), set by the runner from the run's spec;
+    - ``experience_preload``: how the full protocol starts it from every model's train
+      outcome: ``"index"`` (bulk-loaded into ``self.index``), ``"table"`` (``preload(table)``)
+      or None (it cannot run the full protocol);
+    - ``escalates``: ``escalate(step, decision, outcome, rng)`` may ask for another call;
+    - ``ranks_by_price``: ranks by registered price, and falls back to recorded costs
+      (``prices_unknown()``, ``fit_costs(table)``) when every price is 0.
     """
 
     name: str = "router"
@@ -82,6 +100,13 @@ class Router:
     is_oracle: bool = False
     seed_invariant: bool = False
     cost_knob: CostKnob | None = None
+    needs_oracle: bool = False
+    cold_start: bool = False
+    run_params: tuple[str, ...] = ()
+    experience_preload: str | None = None
+    escalates: bool = False
+    ranks_by_price: bool = False
+    tool_predictor: Any = None         # a ToolPredictor of its own (custom keywords), or None
 
     def __init__(self, models: list[ModelInfo]) -> None:
         if not models:
@@ -118,7 +143,12 @@ class Router:
                             needs_training=bool(self.needs_training),
                             needs_embedding=bool(self.needs_embedding),
                             is_oracle=bool(self.is_oracle),
-                            seed_invariant=bool(self.seed_invariant), cost_knob=knob)
+                            seed_invariant=bool(self.seed_invariant), cost_knob=knob,
+                            needs_oracle=bool(self.needs_oracle), cold_start=bool(self.cold_start),
+                            run_params=tuple(self.run_params),
+                            experience_preload=self.experience_preload,
+                            escalates=bool(self.escalates),
+                            ranks_by_price=bool(self.ranks_by_price))
 
     def sweep(self, train_table: Any, weights: Sequence[float]) -> tuple[list[float], float | None]:
         """The cost-knob settings to sweep and the setting of a default run (None: no knob).

@@ -395,6 +395,7 @@ class OracleCascadeRouter(Baseline):
     name = "oracle-cascade"
     needs_training = True
     is_oracle = True
+    escalates = True
     cost_knob = CostKnob("max_rungs", (), None, "ladder length", integer=True)
 
     def __init__(self, models: list[ModelInfo], ladder: Sequence[str] | None = None,

@@ -131,6 +131,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 class EvoRouteRouter(Router):
     name = "evoroute"
     needs_embedding = True
+    run_params = ("weights", "cold_start_tasks")
+    experience_preload = "index"
 
     def __init__(self, models: list[ModelInfo], config: EvoRouteConfig | None = None,
                  index: ExperienceIndex | None = None, embedder: Any = None,
@@ -148,6 +150,7 @@ class EvoRouteRouter(Router):
         self.embedder = embedder
         self.tool_predictor = ToolPredictor(cfg.tool_keywords)
         self.needs_embedding = "semantic" in cfg.channels
+        self.cold_start = cfg.cold_start
         self._text_records: TextRecords | None = None
         self._linear: LinearEstimator | None = None
         self._eb: PriorStrength | None = None          # cached EB κ (prior_strength="auto")

@@ -490,6 +490,7 @@ class LinTSRouter(Baseline):
 
     name = "lints"
     learns_online = True
+    experience_preload = "table"
     needs_embedding = True
     cost_knob = LAMBDA_KNOB
     ROLE_SLOTS = 16
