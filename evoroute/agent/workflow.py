@@ -35,6 +35,7 @@ from typing import Any
 
 from evoroute import settings as config
 from evoroute.agent import tools as T
+from evoroute.agent.results import ToolResult
 from evoroute.errors import DatasetError
 
 ROLES = ("planner", "solver", "verifier", "answerer")
@@ -154,8 +155,8 @@ class TaskState:
     task: AgentTask
     plan: str | None = None
     solver_text: str | None = None
-    calls: list[T.ToolResult] = field(default_factory=list)
-    candidate: T.ToolResult | None = None     # the tool result the answer should be based on
+    calls: list[ToolResult] = field(default_factory=list)
+    candidate: ToolResult | None = None     # the tool result the answer should be based on
     verdict: str | None = None                # CORRECT | WRONG | None
     verifier_text: str | None = None
     final_text: str | None = None
@@ -249,7 +250,7 @@ _VERDICT = re.compile(r"VERDICT\W*?\s*[:=]?\s*(CORRECT|INCORRECT|WRONG)", re.IGN
 _NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?")
 
 
-def tool_call_note(r: T.ToolResult) -> str:
+def tool_call_note(r: ToolResult) -> str:
     """One line for a failed or refused tool call, as stored with the step."""
     where = f" [isolation: {r.isolation}]" if r.isolation else ""
     return f"{r.tool} tool call {_clip(r.expression, 120)!r} failed: {r.error}{where}"
@@ -262,7 +263,7 @@ def step_tool_error(state: TaskState, role: str) -> str | None:
 
 
 def _run_calls(state: TaskState, role: str, calls: list[tuple[str, str]],
-               limits: dict[str, Any]) -> T.ToolResult | None:
+               limits: dict[str, Any]) -> ToolResult | None:
     """Run every call in order; the last successful one is the step's result. Failed and
     refused calls are noted in ``state.tool_errors[role]``."""
     best = None
@@ -279,7 +280,7 @@ def _run_calls(state: TaskState, role: str, calls: list[tuple[str, str]],
     return best
 
 
-def _is_right(r: T.ToolResult | None, task: AgentTask) -> bool:
+def _is_right(r: ToolResult | None, task: AgentTask) -> bool:
     return r is not None and T.answer_matches(r.number(), task.answer, task.decimals)
 
 

@@ -23,9 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from evoroute.agent import _sandbox_child as C
 from evoroute.agent import tools as T
 from evoroute.agent import workflow as W
+from evoroute.agent.sandbox import launcher as S
+from evoroute.agent.sandbox import protocol as P
+from evoroute.agent.sandbox.interpreter import evaluate
+from evoroute.agent.sandbox.values import Refused
 
 SECRET = "sk-canary-" + secrets.token_hex(12)
 
@@ -199,9 +202,9 @@ def _no_secret(*texts) -> None:
 def run_child_raw(expr: str, time_limit_s: float = 1.0, memory_mb: int = 128
                   ) -> subprocess.CompletedProcess:
     """The child in its isolation with the expression as is: no parent-side check."""
-    iso = T.sandbox_isolation()
+    iso = S.sandbox_isolation()
     payload = f"{memory_mb << 20} {max(1, int(time_limit_s))}\n{expr}"
-    return subprocess.run([*iso.prefix, T._child_python(), "-I", "-S", "-c", T._child_source()],
+    return subprocess.run([*iso.prefix, S.child_python(), "-I", "-S", "-c", S.child_source()],
                           input=payload, capture_output=True, text=True, env={}, cwd="/",
                           timeout=time_limit_s + 10)
 
@@ -213,7 +216,7 @@ def test_escape_fails_with_a_clear_tool_error(expr, intact):
     assert not r.ok, (expr, r.value)
     assert r.value is None
     assert CLEAR_ERROR.match(r.error or ""), r.error
-    assert r.isolation == T.sandbox_isolation().label()
+    assert r.isolation == S.sandbox_isolation().label()
     _no_secret(r.error)
 
 
@@ -276,12 +279,12 @@ OUTPUT_BOMBS = [
 
 @pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS], ids=[i for i, _ in OUTPUT_BOMBS])
 def test_an_output_bomb_is_cut_in_the_child(expr):
-    out = C.dumps({"ok": True, "value": C.to_jsonable(C.evaluate(expr))})
+    out = P.dumps({"ok": True, "value": P.to_jsonable(evaluate(expr))})
     # 100,000 characters of text in all, 12 JSON characters each at worst (a surrogate pair)
-    assert len(out) <= 12 * C.MAX_OUTPUT_CHARS + 100, len(out)
+    assert len(out) <= 12 * P.MAX_OUTPUT_CHARS + 100, len(out)
     text = json.loads(out)["value"]
     flat = json.dumps(text, ensure_ascii=False)
-    assert len(flat) <= C.MAX_OUTPUT_CHARS + 10 * C.MAX_OUTPUT_ITEMS
+    assert len(flat) <= P.MAX_OUTPUT_CHARS + 10 * P.MAX_OUTPUT_ITEMS
 
 
 @pytest.mark.parametrize("expr", [e for _, e in OUTPUT_BOMBS[:3]],
@@ -289,14 +292,14 @@ def test_an_output_bomb_is_cut_in_the_child(expr):
 def test_an_output_bomb_reaches_the_parent_bounded(expr):
     p = run_child_raw(expr, time_limit_s=5.0)
     assert p.returncode == 0, p.stderr
-    assert len(p.stdout) <= 12 * C.MAX_OUTPUT_CHARS + 100, len(p.stdout)
+    assert len(p.stdout) <= 12 * P.MAX_OUTPUT_CHARS + 100, len(p.stdout)
     r = T.run_python(expr, time_limit_s=5.0)
     assert r.ok, r.error
-    assert len(json.dumps(r.value)) <= T.MAX_RESULT_CHARS
+    assert len(json.dumps(r.value)) <= S.MAX_RESULT_CHARS
 
 
 def test_small_results_are_not_cut():
-    v = C.to_jsonable(C.evaluate('{"a": [1, "b"], (1, 2): 3, 2**100: "x" * 500}'))
+    v = P.to_jsonable(evaluate('{"a": [1, "b"], (1, 2): 3, 2**100: "x" * 500}'))
     assert v == {"a": [1, "b"], "(1, 2)": 3, str(2**100): "x" * 500}
 
 
@@ -304,14 +307,14 @@ def test_small_results_are_not_cut():
 def _isolations() -> list[str]:
     out = []
     for name in ("bwrap", "unshare"):
-        os.environ[T.ISOLATION_ENV] = name
+        os.environ[S.ISOLATION_ENV] = name
         try:
-            T.sandbox_isolation()
+            S.sandbox_isolation()
             out.append(name)
-        except T.IsolationUnavailable:
+        except S.IsolationUnavailable:
             pass
         finally:
-            del os.environ[T.ISOLATION_ENV]
+            del os.environ[S.ISOLATION_ENV]
     return out
 
 
@@ -351,13 +354,13 @@ HOSTILE = textwrap.dedent("""
 @pytest.mark.parametrize("level", AVAILABLE)
 def test_os_isolation_alone_stops_real_code(level, intact, monkeypatch):
     """As if the interpreter were broken: real Python inside the isolation."""
-    monkeypatch.setenv(T.ISOLATION_ENV, level)
-    iso = T.sandbox_isolation()
+    monkeypatch.setenv(S.ISOLATION_ENV, level)
+    iso = S.sandbox_isolation()
     assert iso.name == level
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     try:
-        p = subprocess.run([*iso.prefix, T._child_python(), "-I", "-S", "-c", HOSTILE,
+        p = subprocess.run([*iso.prefix, S.child_python(), "-I", "-S", "-c", HOSTILE,
                             str(os.getpid()), str(intact), str(port)],
                            capture_output=True, text=True, env={}, cwd="/", timeout=60)
     finally:
@@ -365,7 +368,7 @@ def test_os_isolation_alone_stops_real_code(level, intact, monkeypatch):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     _no_secret(out)
-    assert out["uid"] == T.SANDBOX_UID and out["gid"] == T.SANDBOX_GID
+    assert out["uid"] == S.SANDBOX_UID and out["gid"] == S.SANDBOX_GID
     assert set(out["env"]) <= {"PWD", "LC_CTYPE"}
     for k in ("parent_environ", "parent_kill", "canary_read", "canary_write", "canary_delete",
               "new_file", "tmp_file", "root_file", "shm_file", "usr_file", "network"):
@@ -381,37 +384,37 @@ def test_isolation_is_recorded_in_every_result():
     ok = T.run_python("sum([1, 2, 3])")
     bad = T.run_python("open('/etc/passwd')")
     assert ok.ok and ok.value == 6
-    assert ok.isolation == bad.isolation == T.sandbox_isolation().label()
+    assert ok.isolation == bad.isolation == S.sandbox_isolation().label()
     assert ok.isolation.split()[0] in ("bwrap", "unshare")
 
 
 def test_no_isolation_refuses_the_tool_unless_opted_in(monkeypatch):
-    monkeypatch.setenv(T.ISOLATION_ENV, "none")
-    monkeypatch.delenv(T.ALLOW_NO_ISOLATION_ENV, raising=False)
+    monkeypatch.setenv(S.ISOLATION_ENV, "none")
+    monkeypatch.delenv(S.ALLOW_NO_ISOLATION_ENV, raising=False)
     r = T.run_python("1 + 1")
-    assert not r.ok and "no OS isolation" in r.error and T.ALLOW_NO_ISOLATION_ENV in r.error
-    monkeypatch.setenv(T.ALLOW_NO_ISOLATION_ENV, "1")
+    assert not r.ok and "no OS isolation" in r.error and S.ALLOW_NO_ISOLATION_ENV in r.error
+    monkeypatch.setenv(S.ALLOW_NO_ISOLATION_ENV, "1")
     r = T.run_python("1 + 1")
     assert r.ok and r.value == 2 and r.isolation.startswith("none")
     r = T.run_python(FRAME_WALK + "['os'].environ")          # the interpreter still holds
     assert not r.ok and "attribute access is not allowed" in r.error
-    monkeypatch.setenv(T.ISOLATION_ENV, "chroot")
+    monkeypatch.setenv(S.ISOLATION_ENV, "chroot")
     r = T.run_python("1 + 1")
     assert not r.ok and "must be auto, bwrap, unshare or none" in r.error
 
 
 def test_a_named_isolation_that_is_missing_is_not_replaced_by_a_weaker_one(monkeypatch):
-    monkeypatch.setenv(T.ISOLATION_ENV, "bwrap")
+    monkeypatch.setenv(S.ISOLATION_ENV, "bwrap")
     monkeypatch.setenv("PATH", "/nonexistent")
     try:
-        with pytest.raises(T.IsolationUnavailable, match="bwrap: not installed"):
-            T.sandbox_isolation(refresh=True)
+        with pytest.raises(S.IsolationUnavailable, match="bwrap: not installed"):
+            S.sandbox_isolation(refresh=True)
         r = T.run_python("1 + 1")
         assert not r.ok and "bwrap: not installed" in r.error and r.isolation is None
     finally:
         monkeypatch.undo()
-        T.sandbox_isolation(refresh=True) if os.environ.get(T.ISOLATION_ENV) else None
-        T._ISOLATION.clear()
+        S.sandbox_isolation(refresh=True) if os.environ.get(S.ISOLATION_ENV) else None
+        S._ISOLATION.clear()
 
 
 # ------------------------------------------------------------------------------ legitimate uses
@@ -454,7 +457,7 @@ def test_every_bundled_python_task_reference_runs():
 
 def test_the_interpreter_never_compiles_the_expression():
     """No ``compile``/``eval``/``exec`` call in the child, whose only ``compile`` makes an AST."""
-    src = Path(C.__file__).read_text()
+    src = S.child_source()
     calls = re.findall(r"(?<![.\w])(eval|exec|compile)\(", src)
     assert calls == ["compile"], calls
     assert "PyCF_ONLY_AST" in src
@@ -478,7 +481,7 @@ def test_a_model_line_with_an_escape_is_refused_and_recorded_in_the_step(name, i
     assert len(st.calls) == 1 and not st.calls[0].ok
     note = W.step_tool_error(st, "solver")
     assert note is not None and "python tool call" in note and "failed: refused:" in note
-    assert f"[isolation: {T.sandbox_isolation().label()}]" in note
+    assert f"[isolation: {S.sandbox_isolation().label()}]" in note
     # the next prompt (the verifier's) says why, and carries no secret
     prompt = W.build_messages("verifier", st)[0]["content"]
     assert "refused" in prompt
@@ -613,13 +616,13 @@ def test_interpreter_arithmetic_equals_python(expr):
         want = eval(expr, {"__builtins__": {}})     # trusted: generated here, numbers only
     except (ZeroDivisionError, OverflowError) as exc:
         with pytest.raises(type(exc)):
-            C.evaluate(expr)
+            evaluate(expr)
         return
     except MemoryError:
         return
     try:
-        got = C.evaluate(expr)
-    except C.Refused as exc:
+        got = evaluate(expr)
+    except Refused as exc:
         assert "power too large" in str(exc) or "integer larger" in str(exc)
         return
     if isinstance(want, float) and want != want:
@@ -631,12 +634,12 @@ def test_interpreter_arithmetic_equals_python(expr):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(-1000, 1000), max_size=30), st.integers(-50, 50))
 def test_interpreter_list_functions_equal_python(xs, k):
-    assert C.evaluate(f"sum(x for x in {xs} if x % 2 == 0)") == sum(x for x in xs if x % 2 == 0)
-    assert C.evaluate(f"sorted({xs}, key=lambda v: -v)") == sorted(xs, key=lambda v: -v)
-    assert C.evaluate(f"len([x for x in {xs} if x > {k}])") == len([x for x in xs if x > k])
-    assert C.evaluate(f"[a * b for a, b in enumerate({xs})]") == \
+    assert evaluate(f"sum(x for x in {xs} if x % 2 == 0)") == sum(x for x in xs if x % 2 == 0)
+    assert evaluate(f"sorted({xs}, key=lambda v: -v)") == sorted(xs, key=lambda v: -v)
+    assert evaluate(f"len([x for x in {xs} if x > {k}])") == len([x for x in xs if x > k])
+    assert evaluate(f"[a * b for a, b in enumerate({xs})]") == \
         [a * b for a, b in enumerate(xs)]
     if xs:
-        assert C.evaluate(f"max({xs}) - min({xs})") == max(xs) - min(xs)
-        assert C.evaluate(f"median({xs})") == pytest.approx(__import__("statistics").median(xs))
-        assert C.evaluate(f"sorted({xs})[-1]") == sorted(xs)[-1]
+        assert evaluate(f"max({xs}) - min({xs})") == max(xs) - min(xs)
+        assert evaluate(f"median({xs})") == pytest.approx(__import__("statistics").median(xs))
+        assert evaluate(f"sorted({xs})[-1]") == sorted(xs)[-1]

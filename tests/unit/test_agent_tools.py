@@ -13,6 +13,8 @@ import pytest
 from evoroute.agent import taskgen
 from evoroute.agent import tools as T
 from evoroute.agent import workflow as W
+from evoroute.agent.results import ToolError
+from evoroute.agent.sandbox import launcher as S
 from evoroute.errors import DatasetError
 
 
@@ -51,7 +53,7 @@ def test_calculator_computes_arithmetic(expr, value):
     ("1+" * 400 + "1", "longer than"),
 ])
 def test_calculator_refuses_what_is_not_arithmetic(expr, why):
-    with pytest.raises(T.ToolError, match=why):
+    with pytest.raises(ToolError, match=why):
         T.calculate(expr)
     res = T.run_calculator(expr)
     assert not res.ok and why in res.error
@@ -124,10 +126,12 @@ def test_sandbox_child_gets_no_environment(monkeypatch):
     "open('/etc/hostname').read()",
     "__import__('socket').socket()",
 ])
-def test_os_limits_block_files_and_sockets_even_without_the_name_checks(probe):
+def test_os_limits_block_files_and_sockets_even_without_the_name_checks(probe, tmp_path):
     """Layer 3 on its own: after apply_limits, no file or socket can be opened."""
+    child = tmp_path / "child.py"
+    child.write_text(S.child_source())
     code = ("import runpy, sys\n"
-            f"m = runpy.run_path({str(T.SANDBOX_CHILD)!r})\n"
+            f"m = runpy.run_path({str(child)!r})\n"
             "m['apply_limits'](256 << 20, 2)\n"
             f"{probe}\n"
             "print('OPENED')")
@@ -291,7 +295,7 @@ def test_a_refused_tool_call_is_recorded_with_its_step():
     # the python tool says which OS isolation refused or ran it
     W.apply_output("verifier", st, "VERDICT: WRONG\nPYTHON: (x for x in ()).gi_frame")
     assert "python tool call" in W.step_tool_error(st, "verifier")
-    assert f"[isolation: {T.sandbox_isolation().label()}]" in W.step_tool_error(st, "verifier")
+    assert f"[isolation: {S.sandbox_isolation().label()}]" in W.step_tool_error(st, "verifier")
     # a step whose calls all work records nothing, and re-running a step replaces its note
     assert W.apply_output("solver", st, "CALC: 50 - 13*2.45") == 1.0
     assert W.step_tool_error(st, "solver") is None
