@@ -4,18 +4,14 @@ before the app script runs (see studio_helpers for the two bases)."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
-# pytest runs with --import-mode=importlib: make the helpers beside this file importable
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from evoroute.storage import db  # noqa: E402
-from studio_helpers import REPLAY_RUNS, seed_fixed  # noqa: E402
+from evoroute.storage import db
+from studio_helpers import REPLAY_RUNS, seed_fixed
 
 
 def _use_db(monkeypatch: pytest.MonkeyPatch, path: Path) -> str:

@@ -13,22 +13,19 @@ Two bases:
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from sqlalchemy.engine import Engine  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from sqlalchemy.engine import Engine
+from streamlit.testing.v1 import AppTest
 
-from evoroute import registry  # noqa: E402
-from evoroute.core.types import CandidateStat, Explanation  # noqa: E402
-from evoroute.storage import db, repo  # noqa: E402
-from evoroute.storage.tables import StepRecord  # noqa: E402
+from evoroute import registry
+from evoroute.core.types import CandidateStat, Explanation
+from evoroute.storage import db, repo
+from evoroute.storage.tables import StepRecord
 
 APP = ROOT / "app.py"
 
