@@ -71,7 +71,7 @@ Made = tuple[str, F, int, str, str]
 def change(rng: np.random.Generator) -> Made:
     who = NAMES[int(rng.integers(len(NAMES)))]
     i, j = rng.choice(len(ITEMS), size=2, replace=False)
-    (s1, p1), (s2, p2) = ITEMS[int(i)], ITEMS[int(j)]
+    (_, p1), (_, p2) = ITEMS[int(i)], ITEMS[int(j)]
     a, b = _money(rng, 0.5, 6.0), _money(rng, 0.5, 4.0)
     n1, n2 = int(rng.integers(2, 10)), int(rng.integers(2, 15))
     total = n1 * a + n2 * b
