@@ -32,7 +32,6 @@ from evoroute.storage import db
 
 HANG_S = 120.0
 HEADER = "role,model,instruction,cost_usd,duration_s,step_success,task_success,task_key,tools\n"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -330,8 +329,7 @@ SUBPROCESS_SAMPLE = ["runs text", "backend param unknown", "export to a director
 def test_cli_process_prints_no_traceback(base, name):
     _, args, message = next(c for c in CLI_CASES if c[0] == name)
     before = digest(base["path"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-           "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     p = subprocess.run([sys.executable, "-m", "evoroute", *_argv(base, args)], capture_output=True,
                        text=True, timeout=HANG_S, env=env, cwd=base["dir"])
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
