@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,12 +31,7 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from evoroute.settings import DEFAULTS, offline_env
 
 WC_SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 
@@ -100,17 +93,6 @@ def _load(router: Any, tab: Any, rows: np.ndarray) -> None:
 def estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """(P̂, Ĉ, D̂, explored, C scale, D scale) per held-out row and model from the router's own
     estimator (the scales are what C_ref / D_ref are the maximum of)."""
-    from evoroute.core.types import StepContext
-
-    from evoroute.retrieval.index import one_blas_thread
-
-    with one_blas_thread():
-        return _estimates(router, tab, rows)
-
-
-def _estimates(router: Any, tab: Any, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    from evoroute.core.types import StepContext
-
     from evoroute.retrieval.index import one_blas_thread
 
     with one_blas_thread():
@@ -159,7 +141,7 @@ def choose(P: np.ndarray, C: np.ndarray, D: np.ndarray, E: np.ndarray, CS: np.nd
     return out
 
 
-def score_fold(P, C, D, E, CS, DS, y, cost, w_default=(1.0, 0.1, 0.05)) -> dict[str, float]:
+def score_fold(P, C, D, E, CS, DS, y, cost, w_default=DEFAULTS.weights) -> dict[str, float]:
     from evoroute.evaluation import metrics
 
     ok = np.isfinite(P) & np.isfinite(y)
@@ -244,6 +226,7 @@ def coordinate_search(space: dict[str, tuple], evaluate, max_passes: int = 3) ->
 def main(argv: list[str] | None = None) -> int:
     from evoroute.policy.evoroute import EvoRouteConfig
 
+    offline_env()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="routerbench")
     ap.add_argument("--folds", type=int, default=5)

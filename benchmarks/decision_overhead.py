@@ -36,21 +36,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from evoroute.core.types import ModelInfo, StepContext  # noqa: E402
-from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter  # noqa: E402,F401
-from evoroute.retrieval.index import ExperienceIndex  # noqa: E402
+from evoroute.core.types import ModelInfo, StepContext
+from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
+from evoroute.retrieval.index import ExperienceIndex
+from evoroute.settings import offline_env
 
 DIM = 384
 ROLES = ["planner", "coder", "searcher", "verifier", "answerer"]
@@ -268,6 +261,7 @@ def rss_mb() -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    offline_env()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, required=True, help="experience records N")
     ap.add_argument("--router", default="evoroute",

@@ -1,22 +1,24 @@
 """Static-base evaluation on the RouterBench TEST split: base = every model's train outcome
 (the full protocol's start), each test query routed with posterior means at every w_c; no
-learning from test outcomes (the bench's full protocol does learn). Measurement only."""
-import os
+learning from test outcomes (the bench's full protocol does learn). Measurement only.
+
+    python benchmarks/static_eval_evoroute.py [--wide]
+"""
 import sys
 import time
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import numpy as np
 from dataclasses import replace
-import cv_evoroute as cv
+
+import cv_evoroute as cv   # this script's folder is on sys.path when it runs
+import numpy as np
+
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
-from evoroute.retrieval.embedder import get_embedder
 from evoroute.evaluation import metrics
 from evoroute.policy.evoroute import EvoRouteConfig
+from evoroute.retrieval.embedder import get_embedder
+from evoroute.settings import DEFAULTS, offline_env
+
+offline_env()
+W_P, W_C, W_L = DEFAULTS.weights
 data = load_replay_data("routerbench"); infos = dataset_models(data)
 be = ReplayBackend(data, infos, seed=0)
 tr, te = be.outcome_table("train"), be.outcome_table("test")
@@ -44,7 +46,7 @@ for name, kw in [("evoroute (knn)", dict(estimator="knn")), ("evoroute-lin", dic
     P, C, D, E, CS, DS = cv.estimates(r, te, np.arange(len(te)))
     pts = []
     for wc in GRID:
-        pick = cv.choose(P, C, D, E, CS, DS, (1.0, wc, 0.05), r.config.pareto)
+        pick = cv.choose(P, C, D, E, CS, DS, (W_P, wc, W_L), r.config.pareto)
         rows = np.arange(len(te))
         pts.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean()), wc))
     out[name] = pts
@@ -56,6 +58,6 @@ print(f"single-model hull AIQ {metrics.aiq(single, max_cost=axis):.4f}; best sin
 g4c = sc[np.argmax(sq)]
 for name, pts in out.items():
     arr = np.array([(c, q) for c, q, _ in pts])
-    d = [p for p in pts if p[2] == 0.1][0]
-    print(f"{name:20} AIQ {metrics.aiq(arr, max_cost=axis):.4f}  default w_c=0.1: q {d[1]:.3f} cost ${d[0]:.3f} ({100*d[0]/g4c:.0f}% of best single)  sweep " +
+    d = [p for p in pts if p[2] == W_C][0]
+    print(f"{name:20} AIQ {metrics.aiq(arr, max_cost=axis):.4f}  default w_c={W_C:g}: q {d[1]:.3f} cost ${d[0]:.3f} ({100*d[0]/g4c:.0f}% of best single)  sweep " +
           " ".join(f"{wc}:{q:.3f}/${c:.2f}" for c, q, wc in pts))

@@ -19,18 +19,12 @@ model for all. Outcomes are Bernoulli draws from a seeded generator; 60 % train,
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from evoroute.settings import offline_env
 
 MODELS = {"small": (1e-4, (0.90, 0.15, 0.40)), "medium": (1e-3, (0.50, 0.90, 0.40)),
           "large": (1e-2, (0.92, 0.92, 0.92))}
@@ -78,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from evoroute.evaluation.bench.report import format_table
     from evoroute.evaluation.bench.run import run_bench
 
+    offline_env()
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
