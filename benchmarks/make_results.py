@@ -39,18 +39,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from evoroute.evaluation import metrics
+from evoroute.evaluation.bench.run import default_routers
+from evoroute.policy.baselines import DEFAULT_SHARE
+from evoroute.settings import DEFAULTS, PROJECT_ROOT, offline_env
 
-from evoroute.evaluation import metrics  # noqa: E402
-from evoroute.evaluation.bench.run import default_routers  # noqa: E402
-from evoroute.policy.baselines import DEFAULT_SHARE  # noqa: E402
+ROOT = PROJECT_ROOT
 
 RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
@@ -60,7 +56,6 @@ FILES = {
     "bandit_costlean": "bench_bandit_costlean.json",
     "full_costlean": "bench_full_costlean.json",
 }
-DEFAULT_WEIGHTS = (1.0, 0.1, 0.05)
 BEST = "single:gpt-4-1106-preview"
 # The paper's ablation on GAIA (arXiv 2601.02695, ablation table): points of accuracy lost.
 PAPER_ABLATIONS = [
@@ -80,7 +75,7 @@ def is_oracle(rep: dict[str, Any], r: str) -> bool:
     o = rep["routers"].get(r, {})
     return bool(o.get("is_oracle", r in ORACLES or (r == "cascade" and "oracle-cascade" not in rep["routers"]
                                                     and "per-role" not in rep["routers"])))
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1400, 900
 
 
@@ -107,7 +102,7 @@ def command(rep: dict[str, Any], key: str) -> str:
     if sorted(routers) != sorted(default_routers(models)) or len(models) < 2:
         parts.append("--routers " + ",".join(routers))
     w = tuple(float(x) for x in rep["weights"])
-    if not np.allclose(w, DEFAULT_WEIGHTS):
+    if not np.allclose(w, DEFAULTS.weights):
         parts.append("--weights " + ",".join(f"{x:g}" for x in w))
     parts.append(f"--seeds {len(rep['seeds'])}")
     parts.append(f"--json docs/results/{FILES[key]} --quiet")
@@ -499,7 +494,7 @@ def replay_checks(reps: dict[str, dict[str, Any]]) -> dict[str, Any]:
         res["seconds"] = time.perf_counter() - t_run
         return res
 
-    for key, proto, w in (("bandit", "bandit", DEFAULT_WEIGHTS), ("full", "full", DEFAULT_WEIGHTS)):
+    for key, proto, w in (("bandit", "bandit", DEFAULTS.weights), ("full", "full", DEFAULTS.weights)):
         seeds = reps[key]["seeds"]
         runs = [run(proto, s, w) for s in seeds]
         out[key] = runs
@@ -912,9 +907,10 @@ def _label(r: str) -> str:
 
 def screenshot(fig: Any, png: Path) -> Path:
     """Self-contained HTML (plotly.js inlined) -> PNG with headless Chromium."""
-    if shutil.which(CHROMIUM) is None:
-        raise SystemExit(f"make_results: {CHROMIUM} not found; install it with "
-                         "`bash scripts/install_system_deps.sh` (Debian chromium)")
+    chromium = next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    if chromium is None:
+        raise SystemExit(f"make_results: none of {', '.join(CHROMIUM_NAMES)} on PATH; install "
+                         "chromium with `bash scripts/install_system_deps.sh` (Debian chromium)")
     png.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="evoroute-results-"))
     try:
@@ -928,7 +924,7 @@ def screenshot(fig: Any, png: Path) -> Path:
         page.write_text(text.replace("<head>", "<head><style>body{margin:0}</style>", 1), encoding="utf-8")
         profile = tmp / "profile"
         shot = tmp / png.name
-        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
                "--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=5000",
                f"--screenshot={shot}", page.as_uri()]
@@ -1078,7 +1074,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
                         (f": a utility margin of {margins[role]:.3f} lets each seed's own test outcomes "
                          f"tip it" if role in margins and margins[role] < 0.02 else ""))
             shares.append(txt + ")")
-        p(f"  So EvoRoute converges, over all seeds, to " + ", ".join(shares) +
+        p("  So EvoRoute converges, over all seeds, to " + ", ".join(shares) +
           f": {evo_f['quality']:.3f} quality at {100 * evo_f['cost_usd'] / g4['cost_usd']:.1f} % of gpt-4's "
           f"cost. " + sweep_vs_target(reps))
     else:
@@ -1173,7 +1169,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           f"this diagnosis, tried no other variant, and tuned nothing on the test split. At the start of the "
           f"test split C_ref was now gpt-4's cost in {pc['cells'] - pc['c_ref_not_gpt4']} of {pc['cells']} "
           f"(seed, benchmark) cases (C_ref model: " + ", ".join(f"{m} {k}×" for m, k in refs.most_common()) +
-          f")." + example + f" mistral-7b-chat now gets {100 * e['model_share'].get(m7, 0):.0f} % of test steps.")
+          ")." + example + f" mistral-7b-chat now gets {100 * e['model_share'].get(m7, 0):.0f} % of test steps.")
     oc_name = "oracle-cascade" if "oracle-cascade" in b else "cascade"
     casc = b[oc_name]
     only_oracles = all(
@@ -1257,7 +1253,7 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
 
 
 def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[str, str]) -> str:
-    b, f = reps["bandit"], reps["full"]
+    b = reps["bandit"]
     t_summary_table, t_summary = targets(reps, checks)
     ref = b["reference"]
     doc: list[str] = []
@@ -1346,7 +1342,7 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
         p("")
         p(share_table(rep))
         p("")
-        p(f"EvoRoute's cost-weight sweep (w_p = 1, w_d = 0.05; same file):")
+        p("EvoRoute's cost-weight sweep (w_p = 1, w_d = 0.05; same file):")
         p("")
         p(sweep_table(rep, "evoroute", "w_c"))
         p("")
@@ -1434,6 +1430,7 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
+    offline_env()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the bench_*.json files")
     ap.add_argument("--out", type=Path, default=DOC, help="the Markdown file to write")
