@@ -46,20 +46,21 @@ def make_encoder(variant: str, threads: int):
     """A function list[str] -> (n, 384) float32 unit rows."""
     import torch
 
-    from evoroute.retrieval import embedder as E
+    from evoroute.retrieval import encoders as E
+    from evoroute.retrieval.model import model_path
 
     torch.set_num_threads(threads)
     if variant == "reference":
         from sentence_transformers import SentenceTransformer
 
-        st = SentenceTransformer(str(E.model_path()), device="cpu", local_files_only=True)
+        st = SentenceTransformer(str(model_path()), device="cpu", local_files_only=True)
         return lambda texts: st.encode(list(texts), batch_size=64, convert_to_numpy=True,
                                        normalize_embeddings=True, show_progress_bar=False)
     if variant in ("torch", "torch-int8"):
-        enc = E.TorchEncoder(E.model_path(), quantize=variant == "torch-int8")
+        enc = E.TorchEncoder(model_path(), quantize=variant == "torch-int8")
         return enc.encode
     if variant in ("onnx", "onnx-int8"):
-        enc = E.OnnxEncoder(E.model_path(), cache_dir=E.onnx_cache_dir(),
+        enc = E.OnnxEncoder(model_path(), cache_dir=E.onnx_cache_dir(),
                             quantize=variant == "onnx-int8", threads=threads)
         return enc.encode
     raise SystemExit(f"unknown variant {variant}")

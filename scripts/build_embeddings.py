@@ -27,8 +27,10 @@ offline_env()
 
 from evoroute.datasets.routerbench import build_token_counts, load_routerbench  # noqa: E402
 from evoroute.retrieval.embedder import (  # noqa: E402
-    MODEL_NAME, MODEL_PACKAGE, SHIPPED_META, SHIPPED_VECTORS, Embedder, model_path,
-    model_sha256, text_key,
+    SHIPPED_META, SHIPPED_VECTORS, Embedder, text_key,
+)
+from evoroute.retrieval.model import (  # noqa: E402
+    MODEL_NAME, MODEL_PACKAGE, model_path, model_sha256,
 )
 
 

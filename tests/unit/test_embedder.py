@@ -15,7 +15,9 @@ from evoroute.settings import PROJECT_ROOT
 from evoroute.datasets.routerbench import load_routerbench
 from evoroute.errors import ValidationError
 from evoroute.retrieval import embedder as emb
-from evoroute.retrieval.embedder import DiskCache, Embedder, get_embedder, text_key
+from evoroute.retrieval.model import MODEL_NAME, model_sha256
+from evoroute.retrieval.disk_cache import DiskCache
+from evoroute.retrieval.embedder import Embedder, get_embedder, text_key
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def test_disk_cache_is_safe_for_concurrent_processes(tmp_path):
     # Two processes write 300 vectors each (150 keys in common) into one store at once.
     code = textwrap.dedent("""
         import sys, numpy as np
-        from evoroute.retrieval.embedder import DiskCache
+        from evoroute.retrieval.disk_cache import DiskCache
         path, offset = sys.argv[1], int(sys.argv[2])
         cache = DiskCache(path)
         for start in range(offset, offset + 300, 10):
@@ -89,8 +91,8 @@ def test_disk_cache_is_safe_for_concurrent_processes(tmp_path):
 
 def test_shipped_vectors_match_installed_model(queries):
     meta = json.loads(emb.SHIPPED_META.read_text())
-    assert meta["model_name"] == emb.MODEL_NAME and meta["dim"] == 384
-    assert meta["model_sha256"] == emb.model_sha256()
+    assert meta["model_name"] == MODEL_NAME and meta["dim"] == 384
+    assert meta["model_sha256"] == model_sha256()
     with np.load(emb.SHIPPED_VECTORS) as data:
         keys, vectors = data["keys"], data["vectors"]
     assert vectors.dtype == np.float16 and vectors.shape == (meta["count"], 384)
@@ -172,4 +174,4 @@ def test_a_failing_fast_backend_falls_back_to_the_reference(monkeypatch, referen
 
 def test_int8_vectors_are_cached_apart(tmp_path):
     e = Embedder(cache_dir=tmp_path, shipped=False, backend="onnx-int8")
-    assert e.cache_name.endswith("#int8") and Embedder(cache_dir=None).cache_name == emb.MODEL_NAME
+    assert e.cache_name.endswith("#int8") and Embedder(cache_dir=None).cache_name == MODEL_NAME
