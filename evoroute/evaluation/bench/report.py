@@ -135,17 +135,7 @@ def build_report(results: list[RunStats], wanted: list[str], seeds: list[int],
                                     "EvoRoute's experience base starts with every model's outcome "
                                     "on the train split, then it routes the test split") +
         "; baselines route the test split only.",
-        "routers that are deterministic and do not learn (declared seed_invariant: single models, "
-        "cheapest, oracle, threshold, oracle-cascade, per-role, knn, logistic, cascade) run once "
-        "per setting and count for every seed (sd 0) when every seed routes the same test tasks.",
-        "routers that need training (threshold, oracle-cascade, per-role, knn, logistic, cascade) "
-        "are trained on every model's outcome on the full train split in both protocols "
-        "(RouteLLM's setting); their hyperparameters come from cross-validation on the train "
-        "split only. lints learns online from its own choices (bandit) or starts from every "
-        "model's train outcome (full).",
-        "oracle-cascade escalates on the recorded correctness: an oracle-like verifier no "
-        "deployed system has, so it is listed with the oracles and kept out of the non-oracle "
-        "ranking; cascade escalates on its own predicted confidence only.",
+        *_capability_notes(wanted, caps),
         "gain_over_hull: quality minus the single models' convex hull at the same cost (default "
         "setting; _best: the best sweep point); parity_cost_share: the cheapest sweep point "
         f"within {100 * PARITY_TOLERANCE:g} points of the best single model's quality, as a "
@@ -171,6 +161,37 @@ def build_report(results: list[RunStats], wanted: list[str], seeds: list[int],
         "best_non_oracle": ranking[0]["router"] if ranking else None,
         "notes": notes,
     }
+
+
+def _names(routers: list[str]) -> str:
+    """Router names for a note, the ``single:<model>`` routers as one "single models"."""
+    singles = [r for r in routers if r.startswith("single:")]
+    return ", ".join((["single models"] if singles else []) + [r for r in routers if r not in singles])
+
+
+def _capability_notes(wanted: list[str], caps: dict[str, Any]) -> list[str]:
+    """What the routers of this report declare (their capabilities), in words."""
+    notes = []
+    invariant = [r for r in wanted if caps[r].seed_invariant]
+    if invariant:
+        notes.append(f"routers that are deterministic and do not learn (declared seed_invariant: "
+                     f"{_names(invariant)}) run once per setting and count for every seed (sd 0) "
+                     f"when every seed routes the same test tasks.")
+    trained = [r for r in wanted if caps[r].needs_training]
+    if trained:
+        notes.append(f"routers that need training ({_names(trained)}) are trained on every model's "
+                     f"outcome on the full train split in both protocols (RouteLLM's setting); their "
+                     f"hyperparameters come from cross-validation on the train split only.")
+    preloaded = [r for r in wanted if caps[r].learns_online and caps[r].experience_preload == "table"]
+    if preloaded:
+        notes.append(f"{_names(preloaded)}: learn online from their own choices (bandit) or start "
+                     f"from every model's train outcome (full).")
+    oracles = [r for r in wanted if caps[r].is_oracle]
+    if oracles:
+        notes.append(f"{_names(oracles)}: read recorded outcomes no deployed system sees (declared "
+                     f"is_oracle), so they are listed as oracles and kept out of the non-oracle "
+                     f"ranking.")
+    return notes
 
 
 def _pair(train_table: Any, names: list[str]) -> dict[str, str] | None:

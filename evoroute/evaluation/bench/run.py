@@ -12,13 +12,12 @@ single model's quality.
 What is swept, run once per seed, trained or kept out of the rankings is read from each
 router's capabilities (:class:`~evoroute.policy.base.Capabilities`: ``cost_knob``,
 ``learns_online``, ``needs_training``, ``is_oracle``, ``seed_invariant``), not from name lists,
-so any new router (e.g. an ``evoroute-*`` variant) is handled by what it declares. Cost knobs
-swept for the curves: EvoRoute's cost weight w_c and the learned baselines' cost weight λ over
-:data:`WC_GRID` (14 settings; EvoRoute's ablations, the names with ``-no-``, only with
-``sweep_ablations``), the threshold router's share of strong calls over :data:`SHARE_GRID`
-(13; its threshold is calibrated on train predictions, never on test), the confidence
-cascade's threshold (14), the oracle cascade's ladder length. Every other router is a single
-point. Nothing here is tuned on the test split.
+so a new router is handled by what it declares. The curves sweep each router's declared cost
+knob (EvoRoute's cost weight w_c and the learned baselines' λ over
+:data:`~evoroute.policy.base.COST_WEIGHT_GRID`, the threshold router's share of strong calls,
+the confidence cascade's threshold, the oracle cascade's ladder length; EvoRoute's ablations
+only with ``sweep_ablations``); a router without one is a single point. Knobs calibrated on
+data are calibrated on the train split: nothing here is tuned on the test split.
 
 Headline metrics (both protocols): AIQ; the quality gain over the single-model hull at equal
 cost, at the default setting and best over the sweep; the cost share at parity with the best
@@ -272,7 +271,7 @@ def _check_routers(names: Sequence[str]) -> None:
 
 def _probe_router(router: str, seed: int, w: tuple[float, float, float]) -> Any:
     """The router as a run would build it (its capabilities may depend on its parameters)."""
-    from evoroute.evaluation.runner import build_router
+    from evoroute.runs.prepare import build_router
 
     return build_router(_spec(router, seed, None, w), _STATE["models"])
 

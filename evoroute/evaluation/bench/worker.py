@@ -64,7 +64,7 @@ def _backend(seed: int) -> Any:
 
 
 def _spec(router: str, seed: int, knob: float | None, weights: tuple[float, float, float]) -> Any:
-    from evoroute.evaluation.runner import RunSpec
+    from evoroute.runs.spec import RunSpec
 
     params: dict[str, Any] = {}
     w = weights
@@ -87,7 +87,9 @@ def _spec(router: str, seed: int, knob: float | None, weights: tuple[float, floa
 
 def _run_one(job: tuple[str, int, float | None]) -> RunStats:
     """One run in memory (or through the database when the benchmark was given one)."""
-    from evoroute.evaluation.runner import RunLoop, prepare_run, run_spec
+    from evoroute.runs.execute import run_spec
+    from evoroute.runs.loop import RunLoop
+    from evoroute.runs.prepare import prepare_run
 
     router, seed, knob = job
     t0, c0 = time.perf_counter(), time.process_time()
