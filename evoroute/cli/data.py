@@ -22,19 +22,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from evoroute import experience_io
+    from evoroute.csvio.export import export_csv
     from evoroute.storage.repo import StepFilter
 
     flt = StepFilter(run_ids=parse_ids(args.runs),
                      roles=split_csv(args.roles), models=split_csv(args.models), text=args.text)
-    n = experience_io.export_csv(args.out, flt, engine=engine(args))
+    n = export_csv(args.out, flt, engine=engine(args))
     print(f"exported {n} step records to {args.out}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from evoroute import experience_io
+    from evoroute.csvio.importer import import_csv
 
-    run_id, n = experience_io.import_csv(args.path, engine=engine(args))
+    run_id, n = import_csv(args.path, engine=engine(args))
     print(f"imported {n} step records into run {run_id}")
     return 0

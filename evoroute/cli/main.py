@@ -75,7 +75,7 @@ def _is_lock_error(exc: BaseException) -> bool:
 
 def _lock_message(args: argparse.Namespace) -> str:
     """Who holds the write lock, as far as the base says (a read works while another writes)."""
-    from evoroute.experience_io import active_writers
+    from evoroute.csvio.importer import active_writers
 
     try:
         writers = active_writers(engine=engine(args))

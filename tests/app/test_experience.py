@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 from studio_helpers import FIXED_MODELS, FORMULA_INSTRUCTIONS, captions, errors, open_app
 
-from evoroute.experience_io import EXPORT_COLUMNS
+from evoroute.storage.tables import EXPORT_COLUMNS
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord
 

@@ -24,7 +24,7 @@ import pytest
 
 from evoroute import registry
 from evoroute.cli import main as cli
-from evoroute import experience_io as xio
+from evoroute.csvio import importer as xio
 from evoroute.core.types import ModelInfo, Weights, validate_theta
 from evoroute.errors import EvoRouteError
 from evoroute.policy.evoroute import EvoRouteConfig

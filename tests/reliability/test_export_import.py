@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
-from evoroute import experience_io as xio
+from evoroute.csvio import cells, export, importer
 from evoroute import secrets
 from evoroute.core.types import CandidateStat, Explanation
 from evoroute.errors import DatasetError, EvoRouteError
@@ -91,30 +91,30 @@ def _counts(engine) -> tuple[int, int, int]:
 # ----------------------------------------------------------------------------- formulas
 @pytest.mark.parametrize("text", FORMULA_VARIANTS)
 def test_every_formula_variant_is_escaped_and_restored(text):
-    out = xio.escape_cell(text)
+    out = cells.escape_cell(text)
     assert out == "'" + text
-    assert xio.unescape_cell(out) == text
+    assert cells.unescape_cell(out) == text
 
 
 @pytest.mark.parametrize("text", SAFE)
 def test_plain_text_is_left_alone(text):
-    assert xio.escape_cell(text) == text and xio.unescape_cell(text) == text
+    assert cells.escape_cell(text) == text and cells.unescape_cell(text) == text
 
 
 def test_a_quote_before_formula_text_round_trips():
     # a user's own "'=x" gets one more quote, so import removes exactly the one export added
     for text in ("'=x", "''+1", "' =1"):
-        assert xio.unescape_cell(xio.escape_cell(text)) == text
-        assert xio.escape_cell(text) == "'" + text
+        assert cells.unescape_cell(cells.escape_cell(text)) == text
+        assert cells.escape_cell(text) == "'" + text
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("'=+-@ \t\r\nax\u3000\uff1d\uff0b\ufe62\u2212")),
                max_size=8) | st.text(max_size=12))
 def test_escape_round_trips_every_text(text):
-    assert xio.unescape_cell(xio.escape_cell(text)) == text
+    assert cells.unescape_cell(cells.escape_cell(text)) == text
     # and what export writes never starts a formula
-    assert not xio._formula_like(xio.escape_cell(text))
+    assert not cells.formula_like(cells.escape_cell(text))
 
 
 def test_formula_variants_survive_a_file_round_trip(file_engine, tmp_path):
@@ -123,16 +123,16 @@ def test_formula_variants_survive_a_file_round_trip(file_engine, tmp_path):
     w.writerow(HEADER.strip().split(","))
     for i, v in enumerate(FORMULA_VARIANTS):
         w.writerow(["coder", "m", v, 0.1, 1, 1, 1, f"t{i}", v])
-    run_id, n = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="f.csv")
+    run_id, n = importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="f.csv")
     assert n == len(FORMULA_VARIANTS)
     out = tmp_path / "out.csv"
-    xio.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    export.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
     with out.open(newline="", encoding="utf-8") as fh:    # newline="": keep a lone \r
         rows = list(csv.DictReader(fh))
     escaped = sum(r["instruction"] == "'" + v and r["error"] == "'" + v
                   for r, v in zip(rows, FORMULA_VARIANTS))
     assert escaped == len(FORMULA_VARIANTS) == 15
-    run2, _ = xio.import_csv(out, engine=file_engine)
+    run2, _ = importer.import_csv(out, engine=file_engine)
     with db.session(file_engine) as s:
         back = [r.instruction for r in s.scalars(select(StepRecord).where(StepRecord.run_id == run2)
                                                  .order_by(StepRecord.id))]
@@ -195,7 +195,7 @@ def test_the_prefilter_skips_prose():
 def test_explanation_secrets_behind_json_escapes_are_redacted(secret_json, core):
     """The whole-document check decodes escapes first (and walks on \\u), so a secret split
     by an escape is still found and removed; the cell stays valid JSON."""
-    out = xio._redact_explanation(secret_json, [])
+    out = cells.redact_explanation(secret_json, [])
     assert core not in json.dumps(json.loads(out), ensure_ascii=False), out
 
 
@@ -204,9 +204,9 @@ def test_a_clean_explanation_is_returned_as_it_is():
     comes back unchanged; the same document with one secret added is redacted."""
     texts = [f"neighbour {i}: a basic life, his signature dish\nnext line" for i in range(260)]
     doc = json.dumps({"router": "evoroute", "neighbours": texts})
-    assert xio._redact_explanation(doc, [("OPENAI_API_KEY", "sk-envvalue123456")]) is doc
+    assert cells.redact_explanation(doc, [("OPENAI_API_KEY", "sk-envvalue123456")]) is doc
     leaked = json.dumps({"router": "evoroute", "neighbours": texts + ["sk-envvalue123456"]})
-    out = xio._redact_explanation(leaked, [("OPENAI_API_KEY", "sk-envvalue123456")])
+    out = cells.redact_explanation(leaked, [("OPENAI_API_KEY", "sk-envvalue123456")])
     assert "sk-envvalue123456" not in out and json.loads(out)["neighbours"][:260] == texts
 
 
@@ -222,7 +222,7 @@ def test_secrets_are_redacted_on_export_and_on_import(file_engine, tmp_path):
     w.writerow(HEADER.strip().split(","))
     for i, (text, _) in enumerate(SECRET_SHAPES.values()):
         w.writerow(["coder", "m", f"do it with {text}", 0.1, 1, 1, 1, f"t{i}", f"error {text}"])
-    run_id, _ = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="s.csv")
+    run_id, _ = importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="s.csv")
     with db.session(file_engine) as s:
         stored = list(s.scalars(select(StepRecord).where(StepRecord.run_id == run_id)
                                 .order_by(StepRecord.id)))
@@ -235,7 +235,7 @@ def test_secrets_are_redacted_on_export_and_on_import(file_engine, tmp_path):
                                         "instruction": text, "error": text}
                                        for text, _ in SECRET_SHAPES.values()])
         s.commit()
-    data, _ = xio.export_csv_bytes(repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    data, _ = export.export_csv_bytes(repo.StepFilter(run_ids=[run_id]), engine=file_engine)
     leaked_export = [k for k, (_, core) in SECRET_SHAPES.items() if core in data.decode()]
     assert leaked_export == [] and len(SECRET_SHAPES) == 26
 
@@ -247,11 +247,11 @@ def test_a_1_mib_cell_round_trips(file_engine, tmp_path):
     w = csv.writer(buf)
     w.writerow(HEADER.strip().split(","))
     w.writerow(["coder", "m", big, 0.1, 1, 1, 1, "t1", big])
-    run_id, n = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="big.csv")
+    run_id, n = importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="big.csv")
     out = tmp_path / "big_out.csv"
-    xio.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
+    export.export_csv(out, repo.StepFilter(run_ids=[run_id]), engine=file_engine)
     assert out.stat().st_size > 2 * 1024 * 1024
-    run2, n2 = xio.import_csv(out, engine=file_engine)
+    run2, n2 = importer.import_csv(out, engine=file_engine)
     with db.session(file_engine) as s:
         again = s.scalars(select(StepRecord).where(StepRecord.run_id == run2)).one()
     assert (n, n2) == (1, 1) and again.instruction == big and again.error == big
@@ -263,7 +263,7 @@ def test_an_oversized_cell_is_a_clear_error(file_engine):
     text = HEADER + "coder,m," + "y" * (MAX_TEXT_CHARS + 1) + ",0.1,1,1,1,t1,\n"
     before = _counts(file_engine)
     with pytest.raises(DatasetError) as exc:
-        xio.import_csv(text.encode(), engine=file_engine, name="huge.csv")
+        importer.import_csv(text.encode(), engine=file_engine, name="huge.csv")
     assert exc.value.line == 2 and exc.value.column == "instruction"
     assert "at most 8,388,608" in str(exc.value)
     assert _counts(file_engine) == before
@@ -295,7 +295,7 @@ def test_invalid_explanations_are_refused_with_line_and_column(file_engine, bad,
     w.writerow(["coder", "m", "bad", 0.1, 1, bad])
     before = _counts(file_engine)
     with pytest.raises(DatasetError) as exc:
-        xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
+        importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
     assert (exc.value.line, exc.value.column) == (3, "explanation") and where in str(exc.value)
     assert _counts(file_engine) == before
 
@@ -305,7 +305,7 @@ def test_an_imported_explanation_reads_back(file_engine):
     w = csv.writer(buf)
     w.writerow(["role", "model", "instruction", "cost_usd", "duration_s", "explanation"])
     w.writerow(["coder", "m", "ok", 0.1, 1, _good_explanation()])
-    run_id, _ = xio.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
+    run_id, _ = importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="e.csv")
     with db.session(file_engine) as s:
         rec = s.scalars(select(StepRecord).where(StepRecord.run_id == run_id)).one()
     e = Explanation.from_json(rec.explanation)
@@ -328,7 +328,7 @@ def test_a_bad_last_row_writes_nothing(file_engine, tmp_path):
     _big_csv(path, 12_000, bad_last=True)
     before = _counts(file_engine)
     with pytest.raises(DatasetError) as exc:
-        xio.import_csv(path, engine=file_engine, chunk=1000)
+        importer.import_csv(path, engine=file_engine, chunk=1000)
     assert exc.value.line == 12_002 and exc.value.column == "cost_usd"
     assert _counts(file_engine) == before
 
@@ -349,7 +349,7 @@ def test_a_failure_while_writing_removes_the_batch(file_engine, tmp_path):
 
     before = _counts(file_engine)
     with pytest.raises(RuntimeError):
-        xio.import_csv(path, engine=file_engine, chunk=1000, embed=True, embedder=Boom())
+        importer.import_csv(path, engine=file_engine, chunk=1000, embed=True, embedder=Boom())
     assert Boom.calls == 3 and _counts(file_engine) == before
 
 
@@ -360,7 +360,7 @@ def test_a_stale_import_of_a_dead_process_is_swept(file_engine, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with db.session(file_engine) as s:
-        run = Run(status=xio.IMPORTING, backend="import",
+        run = Run(status=importer.IMPORTING, backend="import",
                   config_json=json.dumps({"source": "x.csv", "pid": dead.pid,
                                           "host": __import__("socket").gethostname()}))
         s.add(run)
@@ -369,7 +369,7 @@ def test_a_stale_import_of_a_dead_process_is_swept(file_engine, tmp_path):
                                         "instruction": "half"}] * 3)
         s.commit()
         rid = run.id
-    assert xio.remove_stale_imports(engine=file_engine) == [rid]
+    assert importer.remove_stale_imports(engine=file_engine) == [rid]
     assert _counts(file_engine) == (0, 0, 0)
 
 
@@ -402,7 +402,7 @@ def test_a_concurrent_writer_waits_at_most_one_chunk(tmp_path):
     th.start()
     started.wait(10)
     t0 = time.perf_counter()
-    run_id, rows = xio.import_csv(path, engine=engine)
+    run_id, rows = importer.import_csv(path, engine=engine)
     elapsed = time.perf_counter() - t0
     done.set()
     th.join(30)
@@ -430,7 +430,7 @@ def test_a_lock_timeout_names_the_writer(tmp_path, monkeypatch):
         monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 300)
         short = db.make_engine(f"sqlite:///{path}")
         with pytest.raises(EvoRouteError) as exc:
-            xio.import_csv((HEADER + "coder,m,x,0.1,1,1,1,t1,\n").encode(), engine=short,
+            importer.import_csv((HEADER + "coder,m,x,0.1,1,1,1,t1,\n").encode(), engine=short,
                            name="l.csv")
     finally:
         holder.rollback()
@@ -471,7 +471,7 @@ def test_a_run_whose_process_is_gone_is_not_blamed(tmp_path):
         s.add(Run(backend="replay", dataset="routerbench", status="running"))
         s.commit()
     _run(engine, backend="live", dataset="agent", status="running")
-    assert xio.active_writers(engine=engine) == ["run 2 (live on agent, running)"]
+    assert importer.active_writers(engine=engine) == ["run 2 (live on agent, running)"]
 
 
 def test_the_synced_index_never_reads_an_import_still_being_written(file_engine):
@@ -484,7 +484,7 @@ def test_the_synced_index_never_reads_an_import_still_being_written(file_engine)
     ids = []
     for k in range(3):
         rows = "".join(f"coder,m{k},text {k} {i},0.1,1,1,1,t{k}-{i},\n" for i in range(4 + k))
-        ids.append(xio.import_csv((HEADER + rows).encode(), engine=file_engine, name=f"{k}.csv")[0])
+        ids.append(importer.import_csv((HEADER + rows).encode(), engine=file_engine, name=f"{k}.csv")[0])
     a, b, c = ids
     with file_engine.begin() as conn:
         conn.execute(update(Run).where(Run.id == b).values(status="importing"))
