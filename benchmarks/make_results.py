@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import math
 import os
@@ -43,7 +44,8 @@ import numpy as np
 
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.run import default_routers
-from evoroute.policy.baselines import DEFAULT_SHARE
+from evoroute.core.types import ModelInfo
+from evoroute.policy.base import Capabilities, make_router
 from evoroute.settings import DEFAULTS, PROJECT_ROOT, offline_env
 
 ROOT = PROJECT_ROOT
@@ -66,15 +68,40 @@ PAPER_ABLATIONS = [
 ]
 BASELINE_ORDER = ["oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints",
                   "cascade", "random", "round_robin", "cheapest"]
-ORACLES = ("oracle", "oracle-cascade")         # read recorded outcomes: never in a non-oracle ranking
 LEARNED = ("per-role", "knn", "logistic", "lints", "cascade")
 
 
+@functools.lru_cache(maxsize=None)
+def _capabilities(router: str, models: tuple[str, ...]) -> Capabilities:
+    return make_router(router, [ModelInfo(m) for m in models]).capabilities()
+
+
+def capabilities(rep: dict[str, Any], router: str) -> Capabilities:
+    """What a router of this report declares, read from the router itself (built on the
+    report's models), for what the report's own rows do not record."""
+    rows = rep["routers"]
+    models = {r.split(":", 1)[1] for r in rows if r.startswith("single:")}
+    models |= {m for o in rows.values() for m in o.get("model_share") or {}}
+    return _capabilities(router, tuple(sorted(models)))
+
+
 def is_oracle(rep: dict[str, Any], r: str) -> bool:
-    """An oracle router of this report (the report says so; older reports: by name)."""
+    """An oracle router of this report (the report says so; older reports: its declaration)."""
     o = rep["routers"].get(r, {})
-    return bool(o.get("is_oracle", r in ORACLES or (r == "cascade" and "oracle-cascade" not in rep["routers"]
-                                                    and "per-role" not in rep["routers"])))
+    return bool(o["is_oracle"]) if "is_oracle" in o else capabilities(rep, r).is_oracle
+
+
+def upgrade_legacy(rep: dict[str, Any]) -> dict[str, Any]:
+    """A report written before the bench recorded what each router declares (no ``is_oracle``
+    in its rows) and before the confidence cascade and the learned baselines existed named the
+    oracle cascade ``cascade``: mark that row an oracle, as the bench now records it."""
+    rows = rep["routers"]
+    if (not any("is_oracle" in o for o in rows.values()) and "cascade" in rows
+            and "oracle-cascade" not in rows and "per-role" not in rows):
+        rows["cascade"]["is_oracle"] = True
+    return rep
+
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 WIDTH, HEIGHT = 1400, 900
 
@@ -85,7 +112,7 @@ def load_reports(results: Path) -> dict[str, dict[str, Any]]:
     for key, name in FILES.items():
         p = results / name
         if p.is_file():
-            out[key] = json.loads(p.read_text())
+            out[key] = upgrade_legacy(json.loads(p.read_text()))
     missing = [FILES[k] for k in ("bandit", "full") if k not in out]
     if missing:
         sys.exit(f"missing benchmark file(s) in {results}: {', '.join(missing)}; run "
@@ -397,7 +424,9 @@ def costlean_section(reps: dict[str, dict[str, Any]]) -> str:
 def replay_checks(reps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Re-run EvoRoute's replays of the benchmark and measure what the JSON does not hold."""
     from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
-    from evoroute.evaluation.runner import RunLoop, RunSpec, prepare_run
+    from evoroute.runs.loop import RunLoop
+    from evoroute.runs.prepare import prepare_run
+    from evoroute.runs.spec import RunSpec
     from evoroute.policy.evoroute import EvoRouteConfig
     from evoroute.retrieval.embedder import get_embedder
 
@@ -748,7 +777,7 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
         markers.append((x, y, 13.0 if names[0] == "evoroute" else 7.0))
         text = " = ".join(_label(r) for r in names)
         if names[0] == "threshold":
-            text += f" ({100 * DEFAULT_SHARE:.0f} % strong)"
+            text += f" ({100 * _default_knob('threshold', rep):.0f} % strong)"
         text_of[names[0]] = text
         labels.append((names[0], x, y, 14 if names[0] == "evoroute" else 12, text))
     cl_key = None
@@ -886,14 +915,17 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
 
 
 def _default_knob(router: str, rep: dict[str, Any]) -> float:
-    """The knob value of a router's own (unswept) setting in this report."""
+    """The knob value of a router's own (unswept) setting in this report: recorded by the bench,
+    else the router's declaration (the run's w_c for the ``"w_c"`` knob), else (a knob set from
+    the data, e.g. the oracle cascade's ladder) its largest swept value."""
     own = rep["routers"].get(router, {}).get("default_knob")
     if own is not None:
         return float(own)
-    if router.startswith("evoroute"):
+    knob = capabilities(rep, router).cost_knob
+    if knob is not None and knob.param == "w_c" and knob.default is None:
         return float(rep["weights"][1])
-    if router == "threshold":
-        return DEFAULT_SHARE
+    if knob is not None and knob.default is not None:
+        return float(knob.default)
     return max(pt["knob"] for pt in rep["sweeps"].get(router) or [{"knob": 0.0}])
 
 
