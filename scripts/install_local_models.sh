@@ -29,7 +29,7 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -z "${CI:-}" ] && [ -z "${PYTHON:-}" ]; then
-  echo "install_local_models: no virtualenv active; activate /work/main/.venv (or set PYTHON=...)" >&2
+  echo "install_local_models: no virtualenv active; run make local-models, activate the project's .venv or set PYTHON=..." >&2
   exit 2
 fi
 
@@ -99,7 +99,7 @@ fi
 # 3. locate / assemble every GGUF and check its sha256 ---------------------------------------
 t0=$(date +%s)
 ( cd "$ROOT" && "$PY" -c "
-from evoroute.backends.local_models import LOCAL_MODELS, prepare
+from evoroute.backends.local.catalogue import LOCAL_MODELS, prepare
 for m, p in zip(LOCAL_MODELS.values(), prepare(verify=True)):
     print(f'install_local_models: {m.name:<14} sha256 ok  {p}')
 " )
