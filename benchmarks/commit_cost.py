@@ -31,19 +31,23 @@ from evoroute.settings import DEFAULTS, offline_env
 offline_env()
 
 from evoroute import demo  # noqa: E402
-from evoroute.evaluation import runner  # noqa: E402
+from evoroute.runs import writer  # noqa: E402
+from evoroute.runs.execute import create_run, execute_run  # noqa: E402
+from evoroute.runs.loop import RunLoop  # noqa: E402
+from evoroute.runs.prepare import prepare_run  # noqa: E402
+from evoroute.runs.spec import RunSpec  # noqa: E402
 from evoroute.storage import db  # noqa: E402
 
 BATCHES = (1, 5, 50)
 
 
-def spec(args: argparse.Namespace) -> runner.RunSpec:
+def spec(args: argparse.Namespace) -> RunSpec:
     # cold start + online train tasks + test tasks = args.steps one-step tasks
     n_test = max(1, args.steps // 4)
     cold = min(DEFAULTS.cold_start_tasks, args.steps // 10)
-    return runner.RunSpec(backend="replay", dataset="routerbench", router=args.router,
-                          seed=args.seed, cold_start_tasks=cold, n_train=args.steps - n_test - cold,
-                          n_tasks=n_test, models=tuple(sorted(demo.fitted_prices())))
+    return RunSpec(backend="replay", dataset="routerbench", router=args.router,
+                   seed=args.seed, cold_start_tasks=cold, n_train=args.steps - n_test - cold,
+                   n_tasks=n_test, models=tuple(sorted(demo.fitted_prices())))
 
 
 def _timed(steps) -> tuple[int, float, float]:
@@ -57,15 +61,15 @@ def _timed(steps) -> tuple[int, float, float]:
     return n, time.perf_counter() - t0, time.process_time() - c0
 
 
-def timed_run(engine, s: runner.RunSpec, batch: int) -> tuple[int, float, float]:
-    runner.COMMIT_EVERY_STEPS, runner.COMMIT_EVERY_S = batch, 1e9
-    run_id = runner.create_run(s, engine=engine)
-    return _timed(runner.execute_run(run_id, engine=engine))
+def timed_run(engine, s: RunSpec, batch: int) -> tuple[int, float, float]:
+    writer.COMMIT_EVERY_STEPS, writer.COMMIT_EVERY_S = batch, 1e9
+    run_id = create_run(s, engine=engine)
+    return _timed(execute_run(run_id, engine=engine))
 
 
-def timed_loop(engine, s: runner.RunSpec) -> tuple[int, float, float]:
-    plan = runner.prepare_run(s, engine=engine)
-    return _timed(runner.RunLoop(plan, s.budget_usd).steps())
+def timed_loop(engine, s: RunSpec) -> tuple[int, float, float]:
+    plan = prepare_run(s, engine=engine)
+    return _timed(RunLoop(plan, s.budget_usd).steps())
 
 
 def main() -> None:

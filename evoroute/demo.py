@@ -62,8 +62,10 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
              else "RouterBench models already registered"]
     if not run:
         return "\n".join(lines)
-    from evoroute.evaluation import runner
     from evoroute.errors import EvoRouteError
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.lifecycle import delete_run
+    from evoroute.runs.spec import RunSpec
 
     with db.session(engine) as s:
         demo_runs = [r for r in repo.list_runs(session=s, limit=100_000) if r.name == DEMO_RUN_NAME]
@@ -81,7 +83,7 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
     if latest is not None and latest.status in repo.RESUMABLE_STATUSES:
         before = latest.n_steps_done
         try:
-            last = _drive(runner.execute_run(latest.id, engine=engine, resume=True))
+            last = _drive(execute_run(latest.id, engine=engine, resume=True))
             lines.append(f"resumed the unfinished demo run {latest.id} from step {before:,}: "
                          + _summary(last))
             return "\n".join(lines)
@@ -89,7 +91,7 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
             lines.append(f"the unfinished demo run {latest.id} could not be resumed ({exc}); "
                          f"replaying it again")
     for r in demo_runs:             # failed or not resumable: replaced by a new one
-        runner.delete_run(r.id, engine=engine)
+        delete_run(r.id, engine=engine)
         n_steps -= r.n_steps_done
     if demo_runs:
         lines.append("deleted the unfinished demo run" + ("s " if len(demo_runs) > 1 else " ")
@@ -98,20 +100,20 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
         lines.append(f"the experience base already has {n_steps:,} step records; no demo run added")
         return "\n".join(lines)
     # name the bundled models: other registered models (e.g. local ones) have no replay data
-    spec = runner.RunSpec(backend="replay", dataset="routerbench", router="evoroute",
-                          seed=0, name=DEMO_RUN_NAME, models=tuple(sorted(fitted_prices())))
-    run_id = runner.create_run(spec, engine=engine)
-    last = _drive(runner.execute_run(run_id, engine=engine))
+    spec = RunSpec(backend="replay", dataset="routerbench", router="evoroute",
+                   seed=0, name=DEMO_RUN_NAME, models=tuple(sorted(fitted_prices())))
+    run_id = create_run(spec, engine=engine)
+    last = _drive(execute_run(run_id, engine=engine))
     lines.append(f"replayed demo run {run_id}: " + _summary(last))
     return "\n".join(lines)
 
 
 def _drive(gen) -> dict:
     """Consume a run (SIGTERM handled like Ctrl-C); the last step's dict."""
-    from evoroute.evaluation import runner
+    from evoroute.runs.signals import handle_signals
 
     last: dict = {}
-    with runner.handle_signals():
+    with handle_signals():
         try:
             for last in gen:
                 pass

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _spec_from_args(args: argparse.Namespace):
     from evoroute.core.types import Weights
-    from evoroute.evaluation.runner import RunSpec
+    from evoroute.runs.spec import RunSpec
 
     w = Weights.parse(args.weights)
     return RunSpec(backend=args.backend, dataset=args.data, router=args.router,
@@ -93,7 +93,8 @@ def _drop_if_nothing_ran(eng: Any, run_id: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from evoroute.backends.registry import check_params
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.worker import start_background
     from evoroute.storage import db, repo
 
     spec = _spec_from_args(args)
@@ -106,14 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         with db.session(eng) as s:
             registry.model_infos(session=s, names=list(spec.models))
     if args.background:
-        run_id = runner.start_background(spec, engine_url=args.db)
+        run_id = start_background(spec, engine_url=args.db)
         print(f"started run {run_id} in the background; watch it in the studio "
               f"(Runs page, ?run={run_id}) or stop it with `python -m evoroute runs stop {run_id}`")
         return 0
-    run_id = runner.create_run(spec, engine=eng)
+    run_id = create_run(spec, engine=eng)
     steps: list[dict[str, Any]] = []
     try:
-        last = _follow(runner.execute_run(run_id, engine=eng), steps if args.json else None,
+        last = _follow(execute_run(run_id, engine=eng), steps if args.json else None,
                        show=sys.stderr.isatty() and not args.quiet)
     except EvoRouteError:
         _drop_if_nothing_ran(eng, run_id)
@@ -139,10 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _follow(gen, steps: list | None, show: bool) -> dict[str, Any]:
     """Consume a run's steps (SIGTERM handled like Ctrl-C: the run ends interrupted with its
     committed steps); shows progress on a terminal; returns the last step."""
-    from evoroute.evaluation import runner
+    from evoroute.runs.signals import handle_signals
 
     last: dict[str, Any] = {}
-    with runner.handle_signals():
+    with handle_signals():
         try:
             for st in gen:
                 last = st
@@ -160,13 +161,15 @@ def _follow(gen, steps: list | None, show: bool) -> dict[str, Any]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from evoroute.evaluation import runner
+    from evoroute.runs.worker import worker_main
 
-    return runner.worker_main(args.run_id, engine_url=args.db, resume=args.resume)
+    return worker_main(args.run_id, engine_url=args.db, resume=args.resume)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import execute_run
+    from evoroute.runs.lifecycle import delete_run
+    from evoroute.runs.worker import resume_background
     from evoroute.storage import db, repo
 
     eng = engine(args)
@@ -175,14 +178,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _stop(rid, eng, args.wait)
     if args.action == "resume":
         if args.background:
-            runner.resume_background(rid, engine_url=args.db)
+            resume_background(rid, engine_url=args.db)
             print(f"resuming run {rid} in the background; watch it in the studio "
                   f"(Runs page, ?run={rid}) or stop it with `python -m evoroute runs stop {rid}`")
             return 0
-        _follow(runner.execute_run(rid, engine=eng, resume=True), None,
+        _follow(execute_run(rid, engine=eng, resume=True), None,
                 show=sys.stderr.isatty())           # then shows the run, as `runs show`
     if args.action == "delete":
-        counts = runner.delete_run(rid, engine=eng)
+        counts = delete_run(rid, engine=eng)
         print(f"deleted run {rid}: {counts.get('step', 0)} step records, "
               f"{counts.get('task', 0)} tasks")
         return 0
@@ -211,10 +214,10 @@ def _stop(rid: int, eng: Any, wait_s: float) -> int:
     """Ask the run to stop, then wait up to ``wait_s`` for its worker to end it."""
     import time
 
-    from evoroute.evaluation import runner
+    from evoroute.runs.lifecycle import stop_run
     from evoroute.storage import db, repo
 
-    if runner.stop_run(rid, engine=eng) == "stopped":
+    if stop_run(rid, engine=eng) == "stopped":
         print(f"run {rid} stopped (it had not started)")
         return 0
     print(f"stop requested for run {rid}; its worker stops after the step in progress")

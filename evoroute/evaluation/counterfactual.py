@@ -16,21 +16,19 @@ them after the fact).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.errors import ValidationError
 from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
 from evoroute.retrieval.index import ExperienceIndex, one_blas_thread
 from evoroute.retrieval.tools import parse_tools
-from evoroute.storage import repo
-from evoroute.storage.tables import StepRecord
+from evoroute.storage import repo, run_store
 
 LABEL = "counterfactual (offline re-decision against the stored experience; nothing executed)"
 
@@ -86,27 +84,19 @@ def sample_steps(flt: repo.StepFilter | None, *, session: Session, n: int = 200,
     """
     if n < 1:
         raise ValidationError(f"sample size must be >= 1, got {n}", "n")
-    stmt = select(StepRecord.id).where(StepRecord.error.is_(None))
-    if flt:
-        stmt = flt.apply(stmt)
-    # no ORDER BY: SQLite can then read the ids from a narrow covering index; sorted here
-    ids = np.sort(np.fromiter((r[0] for r in session.exec(stmt)), dtype=np.int64))
+    ids = run_store.step_ids(session, flt)
     if ids.size == 0:
         return []
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(ids, size=min(n, ids.size), replace=False))
-    perf = func.coalesce(StepRecord.task_success, StepRecord.step_success)
     out: list[SampledStep] = []
     for i in range(0, pick.size, 500):
-        chunk = [int(x) for x in pick[i:i + 500]]
-        rows = session.exec(select(StepRecord.id, StepRecord.role, StepRecord.instruction,
-                                   StepRecord.embedding, StepRecord.tools, StepRecord.model, perf,
-                                   StepRecord.cost_usd, StepRecord.duration_s)
-                            .where(col(StepRecord.id).in_(chunk)).order_by(StepRecord.id)).all()
-        out.extend(SampledStep(int(r[0]), r[1], r[2], repo.embedding_from_bytes(r[3]),
-                               frozenset(parse_tools(r[4])), r[5],
-                               None if r[6] is None else float(r[6]), float(r[7] or 0.0),
-                               float(r[8] or 0.0)) for r in rows)
+        rows = run_store.sampled_rows(session, [int(x) for x in pick[i:i + 500]])
+        out.extend(SampledStep(int(r.id), r.role, r.instruction,
+                               repo.embedding_from_bytes(r.embedding),
+                               frozenset(parse_tools(r.tools)), r.model,
+                               None if r.quality is None else float(r.quality),
+                               float(r.cost_usd or 0.0), float(r.duration_s or 0.0)) for r in rows)
     return out
 
 
@@ -146,8 +136,6 @@ def redecide(steps: Sequence[SampledStep], index: ExperienceIndex, models: Seque
     other weights on the same steps and the same index skips retrieval; drop it when the
     index changes.
     """
-    from dataclasses import replace
-
     if not models:
         raise ValidationError("no candidate models to re-decide with", "models")
     cfg = replace(config or EvoRouteConfig(), weights=weights, thompson=False)

@@ -29,7 +29,8 @@ from sqlmodel import func, select
 
 from evoroute import demo
 from evoroute.errors import EvoRouteError
-from evoroute.evaluation import runner
+from evoroute.runs import execute, lifecycle
+from evoroute.runs.spec import RunSpec
 from evoroute.storage import db, migrations, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 
@@ -56,9 +57,7 @@ raise SystemExit(main(sys.argv[2:]))
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
 def cli(url: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -131,7 +130,7 @@ def new_base(tmp_path: Path, name: str = "base.db") -> tuple[str, object]:
 def reference(tmp_path_factory) -> list[tuple]:
     """The uninterrupted run of SPEC, in this process."""
     _, engine = new_base(tmp_path_factory.mktemp("reference"))
-    out = list(runner.run_spec(runner.RunSpec(**SPEC), engine=engine))
+    out = list(execute.run_spec(RunSpec(**SPEC), engine=engine))
     assert len(out) == N_STEPS
     recs = records(engine, out[-1]["run_id"])
     engine.dispose()
@@ -142,7 +141,7 @@ def reference(tmp_path_factory) -> list[tuple]:
 def test_sigkill_at_many_points_loses_at_most_one_step_and_resume_equals_uninterrupted(
         tmp_path, reference):
     url, engine = new_base(tmp_path)
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
     rnd = random.Random(10)
     lost, latency, points = [], [], []
     for k in range(8):
@@ -185,11 +184,11 @@ def test_sigkill_at_many_points_loses_at_most_one_step_and_resume_equals_uninter
 def test_a_batch_of_50_would_lose_many_steps_per_kill(tmp_path, monkeypatch):
     """The measure above can fail: with the old commit batch a kill loses tens of steps."""
     url, engine = new_base(tmp_path)
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
     counter = tmp_path / "exec"
     code = COUNTING_WORKER.replace("from evoroute.cli.main import main",
-                                   "from evoroute.evaluation import runner\n"
-                                   "runner.COMMIT_EVERY_STEPS, runner.COMMIT_EVERY_S = 50, 1e9\n"
+                                   "from evoroute.runs import writer\n"
+                                   "writer.COMMIT_EVERY_STEPS, writer.COMMIT_EVERY_S = 50, 1e9\n"
                                    "from evoroute.cli.main import main")
     proc = subprocess.Popen([sys.executable, "-c", code, str(counter), "--db", url, "worker",
                              str(run_id)], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
@@ -205,7 +204,7 @@ def test_a_batch_of_50_would_lose_many_steps_per_kill(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sig, how", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C (SIGINT)")])
 def test_sigterm_and_sigint_stop_cleanly_and_resume(tmp_path, reference, sig, how):
     url, engine = new_base(tmp_path)
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
     counter = tmp_path / "exec"
     proc = counting_worker(url, run_id, counter)
     assert wait_for(lambda: row(engine, run_id).n_steps_done >= 40)
@@ -265,8 +264,9 @@ def test_runs_stop_stops_a_background_worker_and_resume_continues(tmp_path, refe
 
 def test_a_pending_run_whose_creator_died_reads_interrupted_and_resumes(tmp_path):
     url, engine = new_base(tmp_path)
-    code = ("from evoroute.evaluation import runner\nfrom evoroute.storage import db\n"
-            f"print(runner.create_run(runner.RunSpec(**{SPEC!r}), engine=db.get_engine({url!r})))")
+    code = ("from evoroute.runs.execute import create_run\nfrom evoroute.runs.spec import RunSpec\n"
+            "from evoroute.storage import db\n"
+            f"print(create_run(RunSpec(**{SPEC!r}), engine=db.get_engine({url!r})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True,
                          text=True, check=True)
     run_id = int(out.stdout.strip())
@@ -281,13 +281,13 @@ def test_a_pending_run_whose_creator_died_reads_interrupted_and_resumes(tmp_path
 def test_a_run_that_cannot_write_ends_interrupted_with_the_reason(tmp_path, monkeypatch, reference):
     monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 400)
     url, engine = new_base(tmp_path)
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
     import sqlite3
     import threading
 
     holder = sqlite3.connect(str(tmp_path / "base.db"), isolation_level=None, timeout=10,
                              check_same_thread=False)
-    gen = runner.execute_run(run_id, engine=engine)
+    gen = execute.execute_run(run_id, engine=engine)
     for _ in range(30):
         next(gen)
     holder.execute("BEGIN IMMEDIATE")                     # another writer holds the lock ...
@@ -301,16 +301,16 @@ def test_a_run_that_cannot_write_ends_interrupted_with_the_reason(tmp_path, monk
     run = row(engine, run_id)
     assert run.status == "interrupted" and run.error == msg
     assert assert_whole(engine, run_id) == 30             # the step that could not be written
-    assert list(runner.execute_run(run_id, engine=engine, resume=True))[-1]["step_no"] == N_STEPS
+    assert list(execute.execute_run(run_id, engine=engine, resume=True))[-1]["step_no"] == N_STEPS
     assert records(engine, run_id) == reference
 
 
 # ----------------------------------------------------------------------------- delete
 def test_delete_is_one_transaction_complete_and_refused_while_running(tmp_path):
     url, engine = new_base(tmp_path)
-    keep = runner.create_run(runner.RunSpec(**{**SPEC, "n_tasks": 10, "n_train": 10}), engine=engine)
-    list(runner.execute_run(keep, engine=engine))
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
+    keep = execute.create_run(RunSpec(**{**SPEC, "n_tasks": 10, "n_train": 10}), engine=engine)
+    list(execute.execute_run(keep, engine=engine))
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
     proc = counting_worker(url, run_id, tmp_path / "exec")
     assert wait_for(lambda: row(engine, run_id).n_steps_done >= 10)
     res = cli(url, "runs", "delete", str(run_id))
@@ -325,7 +325,7 @@ def test_delete_is_one_transaction_complete_and_refused_while_running(tmp_path):
     event.listen(engine, "before_cursor_execute",
                  lambda *a: statements.append(a[2].split()[0].upper()))
     event.listen(engine, "commit", lambda conn: commits.append(len(statements)))
-    counts = runner.delete_run(run_id, engine=engine)
+    counts = lifecycle.delete_run(run_id, engine=engine)
     assert counts == {"step": n, "task": n_tasks, "run": 1}
     deletes = [i for i, st in enumerate(statements) if st == "DELETE"]
     assert len(deletes) == 3 and len(commits) == 1 and commits[0] > deletes[-1]   # one transaction
@@ -342,13 +342,13 @@ def test_delete_is_one_transaction_complete_and_refused_while_running(tmp_path):
 # ----------------------------------------------------------------------------- ownership
 def test_a_worker_whose_run_was_taken_over_stops_without_writing(tmp_path):
     _, engine = new_base(tmp_path)
-    run_id = runner.create_run(runner.RunSpec(**SPEC), engine=engine)
-    gen = runner.execute_run(run_id, engine=engine)
+    run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
+    gen = execute.execute_run(run_id, engine=engine)
     for _ in range(5):
         next(gen)
     with db.session(engine) as s:                          # e.g. marked interrupted elsewhere
         repo.update_run(run_id, session=s, status="interrupted", error="taken over")
-    with pytest.raises(runner.RunTakenOver):
+    with pytest.raises(lifecycle.RunTakenOver):
         next(gen)
     run = row(engine, run_id)
     assert (run.status, run.error, run.n_steps_done) == ("interrupted", "taken over", 5)
@@ -368,7 +368,7 @@ def test_heartbeat_decides_for_a_process_on_another_host(tmp_path):
     assert by_id[fresh.id].status == "running"
     assert by_id[stale.id].status == "interrupted" and "no heartbeat for" in by_id[stale.id].error
     # and a live worker keeps its heartbeat fresh even between commits (every HEARTBEAT_S)
-    assert runner.HEARTBEAT_S <= 5 < repo.HEARTBEAT_STALE_S
+    assert lifecycle.HEARTBEAT_S <= 5 < repo.HEARTBEAT_STALE_S
 
 
 # ----------------------------------------------------------------------------- schema upgrade
@@ -399,7 +399,7 @@ def test_a_base_created_before_the_new_columns_is_upgraded(tmp_path):
     with db.session(eng) as s:
         old = repo.list_runs(session=s)[0]
         assert old.status == "interrupted" and "older EvoRoute" in old.error   # was stuck running
-    runner.delete_run(old.id, engine=eng)
+    lifecycle.delete_run(old.id, engine=eng)
     eng.dispose()
 
 
@@ -436,9 +436,9 @@ def test_resuming_a_live_run_calls_no_model_again_for_its_stored_tasks(tmp_path,
     the prompt, so a re-called step would give the same reply — the call count tells."""
     from evoroute import registry
     from evoroute.agent import workflow as W
-    from evoroute.backends import live as L
+    from evoroute.backends.live import backend as L
 
-    litellm = L._litellm()
+    litellm = L.load_litellm()
     real, calls = litellm.completion, []
     tasks = L.LiveBackend("default", [L.ModelInfo("x", litellm_id="openai/x")],
                           check_models=False)._all_tasks
@@ -463,23 +463,23 @@ def test_resuming_a_live_run_calls_no_model_again_for_its_stored_tasks(tmp_path,
             registry.add_model(session=s, name=name, litellm_id=f"openai/{name}",
                                input_price_per_m=p, output_price_per_m=2 * p,
                                api_base=f"https://{name}.invalid/v1")
-    spec = runner.RunSpec(backend="live", router="evoroute", seed=5, models=("a", "b"),
+    spec = RunSpec(backend="live", router="evoroute", seed=5, models=("a", "b"),
                           router_params={"channels": ["role", "tool"]}, cold_start_tasks=2,
                           n_train=2, n_tasks=2,
                           backend_params={"backoff_s": 0.0, "check_models": False, "max_retries": 0})
-    ref = list(runner.run_spec(spec, engine=engine))
+    ref = list(execute.run_spec(spec, engine=engine))
     ref_calls, n = list(calls), len(ref)
     assert n == 24 and any(st["failed_calls"] for st in ref)
     calls.clear()
-    run_id = runner.create_run(spec, engine=engine)
-    gen = runner.execute_run(run_id, engine=engine)
+    run_id = execute.create_run(spec, engine=engine)
+    gen = execute.execute_run(run_id, engine=engine)
     for _ in range(10):                      # 2 tasks of 4 steps done, the third half-way
         next(gen)
     gen.close()
     assert row(engine, run_id).status == "stopped" and assert_whole(engine, run_id) == 10
     first_calls = len(calls)
     calls.clear()
-    resumed = list(runner.execute_run(run_id, engine=engine, resume=True))
+    resumed = list(execute.execute_run(run_id, engine=engine, resume=True))
     # the finished tasks' 8 steps are not called again; the half-done task restarts at step 9
     # (its agent transcript is not stored), so the resume makes exactly the calls of steps 9..24
     calls_of_step = [st["step_no"] for st in ref for _ in range(len(st["failed_calls"]) + 1)]

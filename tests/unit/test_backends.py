@@ -236,7 +236,9 @@ def test_simulated_ground_truth_by_hand():
 def test_evoroute_converges_to_the_simulated_ground_truth():
     """After cold start and online optimisation on the train tasks, EvoRoute routes the test
     tasks to the known-best model of each role (default weights)."""
-    from evoroute.evaluation.runner import RunLoop, RunSpec, prepare_run
+    from evoroute.runs.loop import RunLoop
+    from evoroute.runs.prepare import prepare_run
+    from evoroute.runs.spec import RunSpec
 
     hits = []
     for seed in (0, 1, 2):

@@ -11,10 +11,12 @@ from evoroute.backends.base import OracleEntry
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
 from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.errors import EvoRouteError, UnknownModelError
-from evoroute.evaluation.runner import RunLoop, RunSpec, prepare_run
 from evoroute.policy.base import make_router
 from evoroute.policy.baselines import (OracleCascadeRouter, ThresholdRouter, cost_quality_ladder,
                                        strong_weak_pair, typical_cost)
+from evoroute.runs.loop import RunLoop
+from evoroute.runs.prepare import prepare_run
+from evoroute.runs.spec import RunSpec
 
 GPT4 = "gpt-4-1106-preview"
 YI = "zero-one-ai/Yi-34B-Chat"

@@ -13,9 +13,11 @@ from sqlmodel import select
 
 from evoroute.core.types import Explanation
 from evoroute.errors import EvoRouteError, ValidationError
-from evoroute.evaluation import runner
-from evoroute.evaluation.runner import (RunSpec, create_run, execute_run, run_spec, start_background,
-                                        stop_run)
+from evoroute.runs import writer
+from evoroute.runs.execute import create_run, execute_run, run_spec
+from evoroute.runs.lifecycle import stop_run
+from evoroute.runs.spec import RunSpec
+from evoroute.runs.worker import start_background
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 
@@ -98,7 +100,7 @@ def test_one_record_per_step_with_explanation_propensity_and_task_success(engine
 
 def test_multi_step_tasks_fill_task_success_into_every_step(engine, monkeypatch):
     # tiny batches so that tasks span commits and go through repo.finish_task too
-    monkeypatch.setattr(runner, "COMMIT_EVERY_STEPS", 2)
+    monkeypatch.setattr(writer, "COMMIT_EVERY_STEPS", 2)
     spec = RunSpec(backend="simulated", dataset="agent", router="random", seed=1, n_tasks=12)
     run_id = create_run(spec, engine=engine)
     out = list(execute_run(run_id, engine=engine))
