@@ -1,6 +1,6 @@
 """Studio performance at scale: page renders, live-fragment server time, step-to-feed delay.
 
-    python benchmarks/studio_pages.py [--records 100000] [--json out.json] [--no-browser]
+    python -m benchmarks.studio_pages [--records 100000] [--json out.json] [--no-browser]
 
 Builds a temporary experience base with N step records sampled from the bundled RouterBench
 outcomes (real queries, models, scores, costs and token counts, with their shipped
@@ -26,7 +26,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from datetime import timezone
@@ -35,8 +34,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 import numpy as np  # noqa: E402
 
@@ -165,8 +162,8 @@ def fragment_times(url: str) -> dict:
 
 def feed_delay(url: str) -> dict:
     """Step written -> shown in the feed, in headless Chromium against `streamlit run`."""
-    from browser import (browser_missing, by_label, chromium, click, expand, open_page,
-                         streamlit_server, wait_for, watch_metric, watched_values)
+    from tests.e2e.browser import (browser_missing, by_label, chromium, click, expand, open_page,
+                                   streamlit_server, wait_for, watch_metric, watched_values)
     from sqlmodel import select
 
     from evoroute.storage import db, repo
@@ -220,7 +217,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="evoroute-studio-bench-"))
     url = f"sqlite:///{tmp / 'base.db'}"
     os.environ["EVOROUTE_DB_URL"] = url
-    result = {"command": "python benchmarks/studio_pages.py" + ("" if args.records == 100_000
+    result = {"command": "python -m benchmarks.studio_pages" + ("" if args.records == 100_000
                                                                 else f" --records {args.records}"),
               "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
               "base": seed_base(url, args.records)}
