@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from evoroute.settings import DATA_DIR, offline_env
-from evoroute.datasets.longformat import LONG_COLUMNS, read_long, validate_long
+from evoroute.datasets.long_schema import LONG_COLUMNS
+from evoroute.datasets.longformat import read_long, validate_long
 from evoroute.errors import DatasetError
 
 AGENT_STEPS_NAME = "agent_steps"

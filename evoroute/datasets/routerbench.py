@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from evoroute.settings import DATA_DIR, offline_env, settings
-from evoroute.datasets.longformat import LONG_COLUMNS, read_long, validate_long
+from evoroute.datasets.long_schema import LONG_COLUMNS
+from evoroute.datasets.longformat import read_long, validate_long
 from evoroute.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def decode_cell(cell: str) -> list[str]:
 def load_routerbench(tasks: Sequence[str] | None = None) -> pd.DataFrame:
     """The bundled RouterBench subset in the long replay format (both splits).
 
-    Columns: :data:`~evoroute.datasets.longformat.LONG_COLUMNS` plus ``prompt_full`` and
+    Columns: :data:`~evoroute.datasets.long_schema.LONG_COLUMNS` plus ``prompt_full`` and
     ``sample_id``. ``role`` is the benchmark, ``split`` comes from the file name.
     """
     chosen = TASKS if tasks is None else tuple(tasks)

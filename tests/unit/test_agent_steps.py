@@ -17,7 +17,8 @@ import pytest
 from evoroute.settings import DATA_DIR, PROJECT_ROOT
 from evoroute.datasets import agent_steps as ag
 from evoroute.datasets import load_dataset
-from evoroute.datasets.longformat import LONG_COLUMNS, read_long
+from evoroute.datasets.long_schema import LONG_COLUMNS
+from evoroute.datasets.longformat import read_long
 from evoroute.errors import DatasetError
 
 SOURCE = DATA_DIR / "agent_steps" / "source"

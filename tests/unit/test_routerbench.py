@@ -13,7 +13,8 @@ import pytest
 
 from evoroute.settings import DATA_DIR
 from evoroute.datasets import routerbench as rb
-from evoroute.datasets.longformat import LONG_COLUMNS, read_long
+from evoroute.datasets.long_schema import LONG_COLUMNS
+from evoroute.datasets.longformat import read_long
 from evoroute.errors import DatasetError
 
 # sha256 of each .gz as recorded in shared/data/PROVENANCE.md (upstream bytes, gzip -9 -n).
