@@ -134,7 +134,8 @@ def cap_rows(mod: Any, srv: FakeOpenAI, tag: str, cap: float, lie_tokens: int,
 def budget_rows(mod: Any, srv: FakeOpenAI, tag: str, budget: float, lie_tokens: int,
                 timeout: float) -> list[dict[str, Any]]:
     from evoroute import registry
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.spec import RunSpec
     from evoroute.storage import db, repo
 
     rows = []
@@ -148,14 +149,14 @@ def budget_rows(mod: Any, srv: FakeOpenAI, tag: str, budget: float, lie_tokens: 
                 registry.add_model(session=s, name=name, litellm_id="openai/fake",
                                    input_price_per_m=PRICE_IN, output_price_per_m=PRICE_OUT,
                                    api_base=srv.api_base(name))
-            spec = runner.RunSpec(backend="live", router="random", n_tasks=1, seed=0,
-                                  budget_usd=budget, models=(name,),
-                                  backend_params={"backoff_s": 0.0, "check_models": False,
-                                                  "max_retries": 1, "timeout_s": timeout})
+            spec = RunSpec(backend="live", router="random", n_tasks=1, seed=0,
+                           budget_usd=budget, models=(name,),
+                           backend_params={"backoff_s": 0.0, "check_models": False,
+                                           "max_retries": 1, "timeout_s": timeout})
             t0 = time.perf_counter()
             with live_module(mod):
-                run_id = runner.create_run(spec, engine=engine)
-                steps = list(runner.execute_run(run_id, engine=engine))
+                run_id = create_run(spec, engine=engine)
+                steps = list(execute_run(run_id, engine=engine))
             took = time.perf_counter() - t0
             with db.session(engine) as s:
                 run = repo.get_run(run_id, session=s)

@@ -25,6 +25,10 @@ import urllib.parse
 from evoroute.errors import ValidationError
 
 API_BASE_MAX_CHARS = 2048
+# What a loopback server gets as its key. llama-cpp-python's server accepts any key unless
+# started with --api_key; litellm insists on one, so this placeholder is sent. It is not a
+# secret and grants nothing.
+LOCAL_API_KEY = "sk-local-llama-cpp-no-auth"
 # query parameter names that carry credentials (compared lower-case, without - and _)
 _KEY_PARAM_EXACT = {"key", "sig", "sas", "code", "auth", "pwd", "pass", "jwt", "session",
                     "sessionid", "sv", "se"}
@@ -182,4 +186,5 @@ def validate_api_base(url: str) -> str:
     return u
 
 
-__all__ = ["is_loopback", "is_loopback_host", "validate_api_base", "API_BASE_MAX_CHARS"]
+__all__ = ["is_loopback", "is_loopback_host", "validate_api_base", "API_BASE_MAX_CHARS",
+           "LOCAL_API_KEY"]

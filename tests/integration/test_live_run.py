@@ -14,13 +14,15 @@ import socket
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from evoroute import registry
 from evoroute import settings as config
 from evoroute.agent import workflow as W
-from evoroute.backends import local_models as lm
-from evoroute.backends.live import register_local_models
-from evoroute import registry
+from evoroute.backends.local.catalogue import LOCAL_MODELS
+from evoroute.backends.local.register import register_local_models
+from evoroute.backends.local.servers import LocalModelServers
 from evoroute.storage import db, repo
 
 needs_llama = pytest.mark.skipif(
@@ -40,9 +42,10 @@ def _closed_port() -> int:
 
 @needs_llama
 def test_three_task_live_run_routed_by_evoroute_on_local_models(tmp_path: Path, engine):
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.spec import RunSpec
 
-    servers = lm.LocalModelServers(state_path=tmp_path / "local_models.json",
+    servers = LocalModelServers(state_path=tmp_path / "local_models.json",
                                    cache_dir=config.settings().cache_dir)
     t0 = time.perf_counter()
     try:
@@ -55,22 +58,22 @@ def test_three_task_live_run_routed_by_evoroute_on_local_models(tmp_path: Path, 
                                    api_base=f"http://127.0.0.1:{_closed_port()}/v1",
                                    input_price_per_m=0.0, output_price_per_m=0.0, notional=True)
             names = tuple(e.name for e in entries)
-            assert set(names) == set(lm.LOCAL_MODELS)
+            assert set(names) == set(LOCAL_MODELS)
             # 1 cold-start task (random models) + 2 test tasks routed by EvoRoute = 3 tasks.
             # With seed 3 the cold-start draws (uniform over the 3 candidates) pick gemma for the
             # planner, the offline model for the solver and the verifier (both calls fail and
             # fall back to the next candidate, smollm2), and smollm2 for the answerer.
-            spec = runner.RunSpec(backend="live", router="evoroute", seed=3,
-                                  models=(OFFLINE, *names), cold_start_tasks=1, n_train=0,
-                                  n_tasks=2,
-                                  backend_params={"timeout_s": 90.0, "max_retries": 1,
-                                                  "backoff_s": 0.2, "check_models": False})
-            run_id = runner.create_run(spec, engine=engine)
-            steps = list(runner.execute_run(run_id, engine=engine))
+            spec = RunSpec(backend="live", router="evoroute", seed=3,
+                           models=(OFFLINE, *names), cold_start_tasks=1, n_train=0,
+                           n_tasks=2,
+                           backend_params={"timeout_s": 90.0, "max_retries": 1,
+                                           "backoff_s": 0.2, "check_models": False})
+            run_id = create_run(spec, engine=engine)
+            steps = list(execute_run(run_id, engine=engine))
     finally:
         servers.stop()
     took = time.perf_counter() - t0
-    assert all(not Path(f"/proc/{p}").exists() for p in pids), "a server outlived the run"
+    assert not any(psutil.pid_exists(p) for p in pids), "a server outlived the run"
 
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)

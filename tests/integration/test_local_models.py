@@ -17,10 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from evoroute import settings as config
-from evoroute.backends import local_models as lm
+from evoroute.backends.local import catalogue, processes
+from evoroute.backends.local.catalogue import LOCAL_MODELS
+from evoroute.backends.local.measure import measure_call
+from evoroute.backends.local.servers import LocalModelServers
 from evoroute.errors import UnknownModelError
 
 needs_llama = pytest.mark.skipif(
@@ -33,31 +37,26 @@ PROMPT = "Name three primary colours."
 
 def _gone(pid: int) -> bool:
     """True if ``pid`` no longer exists (a zombie still counts as a left-over)."""
-    return not Path(f"/proc/{pid}").exists()
+    return not psutil.pid_exists(pid)
 
 
 def _servers_on(port_range: range) -> list[int]:
     """Pids of llama_cpp.server processes bound by --port to a port in ``port_range``."""
     pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            args = (d / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
         if "llama_cpp.server" in args and "--port" in args:
             try:
                 if int(args[args.index("--port") + 1]) in port_range:
-                    pids.append(int(d.name))
+                    pids.append(proc.pid)
             except (ValueError, IndexError):
                 pass
     return pids
 
 
 @pytest.fixture
-def manager(tmp_path: Path) -> lm.LocalModelServers:
-    m = lm.LocalModelServers(state_path=tmp_path / "local_models.json", cache_dir=config.settings().cache_dir)
+def manager(tmp_path: Path) -> LocalModelServers:
+    m = LocalModelServers(state_path=tmp_path / "local_models.json", cache_dir=config.settings().cache_dir)
     yield m
     m.stop()     # whatever a failing test left behind
 
@@ -69,10 +68,10 @@ def test_serve_both_models_stream_through_litellm_and_stop_clean(manager):
     t0 = time.perf_counter()
     with manager.serving(None, BASE_PORT, n_ctx=2048) as infos:
         start_s = time.perf_counter() - t0
-        assert [i.name for i in infos] == list(lm.LOCAL_MODELS)
+        assert [i.name for i in infos] == list(LOCAL_MODELS)
         assert len({i.port for i in infos}) == len(infos)
         pids = [i.pid for i in infos]
-        assert all(Path(f"/proc/{p}").exists() for p in pids)
+        assert all(psutil.pid_exists(p) for p in pids)
         assert 0 < start_s < 45, start_s
         for info in infos:
             assert info.status == "running"
@@ -119,8 +118,8 @@ def test_serve_both_models_stream_through_litellm_and_stop_clean(manager):
             # llama.cpp streams one delta per generated token (merging only split characters)
             assert len(text) <= 16
 
-        # measure_call (the helper docs/local_models.md uses) reports the server's counts
-        m = lm.measure_call(infos[0], PROMPT, max_tokens=8)
+        # measure_call (what `local bench` times) reports the server's counts
+        m = measure_call(infos[0], PROMPT, max_tokens=8)
         assert m.usage_source == "server, non-streamed replay"
         assert 0 < m.completion_tokens <= 8 and m.prompt_tokens > 5
         assert 0 < m.ttft_s <= m.total_s and m.text.strip()
@@ -133,7 +132,7 @@ def test_serve_both_models_stream_through_litellm_and_stop_clean(manager):
     assert _servers_on(range(BASE_PORT, BASE_PORT + 50)) == []
     assert json.loads(manager.state_path.read_text())["servers"] == {}
     assert manager.status() == []
-    assert all(lm._port_free(i.port) for i in infos)
+    assert all(processes.port_free(i.port) for i in infos)
 
 
 @needs_llama
@@ -143,7 +142,7 @@ def test_detached_start_survives_its_caller_then_crash_is_detected(manager):
         blocker.bind(("127.0.0.1", port))
         blocker.listen(1)
         # start from another Python process that exits, as `python -m evoroute local start` does
-        code = ("from pathlib import Path; from evoroute.backends.local_models import LocalModelServers;"
+        code = ("from pathlib import Path; from evoroute.backends.local.servers import LocalModelServers;"
                 f"i = LocalModelServers(state_path=Path({str(manager.state_path)!r})).start("
                 f"['smollm2-135m'], {port})[0]; print(i.pid, i.port)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -164,7 +163,7 @@ def test_detached_start_survives_its_caller_then_crash_is_detected(manager):
 
 
 def test_stale_state_with_dead_or_reused_pid_is_cleaned(tmp_path):
-    m = lm.LocalModelServers(state_path=tmp_path / "local_models.json")
+    m = LocalModelServers(state_path=tmp_path / "local_models.json")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     entries = {
@@ -181,12 +180,12 @@ def test_stale_state_with_dead_or_reused_pid_is_cleaned(tmp_path):
 
 @needs_llama
 def test_registry_paths_and_errors(tmp_path):
-    m = lm.LocalModelServers(state_path=tmp_path / "s.json")
+    m = LocalModelServers(state_path=tmp_path / "s.json")
     with pytest.raises(UnknownModelError, match="registered: gemma3-270m, smollm2-135m"):
         m.start(["gpt-5"])
     with pytest.raises(UnknownModelError):
         m.stop(["nope"])
-    for model in lm.LOCAL_MODELS.values():
+    for model in LOCAL_MODELS.values():
         assert model.installed(), f"{model.package}=={model.version} missing: run scripts/install_local_models.sh"
         path = model.ensure_gguf(config.settings().cache_dir)
         assert path.name == model.filename and path.stat().st_size == model.size_bytes
@@ -207,11 +206,11 @@ def test_server_that_cannot_load_its_model_fails_cleanly(manager, tmp_path, monk
     bad = b"GGUF" + bytes(range(256)) * 4          # right magic, garbage header
     (pkg / "broken.gguf").write_bytes(bad)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    broken = lm.LocalModel(name="broken", title="corrupt file", package="broken-gguf-pkg",
-                           version="0", parts=(lm.GGUFPart("broken_gguf_pkg", "broken.gguf"),),
+    broken = catalogue.LocalModel(name="broken", title="corrupt file", package="broken-gguf-pkg",
+                           version="0", parts=(catalogue.GGUFPart("broken_gguf_pkg", "broken.gguf"),),
                            filename="broken.gguf", sha256="0" * 64, size_bytes=len(bad),
                            licence="none")
-    monkeypatch.setitem(lm.LOCAL_MODELS, "broken", broken)
+    monkeypatch.setitem(LOCAL_MODELS, "broken", broken)
 
     port = BASE_PORT + 20
     with pytest.raises(BackendError, match="broken: process exited"):

@@ -15,12 +15,21 @@ from typing import Any
 import pytest
 
 from evoroute import registry
-from evoroute.backends import live as L
-from evoroute.backends.local_models import LOCAL_API_KEY
+from evoroute.backends.live import LiveBackend
+from evoroute.backends.live.retry import retry_after_s
+from evoroute.backends.live.sdk import load_litellm
+from evoroute.backends.live.tokens import (
+    billed_tokens,
+    count_prompt_tokens,
+    count_text_tokens,
+    output_limit,
+    tokenizer,
+)
 from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.errors import ValidationError
-from evoroute.netsafety import is_loopback, is_loopback_host, validate_api_base
+from evoroute.netsafety import LOCAL_API_KEY, is_loopback, is_loopback_host, validate_api_base
 from evoroute.storage import db, repo
+
 from fake_openai import FakeOpenAI, Scenario
 
 FAKE_KEY = "sk-test-" + "Qw9" * 12      # looks like a real provider key; must never reach 127.x
@@ -43,17 +52,17 @@ def model(name: str, srv: FakeOpenAI, pin: float = 0.0, pout: float = 0.0,
                      litellm_id="openai/fake", api_base=srv.api_base(name, host))
 
 
-def backend(models: list[ModelInfo], **kw: Any) -> L.LiveBackend:
+def backend(models: list[ModelInfo], **kw: Any) -> LiveBackend:
     kw.setdefault("backoff_s", 0.0)
     kw.setdefault("timeout_s", 60.0)
-    return L.LiveBackend("default", models, check_models=False, **kw)
+    return LiveBackend("default", models, check_models=False, **kw)
 
 
 # ------------------------------------------------------------------------------ one retry budget
 def test_the_openai_clients_own_retries_would_triple_each_request(srv):
     """Why the fix is needed: litellm's default leaves the OpenAI client retrying twice."""
     srv.add("raw500", Scenario("status", status=500))
-    lt = L._litellm()
+    lt = load_litellm()
     with pytest.raises(Exception):
         for _ in lt.completion(model="openai/fake", api_base=srv.api_base("raw500"),
                                api_key=LOCAL_API_KEY, messages=MSGS, stream=True, timeout=10):
@@ -119,14 +128,15 @@ def test_a_keepalive_stream_without_content_ends_at_the_timeout(srv):
 def test_the_local_model_benchmark_call_sends_one_request_per_failure(srv):
     import os
 
-    from evoroute.backends import local_models as lm
+    from evoroute.backends.local.measure import measure_call
+    from evoroute.backends.local.servers import ServerInfo
     from evoroute.errors import BackendError
 
     srv.add("lm500", Scenario("status", status=500))
-    info = lm.ServerInfo(name="lm500", port=srv.port, pid=os.getpid(), gguf="-",
+    info = ServerInfo(name="lm500", port=srv.port, pid=os.getpid(), gguf="-",
                          status="running", api_base=srv.api_base("lm500"))
     with pytest.raises(BackendError, match="fake 500"):
-        lm.measure_call(info, "hi", max_tokens=4, timeout=10)
+        measure_call(info, "hi", max_tokens=4, timeout=10)
     assert srv.count("lm500") == 1
 
 
@@ -172,15 +182,15 @@ def test_retry_after_parsing():
             self.litellm_response_headers = headers
 
     now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
-    assert L.retry_after_s(E({"retry-after": "7"})) == 7.0
-    assert L.retry_after_s(E({"retry-after-ms": "250"})) == 0.25
-    assert L.retry_after_s(E({"retry-after": "Tue, 01 Dec 2026 12:00:42 GMT"}), now) == 42.0
-    assert L.retry_after_s(E({"retry-after": "Tue, 01 Dec 2026 11:00:00 GMT"}), now) == 0.0
-    assert L.retry_after_s(E({"retry-after": "soon"})) is None
-    assert L.retry_after_s(E({"retry-after": "-3"})) is None
-    assert L.retry_after_s(E({"retry-after": "nan"})) is None
-    assert L.retry_after_s(E({})) is None
-    assert L.retry_after_s(Exception("no headers")) is None
+    assert retry_after_s(E({"retry-after": "7"})) == 7.0
+    assert retry_after_s(E({"retry-after-ms": "250"})) == 0.25
+    assert retry_after_s(E({"retry-after": "Tue, 01 Dec 2026 12:00:42 GMT"}), now) == 42.0
+    assert retry_after_s(E({"retry-after": "Tue, 01 Dec 2026 11:00:00 GMT"}), now) == 0.0
+    assert retry_after_s(E({"retry-after": "soon"})) is None
+    assert retry_after_s(E({"retry-after": "-3"})) is None
+    assert retry_after_s(E({"retry-after": "nan"})) is None
+    assert retry_after_s(E({})) is None
+    assert retry_after_s(Exception("no headers")) is None
 
 
 # ------------------------------------------------------------------------------ non-completions
@@ -194,7 +204,7 @@ def test_a_200_reply_that_is_not_a_completion_is_a_retried_error(srv, kind):
     assert r.error is not None and r.text == ""
     assert srv.count(name) == 3 and "after 3 attempts" in r.error
     # each 200 reply is billed its locally counted prompt (conservative for the budget)
-    assert r.cost_usd == pytest.approx(3 * L.count_prompt_tokens("openai/fake", MSGS) / 1e6)
+    assert r.cost_usd == pytest.approx(3 * count_prompt_tokens("openai/fake", MSGS) / 1e6)
 
 
 def _decision(chosen: str, order: list[str]) -> Decision:
@@ -227,19 +237,19 @@ def test_lying_usage_is_billed_what_was_streamed(srv):
     r = backend([m]).call(m, MSGS, 5000)
     assert r.error is None and srv.chunks_sent("liar") == 1500
     assert r.output_tokens == 1500                     # the server said 1
-    assert r.input_tokens == L.count_prompt_tokens("openai/fake", MSGS)
+    assert r.input_tokens == count_prompt_tokens("openai/fake", MSGS)
     assert r.cost_usd == pytest.approx((r.input_tokens * 1.0 + 1500 * 10.0) / 1e6)
 
 
 def test_billing_takes_the_larger_of_reported_and_counted_usage():
     # a hosted provider reporting 1 token for what was counted as 1500 is billed 1500
-    assert L.billed_tokens(40, 1500, (1, 1), local=False) == (40, 1500, True)
+    assert billed_tokens(40, 1500, (1, 1), local=False) == (40, 1500, True)
     # honest usage (the provider's tokenizer counts a bit more) is billed as reported
-    assert L.billed_tokens(40, 100, (44, 103), local=False) == (44, 103, False)
-    assert L.billed_tokens(50, 100, (44, 103), local=False) == (50, 103, True)
-    assert L.billed_tokens(40, 100, None, local=False) == (40, 100, True)
+    assert billed_tokens(40, 100, (44, 103), local=False) == (44, 103, False)
+    assert billed_tokens(50, 100, (44, 103), local=False) == (50, 103, True)
+    assert billed_tokens(40, 100, None, local=False) == (40, 100, True)
     # a local server's "usage" is litellm's fill-in estimate: the local count is the figure
-    assert L.billed_tokens(40, 32, (40, 38), local=True) == (40, 32, True)
+    assert billed_tokens(40, 32, (40, 38), local=True) == (40, 32, True)
 
 
 def test_a_server_ignoring_max_tokens_is_cut_off(srv):
@@ -247,7 +257,7 @@ def test_a_server_ignoring_max_tokens_is_cut_off(srv):
     m = model("endless-cut", srv, pin=1.0, pout=10.0)
     b = backend([m])
     r = b.call(m, MSGS, 64)
-    limit = b.output_limit(64)
+    limit = output_limit(64)
     assert limit == 87
     assert r.error is None and r.stopped == "max_tokens"
     assert r.output_tokens == limit + 1                # one chunk past the limit, then closed
@@ -277,19 +287,20 @@ def test_a_prompt_dearer_than_the_budget_left_is_not_sent(srv):
 
 
 def _run(engine, srv, models: list[ModelInfo], budget: float) -> Any:
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.spec import RunSpec
 
     with db.session(engine) as s:
         for m in models:
             registry.add_model(session=s, name=m.name, litellm_id=m.litellm_id,
                                input_price_per_m=m.input_price_per_m,
                                output_price_per_m=m.output_price_per_m, api_base=m.api_base)
-    spec = runner.RunSpec(backend="live", router="random", n_tasks=5, budget_usd=budget, seed=0,
-                          models=tuple(m.name for m in models),
-                          backend_params={"backoff_s": 0.0, "check_models": False,
-                                          "max_retries": 1})
-    run_id = runner.create_run(spec, engine=engine)
-    steps = list(runner.execute_run(run_id, engine=engine))
+    spec = RunSpec(backend="live", router="random", n_tasks=5, budget_usd=budget, seed=0,
+                   models=tuple(m.name for m in models),
+                   backend_params={"backoff_s": 0.0, "check_models": False,
+                                   "max_retries": 1})
+    run_id = create_run(spec, engine=engine)
+    steps = list(execute_run(run_id, engine=engine))
     with db.session(engine) as s:
         return repo.get_run(run_id, session=s), steps
 
@@ -312,15 +323,15 @@ def test_a_run_against_a_dishonest_server_stays_within_its_cap(srv, engine, kind
 def test_counting_a_1mb_text_is_bounded():
     text = "x" * 1_000_000                         # tiktoken alone: minutes (quadratic run)
     t0 = time.perf_counter()
-    n = L.count_text_tokens("openai/fake", text)
+    n = count_text_tokens("openai/fake", text)
     took = time.perf_counter() - t0
     assert took < 10.0                              # measured ~0.3 s on a loaded 2-core box
     assert 1_000_000 / 8 <= n <= 1_000_000 / 6      # cl100k: 8 'x' per token, cuts add a few
     words = "lorem ipsum dolor sit amet " * 40_000      # 1.08 MB of ordinary text
     t0 = time.perf_counter()
-    n2 = L.count_prompt_tokens("openai/fake", [{"role": "user", "content": words}])
+    n2 = count_prompt_tokens("openai/fake", [{"role": "user", "content": words}])
     assert time.perf_counter() - t0 < 10.0
-    exact = L._tokenizer("openai/fake")(words)
+    exact = tokenizer("openai/fake")(words)
     assert exact <= n2 <= exact * 1.02 + 20           # sampled estimate within 2 %
 
 
@@ -389,7 +400,7 @@ def test_an_idna_spelling_of_127_never_carries_the_real_key(srv, monkeypatch, ho
     assert e.value.field == "api_base" and "must be ASCII" in str(e.value)
     assert is_loopback(m.api_base)
     b = backend([model(name, srv)])                     # the kwargs a call would send to it
-    assert b._kwargs(m, MSGS, 8)["api_key"] == LOCAL_API_KEY
+    assert b.client.request_kwargs(m, MSGS, 8)["api_key"] == LOCAL_API_KEY
     assert srv.count(name) == 0
 
 

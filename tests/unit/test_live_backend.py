@@ -15,17 +15,21 @@ import pytest
 
 from evoroute import registry
 from evoroute.agent import workflow as W
-from evoroute.backends import live as L
+from evoroute.backends.live import LiveBackend
+from evoroute.backends.live.client import redact
+from evoroute.backends.live.fallback import ranked_models
+from evoroute.backends.live.sdk import load_litellm
+from evoroute.backends.local.register import register_local_models
 from evoroute.backends.registry import make_backend
-from evoroute.backends.local_models import LOCAL_API_KEY
 from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.errors import BackendError, ValidationError
+from evoroute.netsafety import LOCAL_API_KEY
 from evoroute.storage import db, repo
 from evoroute.storage.tables import StepRecord
 
 FAKE_KEY = "sk-test-" + "Zq7" * 12          # what a real OpenAI key looks like; never stored
 
-litellm = L._litellm()
+litellm = load_litellm()
 
 
 def role_of(messages: list[dict]) -> str:
@@ -85,13 +89,13 @@ def hosted(name: str, pin: float = 1.0, pout: float = 2.0, litellm_id: str | Non
                      api_base=f"https://{name}.invalid/v1")
 
 
-def backend(models: list[ModelInfo], **kw: Any) -> L.LiveBackend:
+def backend(models: list[ModelInfo], **kw: Any) -> LiveBackend:
     kw.setdefault("backoff_s", 0.0)
-    b = L.LiveBackend("default", models, check_models=False, **kw)
+    b = LiveBackend("default", models, check_models=False, **kw)
     return b
 
 
-def first_task(b: L.LiveBackend, split: str = "test"):
+def first_task(b: LiveBackend, split: str = "test"):
     t = b.tasks(split)[0]
     return t, b._by_id[t.key.split(":", 1)[1]]
 
@@ -101,7 +105,7 @@ def ctx(t, i: int) -> StepContext:
     return StepContext(task_key=t.key, step_index=i, role=s.role, instruction=s.instruction)
 
 
-def oracle(b: L.LiveBackend) -> Callable[[str, list], str]:
+def oracle(b: LiveBackend) -> Callable[[str, list], str]:
     """Replies a capable model would give for whichever task the prompt is about."""
     def reply(role: str, kw: dict) -> str:
         text = kw["messages"][0]["content"]
@@ -130,7 +134,7 @@ def test_streamed_call_measures_latency_tokens_and_registered_cost(script):
     # every call streamed, with usage requested, a timeout and max_tokens per role
     for c in fake.calls:
         assert c["stream"] is True and c["stream_options"] == {"include_usage": True}
-        assert c["timeout"] == b.timeout_s and c["max_tokens"] == W.MAX_TOKENS[c["role"]]
+        assert c["timeout"] == b.client.timeout_s and c["max_tokens"] == W.MAX_TOKENS[c["role"]]
         assert c["api_base"] == "https://a.invalid/v1" and "api_key" not in c
         # one retry budget: litellm's and the OpenAI client's own retries are off
         assert c["num_retries"] == 0 and c["max_retries"] == 0
@@ -170,7 +174,7 @@ def test_transient_errors_are_retried_with_exponential_backoff(script):
     m = hosted("a")
     b = backend([m], max_retries=3, backoff_s=0.5, backoff_max_s=8.0)
     waits: list[float] = []
-    b._sleep = waits.append
+    b.client.sleep = waits.append
     t, _ = first_task(b)
     timeout = litellm.Timeout(message="read timed out", model="a", llm_provider="openai")
     fake = script({"openai/a": [Exception("upstream 503"), timeout,
@@ -237,10 +241,10 @@ def decision(chosen: str, cands: list[tuple[str, float | None]]) -> Decision:
 
 def test_ranked_models_follow_the_decisions_utilities():
     d = decision("b", [("a", 0.1), ("b", 0.9), ("c", 0.5), ("d", None)])
-    assert L.ranked_models(d) == ["b", "c", "a", "d"]
+    assert ranked_models(d) == ["b", "c", "a", "d"]
     cold = Decision("y", 1 / 3, Explanation(router="evoroute", phase="cold_start", mode="cold_start",
                                             chosen="y", candidates=[CandidateStat(n) for n in "xyz"]))
-    assert L.ranked_models(cold) == ["y", "x", "z"]
+    assert ranked_models(cold) == ["y", "x", "z"]
 
 
 def test_failed_call_falls_back_to_the_next_best_candidate(script):
@@ -313,12 +317,13 @@ def _register(engine, models: list[ModelInfo]) -> None:
 
 
 def _run(engine, **spec_kw: Any) -> tuple[list[dict], Any, list[StepRecord]]:
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import create_run, execute_run
+    from evoroute.runs.spec import RunSpec
 
-    spec = runner.RunSpec(backend="live", backend_params={"backoff_s": 0.0, "check_models": False},
-                          **spec_kw)
-    run_id = runner.create_run(spec, engine=engine)
-    steps = list(runner.execute_run(run_id, engine=engine))
+    spec = RunSpec(backend="live", backend_params={"backoff_s": 0.0, "check_models": False},
+                   **spec_kw)
+    run_id = create_run(spec, engine=engine)
+    steps = list(execute_run(run_id, engine=engine))
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
         recs = repo.query_steps(repo.StepFilter(run_ids=[run_id]), session=s, limit=10_000,
@@ -392,7 +397,7 @@ def test_live_run_through_the_runner_stores_measured_steps(script, engine):
 
 
 def test_api_key_never_reaches_records_errors_exports_or_config(script, engine, monkeypatch, tmp_path):
-    from evoroute import experience_io
+    from evoroute.csvio.export import export_csv
 
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     ms = [hosted("a"), hosted("b")]
@@ -404,7 +409,7 @@ def test_api_key_never_reaches_records_errors_exports_or_config(script, engine, 
     assert errors and all(errors)
     assert all(FAKE_KEY not in e and "[redacted" in e for e in errors)
     out = tmp_path / "export.csv"
-    n = experience_io.export_csv(str(out), repo.StepFilter(run_ids=[run.id]), engine=engine)
+    n = export_csv(str(out), repo.StepFilter(run_ids=[run.id]), engine=engine)
     # every step tried a, then fell back to b: both failed calls are stored with their error
     assert n == 2 * len(steps) == sum(1 + len(st["failed_calls"]) for st in steps)
     text = out.read_text()
@@ -419,7 +424,7 @@ def test_api_key_never_reaches_records_errors_exports_or_config(script, engine, 
 
 def test_redact_removes_environment_secrets_and_key_shapes(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "ant-secret-value-123456")
-    text = L.redact("key ant-secret-value-123456 and sk-proj-abcdefgh12345 api_key=hunter2hunter2")
+    text = redact("key ant-secret-value-123456 and sk-proj-abcdefgh12345 api_key=hunter2hunter2")
     assert "ant-secret-value-123456" not in text and "[redacted $ANTHROPIC_API_KEY]" in text
     assert "sk-proj-abcdefgh12345" not in text and "hunter2hunter2" not in text
 
@@ -453,18 +458,18 @@ def test_make_backend_builds_the_live_backend_and_checks_candidates(monkeypatch)
 
 
 def test_register_local_models_adds_then_refreshes(db_session):
-    from evoroute.backends.local_models import ServerInfo
+    from evoroute.backends.local.servers import ServerInfo
 
     s1 = ServerInfo(name="smollm2-135m", port=18431, pid=1, gguf="/x.gguf", status="running")
-    e, = L.register_local_models(session=db_session, servers=[s1])
+    e, = register_local_models(session=db_session, servers=[s1])
     assert (e.litellm_id, e.api_base) == ("openai/smollm2-135m", "http://127.0.0.1:18431/v1")
     assert e.price_source == "notional" and e.input_price_per_m == 0.0
     registry.update_model("smollm2-135m", session=db_session, input_price_per_m=0.2,
                           output_price_per_m=0.4)
     s2 = ServerInfo(name="smollm2-135m", port=18440, pid=2, gguf="/x.gguf", status="running")
-    e2, = L.register_local_models(session=db_session, servers=[s2])
+    e2, = register_local_models(session=db_session, servers=[s2])
     assert e2.api_base == "http://127.0.0.1:18440/v1"
     assert (e2.input_price_per_m, e2.output_price_per_m) == (0.2, 0.4)   # notional prices kept
     assert e2.price_source == "notional"
     with pytest.raises(BackendError, match="no local model server is running"):
-        L.register_local_models(session=db_session, servers=[])
+        register_local_models(session=db_session, servers=[])
