@@ -31,24 +31,22 @@ import time
 from datetime import timezone
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-ROOT = Path(__file__).resolve().parents[1]
+import numpy as np
 
-import numpy as np  # noqa: E402
+from evoroute.settings import PROJECT_ROOT as ROOT
+from evoroute.settings import offline_env
 
 PAGES = ("overview", "models", "runs", "pareto", "experience", "compare")
 
 
 def seed_base(url: str, n_records: int, n_runs: int = 20, seed: int = 0) -> dict:
     """N records sampled from RouterBench outcomes, bulk-inserted (one transaction per run)."""
-    from sqlalchemy import insert, select
-
     from evoroute import demo, registry
+    from evoroute.core import labels
     from evoroute.datasets import load_dataset
     from evoroute.retrieval.embedder import get_embedder
-    from evoroute.storage import db, repo
-    from evoroute.storage.tables import Run, StepRecord, Task, utcnow
+    from evoroute.storage import db, repo, run_store
+    from evoroute.storage.tables import Run, utcnow
 
     t0 = time.perf_counter()
     engine = db.get_engine(url)
@@ -67,27 +65,27 @@ def seed_base(url: str, n_records: int, n_runs: int = 20, seed: int = 0) -> dict
         sub = df.iloc[rows]
         with db.session(engine) as s:
             run = Run(name=f"bench base {r}", status="finished", backend="replay",
-                      dataset="routerbench", router="evoroute", label="replayed · latency modelled",
+                      dataset="routerbench", router="evoroute", label=labels.run_label("replay"),
                       seed=r, n_tasks_total=len(sub), n_steps_done=len(sub),
                       cost_usd=float(sub["cost_usd"].sum()), config_json="{}",
                       started_at=now, finished_at=now)
             s.add(run)
             s.flush()
             keys = [f"bench:{k + i}" for i in range(len(sub))]
-            s.execute(insert(Task), [
+            task_ids = run_store.insert_tasks(s, [
                 {"run_id": run.id, "task_key": key, "split": "test", "phase": "inference",
                  "n_steps": 1, "success": float(sc), "cost_usd": float(c),
                  "duration_s": float(infos[m].modelled_latency(o)), "created_at": now,
                  "finished_at": now}
                 for key, sc, c, m, o in zip(keys, sub["score"], sub["cost_usd"], sub["model"],
                                             sub["output_tokens"])])
-            ids = dict(s.execute(select(Task.task_key, Task.id).where(Task.run_id == run.id)).all())
-            s.execute(insert(StepRecord), [
+            ids = dict(zip(keys, task_ids))
+            run_store.insert_steps(s, [
                 {"run_id": run.id, "task_id": ids[key], "task_key": key, "step_index": 0,
                  "phase": "inference", "role": role, "model": m, "query_id": qid,
                  "instruction": q, "embedding": repo.embedding_to_bytes(vecs[q]), "tools": "",
                  "cost_usd": float(c), "duration_s": float(infos[m].modelled_latency(o)),
-                 "latency_label": "modelled", "step_success": float(sc),
+                 "latency_label": labels.DEFAULT_LATENCY["replay"], "step_success": float(sc),
                  "task_success": float(sc), "input_tokens": int(i), "output_tokens": int(o),
                  "router": "evoroute", "created_at": now}
                 for key, role, m, qid, q, c, sc, i, o in zip(
@@ -134,25 +132,24 @@ def fragment_times(url: str) -> dict:
     """Fragment server time while a real replay run writes steps (AppTest reruns = ticks)."""
     from streamlit.testing.v1 import AppTest
 
-    from evoroute import studio_service as svc
     from evoroute.storage import db
-    from evoroute.storage.tables import Run
+    from evoroute.studio.feed import TERMINAL_STATUSES
+    from evoroute.studio.launch import build_spec, launch_run
 
     engine = db.get_engine(url)
-    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=7)
-    run_id = svc.launch_run(spec, engine_url=url)
+    spec = build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=7)
+    run_id = launch_run(spec, engine_url=url)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
     at.query_params["run"] = str(run_id)
     at.switch_page("pages/runs.py").run()
     ms, steps = [], []
     while True:
-        with db.session(engine) as s:
-            status = s.get(Run, run_id).status
+        status = _status(engine, run_id)
         at.run()
         cap = next(c.value for c in at.caption if c.value.startswith("live view refreshed in"))
         ms.append(float(re.search(r"refreshed in (\d+) ms", cap).group(1)))
         steps.append(int(next(m.value for m in at.metric if m.label == "steps seen").replace(",", "")))
-        if status in svc.TERMINAL_STATUSES:
+        if status in TERMINAL_STATUSES:
             break
         time.sleep(1.0)
     return {"run": run_id, "ticks": len(ms), "steps_at_end": steps[-1],
@@ -162,12 +159,19 @@ def fragment_times(url: str) -> dict:
 
 def feed_delay(url: str) -> dict:
     """Step written -> shown in the feed, in headless Chromium against `streamlit run`."""
-    from tests.e2e.browser import (browser_missing, by_label, chromium, click, expand, open_page,
-                                   streamlit_server, wait_for, watch_metric, watched_values)
-    from sqlmodel import select
-
-    from evoroute.storage import db, repo
-    from evoroute.storage.tables import Run, StepRecord
+    from evoroute.storage import db, repo, views
+    from tests.e2e.browser import (
+        browser_missing,
+        by_label,
+        chromium,
+        click,
+        expand,
+        open_page,
+        streamlit_server,
+        wait_for,
+        watch_metric,
+        watched_values,
+    )
 
     why = browser_missing()
     if why:
@@ -188,9 +192,8 @@ def feed_delay(url: str) -> dict:
         seen = [(t, int(v.replace(",", ""))) for t, v, c in watched_values(d)
                 if c.startswith(f"run #{run_id} ") and v.replace(",", "").isdigit()]
     with db.session(engine) as s:
-        created = dict(s.exec(select(StepRecord.id, StepRecord.created_at)
-                              .where(StepRecord.run_id == run_id)).all())
-        run = s.get(Run, run_id)
+        created = views.step_created_at(run_id, session=s)
+        run = repo.get_run(run_id, session=s, reconcile=False)
     ended = run.finished_at.replace(tzinfo=timezone.utc).timestamp()
     delays = [t - created[i].replace(tzinfo=timezone.utc).timestamp()
               for t, i in seen if i in created and t <= ended + 1.5]
@@ -201,11 +204,10 @@ def feed_delay(url: str) -> dict:
 
 
 def _status(engine, run_id: int) -> str:
-    from evoroute.storage import db
-    from evoroute.storage.tables import Run
+    from evoroute.storage import db, repo
 
     with db.session(engine) as s:
-        return s.get(Run, run_id).status
+        return repo.get_run(run_id, session=s, reconcile=False).status
 
 
 def main(argv=None) -> int:
@@ -214,6 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-browser", action="store_true")
     args = ap.parse_args(argv)
+    offline_env()
     tmp = Path(tempfile.mkdtemp(prefix="evoroute-studio-bench-"))
     url = f"sqlite:///{tmp / 'base.db'}"
     os.environ["EVOROUTE_DB_URL"] = url

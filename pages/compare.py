@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from evoroute import studio_service as svc
+from evoroute.core import labels
 from evoroute.storage import repo
+from evoroute.studio import compare
 from ui import charts, state
 from ui.widgets import label_badge
 
@@ -18,13 +19,13 @@ by_id = {r.id: r for r in runs}
 default = [r.id for r in runs if r.status == "finished"][:4] or [runs[0].id]
 picked = st.multiselect("runs", list(by_id), default=default, key="cmp_runs",
                         format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
-                                              f"{svc.run_label(by_id[i])}")
+                                              f"{labels.label_of(by_id[i])}")
 if not picked:
     st.info("Pick at least one run.")
     st.stop()
 
 with state.session() as s, st.spinner("computing metrics…"):
-    comp = svc.compare_runs(picked, session=s)
+    comp = compare.compare_runs(picked, session=s)
 label_badge(comp.label)
 for note in comp.notes:
     st.caption(note)
@@ -42,7 +43,7 @@ st.dataframe(comp.table, hide_index=True, key="cmp_table",
              | {c: st.column_config.NumberColumn(format="%+.3f")
                 for c in ("gain over single hull", "best gain over single hull (sweep)")}
              | {"cost share at parity": st.column_config.NumberColumn(format="percent")})
-st.download_button("Download the table (CSV)", svc.comparison_csv(comp.table),
+st.download_button("Download the table (CSV)", compare.comparison_csv(comp.table),
                    file_name="evoroute-compare.csv", mime="text/csv", key="cmp_download",
                    icon=":material/download:", on_click="ignore")
 st.caption("Quality: mean task success on the test split (or every task outside the cold start). "

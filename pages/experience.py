@@ -2,18 +2,21 @@
 
 import streamlit as st
 
-from evoroute import experience_io, registry
-from evoroute import studio_service as svc
+from evoroute import registry
+from evoroute.csvio import export as csv_export, importer as csv_import, rows as csv_rows
 from evoroute.core.types import Weights
 from evoroute.errors import EvoRouteError
+from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
+from evoroute.studio import experience, retrieval
+from evoroute.studio.models import index_models
 from ui import charts, state
 from ui.widgets import run_action
 
 st.title("Experience")
 
 with state.session() as s:
-    opts = svc.filter_options(session=s)
+    opts = experience.filter_options(session=s)
 state.experience_index_ready()   # start loading the index for the inspector in the background
 
 
@@ -33,12 +36,14 @@ flt = repo.StepFilter(run_ids=runs or None, roles=roles or None, models=models o
                       success=SUCCESS[success], text=text.strip() or None)
 
 p1, p2, _ = st.columns([1, 1, 4])
-size = p1.selectbox("rows per page", [25, 50, 100, 250], index=1, key="ex_page_size",
+PAGE_SIZES = sorted({25, DEFAULTS.page_size, 100, 250})
+size = p1.selectbox("rows per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULTS.page_size),
+                    key="ex_page_size",
                     on_change=_first_page)
 st.session_state.setdefault("ex_page", 1)
 page = p2.number_input("page", min_value=1, step=1, key="ex_page")
 with state.session() as s:
-    table, total = svc.experience_page(flt, session=s, page=int(page), page_size=int(size))
+    table, total = experience.experience_page(flt, session=s, page=int(page), page_size=int(size))
 pages = max(1, -(-total // int(size)))
 st.caption(f"{total:,} records match · page {int(page)} of {pages:,} · newest first "
            "(filters and paging run in SQL)")
@@ -56,7 +61,7 @@ with e1:
     fkey = repr(flt)
     if st.button(f"Prepare CSV of {total:,} records", key="ex_export_prepare",
                  icon=":material/table_view:", disabled=total == 0):
-        data, n = experience_io.export_csv_bytes(flt, engine=state.engine())
+        data, n = csv_export.export_csv_bytes(flt, engine=state.engine())
         st.session_state["ex_export"] = {"filter": fkey, "data": data, "n": n}
     prepared = st.session_state.get("ex_export")
     if prepared and prepared["filter"] == fkey:
@@ -65,7 +70,7 @@ with e1:
                            key="ex_export_download", icon=":material/download:", on_click="ignore")
 with e2:
     st.subheader("Import")
-    st.caption(f"CSV with at least {', '.join(experience_io.REQUIRED_COLUMNS)} (the export's "
+    st.caption(f"CSV with at least {', '.join(csv_rows.REQUIRED_COLUMNS)} (the export's "
                "columns). Everything is checked first; a bad row is named by line and column and "
                "nothing is imported. Rows land in a new run (backend import, phase import).")
     up = st.file_uploader("CSV file", type=["csv"], key="ex_import_file")
@@ -75,7 +80,7 @@ with e2:
             emb = state.embedder() if embed else None
             if embed and emb is None:
                 raise EvoRouteError("no embedder in this installation: untick “compute embeddings”")
-            return experience_io.import_csv(up.getvalue(), engine=state.engine(), name=up.name,
+            return csv_import.import_csv(up.getvalue(), engine=state.engine(), name=up.name,
                                             embed=embed, embedder=emb)
         with st.spinner("validating and importing…"):
             res = run_action(go)
@@ -93,21 +98,22 @@ instruction = i1.text_area("instruction", key="ex_ri_text", height=90,
 with i2:
     role = st.selectbox("role", opts["roles"] or ["answerer"], key="ex_ri_role",
                         accept_new_options=True)
-    seed = st.number_input("seed", 0, 2**31 - 1, 0, key="ex_ri_seed")
+    seed = st.number_input("seed", 0, 2**31 - 1, DEFAULTS.seed, key="ex_ri_seed")
     phase = st.selectbox("phase", ["optimize", "inference"], key="ex_ri_phase",
                          help="optimize: Thompson sampling; inference: posterior means")
 w1, w2, w3 = st.columns(3)
-w = Weights(w1.number_input("w_p", 0.0, 10.0, 1.0, 0.05, key="ex_ri_wp"),
-            w2.number_input("w_c", 0.0, 10.0, 0.1, 0.01, key="ex_ri_wc"),
-            w3.number_input("w_d", 0.0, 10.0, 0.05, 0.01, key="ex_ri_wd"))
+w_p, w_c, w_d = DEFAULTS.weights
+w = Weights(w1.number_input("w_p", 0.0, 10.0, w_p, 0.05, key="ex_ri_wp"),
+            w2.number_input("w_c", 0.0, 10.0, w_c, 0.01, key="ex_ri_wc"),
+            w3.number_input("w_d", 0.0, 10.0, w_d, 0.01, key="ex_ri_wd"))
 if st.button("Inspect", key="ex_ri_go", type="primary", icon=":material/search:"):
     def inspect():
         with state.session() as s:
-            cands = registry.model_infos(session=s) or svc.index_models(opts["models"], session=s)
+            cands = registry.model_infos(session=s) or index_models(opts["models"], session=s)
         with state.experience_index() as index:
-            return svc.inspect_retrieval(index, cands, instruction=instruction, role=role or "",
-                                         weights=w, seed=int(seed), embedder=state.embedder(),
-                                         phase=phase)
+            return retrieval.inspect_retrieval(index, cands, instruction=instruction,
+                                               role=role or "", weights=w, seed=int(seed),
+                                               embedder=state.embedder(), phase=phase)
     with st.spinner("retrieving…"):
         st.session_state["ex_ri_result"] = run_action(inspect)
 res = st.session_state.get("ex_ri_result")

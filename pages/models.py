@@ -3,7 +3,8 @@
 import streamlit as st
 
 from evoroute import registry
-from evoroute import studio_service as svc
+from evoroute.settings import DEFAULTS
+from evoroute.studio import models as studio_models
 from ui import state
 from ui.widgets import field_error, run_action
 
@@ -17,7 +18,7 @@ st.caption("Registered prices are what every cost figure uses from then on (repl
            "come from the environment only.")
 
 with state.session() as s:
-    table = svc.models_frame(session=s)
+    table = studio_models.models_frame(session=s)
 for msg in st.session_state.pop("md_flash", []):
     st.success(msg, icon=":material/check_circle:")
 if table.empty:
@@ -103,10 +104,10 @@ with c2:
                    key="md_out", placeholder="from litellm")
     with b:
         field_error(errs, "output_price_per_m")
-    a.number_input("time to first token (s)", value=0.5, step=0.05, key="md_ttft")
+    a.number_input("time to first token (s)", value=DEFAULTS.ttft_s, step=0.05, key="md_ttft")
     with a:
         field_error(errs, "ttft_s")
-    b.number_input("output tokens per second", value=50.0, step=5.0, key="md_tps")
+    b.number_input("output tokens per second", value=DEFAULTS.tokens_per_s, step=5.0, key="md_tps")
     with b:
         field_error(errs, "tokens_per_s")
     st.text_input("notes", key="md_notes")
@@ -198,17 +199,17 @@ else:
 
 # ----------------------------------------------------------------------------- local models
 st.subheader("Local models (offline, llama.cpp)")
-ok, why = svc.local_models_available()
+ok, why = studio_models.local_models_available()
 if not ok:
     st.info(why)
 else:
     st.caption(why + ". Registered with notional price 0; start their servers with "
                "`python -m evoroute local start` before a live run.")
-    st.dataframe(svc.local_model_catalogue(), hide_index=True, key="md_local_table")
+    st.dataframe(studio_models.local_model_catalogue(), hide_index=True, key="md_local_table")
 
     def _register_local() -> None:
         with state.session() as s:
-            added = run_action(lambda: svc.register_local_models(session=s))
+            added = run_action(lambda: studio_models.register_local_models(session=s))
         if added is not None:
             st.session_state["md_flash"] = [f"registered local models: {', '.join(added)}" if added
                                             else "no new local model to register (already "

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from evoroute import studio_service as svc
+from evoroute.core import labels
+from evoroute.studio import launch, overview
 from ui import state
 from ui.widgets import label_badge, run_action
 
@@ -12,8 +13,8 @@ st.caption("Per-step LLM routing from an experience base: retrieve similar past 
            "(arXiv 2601.02695).")
 
 with state.session() as s:
-    counts = svc.base_counts(session=s)
-    runs = svc.runs_frame(session=s, limit=10)
+    counts = overview.base_counts(session=s)
+    runs = overview.runs_frame(session=s, limit=10)
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Experience records", f"{counts.n_records:,}")
@@ -33,13 +34,16 @@ with right:
         st.info("No records yet.")
 
     st.subheader("Run a replay")
-    st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes of 11 models; "
-             "latency modelled), in a background worker.")
-    n_tasks = st.number_input("test tasks", 10, 953, 200, 10, key="ov_replay_tasks")
+    facts = launch.dataset_facts(launch.REPLAY_DATASET)
+    st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes of "
+             f"{facts.n_models} models; latency modelled), in a background worker.")
+    n_tasks = st.number_input("test tasks", 10, facts.n_test_tasks,
+                              min(launch.REPLAY_TEST_TASKS, facts.n_test_tasks), 10,
+                              key="ov_replay_tasks")
     if st.button("Run a replay", type="primary", key="ov_replay", icon=":material/play_arrow:",
                  disabled=counts.n_models_enabled == 0):
-        run_id = run_action(lambda: svc.launch_run(svc.replay_spec(n_tasks=int(n_tasks)),
-                                                   engine_url=state.db_url()))
+        run_id = run_action(lambda: launch.launch_run(launch.replay_spec(n_tasks=int(n_tasks)),
+                                                      engine_url=state.db_url()))
         if run_id is not None:
             st.switch_page("pages/runs.py", query_params={"run": str(run_id)})
     if counts.n_models_enabled == 0:
@@ -50,7 +54,7 @@ with left:
     if runs.empty:
         st.info("No runs yet: press **Run a replay** to start one.")
     else:
-        label_badge(" + ".join(sorted(set(runs["label"]))))
+        label_badge(labels.caption(sorted(runs["label"])))
         st.dataframe(runs.drop(columns=["created"]), hide_index=True, key="ov_runs",
                      column_config={"quality": st.column_config.NumberColumn(format="%.3f"),
                                     "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),

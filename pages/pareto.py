@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from evoroute import studio_service as svc
 from evoroute.core.types import Weights
 from evoroute.evaluation import counterfactual as cf
+from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
+from evoroute.studio import launch, pareto
+from evoroute.studio.models import index_models
 from ui import charts, state
 from ui.widgets import label_badge, num, query_int, run_action, usd, weights_sliders
 
@@ -13,7 +15,7 @@ st.title("Pareto explorer")
 
 state.experience_index_ready()   # start loading the index for the counterfactual now
 with state.session() as s:
-    options = svc.scope_options(session=s)
+    options = pareto.scope_options(session=s)
 
 KINDS = {"all": "whole base", "run": "a run", "dataset": "a dataset (all its runs)", "role": "a role"}
 if "pe_kind" not in st.session_state and query_int("run") in options["run"]:
@@ -30,26 +32,26 @@ if kind != "all":
     if st.session_state.get("pe_value") not in values:
         st.session_state["pe_value"] = values[0]
     value = c2.selectbox(kind, values, key="pe_value")
-scope = svc.Scope(kind, value)
+scope = pareto.Scope(kind, value)
 
 with state.session() as s:
-    points = svc.scope_points(scope, session=s)
+    points = pareto.scope_points(scope, session=s)
     runs_in = [r for r in (repo.get_run(int(i), session=s) for i in points["run"].dropna().unique())
                if r is not None]
 if points.empty:
     st.info("No step records in this scope yet.")
     st.stop()
 
-label = svc.labels_of(runs_in) if runs_in else "recorded"
+label = pareto.points_label(runs_in)
 base_weights = (runs_in[0].w_p, runs_in[0].w_c, runs_in[0].w_d) if kind == "run" and runs_in \
-    else (1.0, 0.1, 0.05)
+    else DEFAULTS.weights
 
 st.markdown("**Weights** of the utility U = w_p·P̃ − w_c·C̃ − w_d·D̃ (cost and latency "
             "normalised by the largest candidate mean, as in a routing decision)")
 w = Weights(*weights_sliders("pe", base_weights))
-opt = svc.operating_point(points, w)
+opt = pareto.operating_point(points, w)
 
-lat_label = next((w_ for w_ in ("modelled", "measured", "simulated") if w_ in label), "recorded")
+lat_label = pareto.latency_source(label)
 if opt is not None:
     best = points.loc[opt.index]
     m = st.columns([2, 1, 1, 1])
@@ -95,7 +97,7 @@ def _counterfactual(weights: Weights):
             with state.session() as s:
                 steps = cf.sample_steps(scope.step_filter(session=s), session=s, n=int(n),
                                         seed=int(seed))
-                models = svc.index_models(names, session=s)
+                models = index_models(names, session=s)
             entry = cache[sample_key] = {"index_size": len(index), "steps": steps,
                                          "models": models, "memo": {}, "results": {}}
             while len(cache) > 8:
@@ -158,13 +160,13 @@ else:
 
 def _start_real() -> int:
     if kind == "run" and runs_in:
-        from evoroute.evaluation.runner import RunSpec
+        from evoroute.runs.spec import RunSpec
 
-        spec = RunSpec.from_dict({**svc.spec_dict(runs_in[0]), "weights": w.as_tuple(),
+        spec = RunSpec.from_dict({**launch.spec_dict(runs_in[0]), "weights": w.as_tuple(),
                                   "name": f"run {runs_in[0].id} with weights {w.as_tuple()}"})
     else:
-        spec = svc.replay_spec(weights=w.as_tuple(), name=f"EvoRoute with weights {w.as_tuple()}")
-    return svc.launch_run(spec, engine_url=state.db_url())
+        spec = launch.replay_spec(weights=w.as_tuple(), name=f"EvoRoute with weights {w.as_tuple()}")
+    return launch.launch_run(spec, engine_url=state.db_url())
 
 
 if st.button("Start a run with these weights", type="primary", key="pe_start",

@@ -5,8 +5,12 @@ import time
 
 import streamlit as st
 
-from evoroute import studio_service as svc
+from evoroute.backends.registry import BACKEND_NAMES
+from evoroute.core import labels
+from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
+from evoroute.studio import explain, launch
+from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
 from ui import charts, state
 from ui.widgets import field_error, label_badge, num, query_int, run_action, usd
 
@@ -19,7 +23,7 @@ st.session_state.setdefault(FORM_ERRORS, {})
 st.title("Runs")
 
 with state.session() as s:
-    router_opts = svc.router_choices(session=s)
+    router_opts = launch.router_choices(session=s)
     enabled = [m.name for m in repo.list_models(session=s, enabled_only=True)]
     recent = repo.list_runs(session=s, limit=100)
 
@@ -29,7 +33,7 @@ def _launch() -> None:
     ss = st.session_state
 
     def go():
-        spec = svc.build_spec(
+        spec = launch.build_spec(
             backend=ss["rn_backend"], dataset=ss.get("rn_dataset"), router=ss["rn_router"],
             ablations=ss.get("rn_ablations", []),
             weights=(ss["rn_wp"], ss["rn_wc"], ss["rn_wd"]), seed=int(ss["rn_seed"]),
@@ -38,7 +42,7 @@ def _launch() -> None:
             budget_usd=ss.get("rn_budget"), cold_start_tasks=int(ss["rn_cold"]),
             steps_per_task=int(ss["rn_steps_per_task"]), models=ss.get("rn_models") or None,
             protocol=ss["rn_protocol"], name=ss.get("rn_name", ""))
-        return svc.launch_run(spec, engine_url=state.db_url())
+        return launch.launch_run(spec, engine_url=state.db_url())
 
     run_id = run_action(go, field_errors_key=FORM_ERRORS)
     if run_id is not None:
@@ -51,31 +55,32 @@ with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_lau
     with st.form("rn_form", border=False):
         c1, c2, c3 = st.columns(3)
         with c1:
-            st.selectbox("backend", ["replay", "simulated", "live"], key="rn_backend",
+            st.selectbox("backend", BACKEND_NAMES, key="rn_backend",
                          help="replay: recorded outcomes of real models (latency modelled); "
                               "simulated: seeded parametric models (labelled simulated); "
                               "live: real calls through litellm")
             field_error(errs, "backend")
-            st.selectbox("dataset / scenario / task set", list(svc.BUNDLED_DATASETS), index=0,
+            st.selectbox("dataset / scenario / task set", launch.bundled_datasets(), index=0,
                          key="rn_dataset", accept_new_options=True,
                          help="a bundled dataset, a path to a long-format CSV/JSONL, or a "
                               "simulated scenario name (empty = the backend's default)")
             field_error(errs, "dataset")
             st.selectbox("router", router_opts, key="rn_router")
             field_error(errs, "router")
-            st.multiselect("EvoRoute ablations", svc.ablation_names(), key="rn_ablations",
+            st.multiselect("EvoRoute ablations", launch.ablation_names(), key="rn_ablations",
                            help="switch parts of EvoRoute off (evoroute router only)")
             field_error(errs, "ablations")
             field_error(errs, "router_params")
         with c2:
-            st.number_input("w_p (performance)", 0.0, 10.0, 1.0, 0.05, key="rn_wp")
-            st.number_input("w_c (cost)", 0.0, 10.0, 0.1, 0.01, key="rn_wc")
-            st.number_input("w_d (latency)", 0.0, 10.0, 0.05, 0.01, key="rn_wd")
+            w_p, w_c, w_d = DEFAULTS.weights
+            st.number_input("w_p (performance)", 0.0, 10.0, w_p, 0.05, key="rn_wp")
+            st.number_input("w_c (cost)", 0.0, 10.0, w_c, 0.01, key="rn_wc")
+            st.number_input("w_d (latency)", 0.0, 10.0, w_d, 0.01, key="rn_wd")
             for f in ("w_p", "w_c", "w_d", "weights"):
                 field_error(errs, f)
-            st.number_input("seed", 0, 2**31 - 1, 0, 1, key="rn_seed")
+            st.number_input("seed", 0, 2**31 - 1, DEFAULTS.seed, 1, key="rn_seed")
             field_error(errs, "seed")
-            st.selectbox("protocol", ["bandit", "full"], key="rn_protocol",
+            st.selectbox("protocol", DEFAULTS.protocols, key="rn_protocol",
                          help="bandit: only the chosen model's outcome is observed (paper); full: "
                               "the base starts with every model's train outcome")
             field_error(errs, "protocol")
@@ -86,7 +91,8 @@ with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_lau
             st.number_input("online train tasks (empty = all)", min_value=0, value=None, step=50,
                             key="rn_n_train", placeholder="all")
             field_error(errs, "n_train")
-            st.number_input("cold-start tasks", min_value=0, value=50, step=10, key="rn_cold")
+            st.number_input("cold-start tasks", min_value=0, value=DEFAULTS.cold_start_tasks, step=10,
+                            key="rn_cold")
             field_error(errs, "cold_start_tasks")
             st.number_input("steps per task", min_value=1, value=1, step=1, key="rn_steps_per_task",
                             help="> 1 composes multi-step tasks from several real queries "
@@ -110,7 +116,7 @@ if not recent:
     st.stop()
 
 by_id = {r.id: r for r in recent}
-running = [r.id for r in recent if r.status not in svc.TERMINAL_STATUSES]
+running = [r.id for r in recent if r.status not in TERMINAL_STATUSES]
 if running:
     st.caption(f"{len(running)} run(s) in progress: " + ", ".join(f"#{i}" for i in running)
                + " — each in its own background worker; closing the browser does not stop them")
@@ -131,7 +137,7 @@ def _pick() -> None:
 
 st.selectbox("run", list(by_id), key="rn_run", on_change=_pick,
              format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
-                                   f"{svc.run_label(by_id[i])}" + (f" · {by_id[i].name}" if by_id[i].name else ""),
+                                   f"{labels.label_of(by_id[i])}" + (f" · {by_id[i].name}" if by_id[i].name else ""),
              help="the run's status is shown below (the label stays fixed while it runs)")
 run_id = int(st.session_state["rn_run"])
 st.query_params["run"] = str(run_id)
@@ -143,18 +149,18 @@ feeds = st.session_state.setdefault("rn_feeds", {})
 
 
 def _stop(rid: int) -> None:
-    run_action(lambda: svc.stop_run(rid, engine=state.engine()))
+    run_action(lambda: launch.stop_run(rid, engine=state.engine()))
     st.session_state["rn_stop_sent"] = rid
 
 
 def _resume(rid: int) -> None:
-    if run_action(lambda: svc.resume_run(rid, engine_url=state.db_url())) is not None:
+    if run_action(lambda: launch.resume_run(rid, engine_url=state.db_url())) is not None:
         st.session_state.pop("rn_stop_sent", None)
         feeds.pop(rid, None)          # the resumed run's feed restarts from its stored steps
 
 
 def _delete(rid: int) -> None:
-    if run_action(lambda: svc.delete_run(rid, engine=state.engine())) is not None:
+    if run_action(lambda: launch.delete_run(rid, engine=state.engine())) is not None:
         feeds.pop(rid, None)
         st.session_state.pop("rn_run", None)
         st.query_params.pop("run", None)
@@ -166,7 +172,7 @@ def live_view(run_id: int, was_active: bool) -> None:
     started = time.perf_counter()
     feed = feeds.get(run_id)
     if feed is None:
-        feed = feeds[run_id] = svc.LiveFeed(run_id)
+        feed = feeds[run_id] = LiveFeed(run_id)
     with state.session() as s:
         snap = feed.poll(session=s)
     if was_active and not snap.active:
@@ -179,7 +185,7 @@ def live_view(run_id: int, was_active: bool) -> None:
                                         f"{snap.n_tasks_finished:,} of {snap.n_tasks_total:,} "
                                         f"tasks · {snap.n_steps:,} steps")
     with top[1]:
-        can = svc.run_actions(snap.status)
+        can = launch.run_actions(snap.status)
         if can.stop:
             st.button("Stop run", key="rn_stop", on_click=_stop, args=(run_id,),
                       icon=":material/stop_circle:",
@@ -238,7 +244,7 @@ def live_view(run_id: int, was_active: bool) -> None:
                                 "latency (s)": st.column_config.NumberColumn(format="%.2f")})
     if picked is not None:
         with state.session() as s:
-            ex = run_action(lambda: svc.explain_step(picked, session=s))
+            ex = run_action(lambda: explain.explain_step(picked, session=s))
         if ex is not None:
             show_explanation(ex)
     else:
@@ -248,7 +254,7 @@ def live_view(run_id: int, was_active: bool) -> None:
                + (f" · every {LIVE_REFRESH_S:g} s while the run is active" if snap.active else ""))
 
 
-def show_explanation(ex: svc.StepExplanation) -> None:
+def show_explanation(ex: explain.StepExplanation) -> None:
     r = ex.record
     with st.container(border=True, key="rn_explanation"):
         st.markdown(f"**Step #{r['id']}** · task `{r['task_key']}` · role **{r['role']}** · "
@@ -277,5 +283,5 @@ def show_explanation(ex: svc.StepExplanation) -> None:
         st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
 
 
-active = run.status not in svc.TERMINAL_STATUSES
+active = run.status not in TERMINAL_STATUSES
 st.fragment(live_view, run_every=LIVE_REFRESH_S if active else None)(run_id, active)

@@ -18,6 +18,7 @@ from evoroute import settings as config
 from evoroute.errors import EvoRouteError
 from evoroute.experience import SyncedIndex
 from evoroute.storage import db
+from evoroute.storage.indexes import ensure_indexes
 
 config.offline_env()
 
@@ -55,8 +56,6 @@ def db_url() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str) -> Engine:
-    from evoroute.studio_service import ensure_indexes
-
     eng = db.get_engine(url)
     ensure_indexes(eng)
     return eng

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.settings import DEFAULTS
 
 
 def label_badge(text: str) -> None:
@@ -50,7 +51,7 @@ def num(x: float | None, fmt: str = "{:.3f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
-def weights_sliders(prefix: str, default: tuple[float, float, float] = (1.0, 0.1, 0.05),
+def weights_sliders(prefix: str, default: tuple[float, float, float] = DEFAULTS.weights,
                     on_change: Callable[[], None] | None = None) -> tuple[float, float, float]:
     """Three sliders for (w_p, w_c, w_d) with keys ``<prefix>_wp`` / ``_wc`` / ``_wd``."""
     c1, c2, c3 = st.columns(3)

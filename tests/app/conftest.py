@@ -38,15 +38,16 @@ def empty_db(tmp_path, monkeypatch) -> Iterator[tuple[str, Engine]]:
 def replay_template(tmp_path_factory) -> Path:
     """RouterBench models + short real replay runs (EvoRoute at two weights, two single models)."""
     from evoroute import demo
-    from evoroute.evaluation import runner
+    from evoroute.runs.execute import run_spec
+    from evoroute.runs.spec import RunSpec
 
     path = tmp_path_factory.mktemp("replay") / "replay.db"
     eng = db.make_engine(f"sqlite:///{path}")
     demo.register_routerbench_models(eng)
     for r in REPLAY_RUNS:
-        spec = runner.RunSpec(backend="replay", dataset="routerbench", n_tasks=40, n_train=40,
-                              cold_start_tasks=20, name=f"test {r['router']}", **r)
-        for _ in runner.run_spec(spec, engine=eng):
+        spec = RunSpec(backend="replay", dataset="routerbench", n_tasks=40, n_train=40,
+                       cold_start_tasks=20, name=f"test {r['router']}", **r)
+        for _ in run_spec(spec, engine=eng):
             pass
     eng.dispose()
     return path

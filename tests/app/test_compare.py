@@ -10,11 +10,11 @@ import pytest
 from sqlmodel import select
 from studio_helpers import captions, errors, open_app
 
-from evoroute import studio_service as svc
 from evoroute.datasets import load_dataset
 from evoroute.evaluation import metrics
 from evoroute.storage import db
 from evoroute.storage.tables import Run, StepRecord, Task
+from evoroute.studio.compare import compare_runs, comparison_csv
 
 
 def _test_tasks(engine, run_id: int) -> np.ndarray:
@@ -52,8 +52,8 @@ def test_metrics_table_hull_and_download(replay_db):
     assert any("weak = single:mistralai/mistral-7b-chat" in c.value for c in at.caption)
 
     with db.session(engine) as s:
-        comp = svc.compare_runs([1, 2, 3, 4], session=s)
-    rows = list(csv.DictReader(io.StringIO(svc.comparison_csv(comp.table).decode())))
+        comp = compare_runs([1, 2, 3, 4], session=s)
+    rows = list(csv.DictReader(io.StringIO(comparison_csv(comp.table).decode())))
     assert [int(r["run"]) for r in rows] == comp.table["run"].tolist()
     assert [float(r["quality"]) for r in rows] == pytest.approx(comp.table["quality"].tolist())
 
@@ -61,7 +61,7 @@ def test_metrics_table_hull_and_download(replay_db):
 def test_cumulative_regret_against_the_recorded_oracle(replay_db):
     _, engine = replay_db
     with db.session(engine) as s:
-        comp = svc.compare_runs([3], session=s)
+        comp = compare_runs([3], session=s)
         steps = s.exec(select(StepRecord.query_id, StepRecord.step_success, StepRecord.cost_usd)
                        .where(StepRecord.run_id == 3).order_by(StepRecord.id)).all()
     best = load_dataset("routerbench").groupby("query_id")["score"].max()
@@ -121,7 +121,7 @@ def test_headline_metrics_never_mix_run_kinds(replay_db):
         run4.label = "simulated"
         s.add(run4)
         s.commit()
-        comp = svc.compare_runs([1, 2, 3, 4], session=s)
+        comp = compare_runs([1, 2, 3, 4], session=s)
     t = comp.table.set_index("run")
     assert t.loc[4, "kind"] == "simulated" and set(t.loc[[1, 2, 3], "kind"]) == {"replayed"}
     pt = {i: (t.loc[i, "cost per task (USD)"], t.loc[i, "quality"]) for i in t.index}

@@ -145,7 +145,7 @@ def test_edit_disable_and_delete(fixed_db):
 def test_register_local_models(fixed_db):
     _, engine, _ = fixed_db
     at = open_app("models")
-    from evoroute.backends import local_models as lm
+    from evoroute.backends.local import catalogue as lm
 
     installed = sorted(m.name for m in lm.LOCAL_MODELS.values() if m.installed())
     at.button(key="md_local").click().run()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlmodel import func, select
 from studio_helpers import errors, metric, open_app, wait_until
 
-from evoroute import studio_service as svc
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
+from evoroute.studio.feed import TERMINAL_STATUSES
 
 
 def test_counts_and_latest_runs(replay_db):
@@ -44,7 +44,7 @@ def test_run_a_replay_starts_a_background_run_and_opens_it(replay_db):
     assert at.query_params["run"] == "5"
     assert at.title[0].value == "Runs"                         # jumped to the Runs page
     assert at.selectbox(key="rn_run").value == 5
-    assert wait_until(lambda: _status(engine, 5) in svc.TERMINAL_STATUSES, timeout=120)
+    assert wait_until(lambda: _status(engine, 5) in TERMINAL_STATUSES, timeout=120)
     with db.session(engine) as s:
         run = s.get(Run, 5)
     assert (run.status, run.backend, run.dataset, run.router) == ("finished", "replay",

@@ -63,10 +63,11 @@ def test_scope_by_role_and_run(fixed_db):
 
 
 def test_start_a_real_run_with_the_chosen_weights(replay_db):
-    from evoroute import studio_service as svc
+    from studio_helpers import wait_until
+
     from evoroute.storage import db
     from evoroute.storage.tables import Run
-    from studio_helpers import wait_until
+    from evoroute.studio.feed import TERMINAL_STATUSES
 
     _, engine = replay_db
     at = open_app("pareto", query={"run": 1})
@@ -80,7 +81,7 @@ def test_start_a_real_run_with_the_chosen_weights(replay_db):
         with db.session(engine) as s:
             return s.get(Run, 5)
 
-    assert wait_until(lambda: run5().status in svc.TERMINAL_STATUSES, timeout=120)
+    assert wait_until(lambda: run5().status in TERMINAL_STATUSES, timeout=120)
     new, old = run5(), None
     with db.session(engine) as s:
         old = s.get(Run, 1)

@@ -1,0 +1,229 @@
+"""The Compare page: per-run metrics, headline metrics per run kind, quality-vs-cost hulls,
+cumulative cost and regret against the per-step oracle of a replay dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session
+
+from evoroute.core import labels
+from evoroute.errors import EvoRouteError
+from evoroute.evaluation import metrics
+from evoroute.storage import views
+from evoroute.storage.tables import Run
+
+#: A run -> its per-step oracle (best score per query id), or None when it has none.
+OracleLookup = Callable[[Run], "dict[str, float] | None"]
+
+CURVE_COLUMNS = ["run", "step", "cum_cost", "regret"]
+POINT_COLUMNS = ["run", "router", "cost per task", "quality", "label", "kind"]
+HEADLINE_COLUMNS = ("AIQ", "gain over single hull", "best gain over single hull (sweep)",
+                    "cost share at parity")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    table: pd.DataFrame                     # one row per run
+    points: pd.DataFrame                    # run, router, cost per task, quality, label
+    hulls: dict[str, np.ndarray]            # router -> hull vertices (cost per task, quality)
+    curves: pd.DataFrame                    # run, step, cumulative cost, cumulative regret
+    notes: list[str]
+    label: str
+
+
+def _evaluated_tasks(run_id: int, *, session: Session) -> pd.DataFrame:
+    """The test split if the run has one, else every task outside the cold start."""
+    df = views.finished_tasks(run_id, session=session)
+    if (df["split"] == "test").any():
+        return df[df["split"] == "test"]
+    if (df["phase"] != "cold_start").any():
+        return df[df["phase"] != "cold_start"]
+    return df
+
+
+def _scope(t: pd.DataFrame) -> str:
+    if (t["split"] == "test").all():
+        return "test split"
+    if (t["phase"] != "cold_start").all():
+        return "after cold start"
+    return "all tasks"
+
+
+def _headline(table: pd.DataFrame, points: pd.DataFrame, notes: list[str]) -> None:
+    """AIQ, gain over the single-model hull (per run, best over each router's sweep) and cost
+    share at parity with the best single model, per run kind (replayed / simulated / live
+    points never share a hull). Reference: the ``single:<model>`` runs among the picked ones."""
+    for c in HEADLINE_COLUMNS:
+        table[c] = np.nan
+    kinds = list(dict.fromkeys(points["kind"]))
+    if len(kinds) > 1:
+        notes.append("the picked runs mix kinds (" + ", ".join(kinds) + "): AIQ, hulls, gain and "
+                     "parity are computed per kind, never across kinds")
+    for kind in kinds:
+        pk = points[points["kind"] == kind]
+        curves = {rt: g[["cost per task", "quality"]].to_numpy(float) for rt, g in pk.groupby("router")}
+        for rt, v in metrics.aiq_table(curves).items():
+            table.loc[(table["router"] == rt) & (table["kind"] == kind), "AIQ"] = v
+        singles = pk[pk["router"].str.startswith("single:")]
+        if singles.empty:
+            notes.append(f"{kind}: gain over the single-model hull and cost share at parity need "
+                         "single:<model> runs of that kind among the picked runs")
+            continue
+        ref = singles[["cost per task", "quality"]].to_numpy(float)
+        best = singles.sort_values(["quality", "cost per task"], ascending=[False, True]).iloc[0]
+        for i in pk.index:
+            m = table["run"] == pk.at[i, "run"]
+            table.loc[m, "gain over single hull"] = metrics.gain_over_hull(
+                ref, pk.at[i, "cost per task"], pk.at[i, "quality"])
+        for rt, pts in curves.items():
+            m = (table["router"] == rt) & (table["kind"] == kind)
+            table.loc[m, "best gain over single hull (sweep)"] = metrics.best_gain_over_hull(ref, pts)
+            if best["cost per task"] > 0:
+                share = metrics.cost_share_at_parity(pts, best["quality"], best["cost per task"])
+                table.loc[m, "cost share at parity"] = np.nan if share is None else share
+        notes.append(f"{kind}: single-model hull from {len(singles)} single-model run(s) among the "
+                     f"picked ones; best single model = {best['router']} (run {best['run']}, quality "
+                     f"{best['quality']:.3f}); parity = cheapest picked run of the router within "
+                     "0.5 pt of it; empty = never reached")
+
+
+def _routellm(table: pd.DataFrame, points: pd.DataFrame, notes: list[str]) -> None:
+    """APGR and CPT(50%, 80%) with the cheapest picked single-model run as "weak" and the best
+    one as "strong" (RouteLLM's setting)."""
+    singles = points[points["router"].str.startswith("single:")]
+    for c in ("APGR", "CPT(50%)", "CPT(80%)"):
+        table[c] = np.nan
+    if len(singles) < 2:
+        notes.append("APGR / CPT need two single-model runs (single:<model>) among the picked "
+                     "runs, as weak and strong")
+        return
+    weak = singles.loc[singles["cost per task"].idxmin()]
+    strong = singles.loc[singles["quality"].idxmax()]
+    if not (strong["quality"] > weak["quality"] and strong["cost per task"] > weak["cost per task"]):
+        notes.append("APGR / CPT need a strong single model that is both better and dearer "
+                     "than the weak one among the picked runs")
+        return
+    for rt, g in points.groupby("router"):
+        share = metrics.strong_call_share(g["cost per task"], weak["cost per task"],
+                                          strong["cost per task"])
+        q = g["quality"].to_numpy(float)
+        c50 = metrics.cpt(share, q, weak["quality"], strong["quality"], 0.5)
+        c80 = metrics.cpt(share, q, weak["quality"], strong["quality"], 0.8)
+        m = table["router"] == rt
+        table.loc[m, "APGR"] = metrics.apgr(share, q, weak["quality"], strong["quality"])
+        table.loc[m, "CPT(50%)"] = np.nan if c50 is None else c50
+        table.loc[m, "CPT(80%)"] = np.nan if c80 is None else c80
+    notes.append(f"APGR / CPT: weak = {weak['router']} (run {weak['run']}), strong = "
+                 f"{strong['router']} (run {strong['run']}); CPT is a share of the "
+                 "weak-to-strong cost gap")
+
+
+def compare_runs(run_ids: Sequence[int], *, session: Session,
+                 oracle_lookup: OracleLookup | None = None) -> Comparison:
+    """Metrics table, quality-vs-cost points with hulls, and cumulative curves for ``run_ids``.
+
+    Tasks compared: the test split if the run has one, else every task outside the cold
+    start. Costs are per task so runs over different numbers of tasks line up; AIQ uses each
+    router's runs as its sweep of the cost knob (weights, seeds), on one common axis.
+    APGR / CPT need two single-model runs among those picked: the cheapest is "weak", the best
+    one "strong" (RouteLLM's setting).
+    """
+    notes: list[str] = []
+    runs = views.runs_by_ids(run_ids, session=session)
+    rows, pts = [], []
+    for r in runs:
+        t = _evaluated_tasks(r.id, session=session)
+        if t.empty:
+            notes.append(f"run {r.id} has no finished task yet; left out")
+            continue
+        s = metrics.summarize(np.clip(t["success"].to_numpy(float), 0, 1),
+                              t["cost"].to_numpy(float), t["duration"].to_numpy(float))
+        label, kind = labels.label_of(r), labels.kind_of(r.backend)
+        rows.append({"run": r.id, "router": r.router, "label": label, "kind": kind,
+                     "scope": _scope(t), "tasks": int(s["n"]),
+                     "quality": s["quality"], "cost (USD)": s["cost_usd"],
+                     "cost per task (USD)": s["cost_per_query"],
+                     "latency p50 (s)": s["latency_p50"], "latency p95 (s)": s["latency_p95"],
+                     "cost per success (USD)": s["cost_per_success"]})
+        pts.append({"run": r.id, "router": r.router, "cost per task": s["cost_per_query"],
+                    "quality": s["quality"], "label": label, "kind": kind})
+    table = pd.DataFrame(rows)
+    points = pd.DataFrame(pts, columns=POINT_COLUMNS)
+    hulls: dict[str, np.ndarray] = {}
+    if not table.empty:
+        curves = {rt: g[["cost per task", "quality"]].to_numpy(float) for rt, g in points.groupby("router")}
+        hulls = {rt: metrics.upper_convex_hull(c) for rt, c in curves.items()} \
+            if points["kind"].nunique() == 1 else {}
+        _headline(table, points, notes)
+        _routellm(table, points, notes)
+        if len(curves) > 1:
+            notes.append("AIQ compares routers on one cost axis (cost per task) per run kind; each "
+                         "router's picked runs are its sweep")
+    curve_frames = []
+    for r in runs:
+        c = step_curves(r, session=session, oracle_lookup=oracle_lookup)
+        if c is None:
+            continue
+        if c["regret"].isna().all():
+            notes.append(f"run {r.id}: no oracle for its steps (only replay runs know every model's "
+                         "outcome), so no regret curve")
+        curve_frames.append(c)
+    curves_df = pd.concat(curve_frames, ignore_index=True) if curve_frames else \
+        pd.DataFrame(columns=CURVE_COLUMNS)
+    return Comparison(table, points, hulls, curves_df, notes,
+                      labels.caption(labels.label_of(r) for r in runs))
+
+
+def step_curves(run: Run, *, session: Session,
+                oracle_lookup: OracleLookup | None = None) -> pd.DataFrame | None:
+    """Cumulative cost and (for replay runs) cumulative regret against the per-step oracle."""
+    steps = views.step_outcomes(run.id, session=session)
+    if steps.empty:
+        return None
+    cost = steps["cost_usd"].fillna(0.0).to_numpy(float)
+    out = pd.DataFrame({"run": run.id, "step": np.arange(1, len(steps) + 1),
+                        "cum_cost": metrics.cumulative_cost(cost), "regret": np.nan})
+    oracle = (oracle_lookup or replay_oracle)(run)
+    if oracle is not None:
+        chosen = steps["step_success"].astype(float).to_numpy()
+        best = np.array([oracle.get(q, np.nan) for q in steps["query_id"]], float)
+        ok = np.isfinite(chosen) & np.isfinite(best)
+        if ok.any():
+            reg = np.zeros(len(steps))
+            reg[ok] = best[ok] - chosen[ok]
+            out["regret"] = np.cumsum(reg)
+    return out
+
+
+_ORACLES: dict[str, dict[str, float]] = {}
+
+
+def replay_oracle(run: Run) -> dict[str, float] | None:
+    """Best recorded score per query id of a replay run's dataset (the per-step oracle),
+    computed once per dataset and process."""
+    from evoroute.datasets import load_dataset
+
+    if run.backend != "replay" or not run.dataset:
+        return None
+    if run.dataset not in _ORACLES:
+        try:
+            df = load_dataset(run.dataset)
+        except EvoRouteError:
+            return None
+        _ORACLES[run.dataset] = df.groupby("query_id")["score"].max().astype(float).to_dict()
+    return _ORACLES[run.dataset]
+
+
+def comparison_csv(table: pd.DataFrame) -> bytes:
+    """The comparison table as CSV, text cells escaped against spreadsheet formulas."""
+    from evoroute.csvio.cells import escape_cell
+
+    safe = table.copy()
+    for c in safe.columns:
+        if safe[c].dtype == object:
+            safe[c] = safe[c].map(lambda v: escape_cell(v) if isinstance(v, str) else v)
+    return safe.to_csv(index=False).encode()

@@ -1,0 +1,61 @@
+"""The Overview page: the experience base at a glance and the latest runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlmodel import Session
+
+from evoroute.core import labels
+from evoroute.storage import repo, views
+
+
+@dataclass(frozen=True)
+class BaseCounts:
+    n_records: int
+    n_models: int
+    n_models_enabled: int
+    n_runs: int
+    n_runs_active: int
+    tasks_by_role: dict[str, int]
+    records_by_role: dict[str, int]
+
+
+def base_counts(*, session: Session) -> BaseCounts:
+    """The experience base at a glance, from a handful of SQL aggregates."""
+    n_runs = views.count_runs(session=session)
+    repo.reconcile_runs(session=session)     # a run whose process is gone is not active
+    by_role = views.counts_by_role(session=session)
+    return BaseCounts(n_records=views.count_records(session=session),
+                      n_models=views.count_models(session=session),
+                      n_models_enabled=views.count_models(session=session, enabled_only=True),
+                      n_runs=n_runs,
+                      n_runs_active=views.count_runs(session=session,
+                                                     statuses=repo.ACTIVE_STATUSES),
+                      tasks_by_role={r.role: int(r.tasks) for r in by_role},
+                      records_by_role={r.role: int(r.records) for r in by_role})
+
+
+RUNS_COLUMNS = ["run", "status", "router", "label", "quality", "cost (USD)",
+                "latency per task (s)", "tasks done", "tasks", "steps", "dataset", "weights",
+                "seed", "name", "backend", "created"]
+
+
+def runs_frame(*, session: Session, limit: int = 20) -> pd.DataFrame:
+    """The latest runs with their quality / cost / latency and the label of their numbers."""
+    runs = repo.list_runs(session=session, limit=limit)
+    stats = views.run_task_stats([r.id for r in runs], session=session)
+    out = []
+    for r in runs:
+        st = stats.get(r.id, {})
+        out.append({
+            "run": r.id, "name": r.name, "status": r.status, "router": r.router,
+            "backend": r.backend, "dataset": r.dataset, "label": labels.label_of(r),
+            "weights": f"{r.w_p:g}, {r.w_c:g}, {r.w_d:g}", "seed": r.seed,
+            "tasks done": st.get("tasks_done", 0), "tasks": r.n_tasks_total,
+            "steps": r.n_steps_done, "quality": st.get("quality"),
+            "cost (USD)": r.cost_usd, "latency per task (s)": st.get("latency_s"),
+            "created": r.created_at,
+        })
+    return pd.DataFrame(out, columns=RUNS_COLUMNS)

@@ -1,0 +1,130 @@
+"""The Pareto explorer: models and routers on quality vs cost within a scope, the front, and
+the utility-optimal model under a set of weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session
+
+from evoroute.core import labels
+from evoroute.core.pareto import pareto_mask
+from evoroute.core.types import Weights
+from evoroute.core.utility import reference_scale, utility
+from evoroute.storage import repo, views
+from evoroute.storage.tables import Run
+
+POINT_COLUMNS = ["name", "kind", "n", "quality", "cost", "latency", "run", "label"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which records a Pareto view covers: a run, a dataset (all its runs), a role, or all."""
+
+    kind: str = "all"           # all | run | dataset | role
+    value: str | int | None = None
+
+    def run_ids(self, *, session: Session) -> list[int] | None:
+        """The runs in scope (None: not restricted by run); a dataset without runs is [-1]."""
+        if self.kind == "run":
+            return [int(self.value)]
+        if self.kind == "dataset":
+            return views.run_ids_of_dataset(str(self.value), session=session) or [-1]
+        return None
+
+    def step_filter(self, *, session: Session) -> repo.StepFilter:
+        if self.kind == "role":
+            return repo.StepFilter(roles=[str(self.value)])
+        return repo.StepFilter(run_ids=self.run_ids(session=session))
+
+    def describe(self) -> str:
+        return "the whole base" if self.kind == "all" else f"{self.kind} {self.value}"
+
+
+def points_label(runs: Sequence[Run]) -> str:
+    """The caption of a scope's points: the labels of its runs (``recorded`` without runs)."""
+    return labels.caption(labels.label_of(r) for r in runs) if runs else "recorded"
+
+
+def latency_source(label: str) -> str:
+    """The latency source a caption names (the first of ``labels.LATENCY_SOURCES`` in it),
+    else ``recorded``."""
+    return next((s for s in labels.LATENCY_SOURCES if s in label), "recorded")
+
+
+def scope_options(*, session: Session) -> dict[str, list]:
+    runs = repo.list_runs(session=session, limit=200)
+    datasets = sorted({r.dataset for r in runs if r.dataset})
+    return {"run": [r.id for r in runs], "dataset": datasets,
+            "role": views.distinct_step_values("role", session=session)}
+
+
+def _means(g: pd.DataFrame) -> pd.Series:
+    n, pn = g["n"].sum(), g["p_n"].sum()
+    return pd.Series({"n": int(n), "quality": g["p_sum"].sum() / pn if pn else np.nan,
+                      "cost": g["c_sum"].sum() / n, "latency": g["d_sum"].sum() / n})
+
+
+def scope_points(scope: Scope, *, session: Session) -> pd.DataFrame:
+    """Models and routers on (quality, cost, latency) per step within ``scope``.
+
+    Model points: mean performance signal (P(τ), else σ), cost and latency of the steps each
+    model was given. Router points: the same means over each run's steps. Both are observed
+    on the steps each one handled (a bandit run routes easy and hard steps differently), which
+    the page says in its caption. One GROUP BY (run, model) over the covering index; models
+    and runs are summed from it.
+    """
+    agg = views.model_run_sums(session=session,
+                               role=str(scope.value) if scope.kind == "role" else None,
+                               run_ids=scope.run_ids(session=session))
+    if agg.empty:
+        return pd.DataFrame(columns=[*POINT_COLUMNS, "pareto"])
+    models = agg.groupby("model").apply(_means, include_groups=False).reset_index()
+    out = [{"name": r.model, "kind": "model", "n": int(r.n), "quality": r.quality,
+            "cost": r.cost, "latency": r.latency, "run": None, "label": ""}
+           for r in models.itertuples()]
+    by_run = agg.dropna(subset=["run"]).groupby("run").apply(_means, include_groups=False).reset_index()
+    runs = {r.id: r for r in views.runs_by_ids(by_run["run"].astype(int).tolist(), session=session)}
+    for r in by_run.itertuples():
+        run = runs.get(int(r.run))
+        if run is None:
+            continue
+        out.append({"name": f"{run.router} (run {run.id})", "kind": "router", "n": int(r.n),
+                    "quality": r.quality, "cost": r.cost, "latency": r.latency,
+                    "run": int(run.id), "label": labels.label_of(run)})
+    df = pd.DataFrame(out, columns=POINT_COLUMNS).dropna(subset=["quality", "cost"]).reset_index(drop=True)
+    df["pareto"] = pareto_front_2d(df["quality"].to_numpy(float), df["cost"].to_numpy(float)) \
+        if len(df) else []
+    return df
+
+
+def pareto_front_2d(quality: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Points no other point beats on both quality (max) and cost (min)."""
+    return pareto_mask(quality, cost, np.zeros_like(cost))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    name: str
+    index: int
+    utilities: np.ndarray
+
+
+def operating_point(points: pd.DataFrame, weights: Weights, kind: str = "model") -> OperatingPoint | None:
+    """The utility-optimal model under ``weights`` — EvoRoute's utility on posterior means.
+
+    Same normalisation as a routing decision (spec §3 step 7): C and D divided by the largest
+    mean among the candidates, so the default weights trade comparable quantities.
+    """
+    sub = points[points["kind"] == kind]
+    if sub.empty:
+        return None
+    p = sub["quality"].to_numpy(float)
+    c = sub["cost"].to_numpy(float)
+    d = sub["latency"].fillna(0.0).to_numpy(float)
+    u = utility(p, c, d, weights, reference_scale(c), reference_scale(d))
+    best = int(np.argmax(u))
+    return OperatingPoint(str(sub["name"].iloc[best]), int(sub.index[best]), u)
