@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 
 from evoroute.retrieval.index import ExperienceIndex
 from evoroute.retrieval.tools import parse_tools
@@ -43,17 +43,18 @@ class SyncedIndex:
                 self.index.set_task_perf(("task", task_id), success)
         return added
 
-    def _append(self, rows: list[tuple]) -> None:
-        # row layout: repo.EXPERIENCE_COLUMNS
+    def _append(self, rows: list[Row]) -> None:
+        # rows carry repo.EXPERIENCE_COLUMNS as attributes
         step_signal = self.perf_signal == "step"
-        perf = [r[10] if step_signal else r[11] for r in rows]
+        perf = [r.step_success if step_signal else r.task_success for r in rows]
         self.index.add_batch(
-            roles=[r[3] for r in rows], models=[r[4] for r in rows],
-            texts=[r[5] for r in rows],
-            embeddings=[repo.embedding_from_bytes(r[6]) for r in rows],
-            tools=[parse_tools(r[7]) for r in rows],
-            costs=[r[8] for r in rows], durations=[r[9] for r in rows], perf=perf,
+            roles=[r.role for r in rows], models=[r.model for r in rows],
+            texts=[r.instruction for r in rows],
+            embeddings=[repo.embedding_from_bytes(r.embedding) for r in rows],
+            tools=[parse_tools(r.tools) for r in rows],
+            costs=[r.cost_usd for r in rows], durations=[r.duration_s for r in rows],
+            perf=perf,
             # only records still waiting for their task's success need to be found again
-            task_refs=[("task", r[12]) if (p is None and r[12] is not None) else None
+            task_refs=[("task", r.task_id) if (p is None and r.task_id is not None) else None
                        for r, p in zip(rows, perf)],
-            db_ids=[r[0] for r in rows])
+            db_ids=[r.id for r in rows])

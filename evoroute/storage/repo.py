@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, or_, update
+from sqlalchemy.engine import Row
 from sqlmodel import Session, col, select
 
 from evoroute.errors import EvoRouteError
@@ -199,30 +200,16 @@ def request_stop(run_id: int, *, session: Session) -> None:
     update_run(run_id, session=session, stop_requested=True)
 
 
-def stop_requested(run_id: int, *, session: Session) -> bool:
-    return bool(session.exec(select(Run.stop_requested).where(Run.id == run_id)).first())
-
-
 # ---------------------------------------------------------------- tasks
-def create_task(*, session: Session, run_id: int, task_key: str, split: str = "",
-                phase: str = "", commit: bool = True) -> Task:
-    task = Task(run_id=run_id, task_key=task_key, split=split, phase=phase)
-    session.add(task)
-    if commit:
-        session.commit()
-        session.refresh(task)
-    else:
-        session.flush()
-    return task
-
-
 def finish_task(task_id: int, success: float, *, session: Session, commit: bool = True) -> None:
     """Record the task's success and fill P(τ) into all of its steps (spec §3 step 11)."""
-    agg = session.exec(select(func.count(), func.coalesce(func.sum(StepRecord.cost_usd), 0.0),
-                              func.coalesce(func.sum(StepRecord.duration_s), 0.0))
+    agg = session.exec(select(func.count().label("n_steps"),
+                              func.coalesce(func.sum(StepRecord.cost_usd), 0.0).label("cost_usd"),
+                              func.coalesce(func.sum(StepRecord.duration_s), 0.0).label("duration_s"))
                        .where(StepRecord.task_id == task_id)).one()
     session.exec(update(Task).where(Task.id == task_id).values(  # type: ignore[call-overload]
-        success=success, n_steps=agg[0], cost_usd=agg[1], duration_s=agg[2], finished_at=now()))
+        success=success, n_steps=agg.n_steps, cost_usd=agg.cost_usd, duration_s=agg.duration_s,
+        finished_at=now()))
     session.exec(update(StepRecord).where(StepRecord.task_id == task_id)  # type: ignore[call-overload]
                  .values(task_success=success))
     if commit:
@@ -230,16 +217,6 @@ def finish_task(task_id: int, success: float, *, session: Session, commit: bool 
 
 
 # ---------------------------------------------------------------- steps
-def add_steps(records: Iterable[StepRecord], *, session: Session, commit: bool = True) -> list[StepRecord]:
-    recs = list(records)
-    session.add_all(recs)
-    if commit:
-        session.commit()
-    else:
-        session.flush()
-    return recs
-
-
 @dataclass
 class StepFilter:
     """Filters of the experience table; every one is applied in SQL."""
@@ -294,12 +271,13 @@ def query_steps(flt: StepFilter | None = None, *, session: Session, limit: int =
     return list(session.exec(stmt.order_by(order).offset(offset).limit(limit)))
 
 
+#: the step columns the experience index reads (rows come back with these as attributes)
 EXPERIENCE_COLUMNS = ("id", "run_id", "task_key", "role", "model", "instruction", "embedding",
                       "tools", "cost_usd", "duration_s", "step_success", "task_success", "task_id")
 
 
 def load_experience(*, session: Session, run_ids: Sequence[int] | None = None,
-                    since_id: int = 0, batch: int = 50_000) -> Iterable[list[tuple]]:
+                    since_id: int = 0, batch: int = 50_000) -> Iterable[list[Row]]:
     """Stream the experience rows the index needs, oldest first, in batches (no ORM objects).
 
     Rows of a run still ``importing`` (a CSV import being written in chunks; it may yet be
@@ -321,7 +299,7 @@ def load_experience(*, session: Session, run_ids: Sequence[int] | None = None,
         rows = list(session.exec(stmt.order_by(StepRecord.id).limit(batch)))
         if not rows:
             return
-        last = rows[-1][0]
+        last = rows[-1].id
         yield rows
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 db, wid, n, batch, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 from evoroute.storage import repo
 from evoroute.storage.db import make_engine, session
-from evoroute.storage.tables import StepRecord
+from evoroute.storage.tables import StepRecord, Task
 Path(go + f".ready{wid}").touch()
 while not Path(go).exists():
     time.sleep(0.002)
@@ -35,13 +35,16 @@ eng = make_engine(f"sqlite:///{db}")      # after the start signal: on a fresh f
 with session(eng) as s:
     run = repo.create_run(session=s, config={"writer": wid}, name=f"writer-{wid}")
     for start in range(0, n, batch):
-        task = repo.create_task(session=s, run_id=run.id, task_key=f"w{wid}-t{start}", commit=False)
+        task = Task(run_id=run.id, task_key=f"w{wid}-t{start}")
+        s.add(task)
+        s.flush()
         recs = [StepRecord(run_id=run.id, task_id=task.id, task_key=task.task_key,
                            step_index=i - start, role="worker", model=f"m{wid}",
                            instruction=f"w{wid}-{i}", cost_usd=0.001, duration_s=0.1,
                            step_success=1.0)
                 for i in range(start, min(start + batch, n))]
-        repo.add_steps(recs, session=s, commit=False)
+        s.add_all(recs)
+        s.flush()
         repo.finish_task(task.id, 0.5, session=s, commit=False)
         s.commit()
 print("done", wid, n)

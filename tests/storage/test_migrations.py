@@ -17,6 +17,8 @@ from sqlmodel import SQLModel, create_engine, select
 from evoroute.storage import db, migrations, repo
 from evoroute.storage.tables import ModelEntry, Run, StepRecord, Task
 
+import db_helpers
+
 FIXTURES = Path(__file__).parent / "fixtures"
 TODAY, BEFORE_LIFECYCLE = "base_2026-12-02.db", "base_2026-11-30.db"
 TABLES = ("model", "run", "task", "step")
@@ -85,8 +87,8 @@ def test_the_upgraded_base_reads_and_writes_through_todays_code(tmp_path):
         # the new columns work: a run records its process, a step its number and tool error
         run = repo.create_run(session=s, config={}, name="after upgrade", status="running")
         assert run.pid is not None and run.heartbeat_at is not None
-        task = repo.create_task(session=s, run_id=run.id, task_key="t")
-        repo.add_steps([StepRecord(run_id=run.id, task_id=task.id, role="planner", model="m",
+        task = db_helpers.create_task(session=s, run_id=run.id, task_key="t")
+        db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, role="planner", model="m",
                                    instruction="new", step_no=1, tool_error="refused")],
                        session=s)
         got = s.exec(select(StepRecord).where(StepRecord.run_id == run.id)).one()

@@ -17,6 +17,8 @@ from evoroute.storage.db import BUSY_TIMEOUT_MS, make_engine
 from evoroute.storage.db import session as open_session
 from evoroute.storage.tables import StepRecord, Task
 
+import db_helpers
+
 
 def test_tables_created(engine):
     assert {"model", "run", "task", "step"} <= set(inspect(engine).get_table_names())
@@ -61,11 +63,11 @@ def _step(run_id, task_id, i, **kw) -> StepRecord:
 def test_run_task_step_round_trip(engine, db_session):
     run = repo.create_run(session=db_session, config={"router": "evoroute", "weights": [1, 0.1, 0.05]},
                           name="r1", seed=7)
-    task = repo.create_task(session=db_session, run_id=run.id, task_key="q1", split="test")
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="q1", split="test")
     vec = np.random.default_rng(0).standard_normal(384).astype(np.float32)
     expl = Explanation(router="evoroute", phase="optimize", mode="thompson", chosen="m1",
                        channels={"role": 3, "semantic": 1, "tool": 0, "union": 4})
-    repo.add_steps([_step(run.id, task.id, 0, embedding=repo.embedding_to_bytes(vec),
+    db_helpers.add_steps([_step(run.id, task.id, 0, embedding=repo.embedding_to_bytes(vec),
                           explanation=expl.to_json())], session=db_session)
     with open_session(engine) as s:          # a fresh session reads what is on disk
         r = repo.get_run(run.id, session=s)
@@ -81,9 +83,9 @@ def test_run_task_step_round_trip(engine, db_session):
 
 def test_finish_task_fills_task_success_into_all_steps(engine, db_session):
     run = repo.create_run(session=db_session, config={})
-    t1 = repo.create_task(session=db_session, run_id=run.id, task_key="a")
-    t2 = repo.create_task(session=db_session, run_id=run.id, task_key="b")
-    repo.add_steps([_step(run.id, t1.id, i) for i in range(3)] + [_step(run.id, t2.id, 0)],
+    t1 = db_helpers.create_task(session=db_session, run_id=run.id, task_key="a")
+    t2 = db_helpers.create_task(session=db_session, run_id=run.id, task_key="b")
+    db_helpers.add_steps([_step(run.id, t1.id, i) for i in range(3)] + [_step(run.id, t2.id, 0)],
                    session=db_session)
     repo.finish_task(t1.id, 0.75, session=db_session)
     with open_session(engine) as s:
@@ -100,8 +102,8 @@ def test_finish_task_fills_task_success_into_all_steps(engine, db_session):
 def test_finish_task_is_one_transaction(engine, db_session):
     """commit=False leaves both the task and its steps unchanged until the caller commits."""
     run = repo.create_run(session=db_session, config={})
-    t = repo.create_task(session=db_session, run_id=run.id, task_key="a")
-    repo.add_steps([_step(run.id, t.id, i) for i in range(2)], session=db_session)
+    t = db_helpers.create_task(session=db_session, run_id=run.id, task_key="a")
+    db_helpers.add_steps([_step(run.id, t.id, i) for i in range(2)], session=db_session)
     repo.finish_task(t.id, 1.0, session=db_session, commit=False)
     db_session.rollback()
     with open_session(engine) as s:
@@ -113,9 +115,9 @@ def test_finish_task_is_one_transaction(engine, db_session):
 def filled(engine, db_session):
     r1 = repo.create_run(session=db_session, config={}).id
     r2 = repo.create_run(session=db_session, config={}).id
-    t1 = repo.create_task(session=db_session, run_id=r1, task_key="a").id
-    t2 = repo.create_task(session=db_session, run_id=r2, task_key="b").id
-    repo.add_steps([
+    t1 = db_helpers.create_task(session=db_session, run_id=r1, task_key="a").id
+    t2 = db_helpers.create_task(session=db_session, run_id=r2, task_key="b").id
+    db_helpers.add_steps([
         _step(r1, t1, 0, role="planner", model="gpt", instruction="plan the trip", step_success=1.0),
         _step(r1, t1, 1, role="coder", model="llama", instruction="write python code", step_success=0.0),
         _step(r1, t1, 2, role="coder", model="gpt", instruction="fix the bug", step_success=None),
@@ -159,22 +161,22 @@ def test_load_experience_streams_without_errored_steps(filled, db_session):
     batches = list(repo.load_experience(session=db_session, batch=2))
     assert [len(b) for b in batches] == [2, 1]         # the errored step is left out
     rows = [r for b in batches for r in b]
-    assert [r[repo.EXPERIENCE_COLUMNS.index("instruction")] for r in rows] == \
+    assert [r.instruction for r in rows] == \
         ["plan the trip", "write python code", "fix the bug"]
 
 
 def test_failed_batch_leaves_nothing_half_written(engine, db_session):
     run = repo.create_run(session=db_session, config={})
-    task = repo.create_task(session=db_session, run_id=run.id, task_key="a")
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="a")
     good = [_step(run.id, task.id, i) for i in range(5)]
     bad = _step(run.id, 999_999, 5)             # foreign key to a task that does not exist
     with pytest.raises(IntegrityError):
-        repo.add_steps(good + [bad] + [_step(run.id, task.id, 6)], session=db_session)
+        db_helpers.add_steps(good + [bad] + [_step(run.id, task.id, 6)], session=db_session)
     db_session.rollback()
     with open_session(engine) as s:
         assert repo.count_steps(session=s) == 0
     # the same session works again afterwards
-    repo.add_steps([_step(run.id, task.id, 0)], session=db_session)
+    db_helpers.add_steps([_step(run.id, task.id, 0)], session=db_session)
     assert repo.count_steps(session=db_session) == 1
 
 
@@ -184,7 +186,7 @@ def test_failed_batch_after_session_close_is_rolled_back(engine):
         run_id = repo.create_run(session=s, config={}).id
     with pytest.raises(IntegrityError):
         with open_session(engine) as s:
-            repo.add_steps([_step(run_id, None, 0), _step(12345, None, 1)], session=s)
+            db_helpers.add_steps([_step(run_id, None, 0), _step(12345, None, 1)], session=s)
     with open_session(engine) as s:
         assert repo.count_steps(session=s) == 0
 
@@ -202,10 +204,10 @@ def test_delete_run_removes_tasks_and_steps(filled, engine, db_session):
 
 def test_stop_flag_round_trip(engine, db_session):
     run = repo.create_run(session=db_session, config={})
-    assert repo.stop_requested(run.id, session=db_session) is False
+    assert db_helpers.stop_requested(run.id, session=db_session) is False
     with open_session(engine) as other:      # e.g. the studio, in another session
         repo.request_stop(run.id, session=other)
-    assert repo.stop_requested(run.id, session=db_session) is True
+    assert db_helpers.stop_requested(run.id, session=db_session) is True
     repo.update_run(run.id, session=db_session, status="stopped", n_steps_done=3)
     with open_session(engine) as s:
         r = repo.get_run(run.id, session=s)
@@ -215,7 +217,7 @@ def test_stop_flag_round_trip(engine, db_session):
 def test_studio_index_is_created_once_and_safely(engine):
     """CREATE INDEX IF NOT EXISTS, and nothing attached to the table metadata (a later
     create_all on a new file would otherwise try to create the index twice)."""
-    from evoroute.studio_service import STUDIO_INDEX, ensure_indexes
+    from evoroute.storage.indexes import STUDIO_INDEX, ensure_indexes
 
     ensure_indexes(engine)
     ensure_indexes(engine)                       # a second studio process on the same base
@@ -263,7 +265,7 @@ def test_a_forked_child_opens_its_own_connections(db_path):
 
 def test_studio_index_race_lost_to_another_process_is_fine(engine, monkeypatch):
     """Another process created the index between our check and our CREATE."""
-    from evoroute.studio_service import STUDIO_INDEX, ensure_indexes
+    from evoroute.storage.indexes import STUDIO_INDEX, ensure_indexes
 
     ensure_indexes(engine)                                       # "the other process"
     monkeypatch.setattr(type(engine.dialect), "has_index", lambda *a, **k: False)
