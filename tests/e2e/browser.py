@@ -1,12 +1,14 @@
 """Drive the real studio: `streamlit run app.py` on 127.0.0.1 and headless Chromium via selenium.
 
-Used by the end-to-end test, the screenshot step and benchmarks/studio_pages.py. Needs the
-Debian packages ``chromium`` and ``chromium-driver`` (/usr/bin/chromium, /usr/bin/chromedriver).
+Used by the end-to-end test, ``scripts/screenshots.py`` (``make screenshots``) and
+benchmarks/studio_pages.py. Needs ``chromium`` and ``chromedriver`` on the PATH (Debian's
+packages ``chromium`` and ``chromium-driver``: ``make system-deps``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +20,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evoroute.settings import DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
                 "--disable-dev-shm-usage", "--window-size=1500,1100")
@@ -28,10 +32,10 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 
 def browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is absent (apt-get install chromium chromium-driver)"
-    if not CHROMEDRIVER.exists():
-        return f"{CHROMEDRIVER} is absent (apt-get install chromium-driver)"
+    if CHROMIUM is None:
+        return "chromium is not on the PATH (apt-get install chromium chromium-driver)"
+    if CHROMEDRIVER is None:
+        return "chromedriver is not on the PATH (apt-get install chromium-driver)"
     return None
 
 
@@ -46,8 +50,7 @@ def streamlit_server(db_url: str, *, port: int | None = None, log: Path | None =
                      timeout: float = 90.0) -> Iterator[str]:
     """`streamlit run app.py` bound to 127.0.0.1 on a free port; yields its base URL."""
     port = port or free_port()
-    env = {**os.environ, "EVOROUTE_DB_URL": db_url, "HF_HUB_OFFLINE": "1",
-           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "EVOROUTE_DB_URL": db_url}     # app.py sets the offline switches
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -91,7 +94,7 @@ def chromium(download_dir: Path | None = None) -> Iterator["object"]:
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
+    opts.binary_location = CHROMIUM
     for flag in CHROME_FLAGS:
         opts.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="evoroute-chromium-")
@@ -99,7 +102,7 @@ def chromium(download_dir: Path | None = None) -> Iterator["object"]:
     if download_dir is not None:
         opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
                                                "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     if download_dir is not None:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                                {"behavior": "allow", "downloadPath": str(download_dir)})
@@ -241,3 +244,82 @@ def screenshot(driver, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
     driver.set_window_size(1500, 1100)
+
+
+def move_slider(driver, label: str, steps: int) -> None:
+    """Move the slider labelled ``label`` by ``steps`` arrow-key presses (negative: left)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    el = by_label(driver, label)
+    driver.execute_script("arguments[0].focus();", el)
+    chain = ActionChains(driver)
+    for _ in range(abs(steps)):
+        chain.send_keys(Keys.ARROW_RIGHT if steps > 0 else Keys.ARROW_LEFT)
+    chain.perform()
+    time.sleep(0.3)
+    driver.execute_script("arguments[0].blur();", el)
+
+
+def set_textarea(driver, label: str, text: str) -> None:
+    """Type ``text`` into the text area labelled ``label`` and commit it (Ctrl+Enter)."""
+    from selenium.webdriver.common.keys import Keys
+
+    def attempt() -> bool:
+        el = driver.find_element("css selector", f'textarea[aria-label="{label}"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", el)
+        el.send_keys(Keys.CONTROL, "a")
+        el.send_keys(Keys.DELETE)
+        el.send_keys(text)
+        el.send_keys(Keys.CONTROL, Keys.ENTER)      # commit the text area
+        return True
+
+    wait_for(attempt, what=f"typing into {label!r}")
+    time.sleep(0.8)
+
+
+def click_first_row(driver) -> None:
+    """Click the selection cell of the feed's first data row (the grid draws on a canvas)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    grid = [g for g in driver.find_elements("css selector", '[data-testid="stDataFrame"]')
+            if "sampled utilities" in (g.get_attribute("innerText") or "")
+            or g.size["height"] > 300][-1]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
+    time.sleep(0.5)
+    w, h = grid.size["width"], grid.size["height"]
+    # header row ~35 px high, then rows of ~35 px; the selection column is ~30 px wide
+    ActionChains(driver).move_to_element_with_offset(grid, -w // 2 + 15, -h // 2 + 52).click().perform()
+
+
+def open_first_explanation(driver, timeout: float = 60.0) -> None:
+    """Select the live feed's first decision until its explanation ("Step #…") is drawn."""
+    def opened() -> bool:
+        body = driver.find_element("tag name", "body").text
+        if "Step #" not in body:
+            click_first_row(driver)          # (again, if a redraw swallowed the click)
+            time.sleep(1.0)
+            body = driver.find_element("tag name", "body").text
+        return "Step #" in body
+
+    wait_for(opened, timeout=timeout, every=0.5, what="the explanation of the selected decision")
+
+
+#: Finished runs the studio shows besides the one a tour launches: (router, weights).
+SEED_RUNS = (("single:gpt-4-1106-preview", DEFAULTS.weights),
+             ("single:mistralai/mistral-7b-chat", DEFAULTS.weights),
+             ("evoroute", (1.0, 1.0, 0.05)))
+
+
+def seed_studio(engine) -> None:
+    """The RouterBench models and a few finished replay runs to compare with."""
+    from evoroute import demo
+    from evoroute.runs.execute import run_spec
+    from evoroute.runs.spec import RunSpec
+
+    demo.register_routerbench_models(engine)
+    for router, weights in SEED_RUNS:
+        spec = RunSpec(backend="replay", dataset="routerbench", router=router, weights=weights,
+                       n_tasks=300, n_train=300, name=f"seed run: {router}")
+        for _ in run_spec(spec, engine=engine):
+            pass

@@ -2,32 +2,44 @@
 
 Registers a model, starts a replay run and watches new decisions arrive in the live feed while
 it runs, moves a weight slider, downloads the experience CSV (checked on disk), and saves a
-screenshot of every page to docs/screenshots/.
+screenshot of every page in the test's temporary folder (``make screenshots`` regenerates the
+README's, docs/screenshots/).
 """
 
 from __future__ import annotations
 
 import csv
 import re
-import sys
 import time
 from datetime import timezone
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import (ROOT, browser_missing, button, by_label, chromium, click, expand,  # noqa: E402
-                     metric_value, open_page, screenshot, set_input, streamlit_server, wait_for,
-                     watch_metric, watched_values)
+from evoroute.storage import db, repo
+from evoroute.storage.tables import Run
 
-from evoroute import demo  # noqa: E402
-from evoroute.evaluation import runner  # noqa: E402
-from evoroute.storage import db, repo  # noqa: E402
-from evoroute.storage.tables import Run  # noqa: E402
+from browser import (
+    browser_missing,
+    button,
+    by_label,
+    chromium,
+    click,
+    expand,
+    metric_value,
+    move_slider,
+    open_first_explanation,
+    open_page,
+    screenshot,
+    seed_studio,
+    set_input,
+    set_textarea,
+    streamlit_server,
+    wait_for,
+    watch_metric,
+    watched_values,
+)
 
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
-SHOTS = ROOT / "docs" / "screenshots"
 
 
 def _int(text: str | None) -> int:
@@ -39,64 +51,12 @@ def _run(engine, run_id: int) -> Run:
         return s.get(Run, run_id)
 
 
-def _move_slider(driver, label: str, steps: int) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
-    el = by_label(driver, label)
-    driver.execute_script("arguments[0].focus();", el)
-    chain = ActionChains(driver)
-    for _ in range(abs(steps)):
-        chain.send_keys(Keys.ARROW_RIGHT if steps > 0 else Keys.ARROW_LEFT)
-    chain.perform()
-    time.sleep(0.3)
-    driver.execute_script("arguments[0].blur();", el)
-
-
-def _set_textarea(driver, label: str, text: str) -> None:
-    from selenium.webdriver.common.keys import Keys
-
-    def attempt() -> bool:
-        el = driver.find_element("css selector", f'textarea[aria-label="{label}"]')
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].focus();", el)
-        el.send_keys(Keys.CONTROL, "a")
-        el.send_keys(Keys.DELETE)
-        el.send_keys(text)
-        el.send_keys(Keys.CONTROL, Keys.ENTER)      # commit the text area
-        return True
-
-    wait_for(attempt, what=f"typing into {label!r}")
-    time.sleep(0.8)
-
-
-def _click_first_row(driver) -> None:
-    """Click the selection cell of the feed's first data row (the grid draws on a canvas)."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    grid = [g for g in driver.find_elements("css selector", '[data-testid="stDataFrame"]')
-            if "sampled utilities" in (g.get_attribute("innerText") or "")
-            or g.size["height"] > 300][-1]
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", grid)
-    time.sleep(0.5)
-    w, h = grid.size["width"], grid.size["height"]
-    # header row ~35 px high, then rows of ~35 px; the selection column is ~30 px wide
-    ActionChains(driver).move_to_element_with_offset(grid, -w // 2 + 15, -h // 2 + 52).click().perform()
-
-
 @pytest.fixture
 def studio(tmp_path):
     path = tmp_path / "e2e.db"
     url = f"sqlite:///{path}"
     engine = db.make_engine(url)
-    demo.register_routerbench_models(engine)
-    # a few finished runs to compare with (and to make the screenshots show something)
-    for router, weights in (("single:gpt-4-1106-preview", (1.0, 0.1, 0.05)),
-                            ("single:mistralai/mistral-7b-chat", (1.0, 0.1, 0.05)),
-                            ("evoroute", (1.0, 1.0, 0.05))):
-        spec = runner.RunSpec(backend="replay", dataset="routerbench", router=router,
-                              weights=weights, n_tasks=300, n_train=300, name=f"seed run: {router}")
-        for _ in runner.run_spec(spec, engine=engine):
-            pass
+    seed_studio(engine)      # a few finished runs to compare with (and for the screenshots)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     with streamlit_server(url, log=tmp_path / "streamlit.log") as base, chromium(downloads) as driver:
@@ -104,8 +64,9 @@ def studio(tmp_path):
     engine.dispose()
 
 
-def test_register_run_watch_tune_download(studio):
+def test_register_run_watch_tune_download(studio, tmp_path):
     base, d, engine, downloads = studio
+    shots = tmp_path / "screenshots"
 
     # -- register a model -------------------------------------------------------------------
     open_page(d, base, "models")
@@ -128,7 +89,7 @@ def test_register_run_watch_tune_download(studio):
              what="the price error")
     with db.session(engine) as s:
         assert repo.get_model("e2e-bad", session=s) is None
-        # the e2e model is not part of RouterBench: disable it so the replay uses the 11 others
+        # the e2e model is not part of RouterBench: disable it so the replay uses RouterBench's
         from evoroute import registry
         registry.update_model("e2e-model", session=s, enabled=False)
 
@@ -157,27 +118,20 @@ def test_register_run_watch_tune_download(studio):
     assert len(set(during)) >= 2, (seen, ended)
     assert during == sorted(during) and during[-1] <= run.n_steps_done
     # selecting a row of the feed (a canvas grid: click its first row) opens the explanation
-    def opened() -> bool:
-        body = d.find_element("tag name", "body").text
-        if "Step #" not in body:
-            _click_first_row(d)          # (again, if a redraw swallowed the click)
-            time.sleep(1.0)
-            body = d.find_element("tag name", "body").text
-        return "Step #" in body
-    wait_for(opened, timeout=60, every=0.5, what="the explanation of the selected decision")
+    open_first_explanation(d)
     assert "retrieved records per channel" in d.find_element("tag name", "body").text
-    screenshot(d, SHOTS / "runs.png")
+    screenshot(d, shots / "runs.png")
 
     # -- move a weight slider on the Pareto explorer ------------------------------------------
     open_page(d, base, "pareto")
     wait_for(lambda: by_label(d, "w_c (cost)"), what="the cost slider")
     wait_for(lambda: metric_value(d, "utility-optimal model"), timeout=60, what="the optimal point")
-    wait_for(lambda: _move_slider(d, "w_c (cost)", 40) or True, what="moving the slider")  # 0.10 -> 0.50
+    wait_for(lambda: move_slider(d, "w_c (cost)", 40) or True, what="moving the slider")  # 0.10 -> 0.50
     wait_for(lambda: "with weights (1.0, 0.5, 0.05)" in d.find_element("tag name", "body").text,
              timeout=60, what="the page to rerun with w_c = 0.5")
     assert wait_for(lambda: by_label(d, "w_c (cost)").get_attribute("value") == "0.5",
                     what="the slider to show 0.5")
-    screenshot(d, SHOTS / "pareto.png")
+    screenshot(d, shots / "pareto.png")
 
     # -- download the experience CSV -----------------------------------------------------------
     open_page(d, base, "experience")
@@ -202,17 +156,17 @@ def test_register_run_watch_tune_download(studio):
     # the retrieval inspector on a real instruction of the run (its embedding is shipped)
     with db.session(engine) as s:
         last = repo.query_steps(repo.StepFilter(run_ids=[run_id]), session=s, limit=1)[0]
-    _set_textarea(d, "instruction", last.instruction)
+    set_textarea(d, "instruction", last.instruction)
     click(d, "Inspect")
     wait_for(lambda: "Decision:" in d.find_element("tag name", "body").text, timeout=120,
              what="the inspector's decision")
     assert "Pareto set:" in d.find_element("tag name", "body").text
-    screenshot(d, SHOTS / "experience.png")
+    screenshot(d, shots / "experience.png")
 
     # -- screenshots of the other pages ------------------------------------------------------------
     for page, ready in (("", "Experience records"), ("models", None), ("compare", None)):
         open_page(d, base, page)
         if ready:
-            wait_for(lambda: metric_value(d, ready), what=page or "overview")
+            wait_for(lambda ready=ready: metric_value(d, ready), what=page or "overview")
         time.sleep(1.5)
-        screenshot(d, SHOTS / f"{page or 'overview'}.png")
+        screenshot(d, shots / f"{page or 'overview'}.png")
