@@ -27,6 +27,8 @@ from evoroute.core.types import CandidateStat, Explanation
 from evoroute.storage import db, repo
 from evoroute.storage.tables import StepRecord
 
+import db_helpers
+
 APP = ROOT / "app.py"
 
 # quality, cost per step (USD), latency per step (s): the fixed base's ground truth
@@ -70,7 +72,7 @@ def seed_fixed(engine: Engine) -> int:
                     success = 1.0 if i < round(m["quality"] * FIXED_STEPS_PER_MODEL_ROLE) else 0.0
                     instr = (FORMULA_INSTRUCTIONS[k % 4] if k < 8
                              else f"{role} step {i}: solve problem number {k} with care")
-                    task = repo.create_task(session=s, run_id=run.id, task_key=f"t{k}",
+                    task = db_helpers.create_task(session=s, run_id=run.id, task_key=f"t{k}",
                                             split="test", phase="inference", commit=False)
                     expl = Explanation(router="evoroute", phase="inference", mode="posterior_mean",
                                        chosen=name, reason="fixed base", weights=(1.0, 0.1, 0.05),
@@ -81,7 +83,7 @@ def seed_fixed(engine: Engine) -> int:
                                                                  utility=round(m2["quality"] - 0.1 * m2["cost"] / 0.01, 4),
                                                                  propensity=float(n2 == name))
                                                    for n2, m2 in FIXED_MODELS.items()])
-                    repo.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key=f"t{k}",
+                    db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key=f"t{k}",
                                                step_index=0, phase="inference", role=role, model=name,
                                                query_id=f"q{k}", instruction=instr, tools="",
                                                cost_usd=m["cost"], duration_s=m["latency"],
