@@ -27,8 +27,6 @@ from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.errors import BackendError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS
 
-SPLITS = DEFAULTS.splits
-
 
 @dataclass(frozen=True)
 class StepSpec:
