@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import ValidationError as PydanticError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from evoroute.core.types import (MAX_NAME_CHARS, MAX_PRICE_PER_M, MAX_TOKENS_PER_S, MAX_TTFT_S,
                                  MIN_TOKENS_PER_S, ModelInfo, validate_name, validate_number)
 from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
+from evoroute.settings import DEFAULTS, offline_env
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry
 
@@ -24,8 +27,6 @@ PRICE_FIELDS = ("input_price_per_m", "output_price_per_m")
 # litellm: from the bundled cost map; override: typed by the user; notional: a made-up price
 # (e.g. a free local model); recorded: replay uses the dataset's recorded cost per call.
 PRICE_SOURCES = ("litellm", "override", "notional", "recorded")
-PROFILE_FIELDS = ("ttft_s", "tokens_per_s")
-EDITABLE = {"litellm_id", "api_base", *PRICE_FIELDS, *PROFILE_FIELDS, "enabled", "notes", "price_source"}
 _FIELD_LABEL = {"input_price_per_m": "input price (USD per 1M tokens)",
                 "output_price_per_m": "output price (USD per 1M tokens)",
                 "ttft_s": "time to first token (s)", "tokens_per_s": "output tokens per second"}
@@ -33,8 +34,6 @@ _FIELD_LABEL = {"input_price_per_m": "input price (USD per 1M tokens)",
 
 @lru_cache(maxsize=1)
 def _cost_map() -> dict[str, dict[str, Any]]:
-    from evoroute.settings import offline_env
-
     offline_env()  # the bundled price map, never a download
     import litellm  # heavy: imported only when a price is looked up
 
@@ -62,41 +61,82 @@ def litellm_catalogue(mode: str = "chat") -> list[str]:
 # bounds (evoroute.core.types): a price of 1e308 made every run cost $inf
 _BOUNDS = {"input_price_per_m": (0.0, MAX_PRICE_PER_M), "output_price_per_m": (0.0, MAX_PRICE_PER_M),
            "ttft_s": (0.0, MAX_TTFT_S), "tokens_per_s": (MIN_TOKENS_PER_S, MAX_TOKENS_PER_S)}
+MAX_NOTES_CHARS = 10_000
 
 
-def _number(value: Any, field: str) -> float:
+def _number(field: str) -> BeforeValidator:
     lo, hi = _BOUNDS[field]
-    return validate_number(value, field, lo=lo, hi=hi, label=_FIELD_LABEL.get(field, field))
+    return BeforeValidator(lambda v: validate_number(v, field, lo=lo, hi=hi,
+                                                     label=_FIELD_LABEL.get(field, field)))
+
+
+def _litellm_id(value: Any) -> str:
+    lid = str(value or "").strip()
+    return validate_name(lid, "litellm_id", max_chars=300, label="litellm id") if lid else ""
+
+
+def _notes(value: Any) -> str:
+    text = str(value or "")
+    if len(text) > MAX_NOTES_CHARS:
+        raise ValidationError(f"notes are longer than {MAX_NOTES_CHARS} characters", "notes")
+    return text
+
+
+def _api_base(value: Any) -> str | None:
+    if value is None:
+        return None
+    from evoroute.netsafety import validate_api_base   # http(s), no credentials in the URL
+
+    base = str(value).strip()
+    return validate_api_base(base) if base else None
+
+
+def _price_source(value: Any) -> str:
+    if value not in PRICE_SOURCES:
+        raise ValidationError(f"price source must be one of {', '.join(PRICE_SOURCES)}",
+                              "price_source")
+    return str(value)
+
+
+class ModelForm(BaseModel):
+    """The editable fields of a registered model, as a form or the CLI gives them; only the
+    fields given are validated (and returned by :func:`_clean`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    litellm_id: Annotated[str, BeforeValidator(_litellm_id)] = ""
+    api_base: Annotated[str | None, BeforeValidator(_api_base)] = None
+    input_price_per_m: Annotated[float, _number("input_price_per_m")] = 0.0
+    output_price_per_m: Annotated[float, _number("output_price_per_m")] = 0.0
+    ttft_s: Annotated[float, _number("ttft_s")] = DEFAULTS.ttft_s
+    tokens_per_s: Annotated[float, _number("tokens_per_s")] = DEFAULTS.tokens_per_s
+    enabled: bool = True
+    notes: Annotated[str, BeforeValidator(_notes)] = ""
+    price_source: Annotated[str, BeforeValidator(_price_source)] = "override"
+
+
+EDITABLE = frozenset(ModelForm.model_fields)
 
 
 def _clean(fields: dict[str, Any]) -> dict[str, Any]:
-    out = dict(fields)
-    for f in PRICE_FIELDS:
-        if f in out:
-            out[f] = _number(out[f], f)
-    if "ttft_s" in out:
-        out["ttft_s"] = _number(out["ttft_s"], "ttft_s")
-    if "tokens_per_s" in out:
-        out["tokens_per_s"] = _number(out["tokens_per_s"], "tokens_per_s")
-    if "litellm_id" in out:
-        lid = str(out["litellm_id"] or "").strip()
-        out["litellm_id"] = validate_name(lid, "litellm_id", max_chars=300,
-                                          label="litellm id") if lid else ""
-    if "notes" in out:
-        out["notes"] = str(out["notes"] or "")
-        if len(out["notes"]) > 10_000:
-            raise ValidationError("notes are longer than 10000 characters", "notes")
-    if "api_base" in out and out["api_base"] is not None:
-        from evoroute.netsafety import validate_api_base   # http(s), no credentials in the URL
-
-        base = str(out["api_base"]).strip()
-        out["api_base"] = validate_api_base(base) if base else None
-    return out
+    """``fields`` validated by :class:`ModelForm`; the first bad one raises ValidationError
+    naming it."""
+    try:
+        form = ModelForm.model_validate(fields)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, ValidationError):
+            raise cause from None
+        field = str(first["loc"][0]) if first["loc"] else ""
+        raise ValidationError(f"{field}: {first['msg']}", field) from None
+    return form.model_dump(include=set(fields))
 
 
 def add_model(*, session: Session, name: str, litellm_id: str = "",
               input_price_per_m: float | None = None, output_price_per_m: float | None = None,
-              ttft_s: float = 0.5, tokens_per_s: float = 50.0, api_base: str | None = None,
+              ttft_s: float = DEFAULTS.ttft_s, tokens_per_s: float = DEFAULTS.tokens_per_s,
+              api_base: str | None = None,
               enabled: bool = True, notional: bool = False, notes: str = "",
               price_source: str | None = None) -> ModelEntry:
     """Register a candidate model. Missing prices come from litellm's cost map, else it fails."""
@@ -120,10 +160,7 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
     fields = _clean(dict(input_price_per_m=input_price_per_m, output_price_per_m=output_price_per_m,
                          ttft_s=ttft_s, tokens_per_s=tokens_per_s, api_base=api_base))
     if price_source is not None:
-        if price_source not in PRICE_SOURCES:
-            raise ValidationError(f"price source must be one of {', '.join(PRICE_SOURCES)}",
-                                  "price_source")
-        source = price_source
+        source = _clean({"price_source": price_source})["price_source"]
     entry = ModelEntry(name=name, litellm_id=litellm_id, enabled=enabled, notes=notes,
                        price_source=source, **fields)
     session.add(entry)
