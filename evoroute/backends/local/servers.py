@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from evoroute import settings as config
-from evoroute.backends.local.catalogue import INSTALL_HINT, LOCAL_MODELS, LocalModel, get_model
+from evoroute.backends.local.catalogue import (
+    INSTALL_HINT,
+    LOCAL_MODELS,
+    LOCAL_TOKENS_PER_S,
+    LOCAL_TTFT_S,
+    LocalModel,
+    get_model,
+)
 from evoroute.backends.local.processes import (
     DEFAULT_STOP_GRACE_S,
     HOST,
@@ -96,8 +103,8 @@ class ServerInfo:
         """Keyword arguments for ``litellm.completion`` to call this server."""
         return {"model": self.model, "api_base": self.api_base, "api_key": self.api_key}
 
-    def to_model_info(self, *, ttft_s: float = config.DEFAULTS.ttft_s,
-                      tokens_per_s: float = config.DEFAULTS.tokens_per_s) -> ModelInfo:
+    def to_model_info(self, *, ttft_s: float = LOCAL_TTFT_S,
+                      tokens_per_s: float = LOCAL_TOKENS_PER_S) -> ModelInfo:
         """A :class:`ModelInfo` for this server at the model's notional prices (zero)."""
         m = LOCAL_MODELS.get(self.name)
         return ModelInfo(name=self.name, input_price_per_m=m.input_price_per_m if m else 0.0,
