@@ -21,6 +21,7 @@ from sqlalchemy import Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from evoroute.core.types import StepOutcome
+from evoroute.settings import DEFAULTS
 
 #: column info of a step column that is not a CSV cell (export and import skip it)
 NOT_IN_CSV = {"info": {"csv": False}}
@@ -37,8 +38,8 @@ class ModelBase(SQLModel):
     input_price_per_m: float = 0.0   # USD per 1M input tokens
     output_price_per_m: float = 0.0  # USD per 1M output tokens
     price_source: str = "override"   # litellm | override | notional
-    ttft_s: float = 0.5              # time to first token, seconds
-    tokens_per_s: float = 50.0       # output tokens per second
+    ttft_s: float = DEFAULTS.ttft_s              # time to first token, seconds
+    tokens_per_s: float = DEFAULTS.tokens_per_s  # output tokens per second
     enabled: bool = True
     notes: str = ""
 
@@ -60,11 +61,11 @@ class Run(SQLModel, table=True):
     backend: str = "replay"          # replay | live | simulated
     dataset: str = ""
     router: str = "evoroute"
-    protocol: str = "bandit"
-    seed: int = 0
-    w_p: float = 1.0
-    w_c: float = 0.1
-    w_d: float = 0.05
+    protocol: str = DEFAULTS.protocols[0]
+    seed: int = DEFAULTS.seed
+    w_p: float = DEFAULTS.weights[0]
+    w_c: float = DEFAULTS.weights[1]
+    w_d: float = DEFAULTS.weights[2]
     budget_usd: float | None = None
     config_json: str = Field(default="{}", sa_column=Column(Text))
     label: str = ""                  # replayed | live | simulated (+ modelled latency)
