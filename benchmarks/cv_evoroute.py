@@ -76,7 +76,8 @@ def _router(infos: list[Any], cfg: Any) -> Any:
 
 
 def _load(router: Any, tab: Any, rows: np.ndarray) -> None:
-    """The ``full`` protocol's bulk load, restricted to ``rows`` (``evoroute.runs.prepare.bulk_load``'s layout)."""
+    """The ``full`` protocol's bulk load, restricted to ``rows`` (the layout of
+    ``evoroute.runs.prepare.bulk_load``)."""
     perf_all = tab.task_success()
     sub = np.zeros(len(tab), bool)
     sub[rows] = True

@@ -1,7 +1,8 @@
 """Decision overhead of EvoRoute on an experience base of N records (issue 3 item 8, issue 9 item 6).
 
     python benchmarks/decision_overhead.py --records 100000 --blas-threads 1 --no-embed --json
-    python benchmarks/decision_overhead.py --records 1000000 --router evoroute,evoroute-paper --blas-threads 1 --json
+    python benchmarks/decision_overhead.py --records 1000000 --router evoroute,evoroute-paper \
+        --blas-threads 1 --json
     python benchmarks/decision_overhead.py --records 100000 --unique-texts 5000 --blas-threads 1 --json
 
 ``--router`` names registered routers (comma-separated; each is timed on the same base and

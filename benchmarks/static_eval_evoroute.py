@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import replace
 
-import cv_evoroute as cv   # this script's folder is on sys.path when it runs
+import cv_evoroute as cv  # this script's folder is on sys.path when it runs
 import numpy as np
 
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
@@ -19,7 +19,8 @@ from evoroute.settings import DEFAULTS, offline_env
 
 offline_env()
 W_P, W_C, W_L = DEFAULTS.weights
-data = load_replay_data("routerbench"); infos = dataset_models(data)
+data = load_replay_data("routerbench")
+infos = dataset_models(data)
 be = ReplayBackend(data, infos, seed=0)
 tr, te = be.outcome_table("train"), be.outcome_table("test")
 texts = list(dict.fromkeys(tr.instructions + te.instructions))
@@ -51,13 +52,15 @@ for name, kw in [("evoroute (knn)", dict(estimator="knn")), ("evoroute-lin", dic
         pts.append((float(cost[rows, pick].sum()), float(y[rows, pick].mean()), wc))
     out[name] = pts
     print(name, f"{time.time()-t0:.0f}s", flush=True)
-axis = max(max(c for c, _, _ in p) for p in out.values()) 
+axis = max(max(c for c, _, _ in p) for p in out.values())
 axis = max(axis, float(sc.max()))
 single = np.stack([sc, sq], 1)
-print(f"single-model hull AIQ {metrics.aiq(single, max_cost=axis):.4f}; best single {te.models[int(np.argmax(sq))]} {sq.max():.3f} ${sc[np.argmax(sq)]:.3f}; axis ${axis:.3f}")
+print(f"single-model hull AIQ {metrics.aiq(single, max_cost=axis):.4f}; best single "
+      f"{te.models[int(np.argmax(sq))]} {sq.max():.3f} ${sc[np.argmax(sq)]:.3f}; axis ${axis:.3f}")
 g4c = sc[np.argmax(sq)]
 for name, pts in out.items():
     arr = np.array([(c, q) for c, q, _ in pts])
     d = [p for p in pts if p[2] == W_C][0]
-    print(f"{name:20} AIQ {metrics.aiq(arr, max_cost=axis):.4f}  default w_c={W_C:g}: q {d[1]:.3f} cost ${d[0]:.3f} ({100*d[0]/g4c:.0f}% of best single)  sweep " +
+    print(f"{name:20} AIQ {metrics.aiq(arr, max_cost=axis):.4f}  default w_c={W_C:g}: q {d[1]:.3f} "
+          f"cost ${d[0]:.3f} ({100*d[0]/g4c:.0f}% of best single)  sweep " +
           " ".join(f"{wc}:{q:.3f}/${c:.2f}" for c, q, wc in pts))

@@ -115,8 +115,8 @@ def _drive(gen) -> dict:
     last: dict = {}
     with handle_signals():
         try:
-            for last in gen:
-                pass
+            for step in gen:
+                last = step
         finally:
             gen.close()
     return last

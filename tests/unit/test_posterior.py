@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evoroute.core.posterior import (ABS_VAR_FLOOR, P_VAR_FLOOR, REL_SD_FLOOR, nig_params,
-                                     nig_sample, posterior_mean, variance_floor)
+from evoroute.core.posterior import (
+    ABS_VAR_FLOOR,
+    P_VAR_FLOOR,
+    REL_SD_FLOOR,
+    nig_params,
+    nig_sample,
+    posterior_mean,
+    variance_floor,
+)
 
 
 def test_params_by_hand():

@@ -12,7 +12,6 @@ import numpy as np
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.worker import RunStats
 
-
 PARITY_TOLERANCE = 0.005     # "at parity": within 0.5 points of the best single model
 
 

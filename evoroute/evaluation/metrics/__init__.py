@@ -22,13 +22,18 @@ argument (the checks live in :mod:`._checks`).
 
 from __future__ import annotations
 
-from evoroute.evaluation.metrics.curves import (aiq, aiq_table, best_gain_over_hull,
-                                                cost_at_quality, cost_share_at_parity,
-                                                gain_over_hull, hull_quality_at,
-                                                upper_convex_hull)
+from evoroute.evaluation.metrics.curves import (
+    aiq,
+    aiq_table,
+    best_gain_over_hull,
+    cost_at_quality,
+    cost_share_at_parity,
+    gain_over_hull,
+    hull_quality_at,
+    upper_convex_hull,
+)
 from evoroute.evaluation.metrics.routellm import apgr, cpt, pgr, strong_call_share
-from evoroute.evaluation.metrics.runs import (cumulative_cost, cumulative_regret, gap_to_oracle,
-                                              summarize)
+from evoroute.evaluation.metrics.runs import cumulative_cost, cumulative_regret, gap_to_oracle, summarize
 
 __all__ = [
     "summarize",
