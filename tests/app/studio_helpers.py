@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
@@ -29,6 +27,7 @@ from evoroute.storage.tables import StepRecord
 
 import db_helpers
 
+ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
 
 # quality, cost per step (USD), latency per step (s): the fixed base's ground truth
