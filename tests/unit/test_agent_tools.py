@@ -142,6 +142,30 @@ def test_os_limits_block_files_and_sockets_even_without_the_name_checks(probe, t
     assert "Too many open files" in proc.stderr or "File size limit" in proc.stderr, proc.stderr
 
 
+def test_the_child_program_is_its_modules_joined(tmp_path):
+    """The sandbox holds no copy of the project: the child runs the sandbox modules joined
+    into one source. Joining refuses what would change its meaning or reach the project."""
+    src = S.child_source()
+    assert "import evoroute" not in src and "from evoroute" not in src
+    compile(src, "<child>", "exec")          # trusted: our own modules, compiled, not run
+    (tmp_path / "a.py").write_text("import math\nX = 1\n\ndef f():\n    return X\n")
+    (tmp_path / "b.py").write_text("import math\nfrom pkg.a import f\nY = f() + 1\n")
+    joined = S.join_modules(tmp_path, "pkg", ("a", "b"))
+    assert "from pkg" not in joined
+    scope: dict = {}
+    exec(joined, scope)                       # trusted: the two lines written above
+    assert scope["Y"] == 2
+    (tmp_path / "c.py").write_text("X = 2\n")
+    with pytest.raises(RuntimeError, match="redefines 'X'"):
+        S.join_modules(tmp_path, "pkg", ("a", "c"))
+    (tmp_path / "d.py").write_text("from evoroute.settings import DEFAULTS\n")
+    with pytest.raises(RuntimeError, match="only import"):
+        S.join_modules(tmp_path, "pkg", ("a", "d"))
+    (tmp_path / "e.py").write_text("from pkg.b import Y\n")       # not joined before it
+    with pytest.raises(RuntimeError, match="only import"):
+        S.join_modules(tmp_path, "pkg", ("a", "e"))
+
+
 def test_run_tool_dispatch():
     assert T.run_tool("calculator", "6*7").value == 42
     assert T.run_tool("python", "max([1, 5, 2])").value == 5

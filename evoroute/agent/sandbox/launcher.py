@@ -226,29 +226,35 @@ def check_python_expression(expression: str) -> str:
 
 @functools.cache
 def child_source() -> str:
-    """The child program: the modules of :data:`CHILD_MODULES` joined into one source, with
+    """The child program: the modules of :data:`CHILD_MODULES` joined into one source."""
+    return join_modules(Path(__file__).parent, __name__.rpartition(".")[0], CHILD_MODULES)
+
+
+def join_modules(folder: Path, package: str, names: tuple[str, ...]) -> str:
+    """The modules ``names`` of ``folder`` (the package ``package``) joined into one source,
     their imports of each other removed. Refuses (RuntimeError) a module that imports another
     part of evoroute or defines a name an earlier module defines: joined, it would shadow it."""
-    here = Path(__file__).parent
-    package = __name__.rpartition(".")[0]
     parts: list[str] = []
     owner: dict[str, str] = {}
-    for i, name in enumerate(CHILD_MODULES):
-        text = (here / f"{name}.py").read_text(encoding="utf-8")
+    for i, name in enumerate(names):
+        text = (folder / f"{name}.py").read_text(encoding="utf-8")
         tree = ast.parse(text)
         drop: set[int] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "evoroute"
                                                     for a in node.names):
                 raise RuntimeError(f"{name}.py: the child cannot import evoroute")
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("evoroute"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+                    "evoroute", package.split(".")[0]):
                 parent, _, mod = node.module.rpartition(".")
-                if node not in tree.body or parent != package or mod not in CHILD_MODULES[:i]:
+                if node not in tree.body or parent != package or mod not in names[:i]:
                     raise RuntimeError(f"{name}.py: the child can only import, at top level, "
-                                       f"the modules before it in CHILD_MODULES ({node.module})")
+                                       f"the modules joined before it ({node.module})")
                 drop.update(range(node.lineno, node.end_lineno + 1))
         for node in tree.body:
-            for bound in _bound_names(node):
+            if node.lineno in drop:
+                continue
+            for bound in _bound_names(node, f"{name}.py line {node.lineno}"):
                 if owner.setdefault(bound[0], bound[1]) != bound[1]:
                     raise RuntimeError(f"{name}.py redefines {bound[0]!r} for the child")
         parts.append("\n".join(line for n, line in enumerate(text.splitlines(), 1)
@@ -256,20 +262,18 @@ def child_source() -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _bound_names(node: ast.stmt) -> list[tuple[str, str]]:
+def _bound_names(node: ast.stmt, where: str) -> list[tuple[str, str]]:
     """``(name, what)`` for each module-level name a statement binds; an import of the same
     stdlib module may repeat, any other definition may not."""
     if isinstance(node, ast.Import):
         return [((a.asname or a.name).split(".")[0], f"import {a.name}") for a in node.names]
     if isinstance(node, ast.ImportFrom):
-        if (node.module or "").startswith("evoroute"):
-            return []
         return [(a.asname or a.name, f"from {node.module} import {a.name}") for a in node.names]
     if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-        return [(node.name, f"def at {id(node)}")]
+        return [(node.name, where)]
     targets = node.targets if isinstance(node, ast.Assign) else \
         [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-    return [(n.id, f"assign at {id(node)}") for t in targets for n in ast.walk(t)
+    return [(n.id, where) for t in targets for n in ast.walk(t)
             if isinstance(n, ast.Name)]
 
 
