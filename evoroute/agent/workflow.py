@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoroute import settings as config
+from evoroute.settings import DATA_DIR, DEFAULTS
 from evoroute.agent import tools as T
 from evoroute.agent.results import ToolResult
 from evoroute.errors import DatasetError
 
 ROLES = ("planner", "solver", "verifier", "answerer")
 MAX_TOKENS = {"planner": 64, "solver": 64, "verifier": 48, "answerer": 24}
-BUNDLED_TASKS = config.DATA_DIR / "agent_tasks" / "tasks.jsonl"
+BUNDLED_TASKS = DATA_DIR / "agent_tasks" / "tasks.jsonl"
 TASK_SET_NAMES = ("default", "agent", "agent_tasks")
 REQUIRED = ("id", "split", "question", "answer", "decimals")
 
@@ -103,7 +103,7 @@ def _read_task_lines(fh: Any, path: Path, out: list[AgentTask], seen: set[str]) 
         for k in REQUIRED:
             if k not in d:
                 raise DatasetError("missing field", file=str(path), line=n, column=k)
-        if d["split"] not in ("train", "test"):
+        if d["split"] not in DEFAULTS.splits:
             raise DatasetError(f"split must be train or test, got {str(d['split'])[:40]!r}",
                                file=str(path), line=n, column="split")
         try:

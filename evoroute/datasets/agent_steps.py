@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evoroute.settings import DATA_DIR, offline_env
+from evoroute.settings import DATA_DIR, DEFAULTS, offline_env
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long, validate_long
 from evoroute.errors import DatasetError
@@ -333,9 +333,9 @@ def convert(source_dir: Path = SOURCE_DIR, *, check: bool = True
                   "rule": "per benchmark, groups ordered by sha256('<seed>:<benchmark>:<group>'),"
                           " first round-half-up(fraction x groups) are test",
                   "steps": {s: int((frame.drop_duplicates("query_id")["split"] == s).sum())
-                            for s in ("train", "test")},
+                            for s in DEFAULTS.splits},
                   "tasks": {s: int(frame.loc[frame["split"] == s, "task_id"].nunique())
-                            for s in ("train", "test")}},
+                            for s in DEFAULTS.splits}},
     }
     return frame[list(c for c in LONG_COLUMNS if c in frame.columns) + list(EXTRA_COLUMNS)], meta
 

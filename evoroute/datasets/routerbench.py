@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evoroute.settings import DATA_DIR, offline_env, settings
+from evoroute.settings import DATA_DIR, DEFAULTS, offline_env, settings
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long, validate_long
 from evoroute.errors import DatasetError
@@ -50,7 +50,6 @@ TASK_FILES: dict[str, str] = {
     "winogrande": "winograde",
 }
 TASKS: tuple[str, ...] = tuple(TASK_FILES)
-SPLIT_NAMES: tuple[str, ...] = ("train", "test")
 MODELS: tuple[str, ...] = (
     "WizardLM/WizardLM-13B-V1.2", "claude-instant-v1", "claude-v1", "claude-v2",
     "gpt-3.5-turbo-1106", "gpt-4-1106-preview", "meta/code-llama-instruct-34b-chat",
@@ -79,7 +78,7 @@ def routerbench_models() -> list[str]:
 def source_files(task: str) -> list[Path]:
     """The two upstream CSVs (train, test) of a task."""
     stem = TASK_FILES[task]
-    return [ROUTERBENCH_DIR / f"{stem}_{split}.csv.gz" for split in SPLIT_NAMES]
+    return [ROUTERBENCH_DIR / f"{stem}_{split}.csv.gz" for split in DEFAULTS.splits]
 
 
 def target_question(prompt: str, task: str) -> str:
@@ -188,7 +187,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _wide_rows(task: str) -> list[tuple[str, pd.DataFrame]]:
-    return [(split, _read_wide(path)) for split, path in zip(SPLIT_NAMES, source_files(task))]
+    return [(split, _read_wide(path)) for split, path in zip(DEFAULTS.splits, source_files(task))]
 
 
 def _build_task_frame(task: str) -> pd.DataFrame:
@@ -224,7 +223,7 @@ def _build_task_frame(task: str) -> pd.DataFrame:
     long = pd.concat(parts, ignore_index=True)
     # File order: split, then upstream row, then model (in MODELS order).
     long["_model"] = long["model"].map({m: i for i, m in enumerate(MODELS)})
-    long["_split"] = long["split"].map({s: i for i, s in enumerate(SPLIT_NAMES)})
+    long["_split"] = long["split"].map({s: i for i, s in enumerate(DEFAULTS.splits)})
     long = long.sort_values(["_split", "_row", "_model"], kind="stable")
     long = long.drop(columns=["_row", "_model", "_split"]).reset_index(drop=True)
     frame = validate_long(long, source=f"routerbench-{task}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evoroute.retrieval.ann import VectorIndex
+from evoroute.settings import DEFAULTS
 
 # Sufficient statistics per model: count, Σc, Σc², Σd, Σd², count with known P, ΣP, ΣP².
 N, SC, SC2, SD, SD2, NP, SP, SP2 = range(8)
@@ -327,7 +328,7 @@ class ExperienceIndex:
         return (top + lo).astype(np.int64), sims[top]
 
     def retrieve(self, role: str, embedding: np.ndarray | None, tools: Iterable[str],
-                 theta: float = 0.85, channels: Sequence[str] = CHANNELS,
+                 theta: float = DEFAULTS.theta, channels: Sequence[str] = CHANNELS,
                  max_per_channel: int | None = None,
                  sem_scan_limit: int | None = None) -> Retrieval:
         """R = R_role ∪ R_sem ∪ R_tool with per-model statistics (spec §3 steps 3–4)."""
