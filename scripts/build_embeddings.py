@@ -27,10 +27,16 @@ offline_env()
 
 from evoroute.datasets.routerbench import build_token_counts, load_routerbench  # noqa: E402
 from evoroute.retrieval.embedder import (  # noqa: E402
-    SHIPPED_META, SHIPPED_VECTORS, Embedder, text_key,
+    SHIPPED_META,
+    SHIPPED_VECTORS,
+    Embedder,
+    text_key,
 )
 from evoroute.retrieval.model import (  # noqa: E402
-    MODEL_NAME, MODEL_PACKAGE, model_path, model_sha256,
+    MODEL_NAME,
+    MODEL_PACKAGE,
+    model_path,
+    model_sha256,
 )
 
 

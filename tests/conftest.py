@@ -1,24 +1,25 @@
 """Shared fixtures: a real SQLite file per test, a few candidate models, a seeded generator.
 
-The offline switches are set before anything imports litellm or sentence-transformers, so no
-test ever reaches a hub or downloads litellm's price map.
+The offline switches are set when pytest loads this file, before any test module is imported
+(none of the imports below loads litellm or sentence-transformers), so no test ever reaches a
+hub or downloads litellm's price map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from evoroute.core.types import ModelInfo
 from evoroute.settings import offline_env
+from evoroute.storage.db import make_engine
+from evoroute.storage.db import session as open_session
 
 offline_env()
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-from sqlmodel import Session  # noqa: E402
-
-from evoroute.core.types import ModelInfo  # noqa: E402
-from evoroute.storage.db import make_engine, session as open_session  # noqa: E402
 
 
 @pytest.fixture
