@@ -47,8 +47,8 @@ def run_suite() -> tuple[dict[str, Counter], list[str], float]:
             counts.setdefault(part, Counter())[kind] += 1
             if kind == "failed":
                 bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-                failed.append(f"FAILED {part}::{case.get('name')}: "
-                              f"{(bad.get('message') or '').splitlines()[0][:300] if bad is not None else ''}")
+                why = (bad.get("message") or "").splitlines()[0][:300] if bad is not None else ""
+                failed.append(f"FAILED {part}::{case.get('name')}: {why}")
     printed = [ln.strip() for ln in proc.stdout.splitlines()
                if re.search(r"records lost per kill|concurrent writer|SIGKILL", ln)]
     printed += failed
