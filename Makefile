@@ -52,4 +52,4 @@ bench: $(STAMP)
 	$(PY) -m evoroute bench --data routerbench --seeds 5 --json var/bench.json
 
 clean:
-	rm -rf var .pytest_cache .hypothesis
+	rm -rf var .pytest_cache .hypothesis build dist *.egg-info
