@@ -85,7 +85,8 @@ with e2:
         with st.spinner("validating and importing…"):
             res = run_action(go)
         if res is not None:
-            st.success(f"imported {res[1]:,} records into run #{res[0]}",
+            imported_run, n_imported = res
+            st.success(f"imported {n_imported:,} records into run #{imported_run}",
                        icon=":material/check_circle:")
 
 # ----------------------------------------------------------------------------- inspector

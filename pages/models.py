@@ -84,12 +84,14 @@ with c1:
     if ids is None:
         @st.fragment(run_every=1.0)
         def _wait_for_catalogue() -> None:
-            if state.litellm_catalogue()[0] is not None:
+            loaded, _ = state.litellm_catalogue()
+            if loaded is not None:
                 st.rerun()
         _wait_for_catalogue()
     cat = st.session_state.get("md_catalogue_price")
     if cat is not None:
-        st.caption(f"litellm catalogue price: ${cat[0]:g} in / ${cat[1]:g} out per 1M tokens "
+        cat_in, cat_out = cat
+        st.caption(f"litellm catalogue price: ${cat_in:g} in / ${cat_out:g} out per 1M tokens "
                    "(pre-filled; change them to override)")
     field_error(errs, "litellm_id")
     st.text_input("api base (optional, e.g. http://127.0.0.1:8080/v1)", key="md_api_base")
