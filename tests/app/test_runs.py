@@ -7,10 +7,14 @@ import pytest
 from sqlmodel import func, select
 from studio_helpers import errors, metric, open_app, wait_until
 
-from evoroute import studio_service as svc
 from evoroute.errors import EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
+from evoroute.studio.explain import explain_step
+from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
+from evoroute.studio.launch import build_spec, delete_run, launch_run
+
+import db_helpers
 
 
 def _run(engine, run_id: int) -> Run:
@@ -48,7 +52,7 @@ def test_live_view_of_a_finished_run_and_its_explanations(replay_db):
     detail = next(m.value for m in at.markdown if m.value.startswith("**Step #"))
     assert detail.startswith(f"**Step #{picked}**")
     with db.session(engine) as s:
-        ex = svc.explain_step(picked, session=s)
+        ex = explain_step(picked, session=s)
     cand = next(d.value for d in at.dataframe if "θ_P" in d.value.columns)
     assert cand["model"].tolist() == [c.model for c in ex.explanation.candidates]
     assert cand["chosen"].sum() == 1
@@ -81,7 +85,7 @@ def test_launch_runs_in_background_and_feed_follows(replay_db):
     run = _run(engine, run_id)
     assert (run.name, run.router, run.seed, run.w_c) == ("from the test", "evoroute", 3, 0.5)
     seen = []
-    assert wait_until(lambda: _run(engine, run_id).status in svc.TERMINAL_STATUSES, timeout=120)
+    assert wait_until(lambda: _run(engine, run_id).status in TERMINAL_STATUSES, timeout=120)
     for _ in range(3):            # the fragment catches up with every step written
         at.run()
         seen.append(int(metric(at, "steps seen").replace(",", "")))
@@ -104,13 +108,13 @@ def test_form_error_is_shown_next_to_its_field(replay_db):
 
 def test_stop_button_stops_the_worker_cleanly(replay_db):
     _, engine = replay_db
-    run_id = svc.launch_run(svc.build_spec(backend="replay", dataset="routerbench",
+    run_id = launch_run(build_spec(backend="replay", dataset="routerbench",
                                            router="evoroute", seed=1), engine_url=str(engine.url))
     assert wait_until(lambda: _run(engine, run_id).n_steps_done > 0, timeout=60)
     at = open_app("runs", query={"run": run_id})
     assert at.button(key="rn_stop")
     at.button(key="rn_stop").click().run()
-    assert wait_until(lambda: _run(engine, run_id).status in svc.TERMINAL_STATUSES, timeout=60)
+    assert wait_until(lambda: _run(engine, run_id).status in TERMINAL_STATUSES, timeout=60)
     run = _run(engine, run_id)
     assert run.status == "stopped" and run.error.startswith("stopped on request after")
     with db.session(engine) as s:
@@ -123,13 +127,13 @@ def test_stop_button_stops_the_worker_cleanly(replay_db):
 
 def test_live_feed_reads_only_new_steps(replay_db):
     _, engine = replay_db
-    feed = svc.LiveFeed(1)
+    feed = LiveFeed(1)
     with db.session(engine) as s:
         first = feed.poll(session=s)
         again = feed.poll(session=s)
         assert first.new_steps == first.n_steps > 0 and again.new_steps == 0
         src = s.get(StepRecord, first.last_step_id)
-        repo.add_steps([StepRecord(run_id=1, task_key="extra", role=src.role, model=src.model,
+        db_helpers.add_steps([StepRecord(run_id=1, task_key="extra", role=src.role, model=src.model,
                                    instruction="one more step", cost_usd=0.5, duration_s=1.0,
                                    step_success=1.0)], session=s)
         after = feed.poll(session=s)
@@ -153,9 +157,9 @@ def _kill(engine, run_id: int) -> int:
 
 def test_killed_worker_shows_interrupted_and_resume_button_finishes_it(replay_db):
     _, engine = replay_db
-    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=2,
+    spec = build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=2,
                           n_tasks=60, n_train=120, cold_start_tasks=20)
-    run_id = svc.launch_run(spec, engine_url=str(engine.url))
+    run_id = launch_run(spec, engine_url=str(engine.url))
     assert wait_until(lambda: _run(engine, run_id).n_steps_done >= 10, timeout=120)
     pid = _kill(engine, run_id)
     at = open_app("runs", query={"run": run_id})
@@ -170,7 +174,7 @@ def test_killed_worker_shows_interrupted_and_resume_button_finishes_it(replay_db
     at.button(key="rn_resume").click().run()
     assert errors(at) == []
     assert _run(engine, run_id).status in ("pending", "running", "finished")
-    assert wait_until(lambda: _run(engine, run_id).status in svc.TERMINAL_STATUSES, timeout=180)
+    assert wait_until(lambda: _run(engine, run_id).status in TERMINAL_STATUSES, timeout=180)
     run = _run(engine, run_id)
     assert run.status == "finished", run.error
     assert run.n_steps_done == 20 + 120 + 60 and run.pid != pid
@@ -202,17 +206,17 @@ def test_delete_button_removes_the_run_and_its_records(replay_db):
 
 def test_delete_is_refused_while_the_worker_lives(replay_db):
     _, engine = replay_db
-    spec = svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=4)
-    run_id = svc.launch_run(spec, engine_url=str(engine.url))
+    spec = build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=4)
+    run_id = launch_run(spec, engine_url=str(engine.url))
     assert wait_until(lambda: _run(engine, run_id).n_steps_done > 0, timeout=120)
     with pytest.raises(EvoRouteError, match="stop it first"):
-        svc.delete_run(run_id, engine=engine)
+        delete_run(run_id, engine=engine)
     at = open_app("runs", query={"run": run_id})
     assert not [b for b in at.button if b.key in ("rn_delete", "rn_resume")]
     at.button(key="rn_stop").click().run()
     assert wait_until(lambda: _run(engine, run_id).status == "stopped", timeout=60)
     at.run()
     assert at.button(key="rn_resume") and at.button(key="rn_delete")
-    svc.delete_run(run_id, engine=engine)
+    delete_run(run_id, engine=engine)
     with db.session(engine) as s:
         assert repo.get_run(run_id, session=s) is None

@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 from sqlmodel import select
 
-from evoroute import experience_io as xio
-from evoroute import studio_service as svc
+from evoroute.csvio import cells, export, importer
+from evoroute.csvio import rows as csv_rows
+from evoroute.core import labels
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.evaluation import counterfactual as cf
-from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.experience import SyncedIndex
+from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
+from evoroute.studio.explain import explain_step
+from evoroute.studio.feed import LiveFeed
+from evoroute.studio.launch import build_spec, router_with_ablations
+
+import db_helpers
 
 HEADER = "role,model,instruction,cost_usd,duration_s,step_success,task_success,task_key,tools\n"
 
@@ -27,13 +33,13 @@ HEADER = "role,model,instruction,cost_usd,duration_s,step_success,task_success,t
                                           ("@cmd", "'@cmd"), ("\tTAB", "'\tTAB"), ("plain", "plain"),
                                           ("", ""), ("a=b", "a=b")])
 def test_formula_cells_are_escaped_and_restored(text, escaped):
-    assert xio.escape_cell(text) == escaped
-    assert xio.unescape_cell(escaped) == text
+    assert cells.escape_cell(text) == escaped
+    assert cells.unescape_cell(escaped) == text
 
 
 def test_credentials_are_redacted(monkeypatch):
     monkeypatch.setenv("MY_PROVIDER_API_KEY", "zz-very-secret-value-123")
-    out = xio.redact_secrets("failed with zz-very-secret-value-123 and sk-ant-abcdefghijklmnop1234; "
+    out = cells.redact_secrets("failed with zz-very-secret-value-123 and sk-ant-abcdefghijklmnop1234; "
                              "Authorization: Bearer abcdefghijklmnopqrstuvwxyz; api_key=hunter2hunter2")
     for secret in ("zz-very-secret", "sk-ant-abc", "abcdefghijklmnopqrstuvwxyz", "hunter2"):
         assert secret not in out
@@ -42,7 +48,7 @@ def test_credentials_are_redacted(monkeypatch):
 
 def _line_error(text: str) -> DatasetError:
     with pytest.raises(DatasetError) as exc:
-        xio.parse_rows(text, "f.csv")
+        csv_rows.parse_rows(text, "f.csv")
     return exc.value
 
 
@@ -66,22 +72,22 @@ def test_bad_rows_name_their_line_and_column():
     e = _line_error("query_id,query,model,score,cost_usd\nq1,hello,a,1,0.01\n")
     assert (e.line, e.column) == (1, "role") and "--backend replay --data" in str(e)
     with pytest.raises(EmptyDatasetError):
-        xio.parse_rows(HEADER, "f.csv")
+        csv_rows.parse_rows(HEADER, "f.csv")
     with pytest.raises(DatasetError) as exc:
-        xio.import_csv(b"\xff\xfe\x00bad", engine=None, name="bin.csv")
+        importer.import_csv(b"\xff\xfe\x00bad", engine=None, name="bin.csv")
     assert "not UTF-8" in str(exc.value)
 
 
 def test_import_is_all_or_nothing_and_groups_tasks(engine):
     bad = HEADER + "coder,m,ok,0.1,1,1,1,t1,python\n" * 3 + "coder,m,bad,x,1,1,1,t2,\n"
     with pytest.raises(DatasetError):
-        xio.import_csv(bad.encode(), engine=engine, name="bad.csv")
+        importer.import_csv(bad.encode(), engine=engine, name="bad.csv")
     with db.session(engine) as s:
         assert repo.count_steps(session=s) == 0 and repo.list_runs(session=s) == []
     good = HEADER + ("coder,m,\"'=SUM(A1)\",0.1,1.0,1,1,t1,python;search\n"
                      "coder,n,second step,0.2,2.0,0,,t1,\n"
                      "answerer,m,alone,0.3,0.5,1,,,\n")
-    run_id, n = xio.import_csv(good.encode("utf-8-sig"), engine=engine, name="good.csv")
+    run_id, n = importer.import_csv(good.encode("utf-8-sig"), engine=engine, name="good.csv")
     assert n == 3
     with db.session(engine) as s:
         run = s.get(Run, run_id)
@@ -99,12 +105,12 @@ def test_import_is_all_or_nothing_and_groups_tasks(engine):
 
 
 def test_export_round_trip_through_a_file(engine, tmp_path):
-    run_id, _ = xio.import_csv((HEADER + "coder,m,@home,0.1,1,1,1,t1,\n").encode(), engine=engine)
+    run_id, _ = importer.import_csv((HEADER + "coder,m,@home,0.1,1,1,1,t1,\n").encode(), engine=engine)
     path = tmp_path / "out.csv"
-    n = xio.export_csv(path, repo.StepFilter(run_ids=[run_id]), engine=engine)
+    n = export.export_csv(path, repo.StepFilter(run_ids=[run_id]), engine=engine)
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert n == 1 and rows[0]["instruction"] == "'@home" and rows[0]["phase"] == "import"
-    run2, n2 = xio.import_csv(path, engine=engine)
+    run2, n2 = importer.import_csv(path, engine=engine)
     with db.session(engine) as s:
         again = s.exec(select(StepRecord).where(StepRecord.run_id == run2)).one()
     assert n2 == 1 and again.instruction == "@home"
@@ -118,7 +124,7 @@ def _seed(engine, per_model: dict[str, tuple[float, float, float]], n: int = 10)
         for name, (q, c, d) in per_model.items():
             for i in range(n):
                 emb = rng.standard_normal(384).astype(np.float32)
-                repo.add_steps([StepRecord(run_id=run.id, task_key=f"{name}{i}", role="coder",
+                db_helpers.add_steps([StepRecord(run_id=run.id, task_key=f"{name}{i}", role="coder",
                                            model=name, instruction=f"task {name} {i}",
                                            embedding=repo.embedding_to_bytes(emb / np.linalg.norm(emb)),
                                            cost_usd=c, duration_s=d,
@@ -160,12 +166,13 @@ def test_counterfactual_is_deterministic_and_follows_the_weights(engine):
 
 def test_live_feed_tracks_task_success_incrementally(engine):
     with db.session(engine) as s:
-        run = repo.create_run(session=s, config={}, backend="replay", label="replayed",
-                              status="running", n_tasks_total=3)
-        feed = svc.LiveFeed(run.id)
-        t1 = repo.create_task(session=s, run_id=run.id, task_key="a")
-        t2 = repo.create_task(session=s, run_id=run.id, task_key="b")
-        repo.add_steps([StepRecord(run_id=run.id, task_id=t, task_key=k, role="r", model=m,
+        # the label the runner stores for a replay run (core.labels); the feed only reads it
+        run = repo.create_run(session=s, config={}, backend="replay",
+                              label=labels.run_label("replay"), status="running", n_tasks_total=3)
+        feed = LiveFeed(run.id)
+        t1 = db_helpers.create_task(session=s, run_id=run.id, task_key="a")
+        t2 = db_helpers.create_task(session=s, run_id=run.id, task_key="b")
+        db_helpers.add_steps([StepRecord(run_id=run.id, task_id=t, task_key=k, role="r", model=m,
                                    instruction="x", cost_usd=0.1, duration_s=1.0)
                         for t, k, m in ((t1.id, "a", "m1"), (t2.id, "b", "m2"))], session=s)
         repo.finish_task(t2.id, 1.0, session=s)            # b finishes before a
@@ -183,15 +190,15 @@ def test_live_feed_tracks_task_success_incrementally(engine):
 
 
 def test_router_with_ablations():
-    assert svc.router_with_ablations("evoroute", []) == ("evoroute", {})
-    assert svc.router_with_ablations("evoroute", ["no-ts"]) == ("evoroute-no-ts", {})
-    name, params = svc.router_with_ablations("evoroute", ["no-ts", "no-role-tool"])
+    assert router_with_ablations("evoroute", []) == ("evoroute", {})
+    assert router_with_ablations("evoroute", ["no-ts"]) == ("evoroute-no-ts", {})
+    name, params = router_with_ablations("evoroute", ["no-ts", "no-role-tool"])
     assert name == "evoroute" and params == {"thompson": False, "channels": ["semantic"]}
     with pytest.raises(ValidationError) as exc:
-        svc.router_with_ablations("random", ["no-ts"])
+        router_with_ablations("random", ["no-ts"])
     assert exc.value.field == "ablations"
     with pytest.raises(ValidationError) as exc:
-        svc.build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=-1)
+        build_spec(backend="replay", dataset="routerbench", router="evoroute", seed=-1)
     assert exc.value.field == "seed"
 
 
@@ -200,13 +207,13 @@ def test_an_unreadable_stored_explanation_is_reported_not_raised(engine):
     Explanation type cannot read; the step detail says so instead of crashing the page."""
     with db.session(engine) as s:
         run = repo.create_run(session=s, config={}, backend="replay", label="replayed")
-        good, bad = repo.add_steps([
+        good, bad = db_helpers.add_steps([
             StepRecord(run_id=run.id, task_key="t1", role="coder", model="m", instruction="x",
                        cost_usd=0.1, duration_s=1.0),
             StepRecord(run_id=run.id, task_key="t2", role="coder", model="m", instruction="y",
                        cost_usd=0.1, duration_s=1.0, explanation='{"router": 1, "candidates": "no"}'),
         ], session=s)
-        ex = svc.explain_step(bad.id, session=s)
+        ex = explain_step(bad.id, session=s)
         assert ex.explanation is None and ex.candidates.empty
         assert "cannot be read" in ex.record["explanation_error"]
-        assert "explanation_error" not in svc.explain_step(good.id, session=s).record
+        assert "explanation_error" not in explain_step(good.id, session=s).record
