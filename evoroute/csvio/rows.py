@@ -133,49 +133,53 @@ def _number(**kw: Any) -> Callable[[str, ValidationInfo], float | None]:
     return lambda v, _info: _float(v, **kw)
 
 
-# the rules, in the order a row is checked (the first bad cell is the one reported)
-_RULES: dict[str, tuple[Any, Any]] = {
-    "role": (str, _cell(_name("role", max_chars=MAX_NAME_CHARS))),
-    "model": (str, _cell(_name("model", max_chars=MAX_NAME_CHARS))),
-    "instruction": (str, _cell(_instruction, verbatim=True)),
-    "cost_usd": (float, _cell(_number(lo=0, hi=MAX_STEP_COST_USD, required=True))),
-    "duration_s": (float, _cell(_number(lo=0, hi=MAX_DURATION_S, required=True))),
-    "step_success": (float | None, _cell(_number(lo=0, hi=1))),
-    "task_success": (float | None, _cell(_number(lo=0, hi=1))),
-    "propensity": (float | None, _cell(_number(lo=0, hi=1))),
-    "ttft_s": (float | None, _cell(_number(lo=0, hi=MAX_DURATION_S))),
-    "input_tokens": (int | None, _cell(lambda v, _i: _int(v))),
-    "output_tokens": (int | None, _cell(lambda v, _i: _int(v))),
-    "step_index": (int, _cell(lambda v, _i: _int(v, hi=1_000_000) or 0)),
-    "latency_label": (str, _cell(_latency_label)),
-    "tools": (str, _cell(_tools)),
-    "explanation": (str | None, _cell(_explanation, verbatim=True)),
-    "error": (str | None, _cell(_optional_text, verbatim=True)),
-    "router": (str, _cell(lambda v, _i: validate_name(v, "router") if v else "")),
-    "query_id": (str | None, _cell(_optional_id("query_id"))),
-    "task_key": (str, _cell(_task_key)),
+# the rules, in the order a row is checked (the first bad cell is the one reported), as
+# (type, validator, the value of an empty cell); ... marks a cell that is checked even when
+# empty. An empty cell is not passed to its validator: the model's default is its value.
+_RULES: dict[str, tuple[Any, Any, Any]] = {
+    "role": (str, _cell(_name("role", max_chars=MAX_NAME_CHARS)), ...),
+    "model": (str, _cell(_name("model", max_chars=MAX_NAME_CHARS)), ...),
+    "instruction": (str, _cell(_instruction, verbatim=True), ...),
+    "cost_usd": (float, _cell(_number(lo=0, hi=MAX_STEP_COST_USD, required=True)), ...),
+    "duration_s": (float, _cell(_number(lo=0, hi=MAX_DURATION_S, required=True)), ...),
+    "step_success": (float | None, _cell(_number(lo=0, hi=1)), None),
+    "task_success": (float | None, _cell(_number(lo=0, hi=1)), None),
+    "propensity": (float | None, _cell(_number(lo=0, hi=1)), None),
+    "ttft_s": (float | None, _cell(_number(lo=0, hi=MAX_DURATION_S)), None),
+    "input_tokens": (int | None, _cell(lambda v, _i: _int(v)), None),
+    "output_tokens": (int | None, _cell(lambda v, _i: _int(v)), None),
+    "step_index": (int, _cell(lambda v, _i: _int(v, hi=1_000_000) or 0), 0),
+    "latency_label": (str, _cell(_latency_label), "unknown"),
+    "tools": (str, _cell(_tools), ""),
+    "explanation": (str | None, _cell(_explanation, verbatim=True), None),
+    "error": (str | None, _cell(_optional_text, verbatim=True), None),
+    "router": (str, _cell(lambda v, _i: validate_name(v, "router") if v else ""), ""),
+    "query_id": (str | None, _cell(_optional_id("query_id")), None),
+    "task_key": (str, _cell(_task_key), ...),
 }
 
 
-def _by_type(column: str) -> tuple[Any, Any]:
+def _by_type(column: str) -> tuple[Any, Any, Any]:
     """The rule of a column without one in _RULES: from its type in StepRecord."""
     annotation = StepRecord.model_fields[column].annotation
     args = set(typing.get_args(annotation)) if isinstance(annotation, types.UnionType) \
         else {annotation}
     if float in args:
-        return float | None, _cell(_number())
+        return float | None, _cell(_number()), None
     if int in args:
-        return int | None, _cell(lambda v, _i: _int(v))
-    return str | None, _cell(_optional_text, verbatim=True)
+        return int | None, _cell(lambda v, _i: _int(v)), None
+    return str | None, _cell(_optional_text, verbatim=True), None
 
 
 IMPORT_COLUMNS: tuple[str, ...] = tuple(
     [c for c in _RULES if c in EXPORT_COLUMNS]
     + [c for c in EXPORT_COLUMNS if c not in _RULES and c not in ASSIGNED_ON_IMPORT])
+_RULE = {c: _RULES.get(c) or _by_type(c) for c in IMPORT_COLUMNS}
+_CHECKED_WHEN_EMPTY = frozenset(c for c, rule in _RULE.items() if rule[2] is ...)
 
 StepCsvRow: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "StepCsvRow", __doc__="One validated, redacted step record of a CSV import.",
-    **{c: Annotated[_RULES.get(c) or _by_type(c)] for c in IMPORT_COLUMNS})
+    **{c: (Annotated[rule[0], rule[1]], rule[2]) for c, rule in _RULE.items()})
 
 
 # ----------------------------------------------------------------------------- reading
@@ -242,7 +246,11 @@ def iter_rows(stream: IO[str], name: str = "upload",
 
 def _row(cells: list[str], pos: dict[str, int], start: int, name: str,
          env: list[tuple[str, str]]) -> Any:
-    raw = {c: (cells[pos[c]] if c in pos else "") for c in IMPORT_COLUMNS}
+    raw = {}
+    for c in IMPORT_COLUMNS:
+        cell = cells[pos[c]] if c in pos else ""
+        if cell or c in _CHECKED_WHEN_EMPTY:
+            raw[c] = cell
     try:
         return StepCsvRow.model_validate(raw, context={"env": env, "line": start})
     except PydanticError as exc:
