@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -16,15 +15,12 @@ from evoroute.runs.lifecycle import Heartbeat, RunTakenOver
 from evoroute.runs.loop import StepResult
 from evoroute.runs.signals import signals_deferred
 from evoroute.storage import db, repo, run_store
-from evoroute.storage.tables import StepRecord
+from evoroute.storage.tables import step_row
 
 # Every step is committed on its own: a kill loses at most the step in progress.
 # benchmarks/commit_cost.py measured the price (see its numbers in docs/decisions.md).
 COMMIT_EVERY_STEPS = 1
 COMMIT_EVERY_S = 0.25
-
-#: the outcome's fields a step record stores under the same name
-_OUTCOME_COLUMNS = tuple(f.name for f in fields(StepOutcome) if f.name in StepRecord.model_fields)
 
 
 class Writer:
@@ -113,9 +109,8 @@ class Writer:
     def _row(self, r: StepResult, task_id: int, task_success: float | None, decision: Decision,
              o: StepOutcome) -> dict[str, Any]:
         ctx = r.ctx
-        return dict(
-            {name: getattr(o, name) for name in _OUTCOME_COLUMNS},
-            run_id=self.run_id, task_id=task_id, task_key=r.task_key, step_index=r.step_index,
+        return step_row(
+            o, run_id=self.run_id, task_id=task_id, task_key=r.task_key, step_index=r.step_index,
             step_no=r.step_no, phase=r.phase, role=ctx.role, query_id=ctx.query_id,
             instruction=ctx.instruction, embedding=repo.embedding_to_bytes(ctx.embedding),
             tools=";".join(sorted(r.tools)), task_success=task_success,

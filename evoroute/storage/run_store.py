@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from evoroute.storage import db, repo
-from evoroute.storage.tables import Run, StepRecord, Task
+from evoroute.storage.tables import OUTCOME_COLUMNS, Run, StepRecord, Task
 
 _RUN = Run.__table__  # type: ignore[attr-defined]
 
@@ -130,9 +130,8 @@ def record_progress(session: Session, run_id: int, owner: repo.ProcessIdentity,
 
 
 # ---------------------------------------------------------------- resuming
-STORED_STEP_COLUMNS = ("step_no", "model", "step_success", "cost_usd", "duration_s",
-                       "latency_label", "input_tokens", "output_tokens", "ttft_s", "error",
-                       "task_id")
+#: what a resumed run reads back of each stored step: its outcome, its number and task
+STORED_STEP_COLUMNS = ("step_no", "task_id", *OUTCOME_COLUMNS)
 
 
 def stored_steps(engine: Engine, run_id: int
