@@ -102,10 +102,14 @@ def speed(rng: np.random.Generator) -> Made:
 
 
 _CONVERSIONS = (
-    ("litres", "US gallons", F(3785, 1000), "1 US gallon = 3.785 litres", "A water tank holds {x} {a}. How many {b} is that?"),
-    ("miles", "kilometres", F(1609344, 1000000), "1 mile = 1.609344 km", "A hiking trail is {x} {a} long. How long is it in {b}?"),
-    ("pounds", "kilograms", F(45359237, 100000000), "1 pound = 0.45359237 kg", "A parcel weighs {x} {a}. What is its weight in {b}?"),
-    ("feet", "metres", F(3048, 10000), "1 foot = 0.3048 m", "A wall is {x} {a} high. How high is it in {b}?"),
+    ("litres", "US gallons", F(3785, 1000), "1 US gallon = 3.785 litres",
+     "A water tank holds {x} {a}. How many {b} is that?"),
+    ("miles", "kilometres", F(1609344, 1000000), "1 mile = 1.609344 km",
+     "A hiking trail is {x} {a} long. How long is it in {b}?"),
+    ("pounds", "kilograms", F(45359237, 100000000), "1 pound = 0.45359237 kg",
+     "A parcel weighs {x} {a}. What is its weight in {b}?"),
+    ("feet", "metres", F(3048, 10000), "1 foot = 0.3048 m",
+     "A wall is {x} {a} high. How high is it in {b}?"),
 )
 
 
@@ -208,7 +212,8 @@ KINDS: dict[str, Callable[[np.random.Generator], Made]] = {
 }
 
 
-def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N, n_test: int = DEFAULT_TEST) -> list[dict[str, Any]]:
+def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N,
+             n_test: int = DEFAULT_TEST) -> list[dict[str, Any]]:
     """``n`` tasks, kinds balanced round-robin, ``n_test`` of them (seeded choice) in test."""
     if not 0 < n_test < n:
         raise ValueError("need 0 < n_test < n")

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evoroute.settings import DATA_DIR, DEFAULTS
 from evoroute.agent import tools as T
 from evoroute.agent.results import ToolResult
 from evoroute.errors import DatasetError
+from evoroute.settings import DATA_DIR, DEFAULTS
 
 ROLES = ("planner", "solver", "verifier", "answerer")
 MAX_TOKENS = {"planner": 64, "solver": 64, "verifier": 48, "answerer": 24}

@@ -5,7 +5,10 @@ from evoroute.datasets.agent_steps import AGENT_STEPS_NAME, load_agent_steps
 from evoroute.datasets.long_schema import LONG_COLUMNS, REQUIRED_COLUMNS
 from evoroute.datasets.longformat import read_long, seeded_split, validate_long
 from evoroute.datasets.routerbench import (
-    BUNDLED_DATASETS, load_dataset, load_routerbench, routerbench_models,
+    BUNDLED_DATASETS,
+    load_dataset,
+    load_routerbench,
+    routerbench_models,
 )
 
 __all__ = [

@@ -14,8 +14,15 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from evoroute.core.types import (CONTROL_CHARS, MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS,
-                                 MAX_STEP_COST_USD, MAX_TEXT_CHARS, MAX_TOKEN_COUNT)
+from evoroute.core.types import (
+    CONTROL_CHARS,
+    MAX_DURATION_S,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_STEP_COST_USD,
+    MAX_TEXT_CHARS,
+    MAX_TOKEN_COUNT,
+)
 from evoroute.errors import DatasetError, EmptyDatasetError
 from evoroute.settings import DEFAULTS
 

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evoroute.settings import DATA_DIR, DEFAULTS, offline_env, settings
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long, validate_long
 from evoroute.errors import DatasetError
+from evoroute.settings import DATA_DIR, DEFAULTS, offline_env, settings
 
 log = logging.getLogger(__name__)
 

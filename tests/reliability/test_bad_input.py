@@ -24,8 +24,8 @@ import pytest
 
 from evoroute import registry
 from evoroute.cli import main as cli
-from evoroute.csvio import importer as xio
 from evoroute.core.types import ModelInfo, Weights, validate_theta
+from evoroute.csvio import importer as xio
 from evoroute.errors import EvoRouteError
 from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.storage import db
@@ -453,9 +453,9 @@ def test_run_on_an_all_test_file_is_one_line(base, capsys, tmp_path):
         registry.add_model(session=s, name="m1", input_price_per_m=1, output_price_per_m=2)
         registry.add_model(session=s, name="m2", input_price_per_m=3, output_price_per_m=4)
     for router in ("knn", "threshold"):
-        box = _in_thread(lambda: cli.main(["--db", url, "run", "--data",
-                                           base["files"]["lf_alltest.csv"], "--router", router,
-                                           "--quiet"]))
+        box = _in_thread(lambda router=router: cli.main([
+            "--db", url, "run", "--data", base["files"]["lf_alltest.csv"], "--router", router,
+            "--quiet"]))
         assert "error" not in box, box.get("error")
         err = capsys.readouterr().err.strip()
         assert box["value"] == 2 and len(err.splitlines()) == 1, err

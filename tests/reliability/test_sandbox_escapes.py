@@ -22,6 +22,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evoroute.agent import tools as T
 from evoroute.agent import workflow as W
@@ -590,8 +592,6 @@ def test_a_live_backend_step_with_an_escape_leaks_nothing_to_the_next_prompt(int
 
 
 # ------------------------------------------------------------------------- the interpreter's maths
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
 _ints = st.integers(-10**6, 10**6).map(str)
 _floats = st.floats(-1e6, 1e6, allow_nan=False).map(repr)
 _ops = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<", "==", "and", "or"])

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evoroute.settings import DATA_DIR, PROJECT_ROOT
 from evoroute.datasets import agent_steps as ag
 from evoroute.datasets import load_dataset
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long
 from evoroute.errors import DatasetError
+from evoroute.settings import DATA_DIR, PROJECT_ROOT
 
 SOURCE = DATA_DIR / "agent_steps" / "source"
 # git blob ids of the upstream files (shared/data/PROVENANCE.md).

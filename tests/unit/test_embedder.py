@@ -11,13 +11,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from evoroute.settings import PROJECT_ROOT
 from evoroute.datasets.routerbench import load_routerbench
 from evoroute.errors import ValidationError
 from evoroute.retrieval import embedder as emb
-from evoroute.retrieval.model import MODEL_NAME, model_sha256
 from evoroute.retrieval.disk_cache import DiskCache
 from evoroute.retrieval.embedder import Embedder, get_embedder, text_key
+from evoroute.retrieval.model import MODEL_NAME, model_sha256
+from evoroute.settings import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pytest
 
-from evoroute.retrieval.index import N, NP, NSTAT, SC, SC2, SD, SD2, SP, SP2, ExperienceIndex
+from evoroute.retrieval.index import NP, NSTAT, SC, SC2, SD, SD2, SP, SP2, ExperienceIndex, N
 
 E1 = np.array([1, 0, 0, 0], np.float32)
 E2 = np.array([0, 1, 0, 0], np.float32)

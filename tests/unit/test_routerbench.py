@@ -11,11 +11,11 @@ import time
 import pandas as pd
 import pytest
 
-from evoroute.settings import DATA_DIR
 from evoroute.datasets import routerbench as rb
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long
 from evoroute.errors import DatasetError
+from evoroute.settings import DATA_DIR
 
 # sha256 of each .gz as recorded in shared/data/PROVENANCE.md (upstream bytes, gzip -9 -n).
 SHIPPED_SHA256 = {

@@ -4,7 +4,7 @@ Each function is a thin check around a builtin, all eager (no iterator is ever r
 methods are allowed by the value's exact type (:data:`METHODS`).
 """
 
-import _ast as ast      # the C node classes only: ``import ast`` costs more start-up than the rest
+import _ast as ast  # the C node classes only: ``import ast`` costs more start-up than the rest
 import math
 
 from evoroute.agent.sandbox.values import MAX_INT_BITS, Refused, int_ok

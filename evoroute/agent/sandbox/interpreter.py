@@ -8,7 +8,7 @@ frame, code object, generator or function the expression could inspect ever exis
 Comprehensions and generator expressions are evaluated eagerly into a list.
 """
 
-import _ast as ast      # the C node classes only: ``import ast`` costs more start-up than the rest
+import _ast as ast  # the C node classes only: ``import ast`` costs more start-up than the rest
 
 from evoroute.agent.sandbox.functions import FUNCTION_NAMES, METHODS, Functions, materialise, power
 from evoroute.agent.sandbox.syntax import ALLOWED_NODES, CONSTANT_TYPES, describe, validate

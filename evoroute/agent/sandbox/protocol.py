@@ -16,6 +16,7 @@ from evoroute.agent.sandbox.interpreter import Interpreter
 from evoroute.agent.sandbox.syntax import validate
 from evoroute.agent.sandbox.values import Closure, Limits, MemoryRefused, Refused
 
+
 def close_inherited_fds():
     """Close every descriptor but stdin / stdout / stderr (whatever the launcher left open)."""
     try:

@@ -10,7 +10,7 @@ the variables the expression binds, none starting with ``_``. Attributes: only a
 method from :data:`METHODS`.
 """
 
-import _ast as ast      # the C node classes only: ``import ast`` costs more start-up than the rest
+import _ast as ast  # the C node classes only: ``import ast`` costs more start-up than the rest
 
 from evoroute.agent.sandbox.functions import FUNCTION_NAMES, METHOD_NAMES
 from evoroute.agent.sandbox.values import Refused
