@@ -141,3 +141,46 @@ def test_a_fresh_base_is_created_from_the_tables_and_stamped_at_the_head(tmp_pat
     assert _columns(eng) == _declared()
     assert migrations.upgrade(eng) == []
     eng.dispose()
+
+
+def test_the_revision_files_are_one_line_of_history_named_by_their_ids():
+    """migrations.head() reads the newest file name instead of importing alembic."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(migrations.HERE))
+    revs = list(reversed(list(scripts.walk_revisions())))          # oldest first
+    assert [r.revision for r in revs] == [f"{i:04d}" for i in range(1, len(revs) + 1)]
+    assert [r.down_revision for r in revs] == [None] + [r.revision for r in revs[:-1]]
+    assert all(Path(r.path).name.startswith(r.revision + "_") for r in revs)
+    assert scripts.get_current_head() == migrations.head()
+
+
+UPGRADER = r"""
+import sys
+from evoroute.storage import db
+eng = db.make_engine(f"sqlite:///{sys.argv[1]}")
+with eng.connect() as c:
+    print(sorted(r[1] for r in c.exec_driver_sql("PRAGMA table_info(step)")))
+"""
+
+
+def test_processes_opening_an_old_base_at_once_upgrade_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    from evoroute.settings import PROJECT_ROOT
+
+    path = _copy(BEFORE_LIFECYCLE, tmp_path)
+    before = _rows(path)
+    procs = [subprocess.Popen([sys.executable, "-c", UPGRADER, str(path)], cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
+    assert len({out for out, _ in outs}) == 1 and "tool_error" in outs[0][0]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == \
+        [(migrations.head(),)]
+    con.close()
+    after = _rows(path)
+    assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}

@@ -66,7 +66,8 @@ def test_step_row_takes_the_outcome_then_the_decision_fields_and_fills_defaults(
 ])
 def test_a_column_without_a_rule_is_imported_by_its_type(column, good, value, bad, message):
     """What a new step column gets: the rule its type in StepRecord gives."""
-    model = create_model("One", **{column: Annotated[rows._by_type(column)]})
+    kind, check, empty = rows._by_type(column)
+    model = create_model("One", **{column: (Annotated[kind, check], empty)})
     ctx = {"env": [], "line": 2}
     assert getattr(model.model_validate({column: good}, context=ctx), column) == value
     assert getattr(model.model_validate({column: ""}, context=ctx), column) is None
