@@ -14,13 +14,11 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from evoroute import settings as config
+from evoroute import settings
 from evoroute.errors import EvoRouteError
 from evoroute.experience import SyncedIndex
 from evoroute.storage import db
 from evoroute.storage.indexes import ensure_indexes
-
-config.offline_env()
 
 
 def leave_legacy_pages_mode() -> None:
@@ -51,7 +49,7 @@ def _under_apptest() -> bool:
 
 
 def db_url() -> str:
-    return config.db_url()
+    return settings.db_url()
 
 
 @st.cache_resource(show_spinner=False)
