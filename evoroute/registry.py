@@ -16,8 +16,16 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from evoroute.core.types import (MAX_NAME_CHARS, MAX_PRICE_PER_M, MAX_TOKENS_PER_S, MAX_TTFT_S,
-                                 MIN_TOKENS_PER_S, ModelInfo, validate_name, validate_number)
+from evoroute.core.types import (
+    MAX_NAME_CHARS,
+    MAX_PRICE_PER_M,
+    MAX_TOKENS_PER_S,
+    MAX_TTFT_S,
+    MIN_TOKENS_PER_S,
+    ModelInfo,
+    validate_name,
+    validate_number,
+)
 from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS, offline_env
 from evoroute.storage import repo
@@ -85,7 +93,7 @@ def _notes(value: Any) -> str:
 def _api_base(value: Any) -> str | None:
     if value is None:
         return None
-    from evoroute.netsafety import validate_api_base   # http(s), no credentials in the URL
+    from evoroute.netsafety import validate_api_base  # http(s), no credentials in the URL
 
     base = str(value).strip()
     return validate_api_base(base) if base else None

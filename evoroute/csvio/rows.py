@@ -21,11 +21,17 @@ from pydantic import BaseModel, BeforeValidator, ValidationInfo, create_model
 from pydantic import ValidationError as PydanticError
 
 from evoroute import secrets
-from evoroute.core.types import (MAX_DURATION_S, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_STEP_COST_USD,
-                                 MAX_TEXT_CHARS, MAX_TOKEN_COUNT, validate_explanation,
-                                 validate_name)
-from evoroute.csvio.cells import (raise_csv_limit, redact_explanation, redact_secrets,
-                                  unescape_cell)
+from evoroute.core.types import (
+    MAX_DURATION_S,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_STEP_COST_USD,
+    MAX_TEXT_CHARS,
+    MAX_TOKEN_COUNT,
+    validate_explanation,
+    validate_name,
+)
+from evoroute.csvio.cells import raise_csv_limit, redact_explanation, redact_secrets, unescape_cell
 from evoroute.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.storage.tables import EXPORT_COLUMNS, StepRecord
 

@@ -15,9 +15,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
-from evoroute.csvio import cells, export, importer
 from evoroute import secrets
 from evoroute.core.types import CandidateStat, Explanation
+from evoroute.csvio import cells, export, importer
 from evoroute.errors import DatasetError, EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
@@ -443,8 +443,8 @@ def test_a_lock_timeout_names_the_writer(tmp_path, monkeypatch):
 def test_the_cli_lock_message_blames_the_writer_not_the_url(tmp_path, monkeypatch, capsys):
     import sqlite3
 
-    from evoroute.cli import main as cli
     import evoroute.storage.db as dbmod
+    from evoroute.cli import main as cli
 
     path = tmp_path / "cli_lock.db"
     engine = db.make_engine(f"sqlite:///{path}")

@@ -6,15 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import pytest
-from pydantic import create_model
 from pydantic import ValidationError as PydanticError
+from pydantic import create_model
 from sqlmodel import select
 
 from evoroute.core.types import StepOutcome
 from evoroute.csvio import rows
 from evoroute.storage import db
-from evoroute.storage.tables import (EXPORT_COLUMNS, OUTCOME_COLUMNS, STEP_COLUMNS, StepRecord,
-                                     step_row)
+from evoroute.storage.tables import EXPORT_COLUMNS, OUTCOME_COLUMNS, STEP_COLUMNS, StepRecord, step_row
 
 
 def test_export_columns_are_the_step_columns_not_marked_out_of_csv():

@@ -9,8 +9,14 @@ import pytest
 from sqlmodel import select
 
 from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
-from evoroute.registry import (add_model, litellm_catalogue, litellm_prices, model_infos,
-                               remove_model, update_model)
+from evoroute.registry import (
+    add_model,
+    litellm_catalogue,
+    litellm_prices,
+    model_infos,
+    remove_model,
+    update_model,
+)
 from evoroute.storage.db import session as open_session
 from evoroute.storage.tables import ModelEntry
 
@@ -122,7 +128,8 @@ def test_disable_enable_remove(engine, db_session):
 
 
 def test_notional_prices_stay_notional(db_session):
-    add_model(session=db_session, name="local", input_price_per_m=0.01, output_price_per_m=0.02, notional=True)
+    add_model(session=db_session, name="local", input_price_per_m=0.01, output_price_per_m=0.02,
+              notional=True)
     e = update_model("local", session=db_session, output_price_per_m=0.03)
     assert e.price_source == "notional"
 
