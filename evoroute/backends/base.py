@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import ModelInfo, StepContext, StepOutcome
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.errors import BackendError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS
 
@@ -131,6 +131,23 @@ class Backend(ABC):
 
     def outcome_table(self, split: str) -> OutcomeTable | None:
         """Every model's outcome on every step of a split, where known (else None)."""
+        return None
+
+    def best_score(self, step: StepContext) -> float | None:
+        """The best score any routable model has on this step, where known (the regret
+        reference of the run's feed; else None)."""
+        return None
+
+    def estimate_cost(self, step: StepContext, model: ModelInfo) -> float | None:
+        """What the step should cost on ``model`` before calling it, where the backend can tell
+        (the budget check); None: the runner estimates it from the router and the run so far."""
+        return None
+
+    def execute_with_fallback(self, step: StepContext, decision: Decision, *,
+                              budget_left: float | None = None
+                              ) -> list[tuple[Decision, StepOutcome]] | None:
+        """Execute the decision, retrying failed calls on its next-best candidates; every
+        attempt in order. None: this backend has no fallback (the runner calls :meth:`execute`)."""
         return None
 
     def describe(self) -> dict[str, Any]:

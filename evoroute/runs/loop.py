@@ -79,16 +79,15 @@ class RunLoop:
         self._tool_predictor = plan.router.tool_predictor or ToolPredictor()
         self._tool_cache: dict[str, frozenset[str]] = {}
         self._escalate = plan.router.escalate if plan.router.capabilities().escalates else None
-        best = getattr(plan.backend, "best_score", None)
-        self._best = best if callable(best) else None
 
     def _expected_cost(self, ctx: StepContext, decision: Decision) -> float:
         """What the next step should cost: the backend's own estimate when it has one (the
         live backend prices the real prompt), else the router's cost estimate for the model,
         else the model's mean cost so far in this run, else the run's mean step cost."""
-        estimate = getattr(self.plan.backend, "estimate_cost", None)
-        if callable(estimate):
-            return float(estimate(ctx, self.plan.backend.model(decision.model)))
+        backend = self.plan.backend
+        estimate = backend.estimate_cost(ctx, backend.model(decision.model))
+        if estimate is not None:
+            return float(estimate)
         for c in decision.explanation.candidates:
             if c.model == decision.model and c.c_hat is not None and np.isfinite(c.c_hat):
                 return float(c.c_hat)
@@ -151,7 +150,7 @@ class RunLoop:
                                      phase=phase, step_index=i, ctx=ctx, decision=final,
                                      outcome=outcome, propensity=decision.propensity,
                                      attempts=attempts, failed=failed, tools=tools,
-                                     oracle_score=self._best(ctx) if self._best else None,
+                                     oracle_score=backend.best_score(ctx),
                                      task_first=(i == 0), task_n_steps=task.n_steps)
                     if i == task.n_steps - 1:
                         res.task_success = (rec.task_success if rec is not None
@@ -188,12 +187,10 @@ class RunLoop:
         calls on the decision's next-best candidates and returns every attempt. ``spent``: what
         this step's earlier calls (escalations) cost, not yet in ``cum_cost``."""
         backend = self.plan.backend
-        fallback = getattr(backend, "execute_with_fallback", None)
-        if callable(fallback):
-            left = None if self.budget is None else max(self.budget - self.cum_cost - spent, 0.0)
-            attempts = fallback(ctx, decision, budget_left=left)
-            if attempts:
-                return list(attempts)
+        left = None if self.budget is None else max(self.budget - self.cum_cost - spent, 0.0)
+        attempts = backend.execute_with_fallback(ctx, decision, budget_left=left)
+        if attempts:
+            return list(attempts)
         return [(decision, backend.execute(ctx, backend.model(decision.model)))]
 
     def _execute(self, ctx: StepContext, decision: Decision
