@@ -3,7 +3,6 @@ start / stop / resume / delete in a background worker."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,20 +31,11 @@ def bundled_datasets() -> list[str]:
     return [*BUNDLED_DATASETS, AGENT_STEPS_NAME]
 
 
-@dataclass(frozen=True)
-class DatasetFacts:
-    n_models: int
-    n_test_tasks: int
+def replay_models() -> list[str]:
+    """The models whose recorded outcomes the overview's replay uses (without loading it)."""
+    from evoroute.datasets import routerbench_models
 
-
-@functools.lru_cache(maxsize=8)
-def dataset_facts(dataset: str = REPLAY_DATASET) -> DatasetFacts:
-    """How many models a bundled dataset scores and how many test tasks it holds."""
-    from evoroute.datasets import load_dataset
-
-    df = load_dataset(dataset)
-    return DatasetFacts(n_models=int(df["model"].nunique()),
-                        n_test_tasks=int(df.loc[df["split"] == "test", "task_id"].nunique()))
+    return routerbench_models()
 
 
 def router_choices(*, session: Session) -> list[str]:
