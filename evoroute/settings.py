@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / "data"
+#: True when running from the source checkout (the bundled data and var/ live beside the code);
+#: an installed wheel keeps its state under ~/.evoroute and reads data from EVOROUTE_DATA_DIR.
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "data").is_dir()
+DATA_DIR = Path(os.environ.get("EVOROUTE_DATA_DIR") or PROJECT_ROOT / "data")
+_DEFAULT_HOME = PROJECT_ROOT / "var" if IN_CHECKOUT else Path.home() / ".evoroute"
 
 #: What each variable does; the README's table is made from this.
 ENVIRONMENT = {
-    "EVOROUTE_HOME": "folder of the experience base and run logs (default: var/ in the project)",
+    "EVOROUTE_HOME": "folder of the experience base and run logs (default: var/ in the checkout, "
+                     "~/.evoroute for an installed wheel)",
+    "EVOROUTE_DATA_DIR": "the bundled datasets (default: data/ in the checkout)",
     "EVOROUTE_DB_URL": "SQLAlchemy URL of the experience base (default: sqlite under EVOROUTE_HOME)",
-    "EVOROUTE_CACHE_DIR": "embedding and model cache (default: var/cache)",
+    "EVOROUTE_CACHE_DIR": "embedding and model cache (default: cache/ in the default home)",
     "EVOROUTE_EMBED_BACKEND": "onnx (default), onnx-int8 or reference: the MiniLM query embedder",
     "EVOROUTE_SANDBOX_ISOLATION": "bwrap, unshare or none: how the tool sandbox is isolated",
     "EVOROUTE_SANDBOX_ALLOW_NO_ISOLATION": "1 to run the sandbox without namespaces (tests only)",
@@ -61,8 +67,8 @@ class Settings:
 
 
 def settings() -> Settings:
-    home = Path(os.environ.get("EVOROUTE_HOME") or PROJECT_ROOT / "var")
-    cache = Path(os.environ.get("EVOROUTE_CACHE_DIR") or PROJECT_ROOT / "var" / "cache")
+    home = Path(os.environ.get("EVOROUTE_HOME") or _DEFAULT_HOME)
+    cache = Path(os.environ.get("EVOROUTE_CACHE_DIR") or _DEFAULT_HOME / "cache")
     url = os.environ.get("EVOROUTE_DB_URL") or f"sqlite:///{home / 'evoroute.db'}"
     return Settings(home=home, cache_dir=cache, db_url=url)
 
