@@ -171,14 +171,10 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
         source = _clean({"price_source": price_source})["price_source"]
     entry = ModelEntry(name=name, litellm_id=litellm_id, enabled=enabled, notes=notes,
                        price_source=source, **fields)
-    session.add(entry)
     try:
-        session.commit()
+        return repo.save_model(entry, session=session)
     except IntegrityError:      # another process registered the name since the check above
-        session.rollback()
         raise DuplicateModelError(f"a model named {name!r} is already registered", "name") from None
-    session.refresh(entry)
-    return entry
 
 
 def update_model(name: str, *, session: Session, **changes: Any) -> ModelEntry:
@@ -194,17 +190,12 @@ def update_model(name: str, *, session: Session, **changes: Any) -> ModelEntry:
     for k, v in cleaned.items():
         setattr(entry, k, v)
     entry.updated_at = datetime.now(timezone.utc)
-    session.add(entry)
-    session.commit()
-    session.refresh(entry)
-    return entry
+    return repo.save_model(entry, session=session)
 
 
 def remove_model(name: str, *, session: Session) -> None:
     """Unregister a model. Its past step records stay in the experience base."""
-    entry = require_model(name, session=session)
-    session.delete(entry)
-    session.commit()
+    repo.delete_model(require_model(name, session=session), session=session)
 
 
 def require_model(name: str, *, session: Session) -> ModelEntry:

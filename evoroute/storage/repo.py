@@ -49,6 +49,24 @@ def get_model(name: str, *, session: Session) -> ModelEntry | None:
     return session.exec(select(ModelEntry).where(ModelEntry.name == name)).first()
 
 
+def save_model(entry: ModelEntry, *, session: Session) -> ModelEntry:
+    """Insert or update a registry entry in one transaction (rolled back if it fails, e.g. the
+    UNIQUE name: IntegrityError)."""
+    session.add(entry)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    session.refresh(entry)
+    return entry
+
+
+def delete_model(entry: ModelEntry, *, session: Session) -> None:
+    session.delete(entry)
+    session.commit()
+
+
 # ---------------------------------------------------------------- runs
 def create_run(*, session: Session, config: dict[str, Any], **fields: Any) -> Run:
     """A run row; it records the creating process as its owner until a worker claims it, so a
