@@ -383,3 +383,29 @@ def test_a_refused_tool_call_is_stored_with_its_step(engine, monkeypatch):
     recs = steps_of(engine, run_id)
     assert {r.role: r.tool_error for r in recs} == {
         "planner": None, "coder": "python tool call 'x' failed: refused: no", "verifier": None}
+
+
+def test_build_router_gives_a_router_the_run_settings_its_capabilities_declare(monkeypatch):
+    """The runner reads ``run_params`` from the router's capabilities, not from its name: a
+    router declaring them gets the run's weights and cold start, one that does not gets only
+    its own parameters."""
+    from evoroute.core.types import ModelInfo, Weights
+    from evoroute.policy.base import Router
+    from evoroute.runs import prepare
+
+    class Plain(Router):
+        def __init__(self, models, **params):
+            super().__init__(models)
+            self.params = params
+
+    class TakesRunSettings(Plain):
+        run_params = ("weights", "cold_start_tasks")
+
+    models = [ModelInfo("a"), ModelInfo("b")]
+    spec = RunSpec(router="any-name", weights=(1.0, 0.3, 0.0), cold_start_tasks=7,
+                   router_params={"k": 3})
+    monkeypatch.setattr(prepare, "make_router", lambda name, ms, **p: Plain(ms, **p))
+    assert prepare.build_router(spec, models).params == {"k": 3}
+    monkeypatch.setattr(prepare, "make_router", lambda name, ms, **p: TakesRunSettings(ms, **p))
+    assert prepare.build_router(spec, models).params == {
+        "k": 3, "weights": Weights(1.0, 0.3, 0.0), "cold_start_tasks": 7}
