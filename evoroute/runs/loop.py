@@ -52,8 +52,6 @@ class StepResult:
     tools: frozenset[str]
     oracle_score: float | None
     task_success: float | None = None    # set on a task's last step
-    task_first: bool = False
-    task_n_steps: int = 1
 
 
 class RunLoop:
@@ -150,8 +148,7 @@ class RunLoop:
                                      phase=phase, step_index=i, ctx=ctx, decision=final,
                                      outcome=outcome, propensity=decision.propensity,
                                      attempts=attempts, failed=failed, tools=tools,
-                                     oracle_score=backend.best_score(ctx),
-                                     task_first=(i == 0), task_n_steps=task.n_steps)
+                                     oracle_score=backend.best_score(ctx))
                     if i == task.n_steps - 1:
                         res.task_success = (rec.task_success if rec is not None
                                             and rec.task_success is not None
