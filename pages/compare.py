@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from evoroute.core import labels
 from evoroute.storage import repo
 from evoroute.studio import compare
+from evoroute.studio.overview import run_title
 from ui import charts, state
 from ui.widgets import label_badge
 
@@ -18,8 +18,7 @@ if not runs:
 by_id = {r.id: r for r in runs}
 default = [r.id for r in runs if r.status == "finished"][:4] or [runs[0].id]
 picked = st.multiselect("runs", list(by_id), default=default, key="cmp_runs",
-                        format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
-                                              f"{labels.label_of(by_id[i])}")
+                        format_func=lambda i: run_title(by_id[i]))
 if not picked:
     st.info("Pick at least one run.")
     st.stop()

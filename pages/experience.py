@@ -3,8 +3,10 @@
 import streamlit as st
 
 from evoroute import registry
-from evoroute.csvio import export as csv_export, importer as csv_import, rows as csv_rows
 from evoroute.core.types import Weights
+from evoroute.csvio import export as csv_export
+from evoroute.csvio import importer as csv_import
+from evoroute.csvio import rows as csv_rows
 from evoroute.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo

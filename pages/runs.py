@@ -6,11 +6,11 @@ import time
 import streamlit as st
 
 from evoroute.backends.registry import BACKEND_NAMES
-from evoroute.core import labels
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.studio import explain, launch
 from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
+from evoroute.studio.overview import run_title
 from ui import charts, state
 from ui.widgets import field_error, label_badge, num, query_int, run_action, usd
 
@@ -126,8 +126,8 @@ if wanted is not None and wanted not in by_id:
         extra = repo.get_run(wanted, session=s)
     if extra is not None:
         by_id[extra.id] = extra
-if st.session_state.get("rn_run") not in by_id or (wanted is not None and wanted != st.session_state.get("rn_run")
-                                                  and wanted in by_id):
+picked_run = st.session_state.get("rn_run")
+if picked_run not in by_id or (wanted is not None and wanted != picked_run and wanted in by_id):
     st.session_state["rn_run"] = wanted if wanted in by_id else next(iter(by_id))
 
 
@@ -136,8 +136,7 @@ def _pick() -> None:
 
 
 st.selectbox("run", list(by_id), key="rn_run", on_change=_pick,
-             format_func=lambda i: f"#{i} · {by_id[i].router} · {by_id[i].dataset} · "
-                                   f"{labels.label_of(by_id[i])}" + (f" · {by_id[i].name}" if by_id[i].name else ""),
+             format_func=lambda i: run_title(by_id[i], with_name=True),
              help="the run's status is shown below (the label stays fixed while it runs)")
 run_id = int(st.session_state["rn_run"])
 st.query_params["run"] = str(run_id)

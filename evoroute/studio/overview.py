@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from evoroute.core import labels
 from evoroute.storage import repo, views
+from evoroute.storage.tables import Run
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ def base_counts(*, session: Session) -> BaseCounts:
                                                      statuses=repo.ACTIVE_STATUSES),
                       tasks_by_role={r.role: int(r.tasks) for r in by_role},
                       records_by_role={r.role: int(r.records) for r in by_role})
+
+
+def run_title(run: Run, *, with_name: bool = False) -> str:
+    """How a run is named in a picker: ``#id · router · dataset · label`` (and its name)."""
+    title = f"#{run.id} · {run.router} · {run.dataset} · {labels.label_of(run)}"
+    return title + (f" · {run.name}" if with_name and run.name else "")
 
 
 RUNS_COLUMNS = ["run", "status", "router", "label", "quality", "cost (USD)",

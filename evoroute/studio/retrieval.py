@@ -81,6 +81,7 @@ def inspect_retrieval(index: Any, models: Sequence[Any], *, instruction: str, ro
             s = nig_sample(m, var[keep], n[keep], variance_floor(m, metric.lower()), rng, n_draws)
             for j, k in enumerate(keep):
                 draws.append(pd.DataFrame({"model": names[k], "metric": metric, "draw": s[:, j]}))
-    draws_df = pd.concat(draws, ignore_index=True) if draws else pd.DataFrame(columns=["model", "metric", "draw"])
+    draws_df = pd.concat(draws, ignore_index=True) if draws else \
+        pd.DataFrame(columns=["model", "metric", "draw"])
     return RetrievalInspection(role, instruction, emb is not None, note,
                                pd.DataFrame(ch_rows), expl, candidates_frame(expl), draws_df)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from evoroute.storage import db
+
 from studio_helpers import REPLAY_RUNS, seed_fixed
 
 

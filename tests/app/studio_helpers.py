@@ -73,15 +73,15 @@ def seed_fixed(engine: Engine) -> int:
                              else f"{role} step {i}: solve problem number {k} with care")
                     task = db_helpers.create_task(session=s, run_id=run.id, task_key=f"t{k}",
                                             split="test", phase="inference", commit=False)
+                    candidates = [CandidateStat(n2, n=20, p_hat=m2["quality"], c_hat=m2["cost"],
+                                                d_hat=m2["latency"], unexplored=False, pareto=True,
+                                                utility=round(m2["quality"] - 0.1 * m2["cost"] / 0.01, 4),
+                                                propensity=float(n2 == name))
+                                  for n2, m2 in FIXED_MODELS.items()]
                     expl = Explanation(router="evoroute", phase="inference", mode="posterior_mean",
                                        chosen=name, reason="fixed base", weights=(1.0, 0.1, 0.05),
                                        channels={"role": 40, "semantic": 0, "tool": 0, "union": 40},
-                                       candidates=[CandidateStat(n2, n=20, p_hat=m2["quality"],
-                                                                 c_hat=m2["cost"], d_hat=m2["latency"],
-                                                                 unexplored=False, pareto=True,
-                                                                 utility=round(m2["quality"] - 0.1 * m2["cost"] / 0.01, 4),
-                                                                 propensity=float(n2 == name))
-                                                   for n2, m2 in FIXED_MODELS.items()])
+                                       candidates=candidates)
                     db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key=f"t{k}",
                                                step_index=0, phase="inference", role=role, model=name,
                                                query_id=f"q{k}", instruction=instr, tools="",

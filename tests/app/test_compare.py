@@ -8,13 +8,14 @@ import io
 import numpy as np
 import pytest
 from sqlmodel import select
-from studio_helpers import captions, errors, open_app
 
 from evoroute.datasets import load_dataset
 from evoroute.evaluation import metrics
 from evoroute.storage import db
 from evoroute.storage.tables import Run, StepRecord, Task
 from evoroute.studio.compare import compare_runs, comparison_csv
+
+from studio_helpers import captions, errors, open_app
 
 
 def _test_tasks(engine, run_id: int) -> np.ndarray:

@@ -8,11 +8,11 @@ import io
 
 import pytest
 from sqlmodel import select
-from studio_helpers import FIXED_MODELS, FORMULA_INSTRUCTIONS, captions, errors, open_app
 
-from evoroute.storage.tables import EXPORT_COLUMNS
 from evoroute.storage import db, repo
-from evoroute.storage.tables import Run, StepRecord
+from evoroute.storage.tables import EXPORT_COLUMNS, Run, StepRecord
+
+from studio_helpers import FIXED_MODELS, FORMULA_INSTRUCTIONS, captions, errors, open_app
 
 
 def _match_caption(at) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from studio_helpers import errors, open_app, wait_until
 
 from evoroute import registry
 from evoroute.storage import db, repo
+
+from studio_helpers import errors, open_app, wait_until
 
 
 def _names(engine) -> set[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sqlmodel import func, select
-from studio_helpers import errors, metric, open_app, wait_until
 
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 from evoroute.studio.feed import TERMINAL_STATUSES
+
+from studio_helpers import errors, metric, open_app, wait_until
 
 
 def test_counts_and_latest_runs(replay_db):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from studio_helpers import FIXED_MODELS, captions, errors, metric, open_app
 
 
@@ -63,11 +64,11 @@ def test_scope_by_role_and_run(fixed_db):
 
 
 def test_start_a_real_run_with_the_chosen_weights(replay_db):
-    from studio_helpers import wait_until
-
     from evoroute.storage import db
     from evoroute.storage.tables import Run
     from evoroute.studio.feed import TERMINAL_STATUSES
+
+    from studio_helpers import wait_until
 
     _, engine = replay_db
     at = open_app("pareto", query={"run": 1})

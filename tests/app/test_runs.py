@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from sqlmodel import func, select
-from studio_helpers import errors, metric, open_app, wait_until
 
 from evoroute.errors import EvoRouteError
 from evoroute.storage import db, repo
@@ -15,6 +14,7 @@ from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
 from evoroute.studio.launch import build_spec, delete_run, launch_run
 
 import db_helpers
+from studio_helpers import errors, metric, open_app, wait_until
 
 
 def _run(engine, run_id: int) -> Run:
