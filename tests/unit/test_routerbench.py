@@ -165,7 +165,8 @@ def test_disk_memo_equals_fresh_build():
 
 def test_bundled_names_and_files(df, tmp_path):
     assert set(rb.BUNDLED_DATASETS) == {"routerbench", "routerbench-arc", "routerbench-mbpp",
-                                        "routerbench-winogrande"}
+                                        "routerbench-winogrande", "routerbench-choice"}
+    assert rb.BUNDLED_DATASETS["routerbench-choice"] == ("arc_challenge", "winogrande")
     mbpp = rb.load_dataset("routerbench-mbpp")
     assert mbpp["role"].unique().tolist() == ["mbpp"] and len(mbpp) == 427 * 11
     assert len(rb.load_dataset("routerbench")) == len(df)

@@ -1,0 +1,197 @@
+"""A MasRouter-style router over collaboration modes (arXiv 2502.11133, adapted to replay).
+
+Per query it chooses a collaboration mode *and* the models filling it (one model, a vote of k,
+an escalation chain), learned from the train split with the same MiniLM embeddings EvoRoute
+uses. MasRouter's cascaded controller (mode -> roles -> LLMs) is a factorisation of one joint
+choice; with one role per query (the multiple-choice tasks) the cascade reduces to scoring
+every (mode, models) candidate and keeping the best, which is what :meth:`MasRouter.choose`
+does, reporting the winning mode kind and the best candidate of every other kind as the why.
+
+Estimates, per candidate mode m and query q (the estimator of EvoRoute's query-aware design,
+applied to modes): the similarity-weighted success of m on q's k nearest train queries of the
+same role, shrunk toward m's success rate on the role by a prior of strength ``kappa``::
+
+    P(m | q) = (sum_i w_i y_im + kappa p_m,role) / (sum_i w_i + kappa),  w_i = exp((s_i - 1) / tau)
+
+Cost: m's mean train cost on the role. Choice: argmax P - lam * cost / c_ref (c_ref: the mean
+cost of the role's strongest single model), ``lam`` the cost knob swept over the benchmark's
+cost-weight grid. Candidate modes: the train-split Pareto front (quality up, cost down) of every
+single model, vote and escalation per role — only modes that are not dominated on train can
+ever be worth routing to, and pruning the rest removes a winner's curse over 700+ candidates.
+``k``, ``kappa`` and ``tau`` are chosen by 5-fold cross-validation on the train split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from evoroute.collab.answers import ChoiceTable
+from evoroute.collab.modes import Mode, ModeOutcome, candidate_modes, order_by_strength, replay
+from evoroute.core.pareto import pareto_mask
+
+K_GRID = (8, 16, 32, 64)
+KAPPA_GRID = (1.0, 4.0, 16.0, 64.0)
+TAU_GRID = (0.05, 0.2)
+
+
+@dataclass(frozen=True)
+class Choice:
+    mode: Mode
+    p_success: float
+    cost: float
+    n_eff: float
+    prior_weight: float
+    alternatives: dict[str, tuple[str, float, float]]   # kind -> (mode name, P, cost)
+
+    def reason(self) -> str:
+        alt = "; ".join(f"best {k}: {n} (P {p:.2f}, ${c:.5f})"
+                        for k, (n, p, c) in self.alternatives.items() if n != self.mode.name)
+        return (f"{self.mode.kind} {'+'.join(self.mode.models)}: P {self.p_success:.2f} from "
+                f"{self.n_eff:.1f} effective neighbours (prior weight {self.prior_weight:.2f}), "
+                f"${self.cost:.5f}" + (f"; {alt}" if alt else ""))
+
+
+@dataclass
+class MasRouter:
+    k: int = 16             # defaults: 5-fold CV on the RouterBench train split (docs/collaboration.md)
+    kappa: float = 16.0
+    tau: float = 0.2
+    vote_sizes: tuple[int, ...] = (3, 5)
+    modes_by_role: dict[str, list[Mode]] = field(default_factory=dict)
+
+    def fit(self, table: ChoiceTable, emb: np.ndarray) -> MasRouter:
+        """Learn from the train queries of ``table`` (rows aligned with ``emb``)."""
+        self._emb = _unit(emb)
+        self._roles = table.roles
+        ranked = order_by_strength(table)
+        allm = list(candidate_modes(ranked, self.vote_sizes))
+        self._y: dict[str, np.ndarray] = {}
+        self._prior: dict[str, np.ndarray] = {}
+        self._cost: dict[str, np.ndarray] = {}
+        self._cref: dict[str, float] = {}
+        for role in dict.fromkeys(table.roles):
+            rows = table.roles == role
+            sub = _rows(table, rows)
+            outs = [replay(m, sub) for m in allm]
+            q = np.array([o.quality for o in outs])
+            c = np.array([o.cost.mean() for o in outs])
+            keep = pareto_mask(q, c, np.zeros_like(c))
+            modes = [m for m, k in zip(allm, keep) if k]
+            self.modes_by_role[role] = modes
+            self._y[role] = np.column_stack([o.correct for o, k in zip(outs, keep) if k])
+            self._prior[role] = q[keep]
+            self._cost[role] = c[keep]
+            best = max((o for m, o in zip(allm, outs) if m.kind == "single"),
+                       key=lambda o: o.quality)
+            self._cref[role] = float(best.cost.mean()) or 1.0
+        return self
+
+    def estimate(self, e: np.ndarray, role: str) -> tuple[np.ndarray, float, float]:
+        """P(success) of every candidate mode of ``role`` for a query embedding ``e``."""
+        rows = np.flatnonzero(self._roles == role)
+        sims = self._emb[rows] @ _unit(e[None, :])[0]
+        top = np.argsort(-sims, kind="stable")[: self.k]
+        w = np.exp((sims[top] - 1.0) / self.tau)
+        y = self._y[role][top]
+        n_eff = float(w.sum() ** 2 / max((w ** 2).sum(), 1e-12))
+        p = (w @ y + self.kappa * self._prior[role]) / (w.sum() + self.kappa)
+        return p, n_eff, float(self.kappa / (w.sum() + self.kappa))
+
+    def choose(self, e: np.ndarray, role: str, lam: float) -> Choice:
+        p, n_eff, prior_w = self.estimate(e, role)
+        cost = self._cost[role]
+        u = p - lam * cost / self._cref[role]
+        modes = self.modes_by_role[role]
+        best = int(np.argmax(u))
+        alts: dict[str, tuple[str, float, float]] = {}
+        for kind in ("single", "vote", "escalate"):
+            idx = [i for i, m in enumerate(modes) if m.kind == kind]
+            if idx:
+                i = max(idx, key=lambda j: u[j])
+                alts[kind] = (modes[i].name, float(p[i]), float(cost[i]))
+        return Choice(modes[best], float(p[best]), float(cost[best]), n_eff, prior_w, alts)
+
+    def estimate_many(self, emb: np.ndarray, roles: np.ndarray) -> dict[str, np.ndarray]:
+        """P(success) of every candidate mode, for many queries at once: role -> (n_q, n_modes)."""
+        out = {}
+        e = _unit(emb)
+        for role in dict.fromkeys(roles):
+            q = np.flatnonzero(roles == role)
+            rows = np.flatnonzero(self._roles == role)
+            sims = e[q] @ self._emb[rows].T
+            k = min(self.k, len(rows))
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            w = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / self.tau)
+            y = self._y[role][top]                                  # (n_q, k, n_modes)
+            p = (np.einsum("qk,qkm->qm", w, y) + self.kappa * self._prior[role]) / (
+                w.sum(axis=1, keepdims=True) + self.kappa)
+            out[role] = p
+        return out
+
+    def route(self, table: ChoiceTable, emb: np.ndarray, lam: float,
+              estimates: dict[str, np.ndarray] | None = None) -> ModeOutcome:
+        """Route every query of ``table`` and score the chosen modes on their recorded answers
+        (``estimates``: :meth:`estimate_many` of these queries, to sweep the knob cheaply)."""
+        est = estimates if estimates is not None else self.estimate_many(emb, table.roles)
+        n = len(table.query_ids)
+        correct, cost, calls = np.zeros(n), np.zeros(n), np.zeros(n)
+        for role, p in est.items():
+            q = np.flatnonzero(table.roles == role)
+            pick = np.argmax(p - lam * self._cost[role] / self._cref[role], axis=1)
+            for j in np.unique(pick):
+                idx = q[pick == j]
+                keep = np.zeros(n, dtype=bool)
+                keep[idx] = True
+                o = replay(self.modes_by_role[role][j], _rows(table, keep))
+                correct[idx], cost[idx], calls[idx] = o.correct, o.cost, o.calls
+        return ModeOutcome(correct, cost, calls)
+
+
+def sweep(router: MasRouter, table: ChoiceTable, emb: np.ndarray,
+          grid: Sequence[float]) -> np.ndarray:
+    """(total cost, quality) of every setting of the cost knob."""
+    est = router.estimate_many(emb, table.roles)
+    pts = []
+    for lam in grid:
+        out = router.route(table, emb, lam, est)
+        pts.append((out.total_cost, out.quality))
+    return np.array(pts)
+
+
+def cross_validate(table: ChoiceTable, emb: np.ndarray, grid: Sequence[float], folds: int = 5,
+                   seed: int = 0) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Choose ``k``, ``kappa``, ``tau`` by the mean AIQ of the held-out folds (train only)."""
+    from evoroute.evaluation.metrics import aiq
+
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(table.query_ids)) % folds
+    fitted = []           # the fit does not depend on k, kappa, tau: once per fold
+    for f in range(folds):
+        tr, te = fold != f, fold == f
+        fitted.append((MasRouter().fit(_rows(table, tr), emb[tr]), _rows(table, te), emb[te]))
+    rows = []
+    for k in K_GRID:
+        for kappa in KAPPA_GRID:
+            for tau in TAU_GRID:
+                scores = []
+                for r, held, e in fitted:
+                    r.k, r.kappa, r.tau = k, kappa, tau
+                    pts = sweep(r, held, e, grid)
+                    top = max(held.cost.sum(axis=0).max(), pts[:, 0].max())
+                    scores.append(aiq(pts, max_cost=float(top)))
+                rows.append({"k": k, "kappa": kappa, "tau": tau, "aiq": float(np.mean(scores))})
+    best = max(rows, key=lambda r: r["aiq"])
+    return best, rows
+
+
+def _rows(t: ChoiceTable, keep: np.ndarray) -> ChoiceTable:
+    return ChoiceTable(t.query_ids[keep], t.roles[keep], t.splits[keep], t.models, t.answers[keep],
+                       t.score[keep], t.cost[keep], t.gold[keep], t.conflicts, t.disagreements)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
