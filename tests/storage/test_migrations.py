@@ -184,3 +184,13 @@ def test_processes_opening_an_old_base_at_once_upgrade_it_once(tmp_path):
     con.close()
     after = _rows(path)
     assert {t: len(r) for t, r in after.items()} == {t: len(r) for t, r in before.items()}
+
+
+def test_new_revision_starts_the_next_one_after_the_head(tmp_path):
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrations.HERE, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    path = migrations.new_revision("step foo", directory=directory)
+    nxt = f"{int(migrations.head()) + 1:04d}"
+    assert path.name == f"{nxt}_step_foo.py" and migrations.head(directory) == nxt
+    text = path.read_text()
+    assert f"revision = '{nxt}'" in text and f"down_revision = '{migrations.head()}'" in text

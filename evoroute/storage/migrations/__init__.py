@@ -9,8 +9,12 @@
 
 On SQLite both happen inside one ``BEGIN IMMEDIATE`` transaction, so two processes opening the
 same file at once do not race: the second waits for the write lock, then finds the base at the
-head. A new column: its field in ``tables.py`` and one revision in ``versions/`` (copy the
-latest, set ``down_revision`` to its ``revision``), plus its test.
+head.
+
+A new column: its field in ``tables.py``, one revision in ``versions/`` and its test. Start the
+revision with ``python -c "from evoroute.storage import migrations;
+migrations.new_revision('step foo')"`` (the next four-digit id, after the head) and write its
+``op.add_column`` (nullable, or with a ``server_default`` for the rows already stored).
 """
 
 from __future__ import annotations
@@ -27,13 +31,22 @@ from evoroute.storage import tables  # noqa: F401  (registers the tables on the 
 HERE = Path(__file__).resolve().parent
 
 
-def _config(connection: Connection | None = None):
+def _config(connection: Connection | None = None, directory: Path = HERE):
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("script_location", str(directory))
     cfg.attributes["connection"] = connection
     return cfg
+
+
+def new_revision(message: str, *, directory: Path = HERE) -> Path:
+    """Write an empty revision after the head (id: the next four digits); returns its file."""
+    from alembic import command
+
+    rev_id = f"{int(head(directory)) + 1:04d}"
+    command.revision(_config(directory=directory), message=message, rev_id=rev_id)
+    return next((directory / "versions").glob(f"{rev_id}_*.py"))
 
 
 @lru_cache(maxsize=1)
@@ -43,11 +56,11 @@ def _scripts():
     return ScriptDirectory.from_config(_config())
 
 
-def head() -> str:
+def head(directory: Path = HERE) -> str:
     """The newest revision. Revision ids are the four digits that start the names of the files
     in ``versions/``, in one line of history, so this reads no script (alembic's import costs
     more than opening the base); tests/storage/test_migrations.py checks it against alembic."""
-    return max(p.name[:4] for p in (HERE / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return max(p.name[:4] for p in (directory / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def current_revision(conn: Connection) -> str | None:
