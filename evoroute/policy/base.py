@@ -62,6 +62,13 @@ class Capabilities:
     experience_preload: str | None = None
     escalates: bool = False
     ranks_by_price: bool = False
+    family: str = "baseline"
+    ablation_of: str | None = None
+    order: int = 100
+
+
+#: the families a router declares (``Router.family``), in the order the bench lists them
+ROUTER_FAMILIES: tuple[str, ...] = ("evoroute", "evoroute-paper", "oracle", "baseline", "learned", "single")
 
 
 class Router:
@@ -90,7 +97,13 @@ class Router:
       or None (it cannot run the full protocol);
     - ``escalates``: ``escalate(step, decision, outcome, rng)`` may ask for another call;
     - ``ranks_by_price``: ranks by registered price, and falls back to recorded costs
-      (``prices_unknown()``, ``fit_costs(table)``) when every price is 0.
+      (``prices_unknown()``, ``fit_costs(table)``) when every price is 0;
+    - ``family``: one of :data:`ROUTER_FAMILIES` (``"evoroute"``: EvoRoute and its query-aware
+      variants, ``"evoroute-paper"``: the paper's literal union, ``"oracle"``, ``"baseline"``,
+      ``"learned"``, ``"single"``), how the bench and the results group routers;
+    - ``ablation_of``: for an ablation (``evoroute-no-ts``, ...), the router it ablates (swept
+      only on request); None otherwise;
+    - ``order``: position in the bench's listing and the results' tables (lower first).
     """
 
     name: str = "router"
@@ -106,6 +119,9 @@ class Router:
     experience_preload: str | None = None
     escalates: bool = False
     ranks_by_price: bool = False
+    family: str = "baseline"
+    ablation_of: str | None = None
+    order: int = 100
     tool_predictor: Any = None         # a ToolPredictor of its own (custom keywords), or None
 
     def __init__(self, models: list[ModelInfo]) -> None:
@@ -136,19 +152,17 @@ class Router:
         """Learn the success of a finished task (default: nothing)."""
 
     def capabilities(self) -> Capabilities:
-        knob = self.cost_knob
-        if knob is None and self.name.startswith("evoroute"):
-            knob = W_C_KNOB      # EvoRoute variants take the run's weights (see runner.build_router)
         return Capabilities(learns_online=bool(self.learns_online),
                             needs_training=bool(self.needs_training),
                             needs_embedding=bool(self.needs_embedding),
                             is_oracle=bool(self.is_oracle),
-                            seed_invariant=bool(self.seed_invariant), cost_knob=knob,
+                            seed_invariant=bool(self.seed_invariant), cost_knob=self.cost_knob,
                             needs_oracle=bool(self.needs_oracle), cold_start=bool(self.cold_start),
                             run_params=tuple(self.run_params),
                             experience_preload=self.experience_preload,
                             escalates=bool(self.escalates),
-                            ranks_by_price=bool(self.ranks_by_price))
+                            ranks_by_price=bool(self.ranks_by_price), family=self.family,
+                            ablation_of=self.ablation_of, order=int(self.order))
 
     def sweep(self, train_table: Any, weights: Sequence[float]) -> tuple[list[float], float | None]:
         """The cost-knob settings to sweep and the setting of a default run (None: no knob).

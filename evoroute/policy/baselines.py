@@ -99,6 +99,7 @@ class SingleModelRouter(Baseline):
 
     seed_invariant = True
     ranks_by_price = True              # for the stand-in when its model cannot run a step
+    family = "single"
 
     def __init__(self, models: list[ModelInfo], model: str) -> None:
         super().__init__(models)
@@ -125,6 +126,7 @@ class CheapestRouter(Baseline):
     name = "cheapest"
     ranks_by_price = True
     seed_invariant = True
+    order = 42
 
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         pick = self._cheapest(self.candidates(step))
@@ -143,6 +145,7 @@ class RandomRouter(Baseline):
     """Uniformly random model per step: what routing without information achieves."""
 
     name = "random"
+    order = 40
 
     def decide(self, step: StepContext, rng: np.random.Generator) -> Decision:
         names = self.candidates(step)
@@ -156,6 +159,7 @@ class RoundRobinRouter(Baseline):
     """Models in a fixed cycle: load spreading with no regard for the step."""
 
     name = "round_robin"
+    order = 41
 
     def __init__(self, models: list[ModelInfo]) -> None:
         super().__init__(models)
@@ -186,6 +190,8 @@ class OracleRouter(Baseline):
     needs_oracle = True
     is_oracle = True
     seed_invariant = True
+    family = "oracle"
+    order = 10
 
     def __init__(self, models: list[ModelInfo], oracle: OracleFn | None = None) -> None:
         super().__init__(models)
@@ -276,6 +282,7 @@ class ThresholdRouter(Baseline):
     needs_embedding = True
     seed_invariant = True
     cost_knob = CostKnob("strong_share", SHARE_GRID, DEFAULT_SHARE, "share of strong calls")
+    order = 20
 
     def __init__(self, models: list[ModelInfo], strong: str | None = None, weak: str | None = None,
                  threshold: float | None = None, strong_share: float = DEFAULT_SHARE, k: int = 25,
@@ -397,6 +404,8 @@ class OracleCascadeRouter(Baseline):
     is_oracle = True
     escalates = True
     cost_knob = CostKnob("max_rungs", (), None, "ladder length", integer=True)
+    family = "oracle"
+    order = 11
 
     def __init__(self, models: list[ModelInfo], ladder: Sequence[str] | None = None,
                  max_rungs: int | None = None, verifier_accuracy: float = 1.0) -> None:

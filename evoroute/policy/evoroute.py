@@ -15,7 +15,7 @@ from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo
                                  StepOutcome, Weights)
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
-from evoroute.policy.base import Router, register
+from evoroute.policy.base import W_C_KNOB, Router, register
 from evoroute.policy.estimators import (ESTIMATORS, KAPPA_AUTO, LinearEstimator, PriorStrength,
                                         QueryEstimates, TextRecords, knn_estimates,
                                         linear_estimates)
@@ -133,6 +133,9 @@ class EvoRouteRouter(Router):
     needs_embedding = True
     run_params = ("weights", "cold_start_tasks")
     experience_preload = "index"
+    cost_knob = W_C_KNOB               # the run's cost weight w_c (the runner sets the weights)
+    family = "evoroute"
+    order = 0
 
     def __init__(self, models: list[ModelInfo], config: EvoRouteConfig | None = None,
                  index: ExperienceIndex | None = None, embedder: Any = None,
@@ -374,8 +377,11 @@ def _factory(ablation: str | None, family: str = "evoroute", estimator: str | No
             cfg = replace(cfg, estimator=estimator)
         if ablation:
             cfg = replace(cfg, **ABLATIONS[ablation])
-        return EvoRouteRouter(models, cfg, name=family + (f"-{ablation}" if ablation else ""),
-                              **overrides)
+        router = EvoRouteRouter(models, cfg, name=family + (f"-{ablation}" if ablation else ""),
+                                **overrides)
+        router.family = "evoroute-paper" if family == "evoroute-paper" else "evoroute"
+        router.ablation_of = family if ablation else None
+        return router
     return make
 
 

@@ -140,6 +140,7 @@ class LearnedRouter(Baseline):
     needs_training = True
     seed_invariant = True
     cost_knob = LAMBDA_KNOB
+    family = "learned"
 
     def __init__(self, models: list[ModelInfo], cost_weight: float = DEFAULT_COST_WEIGHT) -> None:
         super().__init__(models)
@@ -197,6 +198,7 @@ class PerRoleRouter(LearnedRouter):
     """The best model per role on the train split's means (a lookup table)."""
 
     name = "per-role"
+    order = 30
 
     def estimate(self, step: StepContext) -> tuple[np.ndarray, np.ndarray, str]:
         st = self._require_fit()
@@ -268,6 +270,7 @@ class KNNRouter(LearnedRouter):
 
     name = "knn"
     needs_embedding = True
+    order = 31
 
     def _fit(self, table: Any) -> None:
         st = self.stats
@@ -379,6 +382,7 @@ class LogisticRouter(LearnedRouter):
 
     name = "logistic"
     needs_embedding = True
+    order = 32
 
     def _fit(self, table: Any) -> None:
         st = self.stats
@@ -422,6 +426,8 @@ class ConfidenceCascadeRouter(Baseline):
     seed_invariant = True
     cost_knob = CostKnob("confidence", CONFIDENCE_GRID, DEFAULT_CONFIDENCE,
                          "confidence threshold")
+    family = "learned"
+    order = 34
 
     def __init__(self, models: list[ModelInfo], confidence: float = DEFAULT_CONFIDENCE,
                  ladder: Sequence[str] | None = None) -> None:
@@ -493,6 +499,8 @@ class LinTSRouter(Baseline):
     experience_preload = "table"
     needs_embedding = True
     cost_knob = LAMBDA_KNOB
+    family = "learned"
+    order = 33
     ROLE_SLOTS = 16
     PROJECTION_SEED = 20_260_102
 
