@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from evoroute.core.types import ModelInfo, Weights
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: True when running from the source checkout (the bundled data and var/ live beside the code);
 #: an installed wheel keeps its state under ~/.evoroute and reads data from EVOROUTE_DATA_DIR.
@@ -38,13 +40,14 @@ ENVIRONMENT = {
 class Defaults:
     """Defaults shared by the library, the CLI, the studio and the bench."""
 
-    weights: tuple[float, float, float] = (1.0, 0.1, 0.05)   # performance, cost, latency
+    # performance, cost, latency: the defaults of core.types.Weights (core imports no settings)
+    weights: tuple[float, float, float] = (Weights.w_p, Weights.w_c, Weights.w_d)
     theta: float = 0.85                  # cosine threshold of the paper's semantic channel
     cold_start_tasks: int = 50           # tasks explored before the router trusts its estimates
     splits: tuple[str, ...] = ("train", "test")
     protocols: tuple[str, ...] = ("bandit", "full")
-    ttft_s: float = 0.5                  # latency profile of a registered model
-    tokens_per_s: float = 50.0
+    ttft_s: float = ModelInfo.ttft_s     # latency profile of a registered model
+    tokens_per_s: float = ModelInfo.tokens_per_s
     seed: int = 0
     page_size: int = 50                  # rows per page of the experience log
     feed_size: int = 50                  # decisions shown in the live feed
