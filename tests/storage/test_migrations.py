@@ -194,3 +194,20 @@ def test_new_revision_starts_the_next_one_after_the_head(tmp_path):
     assert path.name == f"{nxt}_step_foo.py" and migrations.head(directory) == nxt
     text = path.read_text()
     assert f"revision = '{nxt}'" in text and f"down_revision = '{migrations.head()}'" in text
+
+
+def test_a_base_from_newer_code_is_refused_with_a_clear_message(tmp_path):
+    from evoroute.errors import EvoRouteError
+
+    path = tmp_path / "newer.db"
+    db.make_engine(f"sqlite:///{path}").dispose()
+    newer = f"{int(migrations.head()) + 1:04d}"
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = ?", (newer,))
+    con.commit()
+    con.close()
+    with pytest.raises(EvoRouteError, match=f"schema revision {newer}, newer than"):
+        db.make_engine(f"sqlite:///{path}")
+    con = sqlite3.connect(path)                    # left as it was
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(newer,)]
+    con.close()

@@ -26,6 +26,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
+from evoroute.errors import EvoRouteError
 from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
 
 HERE = Path(__file__).resolve().parent
@@ -96,6 +97,9 @@ def upgrade(engine: Engine) -> list[str]:
             applied = ["create_all"]
         else:
             before = current_revision(conn)
+            if before is not None and before > head():
+                raise EvoRouteError(f"the experience base has schema revision {before}, newer "
+                                    f"than this EvoRoute's ({head()}): update EvoRoute to open it")
             command.upgrade(_config(conn), "head")
             applied = [s.revision for s in
                        reversed(list(_scripts().iterate_revisions("head", before)))]
