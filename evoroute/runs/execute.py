@@ -58,8 +58,8 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
 
     Status goes pending -> running -> finished | stopped | failed | interrupted. A run stops
     cleanly on a stop request (read at every commit) or when the next step's expected cost
-    would exceed its budget; SIGINT / SIGTERM (under :func:`~evoroute.runs.signals.handle_signals`) and a write the
-    base refuses (lock timeout) end it ``interrupted``. The reason is stored in ``Run.error``.
+    would exceed its budget; SIGINT / SIGTERM (under :func:`~evoroute.runs.signals.handle_signals`)
+    and a write the base refuses (lock timeout) end it ``interrupted``. The reason is stored in ``Run.error``.
     User errors are stored and re-raised (typed), so the CLI and the studio show the message.
 
     Resuming replays the run from its seed: the generator re-decides every stored step with

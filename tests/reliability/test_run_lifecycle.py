@@ -149,10 +149,11 @@ def test_sigkill_at_many_points_loses_at_most_one_step_and_resume_equals_uninter
         before = row(engine, run_id).n_steps_done
         proc = counting_worker(url, run_id, counter)
         if k == 0:   # while it prepares: claimed, nothing written yet
-            wait_for(lambda: (r := row(engine, run_id)).status == "running" and r.pid == proc.pid)
+            wait_for(lambda pid=proc.pid: (r := row(engine, run_id)).status == "running"
+                     and r.pid == pid)
         else:        # mid-way, a little after some step was committed
             target = before + rnd.randint(5, 25)
-            assert wait_for(lambda: row(engine, run_id).n_steps_done >= target), proc.stderr.read()
+            assert wait_for(lambda n=target: row(engine, run_id).n_steps_done >= n), proc.stderr.read()
             time.sleep(rnd.random() * 0.02)
         os.kill(proc.pid, signal.SIGKILL)
         t_kill = time.monotonic()
