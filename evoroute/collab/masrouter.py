@@ -32,8 +32,8 @@ from evoroute.collab.answers import ChoiceTable
 from evoroute.collab.modes import Mode, ModeOutcome, candidate_modes, order_by_strength, replay
 from evoroute.core.pareto import pareto_mask
 
-K_GRID = (8, 16, 32, 64)
-KAPPA_GRID = (1.0, 4.0, 16.0, 64.0)
+K_GRID = (8, 16, 32, 64, 128)
+KAPPA_GRID = (1.0, 4.0, 16.0, 64.0, 256.0)
 TAU_GRID = (0.05, 0.2)
 
 
@@ -56,8 +56,8 @@ class Choice:
 
 @dataclass
 class MasRouter:
-    k: int = 16             # defaults: 5-fold CV on the RouterBench train split (docs/collaboration.md)
-    kappa: float = 16.0
+    k: int = 64             # defaults: 5-fold CV on the RouterBench train split (docs/collaboration.md)
+    kappa: float = 64.0
     tau: float = 0.2
     vote_sizes: tuple[int, ...] = (3, 5)
     modes_by_role: dict[str, list[Mode]] = field(default_factory=dict)
