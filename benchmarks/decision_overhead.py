@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=args.blas_threads, user_api="blas")   # process-wide from here
 
-    from evoroute.policy.base import make_router
+    from evoroute.policy.registry import make_router
 
     load_start = os.getloadavg()[0]
     rng = np.random.default_rng(args.seed)
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _time_router(name, models, cfg, idx, steps, rng, recall, args, build_s, rss0, rss_built,
                  load_start, k_router) -> dict:
-    from evoroute.policy.base import make_router
+    from evoroute.policy.registry import make_router
 
     router = make_router(name, models, config=cfg, index=idx)
     times, hits = time_decisions(router, steps, rng)

@@ -45,7 +45,8 @@ import numpy as np
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.run import default_routers
 from evoroute.core.types import ModelInfo
-from evoroute.policy.base import Capabilities, make_router
+from evoroute.policy.base import Capabilities
+from evoroute.policy.registry import make_router
 from evoroute.settings import DEFAULTS, PROJECT_ROOT, offline_env
 
 ROOT = PROJECT_ROOT

@@ -195,7 +195,7 @@ class CandidateStat:
     theta_d: float | None = None
     utility: float | None = None
     propensity: float = 0.0
-    # query-aware evidence (evoroute/policy/estimators.py); None in the paper's union and in
+    # query-aware evidence (evoroute/policy/estimators/); None in the paper's union and in
     # explanations stored before it existed
     neighbours: int | None = None          # records of this model among the step's k neighbours
     n_eff: float | None = None             # effective sample size of that local evidence

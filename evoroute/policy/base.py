@@ -1,4 +1,4 @@
-"""The router interface every policy implements, and the registry of routers by name.
+"""The router interface every policy implements, and the capabilities it declares.
 
 A router is small (RouteLLM's habit): ``decide`` picks a model for one step, ``observe`` learns
 from the step's outcome, ``finish_task`` learns the task's success. Randomness only comes from
@@ -7,14 +7,14 @@ the ``numpy.random.Generator`` passed to ``decide``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, Explanation, ModelInfo, StepContext, StepOutcome
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
+from evoroute.errors import EvoRouteError, UnknownModelError
 
 
 #: EvoRoute's cost weight w_c and the cost weight λ of the learned baselines, swept by the
@@ -138,7 +138,6 @@ class Router:
         names = list(step.candidates) if step.candidates else self.model_names
         unknown = [n for n in names if n not in self.by_name]
         if unknown:
-            from evoroute.errors import UnknownModelError
             raise UnknownModelError(unknown[0], self.model_names)
         return names
 
@@ -175,38 +174,3 @@ class Router:
             return [], None
         default = float(weights[1]) if knob.param == "w_c" and knob.default is None else knob.default
         return [float(v) for v in knob.values], default
-
-    def simple_decision(self, step: StepContext, model: str, propensity: float, reason: str,
-                        mode: str = "baseline") -> Decision:
-        return Decision(model, propensity, Explanation(router=self.name, phase=step.phase,
-                                                       mode=mode, chosen=model, reason=reason))
-
-
-RouterFactory = Callable[..., Router]
-ROUTERS: dict[str, RouterFactory] = {}
-
-
-def register(name: str) -> Callable[[RouterFactory], RouterFactory]:
-    def deco(factory: RouterFactory) -> RouterFactory:
-        ROUTERS[name] = factory
-        return factory
-    return deco
-
-
-def make_router(name: str, models: list[ModelInfo], **params: Any) -> Router:
-    """Build a router by registry name; ``single:<model>`` routes everything to one model."""
-    from evoroute import policy  # noqa: F401  (imports the modules that register routers)
-
-    if name.startswith("single:"):
-        factory, params = ROUTERS["single"], {**params, "model": name.split(":", 1)[1]}
-    elif name in ROUTERS:
-        factory = ROUTERS[name]
-    else:
-        raise ValidationError(f"unknown router {name!r}; known: {', '.join(router_names())}", "router")
-    return factory(models, **params)
-
-
-def router_names() -> list[str]:
-    from evoroute import policy  # noqa: F401
-
-    return sorted(n for n in ROUTERS if n != "single") + ["single:<model>"]

@@ -12,15 +12,19 @@ import numpy as np
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.posterior import nig_sample, nig_sample_effective, variance_floor
 from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
-                                 StepOutcome, Weights)
+                                 StepOutcome, Weights, validate_theta)
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
-from evoroute.policy.base import W_C_KNOB, Router, register
-from evoroute.policy.estimators import (ESTIMATORS, KAPPA_AUTO, LinearEstimator, PriorStrength,
-                                        QueryEstimates, TextRecords, knn_estimates,
-                                        linear_estimates)
+from evoroute.policy.base import W_C_KNOB, Router
+from evoroute.policy.estimators import ESTIMATORS
+from evoroute.policy.estimators.knn import knn_estimates
+from evoroute.policy.estimators.linear import LinearEstimator, linear_estimates
+from evoroute.policy.estimators.neighbours import TextRecords
+from evoroute.policy.estimators.prior import QueryEstimates
+from evoroute.policy.estimators.prior_strength import KAPPA_AUTO, PriorStrength
 from evoroute.retrieval.index import CHANNELS, Estimates, ExperienceIndex, Retrieval
 from evoroute.retrieval.tools import ToolPredictor
+from evoroute.settings import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -28,21 +32,21 @@ class EvoRouteConfig:
     """Every knob of the algorithm; recorded with each run so it can be repeated exactly."""
 
     weights: Weights = field(default_factory=Weights)
-    theta: float = 0.85                     # cosine threshold of the semantic channel
+    theta: float = DEFAULTS.theta           # cosine threshold of the semantic channel
     n_min: int = 2                          # fewer observations = unexplored
     perf_signal: str = "task"               # task success P(τ) (paper) or step success σ
     channels: tuple[str, ...] = CHANNELS    # ("semantic",) is the semantic-only ablation
     thompson: bool = True                   # False: posterior mean (no-TS ablation)
     pareto: bool = True                     # False: no Pareto filter ablation
     cold_start: bool = True                 # False: no cold-start ablation (read by the runner)
-    cold_start_tasks: int = 50
+    cold_start_tasks: int = DEFAULTS.cold_start_tasks
     raw_units: bool = False                 # paper-literal utility in USD and seconds
     max_per_channel: int | None = None      # optional cap per channel (None = full union)
     sem_scan_limit: int | None = None       # scan only the N most recent unique texts
     propensity_draws: int = 256
     default_model: str | None = None
     tool_keywords: Mapping[str, Sequence[str]] | None = None
-    # Query-aware estimates (spec §3; evoroute/policy/estimators.py). "paper" is the literal
+    # Query-aware estimates (spec §3; evoroute/policy/estimators/). "paper" is the literal
     # union R_role ∪ R_sem ∪ R_tool of steps 3-4; defaults chosen by benchmarks/cv_evoroute.py
     # on the RouterBench train split only (docs/query_aware.md).
     estimator: str = "knn"                  # knn | linear | paper
@@ -63,7 +67,6 @@ class EvoRouteConfig:
         if self.perf_signal not in ("task", "step"):
             raise ValidationError(f"perf_signal must be 'task' or 'step', got {self.perf_signal!r}",
                                   "perf_signal")
-        from evoroute.core.types import validate_theta
         validate_theta(self.theta)   # in (0, 1]: nan took no neighbour, <= 0 took every record
         unknown = [c for c in self.channels if c not in CHANNELS]
         if unknown or not self.channels:
@@ -195,7 +198,7 @@ class EvoRouteRouter(Router):
                                    sem_scan_limit=cfg.sem_scan_limit)
 
     def query_estimates(self, step: StepContext, names: list[str]) -> QueryEstimates:
-        """P̂, Ĉ, D̂ of every candidate for this step (estimators.py). The semantic-only
+        """P̂, Ĉ, D̂ of every candidate for this step (policy/estimators/). The semantic-only
         ablation drops the role: neighbours of any role, a global prior, no role features."""
         cfg = self.config
         role = step.role if "role" in cfg.channels else None
@@ -366,29 +369,3 @@ class EvoRouteRouter(Router):
 def _f(x: float) -> float | None:
     x = float(x)
     return None if not np.isfinite(x) else x
-
-
-def _factory(ablation: str | None, family: str = "evoroute", estimator: str | None = None):
-    """``evoroute`` (+ ``-no-...``): the query-aware default; ``evoroute-paper`` (+ ``-no-...``):
-    the paper's literal union; ``evoroute-knn`` / ``evoroute-lin``: each design by name."""
-    def make(models: list[ModelInfo], config: EvoRouteConfig | None = None, **overrides: Any) -> Router:
-        cfg = config or EvoRouteConfig()
-        if estimator is not None:
-            cfg = replace(cfg, estimator=estimator)
-        if ablation:
-            cfg = replace(cfg, **ABLATIONS[ablation])
-        router = EvoRouteRouter(models, cfg, name=family + (f"-{ablation}" if ablation else ""),
-                                **overrides)
-        router.family = "evoroute-paper" if family == "evoroute-paper" else "evoroute"
-        router.ablation_of = family if ablation else None
-        return router
-    return make
-
-
-FAMILIES = {"evoroute": None, "evoroute-paper": "paper", "evoroute-knn": "knn",
-            "evoroute-lin": "linear"}
-for _fam, _est in FAMILIES.items():
-    register(_fam)(_factory(None, _fam, _est))
-    if _fam in ("evoroute", "evoroute-paper"):
-        for _abl in ABLATIONS:
-            register(f"{_fam}-{_abl}")(_factory(_abl, _fam, _est))

@@ -311,7 +311,7 @@ class ExperienceIndex:
                       ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` unique texts most similar to ``embedding``: (text ids, cosine similarities),
         most similar first. The one neighbour search of the query-aware estimator
-        (evoroute/policy/estimators.py): exact below ann.EXACT_BELOW texts, the HNSW graph
+        (evoroute/policy/estimators/): exact below ann.EXACT_BELOW texts, the HNSW graph
         above (recall vs exact ≥ 0.95, measured in tests/unit/test_ann.py and
         benchmarks/decision_overhead.py); a ``sem_scan_limit`` window is scanned exactly."""
         if not self.n_texts or k <= 0:

@@ -18,7 +18,8 @@ from evoroute.backends.base import Backend, TaskSpec
 from evoroute.backends.registry import make_backend
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.errors import EvoRouteError, ValidationError
-from evoroute.policy.base import Capabilities, Router, make_router
+from evoroute.policy.base import Capabilities, Router
+from evoroute.policy.registry import make_router
 from evoroute.runs.spec import RunSpec
 from evoroute.storage import db
 

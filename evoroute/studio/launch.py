@@ -40,7 +40,7 @@ def replay_models() -> list[str]:
 
 def router_choices(*, session: Session) -> list[str]:
     """Registered routers plus one ``single:<model>`` per enabled model."""
-    from evoroute.policy.base import router_names
+    from evoroute.policy.registry import router_names
 
     names = sorted((n for n in router_names() if n != "single:<model>"),
                    key=lambda n: (not n.startswith("evoroute"), n))

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the query-aware estimator (evoroute/policy/estimators.py).
+"""Hypothesis properties of the query-aware estimator (evoroute/policy/estimators/).
 
 Documented weights: w_i = exp((s_i − s_max)/τ) · (1 or cross_role) — each in [0, 1], the most
 similar neighbour of the step's role weighs exactly 1, and they are NOT normalised: Σw is the
@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 
 from evoroute.core.posterior import nig_sample_effective
 from evoroute.core.types import ModelInfo, StepContext
-from evoroute.policy.base import make_router
-from evoroute.policy.estimators import (KAPPA_MAX, KAPPA_MIN, PriorStrength, TextRecords,
-                                        combine, effective_n, kernel_weights, knn_estimates,
-                                        moment_kappa, role_prior)
+from evoroute.policy.estimators.knn import knn_estimates
+from evoroute.policy.estimators.neighbours import TextRecords, effective_n, kernel_weights
+from evoroute.policy.estimators.prior import combine, role_prior
+from evoroute.policy.estimators.prior_strength import (KAPPA_MAX, KAPPA_MIN, PriorStrength,
+                                                       moment_kappa)
+from evoroute.policy.registry import make_router
 from evoroute.retrieval.index import ExperienceIndex
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

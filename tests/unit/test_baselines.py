@@ -11,9 +11,11 @@ from evoroute.backends.base import OracleEntry
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
 from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.errors import EvoRouteError, UnknownModelError
-from evoroute.policy.base import make_router
-from evoroute.policy.baselines import (OracleCascadeRouter, ThresholdRouter, cost_quality_ladder,
-                                       strong_weak_pair, typical_cost)
+from evoroute.policy.baseline import typical_cost
+from evoroute.policy.registry import make_router
+from evoroute.policy.routers.oracles import OracleCascadeRouter
+from evoroute.policy.routers.threshold import ThresholdRouter
+from evoroute.policy.training import cost_quality_ladder, strong_weak_pair
 from evoroute.runs.loop import RunLoop
 from evoroute.runs.prepare import prepare_run
 from evoroute.runs.spec import RunSpec
@@ -207,10 +209,13 @@ def test_threshold_win_probability_uses_neighbours(rb_backend, rb_models):
 
 # ----------------------------------------------------------------------------- learned baselines
 from evoroute.backends.base import OutcomeTable  # noqa: E402
-from evoroute.policy.base import ROUTERS, Router  # noqa: E402
-from evoroute.policy.learned import (ConfidenceCascadeRouter, KNNRouter, LinTSRouter,  # noqa: E402
-                                     LogisticRouter, PerRoleRouter, _KNNModel, TrainStats,
-                                     fit_logistic, task_folds)
+from evoroute.policy.base import Router  # noqa: E402
+from evoroute.policy.registry import ROUTERS  # noqa: E402
+from evoroute.policy.routers.cascade import ConfidenceCascadeRouter  # noqa: E402
+from evoroute.policy.routers.learned import (KNNRouter, LogisticRouter, PerRoleRouter,  # noqa: E402
+                                             _KNNModel, fit_logistic)
+from evoroute.policy.routers.lints import LinTSRouter  # noqa: E402
+from evoroute.policy.training import TrainStats, task_folds  # noqa: E402
 
 
 def table(roles, scores, costs, emb=None, keys=None, models=("cheap", "mid", "strong")):

@@ -13,8 +13,9 @@ from evoroute.core.types import StepContext
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.report import format_table
 from evoroute.evaluation.bench.run import default_routers, is_ablation, run_bench
-from evoroute.policy.base import COST_WEIGHT_GRID, ROUTERS, CostKnob
-from evoroute.policy.baselines import Baseline
+from evoroute.policy.base import COST_WEIGHT_GRID, CostKnob
+from evoroute.policy.baseline import Baseline
+from evoroute.policy.registry import ROUTERS
 
 GPT4 = "gpt-4-1106-preview"
 YI = "zero-one-ai/Yi-34B-Chat"

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from evoroute.core.types import Explanation, ModelInfo, StepContext, StepOutcome, Weights
-from evoroute.policy.base import make_router
 from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
+from evoroute.policy.registry import make_router
 from evoroute.retrieval.index import ExperienceIndex
 
 DIM = 4

@@ -1,4 +1,4 @@
-"""Query-aware EvoRoute (estimators.py): it finds a per-query best model that the paper's union
+"""Query-aware EvoRoute (policy/estimators/): it finds a per-query best model that the paper's union
 cannot, explains its evidence, and keeps old explanations and run configurations loadable.
 
 The simulated dataset: queries in two clusters of random unit embeddings (dim 16); model A
@@ -17,9 +17,11 @@ import pytest
 
 from evoroute.core.types import CandidateStat, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.errors import ValidationError
-from evoroute.policy.base import make_router
-from evoroute.policy.estimators import KAPPA_FALLBACK, LinearEstimator, PriorStrength, TextRecords
+from evoroute.policy.estimators.linear import LinearEstimator
+from evoroute.policy.estimators.neighbours import TextRecords
+from evoroute.policy.estimators.prior_strength import KAPPA_FALLBACK, PriorStrength
 from evoroute.policy.evoroute import EvoRouteConfig
+from evoroute.policy.registry import make_router
 from evoroute.retrieval.index import ExperienceIndex
 
 DIM = 16

@@ -315,7 +315,7 @@ def test_zero_prices_that_are_real_keep_the_registered_order(engine):
     """Notional prices of 0 (free local models): replay recomputes every cost as 0, so recorded
     costs cannot rank the models either; nothing is claimed about them."""
     from evoroute.core.types import ModelInfo, StepContext
-    from evoroute.policy.base import make_router
+    from evoroute.policy.registry import make_router
 
     models = [ModelInfo(m, 0.0, 0.0, price_source="notional") for m in ("a", "b")]
     r = make_router("cheapest", models)

@@ -195,7 +195,7 @@ def _capability_notes(wanted: list[str], caps: dict[str, Any]) -> list[str]:
 
 def _pair(train_table: Any, names: list[str]) -> dict[str, str] | None:
     """RouteLLM's strong / weak pair, chosen on the train split as the threshold router does."""
-    from evoroute.policy.baselines import strong_weak_pair
+    from evoroute.policy.training import strong_weak_pair
 
     if train_table is None or len(train_table) == 0 or len(names) < 2:
         return None

@@ -52,7 +52,7 @@ BASELINES = ORACLES + ("threshold",) + LEARNED + ("random", "round_robin", "chea
 def default_routers(models: Sequence[str]) -> list[str]:
     """Every registered ``evoroute*`` router (``evoroute`` first), the baselines and every
     single model."""
-    from evoroute.policy.base import ROUTERS, router_names
+    from evoroute.policy.registry import ROUTERS, router_names
 
     router_names()       # imports the modules that register routers
     evo = sorted((n for n in ROUTERS if n.startswith("evoroute")), key=lambda n: (n != "evoroute", n))
@@ -149,7 +149,7 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     _STATE["embedder"] = state["embedder"]
     emb_s = time.perf_counter() - t_emb
     # Train the trained routers once here: their fitted predictors are cached by train table
-    # (evoroute.policy.learned), so forked workers inherit them and a sweep does not refit.
+    # (evoroute.policy.training), so forked workers inherit them and a sweep does not refit.
     t_fit = time.perf_counter()
     if train_table is not None:
         if state["embedder"] is not None:
@@ -259,7 +259,7 @@ def _bench_models(data: Any, db: str | None, models: Sequence[str] | None) -> li
 
 
 def _check_routers(names: Sequence[str]) -> None:
-    from evoroute.policy.base import ROUTERS, router_names
+    from evoroute.policy.registry import ROUTERS, router_names
 
     for n in names:
         base = "single" if n.startswith("single:") else n
