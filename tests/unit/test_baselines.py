@@ -474,3 +474,45 @@ def test_capabilities_are_declared_not_inferred_from_names():
         name = "mine"
         learns_online = False
     assert Mine(ms).capabilities().cost_knob is None and not Mine(ms).capabilities().learns_online
+
+
+def test_the_registry_is_the_union_of_every_router_module_and_no_router_imports_it():
+    import ast
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    from evoroute.policy import routers
+
+    union: dict[str, object] = {}
+    for info in pkgutil.iter_modules(routers.__path__):
+        mod = importlib.import_module(f"evoroute.policy.routers.{info.name}")
+        assert mod.ROUTERS and not set(mod.ROUTERS) & set(union), info.name
+        union.update(mod.ROUTERS)
+        tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "evoroute.policy.registry" not in imported, info.name
+    assert dict(ROUTERS) == union
+    assert {"single", "cheapest", "random", "round_robin", "oracle", "oracle-cascade", "threshold",
+            "per-role", "knn", "logistic", "lints", "cascade", "evoroute", "evoroute-paper",
+            "evoroute-knn", "evoroute-lin", "evoroute-no-ts", "evoroute-paper-no-pareto"} <= set(union)
+
+
+def test_family_ablation_and_order_are_declared_by_each_router():
+    from evoroute.policy.base import ROUTER_FAMILIES
+
+    ms = [ModelInfo("a", 1, 1), ModelInfo("b", 2, 2)]
+    caps = {n: make_router("single:a" if n == "single" else n, ms).capabilities() for n in ROUTERS}
+    assert all(c.family in ROUTER_FAMILIES for c in caps.values())
+    assert caps["single"].family == "single" and caps["threshold"].family == "baseline"
+    assert {n for n, c in caps.items() if c.family == "oracle"} == {"oracle", "oracle-cascade"}
+    assert {n for n, c in caps.items() if c.family == "learned"} == {
+        "per-role", "knn", "logistic", "lints", "cascade"}
+    assert caps["evoroute-paper"].family == "evoroute-paper" and caps["evoroute-knn"].family == "evoroute"
+    ablations = {n: c.ablation_of for n, c in caps.items() if c.ablation_of}
+    assert ablations == {f"{fam}-{a}": fam for fam in ("evoroute", "evoroute-paper")
+                         for a in ("no-cold-start", "no-role-tool", "no-ts", "no-pareto")}
+    others = [n for n, c in caps.items() if c.family not in ("evoroute", "evoroute-paper", "single")]
+    assert sorted(others, key=lambda n: caps[n].order) == [
+        "oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints", "cascade",
+        "random", "round_robin", "cheapest"]
