@@ -67,9 +67,8 @@ PAPER_ABLATIONS = [
     ("evoroute-no-ts", "no Thompson sampling (posterior mean)", -6.52),
     ("evoroute-no-pareto", "no Pareto filter", -1.52),
 ]
-BASELINE_ORDER = ["oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints",
-                  "cascade", "random", "round_robin", "cheapest"]
-LEARNED = ("per-role", "knn", "logistic", "lints", "cascade")
+#: the families (``Capabilities.family``) of EvoRoute and its variants and ablations
+EVOROUTE_FAMILIES = ("evoroute", "evoroute-paper")
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,6 +83,21 @@ def capabilities(rep: dict[str, Any], router: str) -> Capabilities:
     models = {r.split(":", 1)[1] for r in rows if r.startswith("single:")}
     models |= {m for o in rows.values() for m in o.get("model_share") or {}}
     return _capabilities(router, tuple(sorted(models)))
+
+
+def family(rep: dict[str, Any], r: str) -> str:
+    o = rep["routers"].get(r, {})
+    return str(o["family"]) if "family" in o else capabilities(rep, r).family
+
+
+def ablation_of(rep: dict[str, Any], r: str) -> str | None:
+    o = rep["routers"].get(r, {})
+    return o["ablation_of"] if "ablation_of" in o else capabilities(rep, r).ablation_of
+
+
+def listing_order(rep: dict[str, Any], r: str) -> int:
+    o = rep["routers"].get(r, {})
+    return int(o["order"]) if "order" in o else capabilities(rep, r).order
 
 
 def is_oracle(rep: dict[str, Any], r: str) -> bool:
@@ -164,12 +178,12 @@ def short(model: str) -> str:
 
 
 def router_order(rep: dict[str, Any]) -> list[str]:
+    """The table rows: every router in the order it declares (then by name), the single models
+    last, best first."""
     rows = rep["routers"]
-    evo = [r for r in rows if r == "evoroute"] + sorted(r for r in rows if r.startswith("evoroute-"))
-    base = [r for r in BASELINE_ORDER if r in rows] + sorted(
-        r for r in rows if not r.startswith(("evoroute", "single:")) and r not in BASELINE_ORDER)
-    single = sorted((r for r in rows if r.startswith("single:")), key=lambda r: -rows[r]["quality"])
-    return evo + base + single
+    single = sorted((r for r in rows if family(rep, r) == "single"), key=lambda r: -rows[r]["quality"])
+    others = sorted((r for r in rows if r not in single), key=lambda r: (listing_order(rep, r), r))
+    return others + single
 
 
 # ------------------------------------------------------------------------------ tables
@@ -207,7 +221,7 @@ def share_table(rep: dict[str, Any]) -> str:
     lines = ["| router | models chosen on the test split (share of steps, all seeds) |",
              "|---|---|"]
     for r in router_order(rep):
-        if not r.startswith("evoroute"):
+        if family(rep, r) not in EVOROUTE_FAMILIES:
             continue
         sh = rep["routers"][r].get("model_share") or {}
         txt = ", ".join(f"{short(m)} {100 * v:.1f} %" for m, v in list(sh.items())[:5])
@@ -646,16 +660,18 @@ COLORS = {"evoroute": "#d62728", "ablation": "#ff7f0e", "oracle": "#000000", "or
           "costlean": "#8c1d1d", "learned": "#17becf", "variant": "#e377c2"}
 
 
-def _kind(r: str) -> str:
+def _kind(rep: dict[str, Any], r: str) -> str:
+    """The plot style of a router: its family's, or its own where COLORS has one."""
+    fam = family(rep, r)
     if r == "evoroute":
         return "evoroute"
-    if r.startswith("evoroute-"):
-        return "ablation" if "-no-" in r else "variant"
-    if r.startswith("single:"):
+    if fam in EVOROUTE_FAMILIES:
+        return "ablation" if ablation_of(rep, r) else "variant"
+    if fam == "single":
         return "single"
-    if r in LEARNED:
-        return "learned"
-    return r if r in ("oracle", "oracle-cascade", "threshold") else "baseline"
+    if r in COLORS:
+        return r
+    return "learned" if fam == "learned" else "baseline"
 
 
 X_RANGE = (0.05, 7.0)          # USD, log axis
@@ -773,7 +789,7 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
     # router points, coincident ones merged ("cheapest = mistral-7b-chat")
     prio = {"evoroute": 0, "oracle": 1, "oracle-cascade": 2, "threshold": 3, "learned": 4, "variant": 5,
             "ablation": 6, "single": 7, "baseline": 8}
-    order = sorted(rows, key=lambda r: (prio[_kind(r)], r))
+    order = sorted(rows, key=lambda r: (prio[_kind(rep, r)], r))
     for names, x, y in _merge_coincident([(r, *_px(rows[r]["cost_usd"], rows[r]["quality"])) for r in order]):
         markers.append((x, y, 13.0 if names[0] == "evoroute" else 7.0))
         text = " = ".join(_label(r) for r in names)
@@ -864,7 +880,7 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
             error_y={"type": "data", "array": [o["quality_sd"]], "visible": True, "thickness": 1}))
     groups: dict[str, list[str]] = collections.defaultdict(list)
     for r in rows:
-        groups[_kind(r)].append(r)
+        groups[_kind(rep, r)].append(r)
     names = {"evoroute": "EvoRoute (default weights 1, 0.1, 0.05)", "ablation": "EvoRoute ablations",
              "oracle": "oracle (cheapest correct model)",
              "oracle-cascade": "oracle cascade (recorded-answer verifier: an upper bound)",

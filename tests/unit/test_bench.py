@@ -9,13 +9,13 @@ import zlib
 import numpy as np
 import pytest
 
-from evoroute.core.types import StepContext
+from evoroute.core.types import ModelInfo, StepContext
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.report import format_table
-from evoroute.evaluation.bench.run import default_routers, is_ablation, run_bench
+from evoroute.evaluation.bench.run import default_routers, run_bench
 from evoroute.policy.base import COST_WEIGHT_GRID, CostKnob
 from evoroute.policy.baseline import Baseline
-from evoroute.policy.registry import ROUTERS
+from evoroute.policy.registry import ROUTERS, make_router
 
 GPT4 = "gpt-4-1106-preview"
 YI = "zero-one-ai/Yi-34B-Chat"
@@ -111,5 +111,19 @@ def test_default_routers_take_every_registered_evoroute_variant():
     assert names[0] == "evoroute" and set(evo) <= set(names)
     assert {"per-role", "knn", "logistic", "lints", "cascade", "oracle-cascade"} <= set(names)
     assert names[-2:] == ["single:a", "single:b"]
+
+    def is_ablation(name: str) -> bool:       # what the bench reads to skip an ablation's sweep
+        return make_router(name, [ModelInfo("a"), ModelInfo("b")]).capabilities().ablation_of is not None
+
     assert is_ablation("evoroute-no-ts") and is_ablation("evoroute-paper-no-pareto")
     assert not is_ablation("evoroute-paper") and not is_ablation("evoroute") and not is_ablation("knn")
+
+
+def test_a_new_router_reaches_the_default_list_at_its_declared_order():
+    """Adding a baseline needs no edit in the bench: it is listed where it says it belongs."""
+    ROUTERS["toy-knob"] = type("LateToy", (ToyKnobRouter,), {"order": 41})
+    try:
+        names = default_routers(["a", "b"])
+    finally:
+        ROUTERS.pop("toy-knob", None)
+    assert names.index("round_robin") < names.index("toy-knob") < names.index("cheapest")

@@ -13,6 +13,8 @@ from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.worker import RunStats
 
 PARITY_TOLERANCE = 0.005     # "at parity": within 0.5 points of the best single model
+#: the families (``Capabilities.family``) listed first in the text table
+EVOROUTE_FAMILIES = ("evoroute", "evoroute-paper")
 
 
 def _sd(x: Sequence[float]) -> float:
@@ -92,6 +94,7 @@ def build_report(results: list[RunStats], wanted: list[str], seeds: list[int],
         o["sweep_points"] = len(curves[r])
         knob = caps[r].cost_knob
         o["is_oracle"] = bool(caps[r].is_oracle)
+        o["family"], o["ablation_of"], o["order"] = caps[r].family, caps[r].ablation_of, caps[r].order
         o["cost_knob"] = None if knob is None else knob.param
         o["default_knob"] = sweeps[r][1]
         if single_pts is not None:
@@ -252,8 +255,11 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['dataset']}: {result['n_test']} test queries, protocol {result['protocol']}, "
              f"weights {tuple(result['weights'])}, seeds {result['seeds']} "
              f"({result['label']})", head, "-" * len(head)]
-    order = sorted(rows, key=lambda r: (not r.startswith("evoroute"), r.startswith("single:"),
-                                        -rows[r]["quality"]))
+    def group(r: str) -> int:     # EvoRoute's families, the other routers, the single models
+        family = rows[r].get("family")
+        return 0 if family in EVOROUTE_FAMILIES else 2 if family == "single" else 1
+
+    order = sorted(rows, key=lambda r: (group(r), -rows[r]["quality"]))
     for name in order:
         o = rows[name]
         q = f"{o['quality']:.3f}±{o['quality_sd']:.3f}"

@@ -44,24 +44,16 @@ from evoroute.evaluation.bench.report import build_report
 from evoroute.evaluation.bench.worker import _STATE, _backend, _DictEmbedder, _execute, _init_worker, _spec
 from evoroute.settings import DEFAULTS
 
-ORACLES = ("oracle", "oracle-cascade")
-LEARNED = ("per-role", "knn", "logistic", "lints", "cascade")
-BASELINES = ORACLES + ("threshold",) + LEARNED + ("random", "round_robin", "cheapest")
-
 
 def default_routers(models: Sequence[str]) -> list[str]:
-    """Every registered ``evoroute*`` router (``evoroute`` first), the baselines and every
-    single model."""
-    from evoroute.policy.registry import ROUTERS, router_names
+    """Every registered router in the order the routers declare (``Capabilities.order``, then
+    name: EvoRoute and its variants, the oracles, the baselines, the learned baselines), then
+    one ``single:<model>`` per model."""
+    from evoroute.policy.registry import ROUTERS, make_router
 
-    router_names()       # imports the modules that register routers
-    evo = sorted((n for n in ROUTERS if n.startswith("evoroute")), key=lambda n: (n != "evoroute", n))
-    return evo + [b for b in BASELINES if b in ROUTERS] + [f"single:{m}" for m in models]
-
-
-def is_ablation(router: str) -> bool:
-    """EvoRoute's ablations (``evoroute-no-*``, ``evoroute-paper-no-*``): swept only on request."""
-    return router.startswith("evoroute") and "-no-" in router
+    probe = [ModelInfo(m) for m in models]
+    order = {n: make_router(n, probe).capabilities().order for n in ROUTERS if n != "single"}
+    return sorted(order, key=lambda n: (order[n], n)) + [f"single:{m}" for m in models]
 
 
 def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None,
@@ -284,8 +276,8 @@ def _seed_invariant(router: str, state: dict[str, Any]) -> bool:
 
 
 def _knobs(router: str, sweep_ablations: bool) -> list[float]:
-    """The sweep's settings other than the default run's."""
-    if is_ablation(router) and not sweep_ablations:
+    """The sweep's settings other than the default run's (an ablation's only on request)."""
+    if _STATE["caps"][router].ablation_of is not None and not sweep_ablations:
         return []
     values, default = _STATE["sweeps"][router]
     return [float(k) for k in values if default is None or not np.isclose(k, default)]
