@@ -16,7 +16,6 @@ import numpy as np
 from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.errors import EvoRouteError, UnknownModelError
 
-
 #: EvoRoute's cost weight w_c and the cost weight λ of the learned baselines, swept by the
 #: benchmark to trace each router's cost/quality curve (16 settings, denser where the curves
 #: bend). 10 and 100 reach the cheapest operating points: AIQ integrates from cost 0, and a sweep

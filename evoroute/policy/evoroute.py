@@ -11,8 +11,16 @@ import numpy as np
 
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.posterior import nig_sample, nig_sample_effective, variance_floor
-from evoroute.core.types import (CandidateStat, Decision, Explanation, ModelInfo, StepContext,
-                                 StepOutcome, Weights, validate_theta)
+from evoroute.core.types import (
+    CandidateStat,
+    Decision,
+    Explanation,
+    ModelInfo,
+    StepContext,
+    StepOutcome,
+    Weights,
+    validate_theta,
+)
 from evoroute.core.utility import reference_scale, utility
 from evoroute.errors import ValidationError
 from evoroute.policy.base import W_C_KNOB, Router

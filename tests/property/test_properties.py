@@ -15,7 +15,7 @@ from evoroute.core.posterior import nig_sample
 from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.core.utility import reference_scale, utility
 from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
-from evoroute.retrieval.index import N, NP, NSTAT, SC, SC2, SD, SD2, SP, SP2, ExperienceIndex
+from evoroute.retrieval.index import NP, NSTAT, SC, SC2, SD, SD2, SP, SP2, ExperienceIndex, N
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DIM = 4
@@ -250,7 +250,8 @@ def _brute_stats(recs, rows, models, perf):
 
 @settings(max_examples=120, deadline=None)
 @given(recs=st.lists(rec_st, min_size=1, max_size=40), emb_seed=st.integers(0, 10_000),
-       q_role=st.integers(0, 4), q_tools=st.frozensets(st.sampled_from(["python", "search", "calculator", "file"]), max_size=2),
+       q_role=st.integers(0, 4),
+       q_tools=st.frozensets(st.sampled_from(["python", "search", "calculator", "file"]), max_size=2),
        theta=st.floats(-0.9, 0.99), finished=st.sets(st.integers(0, 2)),
        cap=st.one_of(st.none(), st.integers(1, 8)), scan=st.one_of(st.none(), st.integers(1, 10)),
        channels=st.sampled_from([("role", "semantic", "tool"), ("semantic",), ("role",), ("tool",),

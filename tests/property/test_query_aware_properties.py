@@ -17,8 +17,7 @@ from evoroute.core.types import ModelInfo, StepContext
 from evoroute.policy.estimators.knn import knn_estimates
 from evoroute.policy.estimators.neighbours import TextRecords, effective_n, kernel_weights
 from evoroute.policy.estimators.prior import combine, role_prior
-from evoroute.policy.estimators.prior_strength import (KAPPA_MAX, KAPPA_MIN, PriorStrength,
-                                                       moment_kappa)
+from evoroute.policy.estimators.prior_strength import KAPPA_MAX, KAPPA_MIN, PriorStrength, moment_kappa
 from evoroute.policy.registry import make_router
 from evoroute.retrieval.index import ExperienceIndex
 
@@ -40,7 +39,7 @@ def unit(rng: np.random.Generator, n: int) -> np.ndarray:
 def build(base, seed: int) -> ExperienceIndex:
     vecs = unit(np.random.default_rng(seed), 10)
     idx = ExperienceIndex(dim=DIM)
-    for i, (m, r, p, c, t) in enumerate(base):
+    for _i, (m, r, p, c, t) in enumerate(base):
         idx.add(role=f"r{r}", model=f"m{m}", text=f"text {t}", embedding=vecs[t], tools=(),
                 cost=c, duration=1.0 + m, perf=p)
     return idx
@@ -108,10 +107,10 @@ def test_many_identical_neighbours_converge_to_their_mean(n, x, kappa, other):
     (κ·prior + n·x)/(κ + n) with κ = min(κ, role records), so |μ − x| shrinks like κ/(κ + n)."""
     idx = ExperienceIndex(dim=DIM)
     e = unit(np.random.default_rng(0), 2)
-    for i in range(50):       # the prior: a far text with P = other
+    for _i in range(50):       # the prior: a far text with P = other
         idx.add(role="r", model="m0", text="far", embedding=e[1] * -1, tools=(), cost=0.01,
                 duration=1.0, perf=other)
-    for i in range(n):
+    for _i in range(n):
         idx.add(role="r", model="m0", text="near", embedding=e[0], tools=(), cost=0.01,
                 duration=1.0, perf=x)
     est = knn_estimates(idx, ["m0"], "r", e[0], k=1, kernel_tau=1.0, prior_strength=kappa,

@@ -212,8 +212,7 @@ from evoroute.backends.base import OutcomeTable  # noqa: E402
 from evoroute.policy.base import Router  # noqa: E402
 from evoroute.policy.registry import ROUTERS  # noqa: E402
 from evoroute.policy.routers.cascade import ConfidenceCascadeRouter  # noqa: E402
-from evoroute.policy.routers.learned import (KNNRouter, LogisticRouter, PerRoleRouter,  # noqa: E402
-                                             _KNNModel, fit_logistic)
+from evoroute.policy.routers.learned import KNNRouter, LogisticRouter, PerRoleRouter, _KNNModel, fit_logistic  # noqa: E402
 from evoroute.policy.routers.lints import LinTSRouter  # noqa: E402
 from evoroute.policy.training import TrainStats, task_folds  # noqa: E402
 

@@ -143,7 +143,8 @@ def test_unexplored_models_first_in_optimize(models):
     picks = {r.decide(step(), np.random.default_rng(s)).model for s in range(40)}
     assert picks == {"cheap", "mid"}
     d = r.decide(step(), np.random.default_rng(0))
-    assert {c.model: c.propensity for c in d.explanation.candidates} == {"cheap": 0.5, "mid": 0.5, "strong": 0.0}
+    assert {c.model: c.propensity for c in d.explanation.candidates} == {"cheap": 0.5, "mid": 0.5,
+                                                                          "strong": 0.0}
 
 
 def test_records_without_known_performance_count_as_unexplored(models):
@@ -174,7 +175,8 @@ def test_inference_ignores_unexplored_models(models):
 def test_fallback_role_then_global_then_default(models):
     idx = ExperienceIndex(dim=DIM)
     fill(idx, BASE, role="coder", emb=E1)
-    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", channels=("semantic",), default_model="mid"), index=idx)
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", channels=("semantic",),
+                                              default_model="mid"), index=idx)
     # semantic-only retrieval with an orthogonal query finds nothing -> per-role statistics
     d = r.decide(step("inference", role="coder", emb=E2), np.random.default_rng(0))
     assert d.explanation.channels["union"] == 0
@@ -188,7 +190,8 @@ def test_fallback_role_then_global_then_default(models):
     d = r.decide(step("inference", role="planner", emb=E1), np.random.default_rng(0))
     assert d.explanation.fallback is None and d.explanation.channels["semantic"] == 12
     # an empty base -> the default model
-    empty = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", default_model="mid"), index=ExperienceIndex(dim=DIM))
+    empty = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", default_model="mid"),
+                           index=ExperienceIndex(dim=DIM))
     d = empty.decide(step(), np.random.default_rng(0))
     assert (d.model, d.propensity, d.explanation.fallback, d.explanation.mode) == \
         ("mid", 1.0, "default_model", "default_model")
@@ -300,14 +303,17 @@ def test_observe_and_finish_task_feed_the_next_decision(models):
     # all explored now; equal cost and duration: mid and strong (P 1) tie, cheap is dominated
     d = r.decide(step("inference"), rng)
     assert d.model in ("mid", "strong")
-    assert {c.model: c.pareto for c in d.explanation.candidates} == {"cheap": False, "mid": True, "strong": True}
+    assert {c.model: c.pareto for c in d.explanation.candidates} == {"cheap": False, "mid": True,
+                                                                      "strong": True}
     # a failed call teaches nothing
-    r.observe(step(), d, StepOutcome(model="cheap", step_success=None, cost_usd=9, duration_s=9, error="timeout"))
+    r.observe(step(), d, StepOutcome(model="cheap", step_success=None, cost_usd=9, duration_s=9,
+                                     error="timeout"))
     assert len(r.index) == 6
 
 
 def test_step_success_signal(models):
-    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"),
+                       index=ExperienceIndex(dim=DIM, perf_signal="step"))
     s = step()
     for ok in (1.0, 0.0):
         r.observe(s, None, StepOutcome(model="mid", step_success=ok, cost_usd=0.01, duration_s=1.0))
@@ -340,7 +346,8 @@ def test_no_ts_ablation_uses_posterior_mean_in_optimize(models):
 
 
 def test_config_round_trips_through_dict():
-    cfg = EvoRouteConfig(estimator="paper", weights=Weights(1, 0.3, 0.1), channels=("semantic",), max_per_channel=50,
+    cfg = EvoRouteConfig(estimator="paper", weights=Weights(1, 0.3, 0.1), channels=("semantic",),
+                         max_per_channel=50,
                          tool_keywords={"python": ["code"]})
     d = json.loads(json.dumps(cfg.to_dict()))
     back = EvoRouteConfig.from_dict(d)
@@ -365,7 +372,8 @@ def test_config_rejects_bad_values(kwargs, field):
 
 
 def test_step_signal_records_are_not_left_pending(models):
-    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"), index=ExperienceIndex(dim=DIM, perf_signal="step"))
+    r = EvoRouteRouter(models, EvoRouteConfig(estimator="paper", perf_signal="step"),
+                       index=ExperienceIndex(dim=DIM, perf_signal="step"))
     known = StepContext(task_key="a", step_index=0, role="r", instruction="x", embedding=E2)
     unknown = StepContext(task_key="b", step_index=0, role="r", instruction="y", embedding=E2)
     r.observe(known, None, StepOutcome(model="mid", step_success=1.0, cost_usd=0.01, duration_s=1.0))

@@ -1,9 +1,10 @@
 """Query-aware estimates of P, C, D per model for the step being routed (spec §3, "Query-aware
 estimates"). Two designs, both feeding the same Pareto filter, NIG Thompson sampling and utility:
 
-- :func:`~evoroute.policy.estimators.knn.knn_estimates` (``estimator="knn"``): similarity-weighted evidence of the k past steps
-  most similar to this one, shrunk toward the model's role estimate (itself shrunk toward the
-  model's global estimate) by an empirical-Bayes prior worth ``prior_strength`` observations.
+- :func:`~evoroute.policy.estimators.knn.knn_estimates` (``estimator="knn"``):
+  similarity-weighted evidence of the k past steps most similar to this one, shrunk toward the
+  model's role estimate (itself shrunk toward the model's global estimate) by an
+  empirical-Bayes prior worth ``prior_strength`` observations.
   Weights: w_i = exp((s_i − s_max) / τ) · (1 if same role else ``cross_role``), with
   τ = ``kernel_tau`` · (s_max − s_min) over the k neighbours — a temperature relative to the
   neighbours' own similarity spread, so no raw cosine scale is baked in. Each weight is in
@@ -19,15 +20,17 @@ estimates"). Two designs, both feeding the same Pareto filter, NIG Thompson samp
   With no neighbour the estimate is the prior (the role estimate); with many identical
   neighbours it converges to their mean; the Thompson draw θ ~ N(μ, σ²/λ) is wider the less
   local evidence there is.
-- :class:`~evoroute.policy.estimators.linear.LinearEstimator` (``estimator="linear"``): per model a Bayesian ridge regression of
-  P, C and D on the step's embedding, a one-hot of its role (nearly unpenalised: the role
-  means) and its tool bits — the LinTS posterior N(xᵀβ, s²·xᵀA⁻¹x), trained incrementally as
-  records arrive (Woodbury updates of A⁻¹). Its effective sample size at x is 1 / xᵀA⁻¹x.
+- :class:`~evoroute.policy.estimators.linear.LinearEstimator` (``estimator="linear"``): per
+  model a Bayesian ridge regression of P, C and D on the step's embedding, a one-hot of its role
+  (nearly unpenalised: the role means) and its tool bits — the LinTS posterior
+  N(xᵀβ, s²·xᵀA⁻¹x), trained incrementally as records arrive (Woodbury updates of A⁻¹). Its
+  effective sample size at x is 1 / xᵀA⁻¹x.
 
-Both return :class:`~evoroute.policy.estimators.prior.QueryEstimates` (the paper's :class:`Estimates` plus λ per metric and the
-evidence per model for the explanation). "Explored" (n ≥ n_min) counts a model's records of
-the step's role (or, when the role has none, of the whole base), exactly as the paper's role
-channel does, so cold start and unexplored-first behave the same in every design.
+Both return :class:`~evoroute.policy.estimators.prior.QueryEstimates` (the paper's
+:class:`Estimates` plus λ per metric and the evidence per model for the explanation). "Explored"
+(n ≥ n_min) counts a model's records of the step's role (or, when the role has none, of the
+whole base), exactly as the paper's role channel does, so cold start and unexplored-first
+behave the same in every design.
 
 Modules: ``prior`` (the role prior and the pooling both designs share), ``neighbours`` (kernel
 weights, effective sample sizes, the records of each text), ``prior_strength`` (empirical-Bayes

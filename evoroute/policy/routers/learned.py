@@ -22,7 +22,8 @@ cross-validation on the train split only, with folds fixed by a hash of the task
 do not depend on row order, and the steps of one task never sit on both sides). LinTS has no
 labelled data to cross-validate on in the bandit protocol: its prior precision and projection
 size were chosen once on a validation split of RouterBench's train split (see
-:class:`~evoroute.policy.routers.lints.LinTSRouter`) and its noise scale is estimated online from its residuals.
+:class:`~evoroute.policy.routers.lints.LinTSRouter`) and its noise scale is estimated online
+from its residuals.
 
 The predictors are trained on every model's outcome on the full train split in both protocols
 (as RouteLLM trains on preference data), so they give the same numbers in both; LinTS learns
@@ -41,8 +42,7 @@ from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo,
 from evoroute.errors import EvoRouteError, ValidationError
 from evoroute.policy.base import COST_WEIGHT_GRID, CostKnob
 from evoroute.policy.baseline import Baseline
-from evoroute.policy.training import (N_FOLDS, TrainStats, cached_fit, l2, role_onehot,
-                                      task_folds)
+from evoroute.policy.training import N_FOLDS, TrainStats, cached_fit, l2, role_onehot, task_folds
 from evoroute.settings import DEFAULTS
 
 #: λ of the learned baselines' utility q̂ − λ·ĉ/C_ref at EvoRoute's default w_c / w_p
@@ -144,7 +144,7 @@ class _KNNModel:
         n_obs = 0
         order = np.array([zlib.crc32(str(k).encode()) for k in table.task_keys], dtype=np.int64)
         S = st.scores
-        for i, rows in self.rows_of.items():
+        for _i, rows in self.rows_of.items():
             if rows.size < 2:
                 continue
             qrows = rows[np.argsort(order[rows], kind="stable")[:MAX_CV_ROWS]]

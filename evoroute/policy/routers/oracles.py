@@ -15,7 +15,6 @@ from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.training import cost_quality_ladder
 
-
 OracleFn = Callable[[StepContext], Mapping[str, Any]]
 
 
