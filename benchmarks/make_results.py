@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from evoroute.core.types import ModelInfo
 from evoroute.evaluation import metrics
 from evoroute.evaluation.bench.run import default_routers
-from evoroute.core.types import ModelInfo
 from evoroute.policy.base import Capabilities
 from evoroute.policy.registry import make_router
 from evoroute.settings import DEFAULTS, PROJECT_ROOT, offline_env
@@ -311,7 +311,8 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
             f"| quality {pm(evo['quality'], evo['quality_sd'])} vs {best['quality']:.3f} "
             f"({dq:+.2f} points); cost ${evo['cost_usd']:.3f} ± {evo['cost_usd_sd']:.3f} = "
             f"{100 * cr:.1f} % of ${best['cost_usd']:.3f} | {met} | {'; '.join(gap) or '–'} |")
-        summary.append(f"default weights, {proto}: {met.replace('*', '')} ({dq:+.2f} points at {100 * cr:.1f} % "
+        summary.append(f"default weights, {proto}: {met.replace('*', '')} ({dq:+.2f} points at "
+                       f"{100 * cr:.1f} % "
                        f"of the cost)")
     for proto in ("bandit", "full"):
         key = f"{proto}_costlean"
@@ -360,16 +361,19 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
         met = "**met**" if ok else "not met"
         gap_txt = "–" if ok else f"{others[rank[0]] - others['evoroute']:.3f} AIQ below {rank[0]}"
         lines.append(
-            f"| EvoRoute's AIQ highest of all non-oracle routers | {proto} | evoroute {others['evoroute']:.3f}, "
+            f"| EvoRoute's AIQ highest of all non-oracle routers | {proto} | evoroute "
+            f"{others['evoroute']:.3f}, "
             f"rank {pos} of {len(rank)}; ahead of it: {', '.join(ahead) or 'none'} | {met} "
             f"| {gap_txt} |")
-        summary.append(f"AIQ, {proto}: {met.replace('*', '')} (rank {pos}; ahead: {', '.join(ahead) or 'none'})")
+        summary.append(f"AIQ, {proto}: {met.replace('*', '')} (rank {pos}; ahead: "
+                       f"{', '.join(ahead) or 'none'})")
         best = rank[0]
         bo = rows[best]
         par = bo.get("parity_cost_share")
         summary.append(f"best non-oracle router by AIQ, {proto}: {best} {others[best]:.3f}"
                        + ("" if bo.get("gain_over_hull") is None else
-                          f" (gain over the single-model hull {100 * bo['gain_over_hull']:+.1f} points at its "
+                          f" (gain over the single-model hull {100 * bo['gain_over_hull']:+.1f} points at "
+                          "its "
                           f"default setting, {100 * bo['gain_over_hull_best']:+.1f} best; cost at parity "
                           f"with the best single model {pct(par)})"))
     for proto in ("bandit", "full"):
@@ -422,10 +426,13 @@ def costlean_section(reps: dict[str, dict[str, Any]]) -> str:
                  "|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in [x for x in router_order(rep)]:
             o = rows[r]
-            sh = ", ".join(f"{short(m)} {100 * v:.1f} %" for m, v in list((o.get("model_share") or {}).items())[:4])
+            sh = ", ".join(f"{short(m)} {100 * v:.1f} %"
+                           for m, v in list((o.get("model_share") or {}).items())[:4])
             tr = "–" if not o.get("train_steps") else f"{o['train_cost_usd']:.3f}"
-            lines.append(f"| {r} | {pm(o['quality'], o['quality_sd'])} | {100 * o['quality'] / best['quality']:.1f} % "
-                         f"| {pm(o['cost_usd'], o['cost_usd_sd'])} | {100 * o['cost_usd'] / best['cost_usd']:.1f} % "
+            lines.append(f"| {r} | {pm(o['quality'], o['quality_sd'])} | "
+                         f"{100 * o['quality'] / best['quality']:.1f} % "
+                         f"| {pm(o['cost_usd'], o['cost_usd_sd'])} | "
+                         f"{100 * o['cost_usd'] / best['cost_usd']:.1f} % "
                          f"| {o['latency_s']:.2f} | {tr} | {sh} |")
         sw = sweep_table(rep, "evoroute", "w_c (w_p = 1, w_d = 0.05)")
         if sw:
@@ -439,11 +446,11 @@ def costlean_section(reps: dict[str, dict[str, Any]]) -> str:
 def replay_checks(reps: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Re-run EvoRoute's replays of the benchmark and measure what the JSON does not hold."""
     from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
+    from evoroute.policy.evoroute import EvoRouteConfig
+    from evoroute.retrieval.embedder import get_embedder
     from evoroute.runs.loop import RunLoop
     from evoroute.runs.prepare import prepare_run
     from evoroute.runs.spec import RunSpec
-    from evoroute.policy.evoroute import EvoRouteConfig
-    from evoroute.retrieval.embedder import get_embedder
 
     t0 = time.perf_counter()
     gpt4 = BEST.removeprefix("single:")
@@ -564,7 +571,8 @@ def reproduction_line(reps: dict[str, Any], checks: dict[str, Any]) -> str:
         j = reps[key]["routers"]["evoroute"]
         rows.append(f"| {key} | {np.mean(q):.4f} ± {_sd(q):.4f} | {j['quality']:.4f} ± {j['quality_sd']:.4f} "
                     f"| {np.mean(c):.4f} ± {_sd(c):.4f} | {j['cost_usd']:.4f} ± {j['cost_usd_sd']:.4f} |")
-    return "\n".join(["| file | replay check: quality | JSON: quality | replay check: cost $ | JSON: cost $ |",
+    return "\n".join(["| file | replay check: quality | JSON: quality | replay check: cost $ "
+                      "| JSON: cost $ |",
                       "|---|---:|---:|---:|---:|"] + rows)
 
 
@@ -641,7 +649,8 @@ def pruning_counts(runs: list[dict[str, Any]], full_choice: dict[str, str] | Non
     pruned = [c for c in cells if c.get("start") and not c["start"]["gpt4_kept"]]
     few = [c for c in pruned if len(c["gpt4_train"]) <= 3]
     lucky = [c for c in pruned if c["gpt4_train"] and all(x >= 1 for x in c["gpt4_train"])]
-    not_gpt4_ref = [c for c in cells if c.get("start") and c["start"]["c_ref_model"] != BEST.removeprefix("single:")]
+    not_gpt4_ref = [c for c in cells
+                    if c.get("start") and c["start"]["c_ref_model"] != BEST.removeprefix("single:")]
     return {"cells": len(cells), "pruned": len(pruned), "pruned_few_calls": len(few),
             "calls_when_pruned": sorted(len(c["gpt4_train"]) for c in pruned),
             "pruned_all_success": len(lucky),
@@ -847,14 +856,15 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
         if len(sw) >= 2:
             drawn.append(np.array([_px(p["cost_usd"], p["quality"]) for p in sw]))
     line_boxes = [b for d in drawn for b in _polyline_boxes(list(d[:, 0]), list(d[:, 1]))]
-    for r, o in rows.items():      # error bars are lines too
+    for o in rows.values():      # error bars are lines too
         x, y = _px(o["cost_usd"], o["quality"])
         if o["cost_usd_sd"] > 0:
             xl = _px(max(o["cost_usd"] - o["cost_usd_sd"], X_RANGE[0]), o["quality"])[0]
             xr = _px(o["cost_usd"] + o["cost_usd_sd"], o["quality"])[0]
             line_boxes += _polyline_boxes([xl, xr], [y, y])
         if o["quality_sd"] > 0:
-            yt, yb = _px(o["cost_usd"], o["quality"] + o["quality_sd"])[1], _px(o["cost_usd"], o["quality"] - o["quality_sd"])[1]
+            yt = _px(o["cost_usd"], o["quality"] + o["quality_sd"])[1]
+            yb = _px(o["cost_usd"], o["quality"] - o["quality_sd"])[1]
             line_boxes += _polyline_boxes([x, x], [yt, yb])
     pos = place_labels(labels, markers, [legend_box], line_boxes)
 
@@ -867,14 +877,17 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
             x=[p["cost_usd"] for p in sw], y=[p["quality"] for p in sw], mode="lines+markers+text",
             name=label, text=[text_of[k] if k else "" for k in keys],
             textposition=[pos[k] if k else "middle right" for k in keys],
-            textfont={"size": 11, "color": color}, marker={"size": 7, "color": color, "symbol": "circle-open"},
+            textfont={"size": 11, "color": color},
+            marker={"size": 7, "color": color, "symbol": "circle-open"},
             line={"color": color, "width": 1.5, "dash": "dot"}, hoverinfo="x+y+text"))
     if cl_key:
         o = costlean["routers"]["evoroute"]
         fig.add_trace(go.Scatter(
             x=[o["cost_usd"]], y=[o["quality"]], mode="markers+text",
-            name=f"EvoRoute, cost-leaning weights {text_of[cl_key].split()[-1]} ({len(costlean['seeds'])} seeds)",
-            text=[text_of[cl_key]], textposition=[pos[cl_key]], textfont={"size": 12, "color": COLORS["costlean"]},
+            name=f"EvoRoute, cost-leaning weights {text_of[cl_key].split()[-1]} ({len(costlean['seeds'])} "
+                 "seeds)",
+            text=[text_of[cl_key]], textposition=[pos[cl_key]],
+            textfont={"size": 12, "color": COLORS["costlean"]},
             marker={"size": 13, "color": COLORS["costlean"], "symbol": "diamond"},
             error_x={"type": "data", "array": [o["cost_usd_sd"]], "visible": True, "thickness": 1},
             error_y={"type": "data", "array": [o["quality_sd"]], "visible": True, "thickness": 1}))
@@ -887,12 +900,12 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
              "threshold": "threshold router (RouteLLM-style)", "baseline": "random / round robin / cheapest",
              "learned": "learned baselines (per-role, kNN, logistic, LinTS, confidence cascade)",
              "variant": "EvoRoute variants", "single": "single models"}
-    symbols = {"evoroute": "star", "ablation": "triangle-up", "oracle": "star-diamond", "oracle-cascade": "square",
-               "threshold": "square", "baseline": "circle", "single": "circle", "learned": "diamond",
-               "variant": "star-triangle-up"}
+    symbols = {"evoroute": "star", "ablation": "triangle-up", "oracle": "star-diamond",
+               "oracle-cascade": "square", "threshold": "square", "baseline": "circle",
+               "single": "circle", "learned": "diamond", "variant": "star-triangle-up"}
     bar_colors = {"ablation": "rgba(255,127,14,0.45)", "baseline": "rgba(31,119,180,0.6)"}
-    for kind in ("single", "baseline", "threshold", "learned", "oracle-cascade", "oracle", "ablation", "variant",
-                 "evoroute"):
+    for kind in ("single", "baseline", "threshold", "learned", "oracle-cascade", "oracle", "ablation",
+                 "variant", "evoroute"):
         rs = groups.get(kind)
         if not rs:
             continue
@@ -949,9 +962,9 @@ def _default_knob(router: str, rep: dict[str, Any]) -> float:
 def _label(r: str) -> str:
     if r.startswith("single:"):
         return short(r)
-    return {"evoroute-no-cold-start": "no cold start", "evoroute-no-role-tool": "no role/tool (semantic only)",
-            "evoroute-no-ts": "no TS", "evoroute-no-pareto": "no Pareto", "round_robin": "round robin"
-            }.get(r, r)
+    return {"evoroute-no-cold-start": "no cold start",
+            "evoroute-no-role-tool": "no role/tool (semantic only)", "evoroute-no-ts": "no TS",
+            "evoroute-no-pareto": "no Pareto", "round_robin": "round robin"}.get(r, r)
 
 
 def screenshot(fig: Any, png: Path) -> Path:
@@ -979,7 +992,8 @@ def screenshot(fig: Any, png: Path) -> Path:
                f"--screenshot={shot}", page.as_uri()]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if not shot.is_file():
-            raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}")
+            raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): "
+                               f"{proc.stderr[-2000:]}")
         shutil.move(str(shot), png)
         return png
     finally:
@@ -1009,7 +1023,8 @@ def sweep_vs_target(reps: dict[str, Any]) -> str:
         if near:
             knobs = ", ".join(f"{pt['knob']:g}" for pt in near)
             shares = ", ".join(f"{100 * pt['cost_usd'] / g['cost_usd']:.0f} %" for pt in near)
-            parts.append(f"{key}: within 0.5 points only at w_c ∈ {{{knobs}}}, costing {shares} of gpt-4's cost")
+            parts.append(f"{key}: within 0.5 points only at w_c ∈ {{{knobs}}}, costing {shares} of gpt-4's "
+                         "cost")
         else:
             parts.append(f"{key}: no w_c on the sweep comes within 0.5 points "
                          f"(best {max(pt['quality'] for pt in rep['sweeps']['evoroute']):.3f})")
@@ -1031,21 +1046,26 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
     hb = hull_quality(reps["bandit"], evo_b["cost_usd"])
     hf = hull_quality(reps["full"], evo_f["cost_usd"])
     p(f"- **Above every single model at its price.** With full information EvoRoute scores "
-      f"{evo_f['quality']:.3f} for ${evo_f['cost_usd']:.3f} ({100 * evo_f['cost_usd'] / g4['cost_usd']:.1f} % of "
+      f"{evo_f['quality']:.3f} for ${evo_f['cost_usd']:.3f} ({100 * evo_f['cost_usd'] / g4['cost_usd']:.1f} "
+      "% of "
       f"gpt-4's ${g4['cost_usd']:.3f}); the best any mix of single models reaches at that cost (their upper "
       f"convex hull) is {hf:.3f}, so EvoRoute is {100 * (evo_f['quality'] - hf):+.1f} points above it. The "
-      f"cheap model it mostly uses, {short(yi)}, alone scores {b[yi]['quality']:.3f} for ${b[yi]['cost_usd']:.3f}. "
+      f"cheap model it mostly uses, {short(yi)}, alone scores {b[yi]['quality']:.3f} for "
+      f"${b[yi]['cost_usd']:.3f}. "
       f"In the bandit protocol: {evo_b['quality']:.3f} for ${evo_b['cost_usd']:.3f} against a hull of "
-      f"{hb:.3f} at that cost ({100 * (evo_b['quality'] - hb):+.1f} points), but with a large spread over seeds.")
+      f"{hb:.3f} at that cost ({100 * (evo_b['quality'] - hb):+.1f} points), but with a large spread over "
+      "seeds.")
     rep = reps["bandit"]
     rows = rep["routers"]
     ahead = {k: [r for r in reps[k]["routers"] if r != "evoroute"
-                 and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"]] for k in ("bandit", "full")}
+                 and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"]]
+             for k in ("bandit", "full")}
     sw = rep["sweeps"]["evoroute"]
     lead = aiq_lead_over_threshold(reps)
     thr_gap = lead["bandit"]
     thr_txt = (f"{rows['threshold']['aiq']:.3f}" if abs(thr_gap) >= 0.005 else
-               f"{rows['threshold']['aiq']:.4f}; in the bandit protocol EvoRoute's {rows['evoroute']['aiq']:.4f} "
+               f"{rows['threshold']['aiq']:.4f}; in the bandit protocol EvoRoute's "
+               f"{rows['evoroute']['aiq']:.4f} "
                f"differs from it by {thr_gap:+.4f}, a tie within the seed noise")
     beats_thr = all(v > 0 for v in lead.values())
     p(f"- **AIQ.** EvoRoute's AIQ ({rows['evoroute']['aiq']:.3f} bandit, {f['evoroute']['aiq']:.3f} full) "
@@ -1062,7 +1082,8 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
       f"point (single models, random, round robin, cheapest, the ablations), AIQ counts budgets below that "
       f"point as quality 0. That is why gpt-4 alone has AIQ 0.)")
     p(f"- **Cost per success.** ${evo_f['cost_per_success_usd']:.5f} (full) against "
-      f"${g4['cost_per_success_usd']:.5f} for gpt-4, {g4['cost_per_success_usd'] / evo_f['cost_per_success_usd']:.0f}× "
+      f"${g4['cost_per_success_usd']:.5f} for gpt-4, "
+      f"{g4['cost_per_success_usd'] / evo_f['cost_per_success_usd']:.0f}× "
       f"cheaper per solved query; bandit ${evo_b['cost_per_success_usd']:.5f}, after paying "
       f"${evo_b['train_cost_usd']:.3f} for exploration on the train split.")
     p(f"- **Modelled latency** follows the models it picks: {evo_f['latency_s']:.2f} s per query (full) "
@@ -1101,8 +1122,10 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
                 margins[role] = t[top][3] - t[gpt4][3]
         yi_terms = [v["terms"].get(yi.removeprefix("single:")) for v in run["roles"].values()]
         yi_c = [t[1] for t in yi_terms if t]
-        p("  The cost term is normalised, C̃ = C / C_ref with C_ref the largest estimated cost among the explored "
-          "candidates (Pareto-pruned ones included). gpt-4 is that candidate, so it always pays the full w_c = 0.1, "
+        p("  The cost term is normalised, C̃ = C / C_ref with C_ref the largest estimated cost among the "
+          "explored "
+          "candidates (Pareto-pruned ones included). gpt-4 is that candidate, so it always pays the full "
+          "w_c = 0.1, "
           "while Yi-34B, about "
           "1/12 of gpt-4's price per query, pays " + (f"{np.mean(yi_c):.4f}" if yi_c else "≈ 0.008") +
           ". Utility U = P̃ − cost term − delay term, posterior means averaged over the test steps of "
@@ -1131,21 +1154,26 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
           "measures the utility terms behind this.)")
     if checks:
         run = checks["full"][0]
-        hits = ", ".join(f"{100 * np.mean([r['roles'][role]['semantic_hit'] for r in checks['full']]):.1f} % of {role}"
+        hits = ", ".join(f"{100 * np.mean([r['roles'][role]['semantic_hit'] for r in checks['full']]):.1f} "
+                         f"% of {role}"
                          for role in sorted(run["roles"]))
         st = checks["semantic_static"]
         static = ", ".join(f"{100 * v['any']:.1f} % of {role}" for role, v in sorted(st.items()))
         other = max(v["other_benchmark"] for v in st.values())
-        p(f"- **It cannot tell hard from easy questions inside a benchmark.** Here the role is the benchmark, "
+        p("- **It cannot tell hard from easy questions inside a benchmark.** Here the role is the "
+          "benchmark, "
           f"and the role channel returns every record of that benchmark. The semantic channel "
           f"(cosine ≥ θ = {checks['theta']:g}) only adds records outside the role and tool groups, and the "
           f"neighbours it finds are all from the same benchmark (a test query with a neighbour in another "
           f"benchmark: {100 * other:.1f} %). So EvoRoute decides on per-benchmark averages, and in the "
-          f"full protocol it mostly picks one model per benchmark. The semantic channel finds a neighbour for "
+          "full protocol it mostly picks one model per benchmark. The semantic channel finds a neighbour "
+          "for "
           f"{hits} test queries during the full-protocol runs (mean over seeds; the base also holds the test "
-          f"queries already routed), and for {static} against the train split alone. The helper who built the benchmark "
+          f"queries already routed), and for {static} against the train split alone. The helper who built "
+          "the benchmark "
           f"measured 5 %, 19 % and 45 %; the difference comes from which texts count as neighbours, and the "
-          f"conclusion is the same. The oracle's {f['oracle']['quality']:.3f} for ${f['oracle']['cost_usd']:.3f} "
+          f"conclusion is the same. The oracle's {f['oracle']['quality']:.3f} for "
+          f"${f['oracle']['cost_usd']:.3f} "
           f"shows what per-question routing could be worth on this data. EvoRoute is "
           f"{evo_f['gap_to_oracle']:.3f} below it.")
     else:
@@ -1155,10 +1183,13 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
     if checks:
         fc_map = full_choices(checks)
         pc = pruning_counts(checks["bandit"], fc_map)
-        p(f"- **Bandit runs depend on a few early outcomes.** Quality {pm(evo_b['quality'], evo_b['quality_sd'])}, "
-          f"test cost ${pm(evo_b['cost_usd'], evo_b['cost_usd_sd'])} over {len(reps['bandit']['seeds'])} seeds. A "
+        p("- **Bandit runs depend on a few early outcomes.** Quality "
+          f"{pm(evo_b['quality'], evo_b['quality_sd'])}, "
+          f"test cost ${pm(evo_b['cost_usd'], evo_b['cost_usd_sd'])} over {len(reps['bandit']['seeds'])} "
+          "seeds. A "
           f"model counts as explored after n_min = 2 outcomes, and from then on the Pareto filter compares "
-          f"posterior means. After a few outcomes those are coarse (after two: 0, ½ or 1), so dominance can be decided by luck. A "
+          "posterior means. After a few outcomes those are coarse (after two: 0, ½ or 1), so dominance can "
+          "be decided by luck. A "
           f"dominated model is not called again, and its estimate stays wrong until the estimates of the "
           f"models that dominate it fall below it. gpt-4 entered the test split outside the Pareto set in "
           f"{pc['pruned']} of {pc['cells']} (seed, benchmark) cases, {pc['pruned_few_calls']} of them after "
@@ -1188,7 +1219,8 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
                                    if run["roles"][r].get("start"))
         yi_m, m7 = yi.removeprefix("single:"), "mistralai/mistral-7b-chat"
         ex_terms = ex.get("terms", {})
-        full_terms = (checks.get("full_costlean") or checks["full"])[0]["roles"].get("arc_challenge", {}).get("terms", {})
+        full_roles = (checks.get("full_costlean") or checks["full"])[0]["roles"]
+        full_terms = full_roles.get("arc_challenge", {}).get("terms", {})
         example = ""
         if yi_m in ex_terms and m7 in ex_terms and yi_m in full_terms and m7 in full_terms:
             example = (f" In seed {bc['seeds'][0]} on ARC, for example, C_ref was "
@@ -1203,30 +1235,38 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
         verdict = ("miss the target" if not met else "meet the target on the mean only" if seeds_ok < n_seeds
                    else "meet the target")
         p(f"- **Cost-leaning weights in the bandit protocol {verdict}** "
-          f"({e['quality']:.3f} = {share:.1f} % of gpt-4's quality at {cshare:.1f} % of its cost; target ≥ 90 % "
+          f"({e['quality']:.3f} = {share:.1f} % of gpt-4's quality at {cshare:.1f} % of its cost; target ≥ "
+          "90 % "
           f"at ≤ 10 %" + (f"; {seeds_ok} of {n_seeds} seeds reach 90 % on their own, and the mean clears it "
                           f"by {share - 90:.2f} points against a seed sd of "
-                          f"{100 * e['quality_sd'] / bc['routers'][BEST]['quality']:.1f}" if met and seeds_ok < n_seeds
-                          else "") +
+                          f"{100 * e['quality_sd'] / bc['routers'][BEST]['quality']:.1f}"
+                          if met and seeds_ok < n_seeds else "") +
           f"). This depends on how the cost is normalised. Until 2026-12-01 C_ref was the most "
-          f"expensive model *still in the Pareto set*: once the filter had pruned gpt-4 (previous point), C_ref "
-          f"fell to a cheaper model, the cost differences among the cheap models grew tenfold in the utility, "
+          "expensive model *still in the Pareto set*: once the filter had pruned gpt-4 (previous point), "
+          "C_ref "
+          "fell to a cheaper model, the cost differences among the cheap models grew tenfold in the "
+          "utility, "
           f"and at w_c = 1 the router settled on the cheapest model still kept (mistral-7b-chat got 61 % of "
-          f"test steps; quality 0.662 = 75.3 % of gpt-4's for $0.15, docs/results/*.json at commit 83de870). C_ref is now the largest estimated cost "
-          f"among *all explored* candidates, pruned ones included, so a kept model's utility no longer depends "
+          "test steps; quality 0.662 = 75.3 % of gpt-4's for $0.15, docs/results/*.json at commit "
+          "83de870). C_ref is now the largest estimated cost "
+          "among *all explored* candidates, pruned ones included, so a kept model's utility no longer "
+          "depends "
           f"on whether an unrelated dominated model was pruned (docs/decisions.md). We made that change from "
           f"this diagnosis, tried no other variant, and tuned nothing on the test split. At the start of the "
           f"test split C_ref was now gpt-4's cost in {pc['cells'] - pc['c_ref_not_gpt4']} of {pc['cells']} "
           f"(seed, benchmark) cases (C_ref model: " + ", ".join(f"{m} {k}×" for m, k in refs.most_common()) +
-          ")." + example + f" mistral-7b-chat now gets {100 * e['model_share'].get(m7, 0):.0f} % of test steps.")
+          ")." + example + f" mistral-7b-chat now gets {100 * e['model_share'].get(m7, 0):.0f} % of test "
+                           "steps.")
     oc_name = "oracle-cascade" if "oracle-cascade" in b else "cascade"
     casc = b[oc_name]
     only_oracles = all(
         all(is_oracle(reps[k], r) for r in reps[k]["routers"] if r != "evoroute"
             and reps[k]["routers"][r]["aiq"] >= reps[k]["routers"]["evoroute"]["aiq"])
         for k in ("bandit", "full"))
-    p(f"- **The oracle cascade beats it, but only because it has an oracle verifier.** Oracle cascade: {casc['quality']:.3f} for "
-      f"${casc['cost_usd']:.3f}, AIQ {casc['aiq']:.3f}. It escalates when the *recorded* outcome is a failure. "
+    p("- **The oracle cascade beats it, but only because it has an oracle verifier.** Oracle cascade: "
+      f"{casc['quality']:.3f} for "
+      f"${casc['cost_usd']:.3f}, AIQ {casc['aiq']:.3f}. It escalates when the *recorded* outcome is a "
+      "failure. "
       f"That is a verifier that is always right, which no deployed system has, so its quality and AIQ are an "
       f"upper bound for cascades, not a competitor EvoRoute should be expected to beat. The oracle "
       f"(cheapest correct model) is listed for the same reason." +
@@ -1234,7 +1274,8 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
        "protocols" + (" (over the threshold router only by a margin within the seed noise, see AIQ above)."
                       if min(aiq_lead_over_threshold(reps).values()) < 0.005 else ".")
        if only_oracles else ""))
-    p(f"- **Exploration is not free.** Before the test split, the bandit protocol spends ${evo_b['train_cost_usd']:.3f} "
+    p("- **Exploration is not free.** Before the test split, the bandit protocol spends "
+      f"${evo_b['train_cost_usd']:.3f} "
       f"(quality {evo_b['train_quality']:.3f}) on the {reps['bandit']['n_train']:,} train queries: 50 "
       f"cold-start tasks with random models, then online learning. The 'exploration' column reports this "
       f"separately. The full protocol assumes logs of every model on the train split" +
@@ -1248,36 +1289,42 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
         txt = "; ".join(f"{r['label']} {r['d']:+.2f} ± {r['sd']:.2f}" for r in ab.values())
         big = [r for r in ab.values() if abs(r["d"]) > 2 * r["sd"]]
         p(f"In the paper, the ablations lose 1.5–13 points on GAIA. Here, in the bandit protocol (points of "
-          f"quality): {txt}. " + ("None of these differences is larger than twice its seed noise, so this data "
+          f"quality): {txt}. " + ("None of these differences is larger than twice its seed noise, so this "
+                                  "data "
                                    "confirms neither the paper's losses nor their order" if not big else
                                    f"Only {', '.join(r['label'] for r in big)} exceed twice the seed noise") +
           ("; all of them point the paper's way (a loss), though. " if all(r["d"] < 0 for r in ab.values())
            else ". ") +
-          "The reasons follow from the findings above. (i) With one step per task and one role per benchmark, "
+          "The reasons follow from the findings above. (i) With one step per task and one role per "
+          "benchmark, "
           "the role channel already holds everything retrieval can find. Without it (semantic-only), a query "
           "with no neighbour falls back to the same per-benchmark statistics, and a query with neighbours "
           "decides on a handful of records. (ii) At inference EvoRoute decides on posterior means in every "
-          "variant; Thompson sampling acts only while learning, so 'no TS' changes only the exploration. (iii) "
+          "variant; Thompson sampling acts only while learning, so 'no TS' changes only the exploration. "
+          "(iii) "
           "The optimisation phase after cold start is 2,155 tasks long, so cold start changes which models "
           "are explored first rather than how much is learned" +
           (f"; here 'no cold start' ({ab['evoroute-no-cold-start']['d']:+.2f} ± "
            f"{ab['evoroute-no-cold-start']['sd']:.2f} points) is the largest loss, in the paper's direction, "
            f"but within the seed noise" if "evoroute-no-cold-start" in ab else "") +
-          ". The cost differences are within the noise too; bandit cost varies by more than $1 between seeds.")
+          ". The cost differences are within the noise too; bandit cost varies by more than $1 between "
+          "seeds.")
         if abf:
             g = abf.get("evoroute-no-role-tool")
             p(f"In the full protocol the base is complete before the test split, so cold start and Thompson "
               f"sampling cannot matter: 'no cold start' and 'no TS' give "
               f"{abf.get('evoroute-no-cold-start', {}).get('d', float('nan')):+.2f} and "
               f"{abf.get('evoroute-no-ts', {}).get('d', float('nan')):+.2f} points, as they must. 'No Pareto "
-              f"filter' gives {abf.get('evoroute-no-pareto', {}).get('d', float('nan')):+.2f}, as it now must "
+              f"filter' gives {abf.get('evoroute-no-pareto', {}).get('d', float('nan')):+.2f}, as it now "
+              "must "
               f"too at these weights (all > 0): test decisions use posterior means, and with C_ref and D_ref "
               f"taken over every explored model a dominated model always has a lower utility than the model "
               f"dominating it (docs/decisions.md)." +
               ("" if g is None else
                f" Semantic-only retrieval loses {-g['d']:.2f} ± {g['sd']:.2f} points. A query with "
                f"neighbours is decided on their few records instead of the benchmark's thousands, and those "
-               f"small samples send some queries to weak cheap models (shares of test steps over all seeds: " +
+               f"small samples send some queries to weak cheap models (shares of test steps over all "
+               "seeds: " +
                ", ".join(f"{short(m)} {100 * v:.1f} %" for m, v in
                          reps["full"]["routers"]["evoroute-no-role-tool"]["model_share"].items()
                          if m not in reps["full"]["routers"]["evoroute"]["model_share"]) + ")."))
@@ -1296,7 +1343,8 @@ def honest_reading(reps: dict[str, Any], checks: dict[str, Any] | None) -> str:
       "over all explored candidates instead of the Pareto survivors (\"Cost-leaning weights in the bandit "
       "protocol\" above). It was chosen from the diagnosis written before it, because a model's utility "
       "should not depend on whether an unrelated model was pruned; it has no parameter, and no other "
-      "variant was run. Before it, on the same commands (docs/results/*.json at commit 83de870): bandit 0.822 ± 0.031 for $1.387 at default "
+      "variant was run. Before it, on the same commands (docs/results/*.json at commit 83de870): bandit "
+      "0.822 ± 0.031 for $1.387 at default "
       "weights and 0.662 for $0.152 at cost-leaning weights; full 0.816 for $0.334 and 0.815 for $0.324.")
     return "\n".join(out)
 
@@ -1322,14 +1370,17 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
     if checks:
         by = ", ".join(f"{k} {v}" for k, v in sorted(checks["dropped_by_role"].items()))
         per = ", ".join(f"{k} {v}" for k, v in sorted(checks["test_by_role"].items()))
-        dropped = (f" The test split has {checks['test_queries']} queries; {checks['test_queries'] - checks['test_complete']} "
-                   f"({by}) are dropped because some model has no recorded outcome, leaving {checks['test_complete']} "
+        dropped = (f" The test split has {checks['test_queries']} queries; "
+                   f"{checks['test_queries'] - checks['test_complete']} "
+                   f"({by}) are dropped because some model has no recorded outcome, leaving "
+                   f"{checks['test_complete']} "
                    f"({per}) on which every model is scored.")
     p(f"- Data: the bundled RouterBench subset (`data/routerbench/`, three tasks: ARC-Challenge, MBPP, "
       f"Winogrande; 11 models), split from the data's own split column: {b['n_train']} train and "
       f"**{b['n_test']} test queries**.{dropped} One step per task.")
     p(f"- Best single model on the test split: {ref['best_single']}, {ref['best_single_quality']:.3f} for "
-      f"${ref['best_single_cost']:.3f}; oracle (cheapest correct model per query) {ref['oracle_quality']:.3f}. "
+      f"${ref['best_single_cost']:.3f}; oracle (cheapest correct model per query) "
+      f"{ref['oracle_quality']:.3f}. "
       + (f"(The issue quotes 0.880 for $4.80 on the 953 queries before the incomplete ones are dropped; "
          f"gpt-4 has a recorded outcome on {checks['gpt4_all_test']['n']} of them and scores "
          f"{checks['gpt4_all_test']['quality']:.3f} for ${checks['gpt4_all_test']['cost']:.3f} there.)"
@@ -1340,18 +1391,23 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
       "every model's recorded outcome on the train split (a team with evaluation logs), then the test split. "
       "EvoRoute keeps learning from its own test outcomes in both. Threshold, oracle cascade and the learned "
       "baselines (per-role, kNN, logistic, confidence cascade) are trained on every model's outcome on the "
-      "full train split in **both** protocols (RouteLLM's setting), their hyperparameters by cross-validation "
+      "full train split in **both** protocols (RouteLLM's setting), their hyperparameters by "
+      "cross-validation "
       "on the train split; LinTS learns online from its own choices (bandit) or starts from every model's "
       "train outcome (full); the other baselines do not learn, so they are identical in both tables.")
     p(f"- Seeds {b['seeds']}: quality and cost are mean ± sd over seeds. Deterministic routers that do not "
-      f"learn (single models, cheapest, oracle, threshold, oracle cascade, per-role, kNN, logistic, confidence "
+      "learn (single models, cheapest, oracle, threshold, oracle cascade, per-role, kNN, logistic, "
+      "confidence "
       f"cascade) run once and count for every seed (sd 0).")
     p(f"- Trade-off metrics come from each router's cost-knob sweep: EvoRoute w_c over "
       f"{sorted({pt['knob'] for pt in b['sweeps']['evoroute']})}, the threshold router's strong-call share "
       f"over 0–100 %, the learned baselines' cost weight λ over the same grid, the confidence cascade's "
-      f"threshold, the oracle cascade's ladder length; every other router is a single point. Sweep settings other "
-      f"than a router's own run on seeds {b.get('sweep_seeds')}. AIQ (RouterBench) is the mean hull quality over "
-      f"budgets up to ${b['aiq_max_cost_usd']:.3f}; APGR / CPT (RouteLLM) use the pair chosen on train, strong "
+      "threshold, the oracle cascade's ladder length; every other router is a single point. Sweep settings "
+      "other "
+      f"than a router's own run on seeds {b.get('sweep_seeds')}. AIQ (RouterBench) is the mean hull quality "
+      "over "
+      f"budgets up to ${b['aiq_max_cost_usd']:.3f}; APGR / CPT (RouteLLM) use the pair chosen on train, "
+      "strong "
       f"{b['pair']['strong']} / weak {b['pair']['weak']}, with a router's cost mapped to a strong-call-"
       f"equivalent share (cost − weak) / (strong − weak) — a negative CPT means cheaper than always-weak. "
       f"Definitions: `docs/metrics.md`.")
@@ -1361,7 +1417,8 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
     for key in FILES:
         if key in reps:
             t = reps[key].get("timing", {})
-            p(f"- `docs/results/{FILES[key]}`: `{command(reps[key], key)}` ({t.get('total_s', float('nan')):.0f} s)")
+            p(f"- `docs/results/{FILES[key]}`: `{command(reps[key], key)}` "
+              f"({t.get('total_s', float('nan')):.0f} s)")
     p("- Replay checks and this document: `python benchmarks/make_results.py`" +
       (f" (replay checks took {checks['seconds']:.0f} s)" if checks else " (run with --no-replay-checks: "
                                                                            "the checks were skipped)"))
@@ -1371,7 +1428,8 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
     for s in t_summary:
         p(f"- {s}")
     p("")
-    for key, title in (("bandit", "Bandit protocol (the paper's)"), ("full", "Full protocol (train logs of every model)")):
+    for key, title in (("bandit", "Bandit protocol (the paper's)"), ("full", "Full protocol (train logs of "
+                                                                             "every model)")):
         rep = reps[key]
         p(f"## {title}")
         p("")
@@ -1427,7 +1485,8 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
     if checks:
         p("### Replay checks behind the reading")
         p("")
-        p("Measured by `python benchmarks/make_results.py`: EvoRoute re-run with the benchmark's own settings "
+        p("Measured by `python benchmarks/make_results.py`: EvoRoute re-run with the benchmark's own "
+          "settings "
           "(same RunSpec, backend seed and routing seed). First, that these are the benchmark's runs:")
         p("")
         p(reproduction_line(reps, checks))
@@ -1437,7 +1496,8 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
         p(role_choice_table(checks["full"]))
         p("")
         p("The utility terms behind those choices (full protocol, seed "
-          f"{reps['full']['seeds'][0]}, mean over each benchmark's test steps; top models by utility, and gpt-4):")
+          f"{reps['full']['seeds'][0]}, mean over each benchmark's test steps; top models by utility, and "
+          "gpt-4):")
         p("")
         p(utility_terms_table(checks["full"][0]))
         p("")
@@ -1445,9 +1505,12 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
         p("")
         p(role_choice_table(checks["bandit"]))
         p("")
-        desc = ("Each cell: how often EvoRoute called gpt-4 on that benchmark's train queries (cold start and "
-                "optimisation) with the first outcomes (✓ success, ✗ failure); whether gpt-4 was in the Pareto "
-                "set when the test split started; the model whose cost was C_ref then; the model used most on "
+        desc = ("Each cell: how often EvoRoute called gpt-4 on that benchmark's train queries (cold start "
+                "and "
+                "optimisation) with the first outcomes (✓ success, ✗ failure); whether gpt-4 was in the "
+                "Pareto "
+                "set when the test split started; the model whose cost was C_ref then; the model used most "
+                "on "
                 "the benchmark's test queries and gpt-4's share of them.")
         p("Bandit protocol per seed, default weights. " + desc)
         p("")
