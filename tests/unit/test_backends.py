@@ -187,6 +187,19 @@ def test_make_backend_errors_are_typed(rb_models):
         make_backend("simulated", "nope")
 
 
+def test_the_registry_names_every_backend_and_checks_its_settings():
+    from evoroute.backends.base import Backend
+    from evoroute.backends.registry import BACKEND_NAMES, backend_class, check_params
+
+    assert all(issubclass(backend_class(n), Backend) for n in BACKEND_NAMES)
+    check_params("replay", {"incomplete": "restrict"})
+    check_params("carrier-pigeon", {"x": 1})        # an unknown backend is the run spec's error
+    with pytest.raises(ValidationError, match="unknown backend setting 'bogus'"):
+        check_params("simulated", {"bogus": 1})
+    with pytest.raises(ValidationError, match="must be a number"):
+        check_params("replay", {"test_fraction": "a lot"})
+
+
 # ----------------------------------------------------------------------------- simulated
 def test_simulated_is_labelled_seeded_and_order_independent():
     a, b, c = (SimulatedBackend("default", seed=s) for s in (5, 5, 6))
