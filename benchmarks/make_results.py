@@ -49,10 +49,8 @@ from evoroute.policy.base import Capabilities
 from evoroute.policy.registry import make_router
 from evoroute.settings import DEFAULTS, PROJECT_ROOT, offline_env
 
-ROOT = PROJECT_ROOT
-
-RESULTS = ROOT / "docs" / "results"
-DOC = ROOT / "docs" / "results.md"
+RESULTS = PROJECT_ROOT / "docs" / "results"
+DOC = PROJECT_ROOT / "docs" / "results.md"
 FILES = {
     "bandit": "bench_bandit.json",
     "full": "bench_full.json",
