@@ -4,7 +4,8 @@ streamlit anywhere in the library, and ``evoroute.core`` imports nothing else of
 Every module is parsed with :mod:`ast` (nothing is imported), so an import inside a function
 counts the same as one at the top of the file. ``from x import y`` where ``y`` is a module is
 an edge to ``x.y``; otherwise to ``x``. ``importlib.import_module("...")`` with a constant name
-counts too.
+counts too, and a module that walks a package it imports with ``pkgutil.iter_modules`` (a
+registry finding its entries) has an edge to every module of that package.
 """
 
 from __future__ import annotations
@@ -76,11 +77,17 @@ def _graph() -> tuple[dict[str, dict[str, int]], dict[str, list[tuple[str, int]]
     raw: dict[str, list[tuple[str, int]]] = {}
     for mod, path in modules.items():
         raw[mod] = _imports(mod, path, modules)
+        discovers = "pkgutil.iter_modules" in path.read_text(encoding="utf-8")
         for name, line in raw[mod]:
             if name == "evoroute" or name.startswith("evoroute."):
                 target = _resolve(name, modules)
                 if target is not None and target != mod:
                     graph[mod].setdefault(target, line)
+                if discovers and target == name and modules[name].name == "__init__.py":
+                    # a registry that imports every module of a package it walks with pkgutil
+                    for sub in modules:
+                        if sub.rpartition(".")[0] == name:
+                            graph[mod].setdefault(sub, line)
     return graph, raw
 
 
