@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.errors import EvoRouteError
+from evoroute.retrieval.model import DIM
 
 
 @dataclass
@@ -44,7 +45,7 @@ class _DictEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         try:
-            return np.stack([self.vectors[t] for t in texts]) if texts else np.empty((0, 384), np.float32)
+            return np.stack([self.vectors[t] for t in texts]) if texts else np.empty((0, DIM), np.float32)
         except KeyError as exc:
             raise EvoRouteError(f"benchmark text without a precomputed embedding: {str(exc)[:80]}") from None
 
