@@ -79,6 +79,7 @@ def _dataset(name: str, train, test, plan_train, seed: int) -> dict:
         rescue = fit_rescue(train, plan, kind, seed)
         _, p = rescue.probabilities(test)
         rows = sweep(test, plan, obs_te, p, grid)
+        rest_only = sweep(test, plan, obs_te, p, grid, redo=False)
         head = next(r for r in rows if r["threshold"] == chosen)
         train_refs = np.array(list(reference_points(train, plan).values()), dtype=float)
         cv_curves = {"rescue": _pts(cv_rows), "refs": train_refs}
@@ -87,12 +88,14 @@ def _dataset(name: str, train, test, plan_train, seed: int) -> dict:
             "cv_aiq": metrics.aiq_table(cv_curves)["rescue"],
             "cv_hull_aiq": metrics.aiq_table(cv_curves)["refs"],
             "threshold": chosen, "headline": head, "sweep": rows,
+            "rest_only_headline": next(r for r in rest_only if r["threshold"] == chosen),
             "best_gain_over_hull": metrics.best_gain_over_hull(ref_pts, _pts(rows)),
             "example_explain": explain(rescue.predictor, obs_te, p, chosen,
                                        int(next((t for t in range(test.n_tasks)
                                                  if (p[obs_te.task == t] > chosen).any()), 0))),
             "seconds": time.perf_counter() - t0}
         curves[f"rescue ({kind})"] = _pts(rows)
+        curves[f"rescue ({kind}, rest only)"] = _pts(rest_only)
     # control: the same swap rule with a coin instead of a predictor (same swap rates, no signal)
     coin = np.random.default_rng([seed, 13]).uniform(size=len(obs_te))
     rand_rows = sweep(test, plan, obs_te, coin, np.linspace(0.0, 1.0, 41))
@@ -101,6 +104,41 @@ def _dataset(name: str, train, test, plan_train, seed: int) -> dict:
                           "best_gain_over_hull": metrics.best_gain_over_hull(ref_pts, _pts(rand_rows))}
     out["aiq"] = metrics.aiq_table(curves)
     return out
+
+
+SWEEP_FIELDS = ("threshold", "cost", "quality", "quality_kept", "cost_share", "rescue_rate",
+                "false_swap_rate", "swapped", "broken")
+
+
+def _slim(res: dict, full: bool) -> dict:
+    """The JSON's copy of one dataset's result: the sweeps (few fields) for the first seed only."""
+    out = dict(res)
+    out["predictors"] = {}
+    for kind, r in res["predictors"].items():
+        r = dict(r)
+        if full:
+            r["sweep"] = [{k: row[k] for k in SWEEP_FIELDS} for row in r["sweep"]]
+        else:
+            r.pop("sweep")
+            r.pop("example_explain")
+        out["predictors"][kind] = r
+    rand = res["random_swap"]
+    out["random_swap"] = ({"sweep": [{k: row[k] for k in SWEEP_FIELDS} for row in rand["sweep"]],
+                           "best_gain_over_hull": rand["best_gain_over_hull"]} if full
+                          else {"best_gain_over_hull": rand["best_gain_over_hull"]})
+    return out
+
+
+def _round(x):
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_round(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return round(float(x), 6)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
 
 
 def _fmt(x: float | None, pct: bool = False) -> str:
@@ -122,14 +160,19 @@ def _print(res: dict) -> None:
           f"{_fmt(b['quality'] / s['quality'] if s['quality'] else None, True)} of the strong "
           f"model's quality at {_fmt(b['cost'] / s['cost'] if s['cost'] else None, True)} of its "
           f"cost); strong model {s['quality']:.3f} for ${s['cost']:.3f}")
-    print(f"{'predictor':10} {'CV AUC':>7} {'test AUC':>8} {'CV AIQ':>7} {'thr':>6} "
+    print(f"{'predictor':10} {'CV AUC':>7} {'test AUC':>8} {'CV AIQ':>7} {'(hull)':>7} {'thr':>6} "
           f"{'kept':>7} {'cost':>7} {'rescue':>7} {'false':>7} {'swaps':>6} {'broken':>6}")
     for kind, r in res["predictors"].items():
         h = r["headline"]
         print(f"{kind:10} {_fmt(r['cv_auc']):>7} {_fmt(r['test_auc']):>8} {_fmt(r['cv_aiq']):>7} "
-              f"{r['threshold']:6.3f} {_fmt(h['quality_kept'], True):>7} "
+              f"{_fmt(r['cv_hull_aiq']):>7} {r['threshold']:6.3f} {_fmt(h['quality_kept'], True):>7} "
               f"{_fmt(h['cost_share'], True):>7} {_fmt(h['rescue_rate'], True):>7} "
               f"{_fmt(h['false_swap_rate'], True):>7} {h['swapped']:>6} {h['broken']:>6}")
+    for kind, r in res["predictors"].items():
+        h = r["rest_only_headline"]
+        print(f"{kind}, swapping only the steps after the flagged one (no redo): kept "
+              f"{_fmt(h['quality_kept'], True)} at {_fmt(h['cost_share'], True)} of the cost, "
+              f"rescue rate {_fmt(h['rescue_rate'], True)}")
     print("AIQ on the test split (one cost axis): " + ", ".join(
         f"{k} {v:.4f}" for k, v in res["aiq"].items()))
     print("best gain over the single-model hull: " + ", ".join(
@@ -153,6 +196,8 @@ def _summary(by_seed: list[list[dict]]) -> list[dict]:
             row["predictors"][kind] = {k: _mean_sd(v) for k, v in vals.items()}
         row["hull_aiq"] = _mean_sd([r["aiq"]["single models + base + strong"] for r in runs])
         row["random_aiq"] = _mean_sd([r["aiq"]["random swap"] for r in runs])
+        row["rest_only_aiq"] = {kind: _mean_sd([r["aiq"][f"rescue ({kind}, rest only)"]
+                                                for r in runs]) for kind in first["predictors"]}
         out.append(row)
     return out
 
@@ -180,7 +225,8 @@ def _print_summary(rows: list[dict]) -> None:
                   f"{ms(v['cost_share'], True):>12} {ms(v['rescue_rate'], True):>12} "
                   f"{ms(v['false_swap_rate'], True):>12}")
         print(f"{row['dataset']:38} {'hull AIQ':9} {'':>12} {'':>12} {ms(row['hull_aiq']):>12}   "
-              f"random swap AIQ {ms(row['random_aiq'])}")
+              f"random swap AIQ {ms(row['random_aiq'])}; no-redo AIQ " + ", ".join(
+                  f"{k} {ms(v)}" for k, v in row["rest_only_aiq"].items()))
 
 
 def main() -> int:
@@ -211,10 +257,11 @@ def main() -> int:
     summary = _summary(by_seed)
     _print_summary(summary)
     out = {"label": LABEL, "seeds": args.seeds, "paper": PAPER, "summary": summary,
-           "by_seed": {str(s): r for s, r in zip(args.seeds, by_seed)},
+           "by_seed": {str(s): [_slim(r, full=i == 0) for r in res]
+                       for i, (s, res) in enumerate(zip(args.seeds, by_seed))},
            "seconds": time.perf_counter() - t0}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1, default=float))
+    args.json.write_text(json.dumps(_round(out), indent=1))
     shown = args.json.relative_to(PROJECT_ROOT) if args.json.is_relative_to(PROJECT_ROOT) else args.json
     print(f"\nwrote {shown} ({out['seconds']:.0f} s)")
     return 0
