@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -34,6 +35,18 @@ from evoroute.rescue.observe import (
     prefix_names,
     prefixes,
 )
+
+
+class FailurePredictor(Protocol):
+    """P(the run fails | its steps so far), fitted on train runs; ``features`` explains one row."""
+
+    name: str
+
+    def fit(self, obs: Observed, fails: np.ndarray) -> FailurePredictor: ...
+
+    def predict(self, obs: Observed) -> np.ndarray: ...
+
+    def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]: ...
 
 
 def _vocab(obs: Observed) -> tuple[str, ...]:
@@ -74,7 +87,7 @@ class LogisticPredictor:
             return np.full(len(obs), self._const)
         return self._model.predict_proba(prefix_features(obs, self.roles))[:, 1]
 
-    def features(self, obs: Observed, row: int) -> dict[str, float]:
+    def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]:
         """The prefix features at ``row`` and their contributions to the log-odds of failure."""
         x = prefix_features(obs, self.roles)[row]
         if self._const is not None:
@@ -153,7 +166,7 @@ class GraphPredictor:
         with _one_thread(), torch.no_grad():
             return torch.sigmoid(self._net(X, M, last)).numpy().astype(float)
 
-    def features(self, obs: Observed, row: int) -> dict[str, float]:
+    def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]:
         """The current step's node features (the graph reads every step so far the same way)."""
         x = node_features(obs, self.roles)[row]
         return {n: {"value": float(v)} for n, v in zip(node_names(self.roles), x) if v != 0}
@@ -205,7 +218,7 @@ def _net(d: int, hidden: int):
     return StepGraphNet()
 
 
-PREDICTORS: dict[str, Callable[[int], LogisticPredictor | GraphPredictor]] = {
+PREDICTORS: dict[str, Callable[[int], FailurePredictor]] = {
     "logistic": lambda seed: LogisticPredictor(seed=seed),
     "graph": lambda seed: GraphPredictor(seed=seed),
 }

@@ -29,7 +29,7 @@ import numpy as np
 from evoroute.rescue.metrics import atropos_metrics
 from evoroute.rescue.observe import Observed, observe
 from evoroute.rescue.plan import Plan
-from evoroute.rescue.predictors import PREDICTORS
+from evoroute.rescue.predictors import PREDICTORS, FailurePredictor
 from evoroute.rescue.steps import StepTable, task_min
 
 LABEL = "replayed"
@@ -42,7 +42,7 @@ def base_failures(table: StepTable, plan: Plan) -> np.ndarray:
     return (s < 0.5).astype(int)
 
 
-def probabilities(predictor, obs: Observed) -> np.ndarray:
+def probabilities(predictor: FailurePredictor, obs: Observed) -> np.ndarray:
     """P(fail) after every step of every run (the prefix ending at that row)."""
     return np.asarray(predictor.predict(obs), dtype=float)
 
@@ -121,7 +121,8 @@ def sweep(table: StepTable, plan: Plan, obs: Observed, p_fail: np.ndarray,
     return rows
 
 
-def explain(predictor, obs: Observed, p_fail: np.ndarray, threshold: float, task: int) -> dict:
+def explain(predictor: FailurePredictor, obs: Observed, p_fail: np.ndarray, threshold: float,
+            task: int) -> dict:
     """Every decision of one run: P(fail) after each step, the features behind it, the
     threshold, and where it swapped (for the studio's Runs page)."""
     rows = np.flatnonzero(obs.task == task)
@@ -146,7 +147,7 @@ class Rescue:
     """A fitted rescue: the plan and the predictor, both learned on train."""
 
     plan: Plan
-    predictor: object
+    predictor: FailurePredictor
     train_p: np.ndarray
 
     def probabilities(self, table: StepTable) -> tuple[Observed, np.ndarray]:
