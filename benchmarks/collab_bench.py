@@ -88,11 +88,11 @@ def main() -> int:
     sources = {}
     if EVOROUTE_BENCH.is_file():
         rep = json.loads(EVOROUTE_BENCH.read_text())
-        for name in ("evoroute", "evoroute-paper", "per-role", "knn"):
-            o = rep.get("routers", {}).get(name)
-            if o and o.get("sweep"):
-                curves[name] = np.array([[s["cost"], s["quality"]] for s in o["sweep"]], dtype=float)
-                sources[name] = str(EVOROUTE_BENCH.relative_to(PROJECT_ROOT))
+        for name, sweep_rows in rep.get("sweeps", {}).items():   # mean over the sweep seeds
+            if name.startswith("single:"):
+                continue                          # the single models are the hull already
+            curves[name] = np.array([[s["cost_usd"], s["quality"]] for s in sweep_rows], dtype=float)
+            sources[name] = str(EVOROUTE_BENCH.relative_to(PROJECT_ROOT))
     top = float(max(c[:, 0].max() for c in curves.values()))
     rows = [{**_headline(name, c, singles, top), **({"source": sources[name]} if name in sources else {})}
             for name, c in curves.items()]
