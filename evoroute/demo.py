@@ -62,7 +62,7 @@ def ensure_demo(engine: Engine | None = None, run: bool = True) -> str:
              else "RouterBench models already registered"]
     if not run:
         return "\n".join(lines)
-    from evoroute.errors import EvoRouteError
+    from evoroute.core.errors import EvoRouteError
     from evoroute.runs.execute import create_run, execute_run
     from evoroute.runs.lifecycle import delete_run
     from evoroute.runs.spec import RunSpec

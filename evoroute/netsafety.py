@@ -22,7 +22,7 @@ import re
 import unicodedata
 import urllib.parse
 
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 
 API_BASE_MAX_CHARS = 2048
 # What a loopback server gets as its key. llama-cpp-python's server accepts any key unless

@@ -26,7 +26,7 @@ from evoroute.core.types import (
     validate_name,
     validate_number,
 )
-from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
+from evoroute.core.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS, offline_env
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry

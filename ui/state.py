@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evoroute import settings
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.experience import SyncedIndex
 from evoroute.storage import db
 from evoroute.storage.indexes import ensure_indexes

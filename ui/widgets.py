@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.settings import DEFAULTS
 
 

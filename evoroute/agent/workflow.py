@@ -35,7 +35,7 @@ from typing import Any
 
 from evoroute.agent import tools as T
 from evoroute.agent.results import ToolResult
-from evoroute.errors import DatasetError
+from evoroute.core.errors import DatasetError
 from evoroute.settings import DATA_DIR, DEFAULTS
 
 ROLES = ("planner", "solver", "verifier", "answerer")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
-from evoroute.errors import BackendError, UnknownModelError, ValidationError
+from evoroute.core.errors import BackendError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from evoroute.backends.base import Backend
 from evoroute.core.types import ModelInfo
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 
 BACKEND_NAMES = ("replay", "simulated", "live")
 

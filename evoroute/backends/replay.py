@@ -35,7 +35,7 @@ import pandas as pd
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
 from evoroute.core.types import ModelInfo
-from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
+from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.settings import DATA_DIR, DEFAULTS
 
 CHARS_PER_TOKEN = 4.0

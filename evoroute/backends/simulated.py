@@ -28,7 +28,7 @@ from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks,
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.core.utility import reference_scale, utility
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.settings import DEFAULTS
 
 LATENCY_NOISE_SIGMA = 0.15

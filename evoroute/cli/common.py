@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 
 #: ``--weights`` default as typed on the command line: "1,0.1,0.05".

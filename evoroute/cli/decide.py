@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from evoroute.cli.common import DEFAULT_WEIGHTS, engine, parse_ids, split_csv
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 
 

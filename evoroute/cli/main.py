@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from evoroute.cli import bench, data, decide, demo, local, models, runs
 from evoroute.cli.common import engine
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import offline_env
 
 #: Subcommand groups, in the order ``--help`` lists them.

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from evoroute.cli.common import engine
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 
 

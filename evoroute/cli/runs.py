@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from evoroute.cli.common import DEFAULT_WEIGHTS, engine, split_csv
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 
 PHASES = ("cold_start", "optimize", "inference")
 

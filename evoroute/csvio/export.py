@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from evoroute import secrets
 from evoroute.csvio.cells import escape_cell, redact_explanation, redact_secrets
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import steps_io
 from evoroute.storage.repo import StepFilter
 from evoroute.storage.tables import EXPORT_COLUMNS

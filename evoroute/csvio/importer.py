@@ -3,7 +3,7 @@
 Import protocol (so another writer waits at most one chunk, and a bad file lands nothing):
 
 1. The whole file is read (as a stream) and validated first (:mod:`evoroute.csvio.rows`); the
-   first bad row raises :class:`~evoroute.errors.DatasetError` naming its line and column, and
+   first bad row raises :class:`~evoroute.core.errors.DatasetError` naming its line and column, and
    nothing is written. The validated rows are kept in memory for the write (~1 KB per row).
 2. A run with status ``importing`` is created (its config names the file and the process),
    then tasks and step records are written in transactions of :data:`CHUNK` rows each, so the
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from evoroute import secrets
 from evoroute.csvio.rows import iter_rows
-from evoroute.errors import DatasetError, EvoRouteError
+from evoroute.core.errors import DatasetError, EvoRouteError
 from evoroute.storage import db, repo, steps_io
 from evoroute.storage.steps_io import IMPORTING
 from evoroute.storage.tables import step_row, utcnow

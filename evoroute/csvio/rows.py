@@ -3,7 +3,7 @@
 Every importable column (the export's, without the bookkeeping the import assigns) has a rule;
 a column added to :class:`~evoroute.storage.tables.StepRecord` without one is imported by its
 type (an optional number, whole number or free text), so it needs no change here. A bad cell
-raises :class:`~evoroute.errors.DatasetError` naming its line and column; the task success of
+raises :class:`~evoroute.core.errors.DatasetError` naming its line and column; the task success of
 the rows of one task must agree.
 """
 
@@ -32,7 +32,7 @@ from evoroute.core.types import (
     validate_name,
 )
 from evoroute.csvio.cells import raise_csv_limit, redact_explanation, redact_secrets, unescape_cell
-from evoroute.errors import DatasetError, EmptyDatasetError, EvoRouteError
+from evoroute.core.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.storage.tables import EXPORT_COLUMNS, StepRecord
 
 REQUIRED_COLUMNS = ("role", "model", "instruction", "cost_usd", "duration_s")

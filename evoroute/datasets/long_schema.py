@@ -23,7 +23,7 @@ from evoroute.core.types import (
     MAX_TEXT_CHARS,
     MAX_TOKEN_COUNT,
 )
-from evoroute.errors import DatasetError, EmptyDatasetError
+from evoroute.core.errors import DatasetError, EmptyDatasetError
 from evoroute.settings import DEFAULTS
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "model", "score", "cost_usd")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evoroute.datasets.long_schema import validate_frame
-from evoroute.errors import DatasetError, EmptyDatasetError, ValidationError
+from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 
 _CSV_SUFFIXES = (".csv",)
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")

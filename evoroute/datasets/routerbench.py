@@ -33,7 +33,7 @@ import pandas as pd
 
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long, validate_long
-from evoroute.errors import DatasetError
+from evoroute.core.errors import DatasetError
 from evoroute.settings import DATA_DIR, DEFAULTS, offline_env, settings
 
 log = logging.getLogger(__name__)

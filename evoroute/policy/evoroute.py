@@ -22,7 +22,7 @@ from evoroute.core.types import (
     validate_theta,
 )
 from evoroute.core.utility import reference_scale, utility
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.policy.base import W_C_KNOB, Router
 from evoroute.policy.estimators import ESTIMATORS
 from evoroute.policy.estimators.knn import knn_estimates

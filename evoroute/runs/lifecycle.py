@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from evoroute.core.types import StepOutcome
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.runs.loop import RecordedStep, ResumeDivergence, StepResult
 from evoroute.storage import db, repo, run_store
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.core.types import Decision, StepContext, StepOutcome
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.retrieval.index import one_blas_thread
 from evoroute.retrieval.tools import ToolPredictor
 from evoroute.runs.prepare import RunPlan

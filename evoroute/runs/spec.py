@@ -26,7 +26,7 @@ import numpy as np
 
 from evoroute.backends.registry import BACKEND_NAMES
 from evoroute.core.types import Weights
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.settings import DEFAULTS
 
 DEFAULT_DATASET = {"replay": "routerbench", "simulated": "default", "live": "default"}

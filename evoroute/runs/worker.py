@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine, make_url
 
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.runs.execute import create_run, execute_run
 from evoroute.runs.signals import Interrupted, handle_signals
 from evoroute.runs.spec import RunSpec

@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Row
 from sqlmodel import Session, col, select
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage.tables import ModelEntry, Run, StepRecord, Task
 
 EMBED_DTYPE = np.float32

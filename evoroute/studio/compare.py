@@ -11,7 +11,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from evoroute.core import labels
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.evaluation import metrics
 from evoroute.storage import views
 from evoroute.storage.tables import Run

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from evoroute.core.types import Explanation
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import views
 
 #: The step fields the explanation shows beside the decision.

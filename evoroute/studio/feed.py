@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from evoroute.core import labels
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo, views
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evoroute import settings
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.storage.tables import Run

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from evoroute import registry
 from evoroute.core.types import ModelInfo
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import repo
 
 MODEL_COLUMNS = ["name", "enabled", "litellm id", "input $/1M", "output $/1M", "price source",

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from evoroute.core.types import Explanation, StepContext, Weights
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.settings import DEFAULTS
 from evoroute.studio.explain import candidates_frame
 

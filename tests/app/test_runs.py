@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import func, select
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 from evoroute.studio.explain import explain_step

@@ -25,7 +25,7 @@ from evoroute.backends.local import catalogue, processes
 from evoroute.backends.local.catalogue import LOCAL_MODELS
 from evoroute.backends.local.measure import measure_call
 from evoroute.backends.local.servers import LocalModelServers
-from evoroute.errors import UnknownModelError
+from evoroute.core.errors import UnknownModelError
 
 needs_llama = pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None,
@@ -200,7 +200,7 @@ def test_registry_paths_and_errors(tmp_path):
 @needs_llama
 def test_server_that_cannot_load_its_model_fails_cleanly(manager, tmp_path, monkeypatch):
     """A GGUF that llama.cpp rejects: start() raises BackendError with the log, leaves nothing."""
-    from evoroute.errors import BackendError
+    from evoroute.core.errors import BackendError
 
     pkg = tmp_path / "site" / "broken_gguf_pkg"
     pkg.mkdir(parents=True)

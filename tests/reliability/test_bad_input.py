@@ -26,7 +26,7 @@ from evoroute import registry
 from evoroute.cli import main as cli
 from evoroute.core.types import ModelInfo, Weights, validate_theta
 from evoroute.csvio import importer as xio
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.storage import db
 

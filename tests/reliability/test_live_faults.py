@@ -26,7 +26,7 @@ from evoroute.backends.live.tokens import (
     tokenizer,
 )
 from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.netsafety import LOCAL_API_KEY, is_loopback, is_loopback_host, validate_api_base
 from evoroute.storage import db, repo
 
@@ -130,7 +130,7 @@ def test_the_local_model_benchmark_call_sends_one_request_per_failure(srv):
 
     from evoroute.backends.local.measure import measure_call
     from evoroute.backends.local.servers import ServerInfo
-    from evoroute.errors import BackendError
+    from evoroute.core.errors import BackendError
 
     srv.add("lm500", Scenario("status", status=500))
     info = ServerInfo(name="lm500", port=srv.port, pid=os.getpid(), gguf="-",

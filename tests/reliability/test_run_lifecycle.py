@@ -28,7 +28,7 @@ from sqlalchemy import event, text
 from sqlmodel import func, select
 
 from evoroute import demo
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.runs import execute, lifecycle
 from evoroute.runs.spec import RunSpec
 from evoroute.storage import db, migrations, repo

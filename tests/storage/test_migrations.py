@@ -197,7 +197,7 @@ def test_new_revision_starts_the_next_one_after_the_head(tmp_path):
 
 
 def test_a_base_from_newer_code_is_refused_with_a_clear_message(tmp_path):
-    from evoroute.errors import EvoRouteError
+    from evoroute.core.errors import EvoRouteError
 
     path = tmp_path / "newer.db"
     db.make_engine(f"sqlite:///{path}").dispose()

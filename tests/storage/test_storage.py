@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from evoroute.core.types import Explanation
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import repo
 from evoroute.storage.db import BUSY_TIMEOUT_MS, make_engine
 from evoroute.storage.db import session as open_session

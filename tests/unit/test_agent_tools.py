@@ -15,7 +15,7 @@ from evoroute.agent import tools as T
 from evoroute.agent import workflow as W
 from evoroute.agent.results import ToolError
 from evoroute.agent.sandbox import launcher as S
-from evoroute.errors import DatasetError
+from evoroute.core.errors import DatasetError
 
 
 # ------------------------------------------------------------------------------ calculator

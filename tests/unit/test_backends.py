@@ -13,7 +13,7 @@ from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_
 from evoroute.backends.simulated import SimulatedBackend
 from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.datasets.longformat import validate_long
-from evoroute.errors import DatasetError, ValidationError
+from evoroute.core.errors import DatasetError, ValidationError
 
 GPT4 = "gpt-4-1106-preview"
 YI = "zero-one-ai/Yi-34B-Chat"

@@ -365,7 +365,7 @@ def test_config_round_trips_through_dict():
     (dict(propensity_draws=-1), "propensity_draws"),
 ])
 def test_config_rejects_bad_values(kwargs, field):
-    from evoroute.errors import ValidationError
+    from evoroute.core.errors import ValidationError
     with pytest.raises(ValidationError) as e:
         EvoRouteConfig(**kwargs)
     assert e.value.field == field

@@ -174,11 +174,11 @@ def test_the_graph_sees_lazy_imports(tmp_path: Path) -> None:
                    "    from evoroute.core.types import ModelInfo\n"
                    "    from . import settings\n"
                    "    import importlib\n"
-                   "    importlib.import_module('evoroute.errors')\n")
+                   "    importlib.import_module('evoroute.core.errors')\n")
     modules = _modules()
     names = {name for name, _ in _imports("evoroute.probe", src, modules)}
     assert {"evoroute.storage.db", "evoroute.core.types", "evoroute.settings",
-            "evoroute.errors", "numpy"} <= names
+            "evoroute.core.errors", "numpy"} <= names
     graph, _ = _graph()
     assert len(graph) > 50
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.evaluation.metrics import (
     aiq,
     aiq_table,

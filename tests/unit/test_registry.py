@@ -8,7 +8,7 @@ import math
 import pytest
 from sqlmodel import select
 
-from evoroute.errors import DuplicateModelError, UnknownModelError, ValidationError
+from evoroute.core.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.registry import (
     add_model,
     litellm_catalogue,

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from evoroute.core.types import Explanation
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.runs import writer
 from evoroute.runs.execute import create_run, execute_run, run_spec
 from evoroute.runs.lifecycle import stop_run

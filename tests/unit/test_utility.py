@@ -7,7 +7,7 @@ import pytest
 
 from evoroute.core.types import Weights
 from evoroute.core.utility import reference_scale, utility
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 
 
 def test_normalised_by_hand():

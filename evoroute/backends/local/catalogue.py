@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evoroute import settings as config
-from evoroute.errors import BackendError, UnknownModelError
+from evoroute.core.errors import BackendError, UnknownModelError
 
 INSTALL_HINT = "run scripts/install_local_models.sh to install it"
 # a local model's latency profile until a run measures it (docs/local_models.md: 0.38 s TTFT

@@ -12,7 +12,7 @@ import psutil
 from evoroute.backends.live.client import StreamingClient
 from evoroute.backends.live.sdk import load_litellm
 from evoroute.backends.local.servers import DEFAULT_BASE_PORT, LocalModelServers, ServerInfo, default_servers
-from evoroute.errors import BackendError, ValidationError
+from evoroute.core.errors import BackendError, ValidationError
 
 BENCH_PROMPTS = (
     "What is the capital of France?",

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from evoroute import registry
 from evoroute.backends.local.catalogue import LOCAL_MODELS, LOCAL_TOKENS_PER_S, LOCAL_TTFT_S
 from evoroute.backends.local.servers import ServerInfo, default_api_base, default_servers
-from evoroute.errors import BackendError
+from evoroute.core.errors import BackendError
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry
 

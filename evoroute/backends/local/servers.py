@@ -51,7 +51,7 @@ from evoroute.backends.local.processes import (
     terminate,
 )
 from evoroute.core.types import ModelInfo
-from evoroute.errors import BackendError, ValidationError
+from evoroute.core.errors import BackendError, ValidationError
 from evoroute.netsafety import LOCAL_API_KEY
 
 DEFAULT_BASE_PORT = 18431

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.retrieval.model import DIM
 
 

@@ -16,7 +16,7 @@ from their code the docstring says so and why; ``docs/metrics.md`` has the full 
 One module per family (:mod:`.runs`, :mod:`.curves` for RouterBench's, :mod:`.routellm`),
 re-exported here: ``metrics.aiq`` is the one name to call. Everything is pure: arrays in,
 numbers out, no I/O. Bad inputs a user can cause (empty sweeps, negative costs, mismatched
-lengths, no quality gap) raise :class:`~evoroute.errors.ValidationError` naming the offending
+lengths, no quality gap) raise :class:`~evoroute.core.errors.ValidationError` naming the offending
 argument (the checks live in :mod:`._checks`).
 """
 

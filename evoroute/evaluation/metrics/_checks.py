@@ -1,5 +1,5 @@
 """Input checks shared by every metric (one place, so every metric rejects the same things
-the same way): a user's bad sweep raises :class:`~evoroute.errors.ValidationError` naming the
+the same way): a user's bad sweep raises :class:`~evoroute.core.errors.ValidationError` naming the
 argument."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 
 FloatArray = NDArray[np.float64]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.evaluation.metrics._checks import FloatArray, _points, _scalar
 
 

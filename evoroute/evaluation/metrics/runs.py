@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from evoroute.errors import ValidationError
+from evoroute.core.errors import ValidationError
 from evoroute.evaluation.metrics._checks import FloatArray, _same_length, _scalar, _vector
 
 

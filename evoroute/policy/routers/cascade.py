@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
-from evoroute.errors import EvoRouteError, ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.routers.learned import LogisticRouter

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
-from evoroute.errors import EvoRouteError, UnknownModelError, ValidationError
+from evoroute.core.errors import EvoRouteError, UnknownModelError, ValidationError
 from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.training import cost_quality_ladder

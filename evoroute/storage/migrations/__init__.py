@@ -26,7 +26,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from evoroute.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError
 from evoroute.storage import tables  # noqa: F401  (registers the tables on the metadata)
 
 HERE = Path(__file__).resolve().parent
