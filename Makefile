@@ -39,6 +39,7 @@ run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
 test: $(STAMP) $(LOCAL) system-deps
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -16,6 +16,7 @@ from pydantic import ValidationError as PydanticError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from evoroute.core.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.core.types import (
     MAX_NAME_CHARS,
     MAX_PRICE_PER_M,
@@ -26,7 +27,6 @@ from evoroute.core.types import (
     validate_name,
     validate_number,
 )
-from evoroute.core.errors import DuplicateModelError, UnknownModelError, ValidationError
 from evoroute.settings import DEFAULTS, offline_env
 from evoroute.storage import repo
 from evoroute.storage.tables import ModelEntry

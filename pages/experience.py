@@ -3,11 +3,11 @@
 import streamlit as st
 
 from evoroute import registry
+from evoroute.core.errors import EvoRouteError
 from evoroute.core.types import Weights
 from evoroute.csvio import export as csv_export
 from evoroute.csvio import importer as csv_import
 from evoroute.csvio import rows as csv_rows
-from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.studio import experience, retrieval

@@ -19,8 +19,8 @@ from evoroute.settings import offline_env
 
 offline_env()
 
-from evoroute.datasets import agent_steps as ag  # noqa: E402
 from evoroute.core.errors import EvoRouteError  # noqa: E402
+from evoroute.datasets import agent_steps as ag  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import BackendError, UnknownModelError, ValidationError
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.settings import DEFAULTS
 
 

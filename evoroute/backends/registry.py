@@ -13,8 +13,8 @@ import inspect
 from typing import Any
 
 from evoroute.backends.base import Backend
-from evoroute.core.types import ModelInfo
 from evoroute.core.errors import ValidationError
+from evoroute.core.types import ModelInfo
 
 BACKEND_NAMES = ("replay", "simulated", "live")
 

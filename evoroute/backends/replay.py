@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
-from evoroute.core.types import ModelInfo
 from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
+from evoroute.core.types import ModelInfo
 from evoroute.settings import DATA_DIR, DEFAULTS
 
 CHARS_PER_TOKEN = 4.0

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
+from evoroute.core.errors import ValidationError
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.core.utility import reference_scale, utility
-from evoroute.core.errors import ValidationError
 from evoroute.settings import DEFAULTS
 
 LATENCY_NOISE_SIGMA = 0.15

@@ -12,8 +12,8 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from evoroute import secrets
-from evoroute.csvio.cells import escape_cell, redact_explanation, redact_secrets
 from evoroute.core.errors import EvoRouteError
+from evoroute.csvio.cells import escape_cell, redact_explanation, redact_secrets
 from evoroute.storage import steps_io
 from evoroute.storage.repo import StepFilter
 from evoroute.storage.tables import EXPORT_COLUMNS

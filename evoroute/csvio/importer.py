@@ -30,8 +30,8 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from evoroute import secrets
-from evoroute.csvio.rows import iter_rows
 from evoroute.core.errors import DatasetError, EvoRouteError
+from evoroute.csvio.rows import iter_rows
 from evoroute.storage import db, repo, steps_io
 from evoroute.storage.steps_io import IMPORTING
 from evoroute.storage.tables import step_row, utcnow

@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ValidationInfo, create_model
 from pydantic import ValidationError as PydanticError
 
 from evoroute import secrets
+from evoroute.core.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.core.types import (
     MAX_DURATION_S,
     MAX_ID_CHARS,
@@ -32,7 +33,6 @@ from evoroute.core.types import (
     validate_name,
 )
 from evoroute.csvio.cells import raise_csv_limit, redact_explanation, redact_secrets, unescape_cell
-from evoroute.core.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.storage.tables import EXPORT_COLUMNS, StepRecord
 
 REQUIRED_COLUMNS = ("role", "model", "instruction", "cost_usd", "duration_s")

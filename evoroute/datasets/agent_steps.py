@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evoroute.core.errors import DatasetError
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long, validate_long
-from evoroute.core.errors import DatasetError
 from evoroute.settings import DATA_DIR, DEFAULTS, offline_env
 
 AGENT_STEPS_NAME = "agent_steps"

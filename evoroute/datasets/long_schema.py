@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from evoroute.core.errors import DatasetError, EmptyDatasetError
 from evoroute.core.types import (
     CONTROL_CHARS,
     MAX_DURATION_S,
@@ -23,7 +24,6 @@ from evoroute.core.types import (
     MAX_TEXT_CHARS,
     MAX_TOKEN_COUNT,
 )
-from evoroute.core.errors import DatasetError, EmptyDatasetError
 from evoroute.settings import DEFAULTS
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "model", "score", "cost_usd")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evoroute.datasets.long_schema import validate_frame
 from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
+from evoroute.datasets.long_schema import validate_frame
 
 _CSV_SUFFIXES = (".csv",)
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
-from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.core.errors import ValidationError
+from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.policy.evoroute import EvoRouteConfig, EvoRouteRouter
 from evoroute.retrieval.index import ExperienceIndex, one_blas_thread
 from evoroute.retrieval.tools import parse_tools

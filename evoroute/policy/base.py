@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import EvoRouteError, UnknownModelError
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 
 #: EvoRoute's cost weight w_c and the cost weight λ of the learned baselines, swept by the
 #: benchmark to trace each router's cost/quality curve (16 settings, denser where the curves

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from evoroute.core.errors import ValidationError
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.posterior import nig_sample, nig_sample_effective, variance_floor
 from evoroute.core.types import (
@@ -22,7 +23,6 @@ from evoroute.core.types import (
     validate_theta,
 )
 from evoroute.core.utility import reference_scale, utility
-from evoroute.core.errors import ValidationError
 from evoroute.policy.base import W_C_KNOB, Router
 from evoroute.policy.estimators import ESTIMATORS
 from evoroute.policy.estimators.knn import knn_estimates

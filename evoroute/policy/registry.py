@@ -14,8 +14,8 @@ import pkgutil
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-from evoroute.core.types import ModelInfo
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import ModelInfo
 from evoroute.policy.base import Router
 
 RouterFactory = Callable[..., Router]

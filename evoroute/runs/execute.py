@@ -16,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 
 from evoroute.backends.base import TableBackend
 from evoroute.core import labels
-from evoroute.core.types import PHASES
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import PHASES
 from evoroute.runs import lifecycle
 from evoroute.runs.feed import step_dict
 from evoroute.runs.lifecycle import RunTakenOver

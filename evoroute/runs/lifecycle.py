@@ -19,8 +19,8 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from evoroute.core.types import StepOutcome
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import StepOutcome
 from evoroute.runs.loop import RecordedStep, ResumeDivergence, StepResult
 from evoroute.storage import db, repo, run_store
 

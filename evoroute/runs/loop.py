@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, StepContext, StepOutcome
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import Decision, StepContext, StepOutcome
 from evoroute.retrieval.index import one_blas_thread
 from evoroute.retrieval.tools import ToolPredictor
 from evoroute.runs.prepare import RunPlan

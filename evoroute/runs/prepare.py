@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 
 from evoroute.backends.base import Backend, TaskSpec
 from evoroute.backends.registry import make_backend
-from evoroute.core.types import ModelInfo, Weights
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import ModelInfo, Weights
 from evoroute.policy.base import Capabilities, Router
 from evoroute.policy.registry import make_router
 from evoroute.runs.spec import RunSpec

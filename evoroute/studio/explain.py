@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 from sqlmodel import Session
 
-from evoroute.core.types import Explanation
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import Explanation
 from evoroute.storage import views
 
 #: The step fields the explanation shows beside the decision.

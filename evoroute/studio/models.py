@@ -9,8 +9,8 @@ import pandas as pd
 from sqlmodel import Session
 
 from evoroute import registry
-from evoroute.core.types import ModelInfo
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import ModelInfo
 from evoroute.storage import repo
 
 MODEL_COLUMNS = ["name", "enabled", "litellm id", "input $/1M", "output $/1M", "price source",

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evoroute.core.types import Explanation, StepContext, Weights
 from evoroute.core.errors import ValidationError
+from evoroute.core.types import Explanation, StepContext, Weights
 from evoroute.settings import DEFAULTS
 from evoroute.studio.explain import candidates_frame
 

@@ -11,10 +11,10 @@ import pytest
 from sqlmodel import select
 
 from evoroute.core import labels
+from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.csvio import cells, export, importer
 from evoroute.csvio import rows as csv_rows
-from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.evaluation import counterfactual as cf
 from evoroute.experience import SyncedIndex
 from evoroute.policy.evoroute import EvoRouteConfig

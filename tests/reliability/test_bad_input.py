@@ -24,9 +24,9 @@ import pytest
 
 from evoroute import registry
 from evoroute.cli import main as cli
+from evoroute.core.errors import EvoRouteError
 from evoroute.core.types import ModelInfo, Weights, validate_theta
 from evoroute.csvio import importer as xio
-from evoroute.core.errors import EvoRouteError
 from evoroute.policy.evoroute import EvoRouteConfig
 from evoroute.storage import db
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
 from evoroute import secrets
+from evoroute.core.errors import DatasetError, EvoRouteError
 from evoroute.core.types import CandidateStat, Explanation
 from evoroute.csvio import cells, export, importer
-from evoroute.core.errors import DatasetError, EvoRouteError
 from evoroute.storage import db, repo
 from evoroute.storage.tables import Run, StepRecord, Task
 

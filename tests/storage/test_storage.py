@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from evoroute.core.types import Explanation
 from evoroute.core.errors import EvoRouteError
+from evoroute.core.types import Explanation
 from evoroute.storage import repo
 from evoroute.storage.db import BUSY_TIMEOUT_MS, make_engine
 from evoroute.storage.db import session as open_session

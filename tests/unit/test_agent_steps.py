@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evoroute.core.errors import DatasetError
 from evoroute.datasets import agent_steps as ag
 from evoroute.datasets import load_dataset
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long
-from evoroute.core.errors import DatasetError
 from evoroute.settings import DATA_DIR, PROJECT_ROOT
 
 SOURCE = DATA_DIR / "agent_steps" / "source"

@@ -11,9 +11,9 @@ from evoroute.backends.base import OutcomeTable
 from evoroute.backends.registry import make_backend
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
 from evoroute.backends.simulated import SimulatedBackend
+from evoroute.core.errors import DatasetError, ValidationError
 from evoroute.core.types import ModelInfo, StepContext, Weights
 from evoroute.datasets.longformat import validate_long
-from evoroute.core.errors import DatasetError, ValidationError
 
 GPT4 = "gpt-4-1106-preview"
 YI = "zero-one-ai/Yi-34B-Chat"

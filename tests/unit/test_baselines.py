@@ -9,8 +9,8 @@ import pytest
 
 from evoroute.backends.base import OracleEntry
 from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
-from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import EvoRouteError, UnknownModelError
+from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.policy.baseline import typical_cost
 from evoroute.policy.registry import make_router
 from evoroute.policy.routers.oracles import OracleCascadeRouter

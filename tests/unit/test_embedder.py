@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from evoroute.datasets.routerbench import load_routerbench
 from evoroute.core.errors import ValidationError
+from evoroute.datasets.routerbench import load_routerbench
 from evoroute.retrieval import embedder as emb
 from evoroute.retrieval.disk_cache import DiskCache
 from evoroute.retrieval.embedder import Embedder, get_embedder, text_key

@@ -21,8 +21,8 @@ from evoroute.backends.live.fallback import ranked_models
 from evoroute.backends.live.sdk import load_litellm
 from evoroute.backends.local.register import register_local_models
 from evoroute.backends.registry import make_backend
-from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.core.errors import BackendError, ValidationError
+from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.netsafety import LOCAL_API_KEY
 from evoroute.storage import db, repo
 from evoroute.storage.tables import StepRecord

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.datasets.long_schema import LONG_COLUMNS, REQUIRED_COLUMNS
 from evoroute.datasets.longformat import read_long, seeded_split, validate_long
-from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 
 HEADER = "query_id,query,model,score,cost_usd"
 

@@ -15,8 +15,8 @@ import json
 import numpy as np
 import pytest
 
-from evoroute.core.types import CandidateStat, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import ValidationError
+from evoroute.core.types import CandidateStat, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.policy.estimators.linear import LinearEstimator
 from evoroute.policy.estimators.neighbours import TextRecords
 from evoroute.policy.estimators.prior_strength import KAPPA_FALLBACK, PriorStrength

@@ -11,10 +11,10 @@ import time
 import pandas as pd
 import pytest
 
+from evoroute.core.errors import DatasetError
 from evoroute.datasets import routerbench as rb
 from evoroute.datasets.long_schema import LONG_COLUMNS
 from evoroute.datasets.longformat import read_long
-from evoroute.core.errors import DatasetError
 from evoroute.settings import DATA_DIR
 
 # sha256 of each .gz as recorded in shared/data/PROVENANCE.md (upstream bytes, gzip -9 -n).

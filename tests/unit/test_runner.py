@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sqlmodel import select
 
-from evoroute.core.types import Explanation
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import Explanation
 from evoroute.runs import writer
 from evoroute.runs.execute import create_run, execute_run, run_spec
 from evoroute.runs.lifecycle import stop_run

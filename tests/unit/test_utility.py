@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evoroute.core.errors import ValidationError
 from evoroute.core.types import Weights
 from evoroute.core.utility import reference_scale, utility
-from evoroute.core.errors import ValidationError
 
 
 def test_normalised_by_hand():

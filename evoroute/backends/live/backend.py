@@ -52,8 +52,8 @@ from evoroute.backends.live.client import (
 from evoroute.backends.live.fallback import fallback_decision, ranked_models
 from evoroute.backends.live.sdk import load_litellm
 from evoroute.backends.live.tokens import count_prompt_tokens, registered_cost
-from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import BackendError, ValidationError
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.netsafety import is_loopback, validate_api_base
 
 PROMPT_TOKEN_MARGIN = 1.25     # chat templates and tokenizer differences: estimate generously

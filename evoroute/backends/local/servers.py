@@ -50,8 +50,8 @@ from evoroute.backends.local.processes import (
     spawn_detached,
     terminate,
 )
-from evoroute.core.types import ModelInfo
 from evoroute.core.errors import BackendError, ValidationError
+from evoroute.core.types import ModelInfo
 from evoroute.netsafety import LOCAL_API_KEY
 
 DEFAULT_BASE_PORT = 18431

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import ModelInfo, Weights
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import ModelInfo, Weights
 from evoroute.evaluation.bench.report import build_report
 from evoroute.evaluation.bench.worker import _STATE, _backend, _DictEmbedder, _execute, _init_worker, _spec
 from evoroute.settings import DEFAULTS

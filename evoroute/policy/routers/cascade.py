@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.routers.learned import LogisticRouter

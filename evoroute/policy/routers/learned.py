@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.core.errors import EvoRouteError, ValidationError
+from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext
 from evoroute.policy.base import COST_WEIGHT_GRID, CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.training import N_FOLDS, TrainStats, cached_fit, l2, role_onehot, task_folds

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import ValidationError
+from evoroute.core.types import CandidateStat, Decision, Explanation, ModelInfo, StepContext, StepOutcome
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.routers.learned import DEFAULT_COST_WEIGHT, LAMBDA_KNOB
 from evoroute.policy.training import l2

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.core.errors import EvoRouteError, UnknownModelError, ValidationError
+from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.training import cost_quality_ladder

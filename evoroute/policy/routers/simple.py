@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evoroute.core.types import Decision, ModelInfo, StepContext
 from evoroute.core.errors import EvoRouteError, UnknownModelError
+from evoroute.core.types import Decision, ModelInfo, StepContext
 from evoroute.policy.baseline import TYPICAL_CALL_TOKENS, Baseline, typical_cost
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.core.types import Decision, ModelInfo, StepContext
 from evoroute.core.errors import EvoRouteError, UnknownModelError, ValidationError
+from evoroute.core.types import Decision, ModelInfo, StepContext
 from evoroute.policy.base import CostKnob
 from evoroute.policy.baseline import Baseline
 from evoroute.policy.training import l2, strong_weak_pair
