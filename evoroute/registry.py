@@ -7,6 +7,7 @@ every cost figure uses. API keys are never stored: they live in the environment 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Annotated, Any
@@ -61,9 +62,23 @@ def litellm_prices(litellm_id: str) -> tuple[float, float] | None:
 
 
 def litellm_catalogue(mode: str = "chat") -> list[str]:
-    """Model ids in litellm's bundled catalogue (for search-as-you-type in the studio)."""
-    return sorted(k for k, v in _cost_map().items()
-                  if isinstance(v, dict) and v.get("mode") == mode and "input_cost_per_token" in v)
+    """Model ids in litellm's bundled catalogue (for search-as-you-type in the studio).
+
+    Ordered so that a substring search lists the exact id first: ids without a provider
+    prefix before ``provider/...`` ids, then shorter before longer (an id is the shortest
+    string containing itself), then alphabetically.
+    """
+    ids = {k for k, v in _cost_map().items()
+           if isinstance(v, dict) and v.get("mode") == mode and "input_cost_per_token" in v}
+    return sorted(ids, key=lambda k: ("/" in k, len(k), k.lower(), k))
+
+
+def _litellm_priced(litellm_id: str, fields: dict[str, Any]) -> bool:
+    """Whether both prices in ``fields`` are litellm's for ``litellm_id`` (e.g. pre-filled in
+    the studio and saved unchanged)."""
+    known = litellm_prices(litellm_id)
+    return known is not None and all(
+        math.isclose(fields[f], k, rel_tol=1e-9, abs_tol=1e-12) for f, k in zip(PRICE_FIELDS, known))
 
 
 # bounds (evoroute.core.types): a price of 1e308 made every run cost $inf
@@ -167,6 +182,8 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
         output_price_per_m = known[1] if output_price_per_m is None else output_price_per_m
     fields = _clean(dict(input_price_per_m=input_price_per_m, output_price_per_m=output_price_per_m,
                          ttft_s=ttft_s, tokens_per_s=tokens_per_s, api_base=api_base))
+    if source == "override" and _litellm_priced(litellm_id, fields):
+        source = "litellm"
     if price_source is not None:
         source = _clean({"price_source": price_source})["price_source"]
     entry = ModelEntry(name=name, litellm_id=litellm_id, enabled=enabled, notes=notes,
@@ -178,15 +195,18 @@ def add_model(*, session: Session, name: str, litellm_id: str = "",
 
 
 def update_model(name: str, *, session: Session, **changes: Any) -> ModelEntry:
-    """Change fields of a registered model; a price change marks the price as an override."""
+    """Change fields of a registered model. A price that changes makes the prices an override,
+    or ``litellm`` when both now equal litellm's; unchanged prices keep their source."""
     entry = require_model(name, session=session)
     unknown = set(changes) - EDITABLE
     if unknown:
         raise ValidationError(f"cannot update field(s) {', '.join(sorted(unknown))}", sorted(unknown)[0])
     cleaned = _clean(changes)
-    if any(f in cleaned for f in PRICE_FIELDS) and "price_source" not in cleaned \
-            and entry.price_source != "notional":
-        cleaned["price_source"] = "override"
+    prices = {f: cleaned.get(f, getattr(entry, f)) for f in PRICE_FIELDS}
+    changed = any(prices[f] != getattr(entry, f) for f in PRICE_FIELDS)
+    if changed and "price_source" not in cleaned and entry.price_source != "notional":
+        litellm_id = cleaned.get("litellm_id", entry.litellm_id)
+        cleaned["price_source"] = "litellm" if _litellm_priced(litellm_id, prices) else "override"
     for k, v in cleaned.items():
         setattr(entry, k, v)
     entry.updated_at = datetime.now(timezone.utc)

@@ -146,3 +146,40 @@ def test_duplicate_name_race_is_a_typed_error(engine, db_session, monkeypatch):
     assert [m.input_price_per_m for m in stored(engine).values()] == [1]
     add_model(session=db_session, name="n", input_price_per_m=1, output_price_per_m=1)  # session usable
     assert sorted(stored(engine)) == ["m", "n"]
+
+
+def test_prices_equal_to_litellm_are_recorded_as_litellm(engine, db_session):
+    """The studio pre-fills litellm's prices; saving them unchanged is not an override."""
+    p_in, p_out = litellm_prices("gpt-4o-mini")
+    e = add_model(session=db_session, name="mini", litellm_id="gpt-4o-mini",
+                  input_price_per_m=p_in, output_price_per_m=p_out)
+    assert e.price_source == "litellm"
+    e = add_model(session=db_session, name="mini2", litellm_id="gpt-4o-mini",
+                  input_price_per_m=p_in, output_price_per_m=p_out + 0.01)
+    assert e.price_source == "override"
+    # an unchanged price on save (the edit form sends every field) keeps the source
+    e = update_model("mini", session=db_session, input_price_per_m=p_in, output_price_per_m=p_out,
+                     enabled=False, notes="n")
+    assert e.price_source == "litellm"
+    e = update_model("mini", session=db_session, input_price_per_m=p_in + 1.0)
+    assert e.price_source == "override"
+    # back to litellm's prices: litellm again
+    e = update_model("mini", session=db_session, input_price_per_m=p_in)
+    assert e.price_source == "litellm"
+    add_model(session=db_session, name="rec", input_price_per_m=1.0, output_price_per_m=2.0,
+              price_source="recorded")
+    assert update_model("rec", session=db_session, input_price_per_m=1.0,
+                        output_price_per_m=2.0).price_source == "recorded"
+    assert update_model("rec", session=db_session, input_price_per_m=1.5).price_source == "override"
+
+
+def test_catalogue_lists_the_exact_id_first_for_every_id():
+    """The studio filters the catalogue by substring and keeps its order: whatever id a user
+    types, the exact id comes before every other id containing it (e.g. azure/gpt-4o-mini)."""
+    ids = litellm_catalogue()
+    assert len(ids) == len(set(ids)) > 100
+    low = [i.lower() for i in ids]
+    assert low.index("gpt-4o-mini") < low.index("azure/gpt-4o-mini")
+    for pos, q in enumerate(low):
+        first = next(k for k, other in enumerate(low) if q in other)
+        assert first == pos, (ids[pos], ids[first])
