@@ -45,9 +45,13 @@ st.dataframe(comp.table, hide_index=True, key="cmp_table",
 st.download_button("Download the table (CSV)", compare.comparison_csv(comp.table),
                    file_name="evoroute-compare.csv", mime="text/csv", key="cmp_download",
                    icon=":material/download:", on_click="ignore")
-st.caption("Quality: mean task success on the test split (or every task outside the cold start). "
-           "Latency per task: sum of its steps' latencies, "
-           + ("modelled from token counts" if "modelled" in comp.label else "as labelled") + ".")
+st.caption("Quality and cost: mean task success and USD over each run's **scope** column (the "
+           "test split where the run has one, else every task outside the cold start), not over "
+           "all of a run's steps; cost per task divides by the scope's tasks.")
+st.caption("Latency per task: the sum of its steps' latencies — "
+           + "; ".join(f"{compare.LATENCY_WORDS.get(src, src)}: run{'s' if len(ids) > 1 else ''} "
+                       + ", ".join(map(str, ids))
+                       for src, ids in compare.runs_by_latency_source(comp).items()) + ".")
 st.caption("Headline metrics, each on the run's scope column (test split where the run has one) and "
            "per kind (replayed / simulated / live, never one hull across kinds): AIQ of each router's "
            "picked runs as its sweep; gain over single hull = the run's quality minus the hull of the "
@@ -56,17 +60,25 @@ st.caption("Headline metrics, each on the run's scope column (test split where t
            "picked run within 0.5 pt of the best single model, as a share of its cost. The reference "
            "is the picked single-model runs, not the dataset's recorded outcomes.")
 
-st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls, comp.label), key="cmp_hull")
+colours = charts.run_colours(comp.run_names)
+st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls, comp.label, comp.run_names,
+                                         colours), key="cmp_hull")
+st.caption(f"Cumulative curves: the steps of each run's scope ({comp.curve_scope}), in order; "
+           "step = the n-th step within that scope.")
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(charts.cumulative_curves(comp.curves, "cum_cost", "Cumulative cost",
-                                             "USD", comp.label), key="cmp_cum_cost")
+    st.plotly_chart(charts.cumulative_curves(comp.curves, "cum_cost",
+                                             f"Cumulative cost ({comp.curve_scope})", "USD",
+                                             comp.label, comp.run_names, colours),
+                    key="cmp_cum_cost")
 with c2:
     if comp.curves["regret"].notna().any():
         st.plotly_chart(charts.cumulative_curves(comp.curves, "regret",
-                                                 "Cumulative regret vs the per-step oracle",
+                                                 f"Cumulative regret vs the per-step oracle "
+                                                 f"({comp.curve_scope})",
                                                  "quality points lost", comp.label + " · oracle = "
-                                                 "best recorded model per step"),
+                                                 "best recorded model per step", comp.run_names,
+                                                 colours),
                         key="cmp_regret")
     else:
         st.info("Regret needs every model's outcome per step (replay runs only).")

@@ -11,10 +11,26 @@ import plotly.graph_objects as go
 MARGIN = dict(l=10, r=10, t=60, b=10)
 PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2",
            "#FF9DA6", "#9D755D", "#BAB0AC", "#1F77B4", "#17BECF"]
+#: At most this many ticks per axis: at 400 px wide more run together.
+MAX_TICKS = 6
 
 
 def _title(text: str, label: str) -> dict:
-    return dict(text=f"{text}<br><sup>{label}</sup>", x=0, xanchor="left")
+    return dict(text=f"{text}<br><sup>{label}</sup>", x=0, xanchor="left", font=dict(size=15))
+
+
+def _compact(fig: go.Figure) -> go.Figure:
+    """The layout every chart shares so it stays readable from 400 px wide up: the legend in
+    rows below the plot (never a column beside it), few small ticks, margins that grow to fit
+    tick labels."""
+    fig.update_layout(margin=MARGIN, font=dict(size=11),
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0,
+                                  font=dict(size=10)))
+    fig.update_xaxes(nticks=MAX_TICKS, automargin=True, tickfont=dict(size=10),
+                     title_standoff=4)
+    fig.update_yaxes(nticks=MAX_TICKS, automargin=True, tickfont=dict(size=10),
+                     title_standoff=4)
+    return fig
 
 
 def model_share_area(share: pd.DataFrame, label: str) -> go.Figure:
@@ -26,8 +42,8 @@ def model_share_area(share: pd.DataFrame, label: str) -> go.Figure:
     fig.update_layout(title=_title("Share of steps per model over the run", label),
                       xaxis_title="step", yaxis=dict(title="share of steps", range=[0, 1],
                                                      tickformat=".0%"),
-                      height=320, margin=MARGIN, legend=dict(font=dict(size=10)))
-    return fig
+                      height=320)
+    return _compact(fig)
 
 
 def update_model_share(fig: go.Figure | None, share: pd.DataFrame, label: str) -> go.Figure:
@@ -48,42 +64,59 @@ def update_model_share(fig: go.Figure | None, share: pd.DataFrame, label: str) -
 
 def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
                    latency_label: str = "modelled") -> go.Figure:
-    """Models and routers on quality vs cost; latency as colour; the Pareto front as a line."""
+    """Models and routers on quality vs cost; latency as colour; the Pareto front as a line.
+
+    One front per kind of numbers (the ``source`` column: replayed / simulated / live): kinds
+    never share a front. The x axis is logarithmic, so points at zero cost cannot be drawn: they
+    are left out of the markers and of the front line (the page says how many). Only the
+    front's points carry a text label (alternately above and below, so labels do not overlap);
+    every point names itself on hover.
+    """
     fig = go.Figure()
-    lat = points["latency"].astype(float)
+    points = points.assign(source=points["source"] if "source" in points else "")
+    drawable = points[points["cost"].astype(float) > 0]
+    lat = drawable["latency"].astype(float)
     cmin, cmax = (float(lat.min()), float(lat.max())) if len(lat.dropna()) else (0.0, 1.0)
+    on_front = drawable[drawable["pareto"]].sort_values("cost")
+    text_pos = {i: ("top left" if j % 2 == 0 else "bottom right") for j, i in enumerate(on_front.index)}
     for kind, symbol, size in (("model", "circle", 13), ("router", "diamond", 15)):
-        sub = points[points["kind"] == kind]
+        sub = drawable[drawable["kind"] == kind]
         if sub.empty:
             continue
         fig.add_trace(go.Scatter(
             x=sub["cost"], y=sub["quality"], mode="markers+text", name=f"{kind}s",
-            text=[n.split("/")[-1] for n in sub["name"]], textposition="top center",
+            text=[n.split("/")[-1] if i in text_pos else "" for i, n in zip(sub.index, sub["name"])],
+            textposition=[text_pos.get(i, "top center") for i in sub.index],
             textfont=dict(size=10),
             marker=dict(symbol=symbol, size=size, color=sub["latency"], cmin=cmin, cmax=cmax,
                         colorscale="Viridis", showscale=kind == "model",
-                        colorbar=dict(title=f"latency (s,<br>{latency_label})", len=0.8),
+                        colorbar=dict(title=dict(text=f"latency (s,<br>{latency_label})", side="top"),
+                                      thickness=10, len=0.7),
                         line=dict(width=1, color="#333")),
             customdata=np.stack([sub["n"], sub["latency"]], axis=1),
             hovertext=sub["name"],
             hovertemplate="%{hovertext}<br>quality %{y:.3f}<br>cost $%{x:.6f}<br>latency "
-                          "%{customdata[1]:.2f} s<br>n %{customdata[0]}<extra></extra>"))
-    front = points[points["pareto"]].sort_values("cost")
-    if len(front) > 1:
-        fig.add_trace(go.Scatter(x=front["cost"], y=front["quality"], mode="lines",
-                                 name="Pareto front", line=dict(dash="dash", color="#E45756")))
-    if optimal is not None and optimal in set(points["name"]):
-        p = points[points["name"] == optimal].iloc[0]
+                          "%{customdata[1]:.2f} s (" + latency_label + ")<br>n %{customdata[0]}"
+                          "<extra></extra>"))
+    sources = list(dict.fromkeys(on_front["source"]))
+    for i, (source, front) in enumerate(on_front.groupby("source", sort=False)):
+        if len(front) > 1:
+            name = "Pareto front" + (f" ({source})" if len(sources) > 1 else "")
+            fig.add_trace(go.Scatter(x=front["cost"], y=front["quality"], mode="lines", name=name,
+                                     line=dict(dash="dash", color=PALETTE[(3 + i) % len(PALETTE)]),
+                                     hoverinfo="skip"))
+    if optimal is not None and optimal in set(drawable["name"]):
+        p = drawable[drawable["name"] == optimal].iloc[0]
         fig.add_trace(go.Scatter(x=[p["cost"]], y=[p["quality"]], mode="markers",
-                                 name=f"utility-optimal: {optimal}",
+                                 name=f"utility-optimal: {optimal.split('/')[-1]}",
+                                 hovertext=[optimal], hovertemplate="%{hovertext}<extra></extra>",
                                  marker=dict(symbol="star", size=26, color="gold",
                                              line=dict(width=2, color="black"))))
     fig.update_layout(title=_title("Quality vs cost per step", label),
                       xaxis=dict(title="mean cost per step (USD, log scale)", type="log",
                                  dtick="D2", tickformat="$.1~e"),
-                      yaxis=dict(title="mean quality (task success)"), height=520, margin=MARGIN,
-                      legend=dict(orientation="h", y=-0.15))
-    return fig
+                      yaxis=dict(title="mean quality (task success)"), height=520)
+    return _compact(fig)
 
 
 def mix_bars(mix: pd.DataFrame, label: str) -> go.Figure:
@@ -91,41 +124,58 @@ def mix_bars(mix: pd.DataFrame, label: str) -> go.Figure:
                      go.Bar(name="counterfactual", x=mix["model"], y=mix["counterfactual"])])
     fig.update_layout(title=_title("Model mix: recorded vs counterfactual", label),
                       barmode="group", yaxis=dict(title="share of sampled steps", tickformat=".0%"),
-                      height=360, margin=MARGIN)
-    return fig
+                      height=360)
+    return _compact(fig)
 
 
-def quality_cost_hull(points: pd.DataFrame, hulls: dict[str, np.ndarray], label: str) -> go.Figure:
+def run_colours(run_names: dict[int, str]) -> dict[int, str]:
+    """One colour per run, the same in every chart of a page (runs in the order given)."""
+    return {run: PALETTE[i % len(PALETTE)] for i, run in enumerate(run_names)}
+
+
+def quality_cost_hull(points: pd.DataFrame, hulls: dict[tuple[str, str], np.ndarray], label: str,
+                      run_names: dict[int, str], colours: dict[int, str]) -> go.Figure:
+    """Each run as a point (legend: router · run · label, its colour), each (router, kind)'s
+    convex hull as a dotted line in the colour of its first run. Axes start at zero: cost and
+    quality are never negative, and a single point does not autorange around itself."""
     fig = go.Figure()
-    for i, (router, g) in enumerate(points.groupby("router")):
-        color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=g["cost per task"], y=g["quality"], mode="markers",
-                                 name=router, marker=dict(size=12, color=color),
-                                 text=[f"run {r}" for r in g["run"]],
-                                 hovertemplate="%{text}<br>quality %{y:.3f}<br>cost/task "
-                                               "$%{x:.6f}<extra>" + router + "</extra>"))
-        h = hulls.get(router)
-        if h is not None and len(h) > 1:
-            fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="lines", showlegend=False,
-                                     line=dict(color=color, dash="dot"), hoverinfo="skip"))
-    fig.update_layout(title=_title("Quality vs cost per task, with each router's convex hull", label),
-                      xaxis_title="cost per task (USD)", yaxis_title="quality (task success)",
-                      height=440, margin=MARGIN)
-    return fig
+    for r in points.to_dict("records"):
+        name = run_names.get(int(r["run"]), f"run {r['run']}")
+        fig.add_trace(go.Scatter(x=[r["cost per task"]], y=[r["quality"]], mode="markers",
+                                 name=name, marker=dict(size=12, color=colours.get(int(r["run"]))),
+                                 hovertemplate="quality %{y:.3f}<br>cost/task $%{x:.6f}<extra>"
+                                               + name + "</extra>"))
+    for (router, kind), h in hulls.items():
+        if h is None or len(h) < 2:
+            continue
+        first = points[(points["router"] == router) & (points["kind"] == kind)]["run"].iloc[0]
+        fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="lines", showlegend=False,
+                                 name=f"hull: {router} ({kind})", hoverinfo="name",
+                                 line=dict(color=colours.get(int(first)), dash="dot")))
+    x_max = float(points["cost per task"].max()) if len(points) else 0.0
+    y_max = float(points["quality"].max()) if len(points) else 1.0
+    fig.update_layout(title=_title("Quality vs cost per task, each router's hull per kind", label),
+                      xaxis=dict(title="cost per task (USD)",
+                                 range=[0, 1.15 * x_max if x_max > 0 else 1.0]),
+                      yaxis=dict(title="quality (task success)", range=[0, max(1.0, 1.05 * y_max)]),
+                      height=440)
+    return _compact(fig)
 
 
-def cumulative_curves(curves: pd.DataFrame, column: str, title: str, yaxis: str,
-                      label: str) -> go.Figure:
+def cumulative_curves(curves: pd.DataFrame, column: str, title: str, yaxis: str, label: str,
+                      run_names: dict[int, str], colours: dict[int, str]) -> go.Figure:
+    """One line per run (legend: router · run · label, the run's colour in every chart)."""
     fig = go.Figure()
-    for i, (run, g) in enumerate(curves.groupby("run")):
+    for run, g in curves.groupby("run", sort=False):
         g = g.dropna(subset=[column])
         if g.empty:
             continue
-        fig.add_trace(go.Scatter(x=g["step"], y=g[column], mode="lines", name=f"run {run}",
-                                 line=dict(color=PALETTE[i % len(PALETTE)])))
-    fig.update_layout(title=_title(title, label), xaxis_title="step", yaxis_title=yaxis,
-                      height=360, margin=MARGIN)
-    return fig
+        fig.add_trace(go.Scatter(x=g["step"], y=g[column], mode="lines",
+                                 name=run_names.get(int(run), f"run {run}"),
+                                 line=dict(color=colours.get(int(run)))))
+    fig.update_layout(title=_title(title, label), xaxis=dict(title="step", rangemode="tozero"),
+                      yaxis=dict(title=yaxis, rangemode="tozero"), height=360)
+    return _compact(fig)
 
 
 def draws_box(draws: pd.DataFrame, metric: str, label: str) -> go.Figure:
@@ -135,5 +185,5 @@ def draws_box(draws: pd.DataFrame, metric: str, label: str) -> go.Figure:
         fig.add_trace(go.Box(y=g["draw"], name=model, boxpoints=False))
     names = {"P": "performance θ_P", "C": "cost θ_C (USD)", "D": "duration θ_D (s)"}
     fig.update_layout(title=_title(f"Posterior draws of {names[metric]}", label), height=340,
-                      margin=MARGIN, showlegend=False)
-    return fig
+                      showlegend=False)
+    return _compact(fig)

@@ -185,7 +185,7 @@ def finished_tasks(run_id: int, *, session: Session) -> pd.DataFrame:
 
 
 def step_outcomes(run_id: int, *, session: Session) -> pd.DataFrame:
-    """A run's steps by id: ``cost_usd``, ``step_success``, ``query_id``."""
-    return _frame(session, select(StepRecord.cost_usd, StepRecord.step_success,
-                                  StepRecord.query_id)
+    """A run's steps by id: ``task_id``, ``cost_usd``, ``step_success``, ``query_id``."""
+    return _frame(session, select(StepRecord.task_id, StepRecord.cost_usd,
+                                  StepRecord.step_success, StepRecord.query_id)
                   .where(StepRecord.run_id == run_id).order_by(StepRecord.id))

@@ -28,11 +28,45 @@ HEADLINE_COLUMNS = ("AIQ", "gain over single hull", "best gain over single hull 
 @dataclass(frozen=True)
 class Comparison:
     table: pd.DataFrame                     # one row per run
-    points: pd.DataFrame                    # run, router, cost per task, quality, label
-    hulls: dict[str, np.ndarray]            # router -> hull vertices (cost per task, quality)
+    points: pd.DataFrame                    # run, router, cost per task, quality, label, kind
+    #: (router, kind) -> hull vertices (cost per task, quality): kinds never share a hull
+    hulls: dict[tuple[str, str], np.ndarray]
     curves: pd.DataFrame                    # run, step, cumulative cost, cumulative regret
     notes: list[str]
     label: str
+    #: run -> "router · run N · label", the name of the run in every table and chart
+    run_names: dict[int, str]
+    #: run -> where its latencies come from (modelled / measured / simulated / recorded)
+    latency_sources: dict[int, str]
+    #: the steps the curves cover: the table's scope ("test split", ...), or "mixed: ..."
+    curve_scope: str
+
+
+def run_name(run: Run) -> str:
+    """``router · run N · label``: the name of a run in the legend of every chart."""
+    return f"{run.router} · run {run.id} · {labels.label_of(run)}"
+
+
+#: How the page words each latency source.
+LATENCY_WORDS = {"modelled": "modelled from token counts", "measured": "measured",
+                 "simulated": "simulated", "recorded": "as recorded in the imported file"}
+
+
+def runs_by_latency_source(comp: Comparison) -> dict[str, list[int]]:
+    """Latency source -> the runs in the table whose latencies come from it."""
+    out: dict[str, list[int]] = {}
+    for run in comp.table["run"] if not comp.table.empty else []:
+        out.setdefault(comp.latency_sources[int(run)], []).append(int(run))
+    return out
+
+
+def latency_source(run: Run) -> str:
+    """Where a run's latencies come from: the source its label names, else its backend's."""
+    label = labels.label_of(run)
+    for source in labels.LATENCY_SOURCES:
+        if label == source or f"latency {source}" in label:
+            return source
+    return labels.DEFAULT_LATENCY.get(run.backend or "", "recorded")
 
 
 def _evaluated_tasks(run_id: int, *, session: Session) -> pd.DataFrame:
@@ -92,32 +126,40 @@ def _headline(table: pd.DataFrame, points: pd.DataFrame, notes: list[str]) -> No
 
 
 def _routellm(table: pd.DataFrame, points: pd.DataFrame, notes: list[str]) -> None:
-    """APGR and CPT(50%, 80%) with the cheapest picked single-model run as "weak" and the best
-    one as "strong" (RouteLLM's setting)."""
-    singles = points[points["router"].str.startswith("single:")]
+    """APGR and CPT(50%, 80%) per run kind, with the cheapest picked single-model run of that
+    kind as "weak" and the best one as "strong" (RouteLLM's setting)."""
     for c in ("APGR", "CPT(50%)", "CPT(80%)"):
         table[c] = np.nan
+    kinds = list(dict.fromkeys(points["kind"]))
+    for kind in kinds:
+        _routellm_kind(table, points[points["kind"] == kind], notes,
+                       f"{kind}: " if len(kinds) > 1 else "")
+
+
+def _routellm_kind(table: pd.DataFrame, points: pd.DataFrame, notes: list[str],
+                   prefix: str) -> None:
+    singles = points[points["router"].str.startswith("single:")]
     if len(singles) < 2:
-        notes.append("APGR / CPT need two single-model runs (single:<model>) among the picked "
-                     "runs, as weak and strong")
+        notes.append(f"{prefix}APGR / CPT need two single-model runs (single:<model>) among the "
+                     "picked runs, as weak and strong")
         return
     weak = singles.loc[singles["cost per task"].idxmin()]
     strong = singles.loc[singles["quality"].idxmax()]
     if not (strong["quality"] > weak["quality"] and strong["cost per task"] > weak["cost per task"]):
-        notes.append("APGR / CPT need a strong single model that is both better and dearer "
-                     "than the weak one among the picked runs")
+        notes.append(f"{prefix}APGR / CPT need a strong single model that is both better and "
+                     "dearer than the weak one among the picked runs")
         return
-    for rt, g in points.groupby("router"):
+    for _, g in points.groupby("router"):
         share = metrics.strong_call_share(g["cost per task"], weak["cost per task"],
                                           strong["cost per task"])
         q = g["quality"].to_numpy(float)
         c50 = metrics.cpt(share, q, weak["quality"], strong["quality"], 0.5)
         c80 = metrics.cpt(share, q, weak["quality"], strong["quality"], 0.8)
-        m = table["router"] == rt
+        m = table["run"].isin(g["run"])
         table.loc[m, "APGR"] = metrics.apgr(share, q, weak["quality"], strong["quality"])
         table.loc[m, "CPT(50%)"] = np.nan if c50 is None else c50
         table.loc[m, "CPT(80%)"] = np.nan if c80 is None else c80
-    notes.append(f"APGR / CPT: weak = {weak['router']} (run {weak['run']}), strong = "
+    notes.append(f"{prefix}APGR / CPT: weak = {weak['router']} (run {weak['run']}), strong = "
                  f"{strong['router']} (run {strong['run']}); CPT is a share of the "
                  "weak-to-strong cost gap")
 
@@ -127,16 +169,18 @@ def compare_runs(run_ids: Sequence[int], *, session: Session,
     """Metrics table, quality-vs-cost points with hulls, and cumulative curves for ``run_ids``.
 
     Tasks compared: the test split if the run has one, else every task outside the cold
-    start. Costs are per task so runs over different numbers of tasks line up; AIQ uses each
-    router's runs as its sweep of the cost knob (weights, seeds), on one common axis.
-    APGR / CPT need two single-model runs among those picked: the cheapest is "weak", the best
-    one "strong" (RouteLLM's setting).
+    start; the cumulative curves cover the steps of those same tasks. Costs are per task so
+    runs over different numbers of tasks line up; AIQ uses each router's runs as its sweep of
+    the cost knob (weights, seeds), on one common axis per run kind. APGR / CPT need two
+    single-model runs of a kind among those picked: the cheapest is "weak", the best one
+    "strong" (RouteLLM's setting).
     """
     notes: list[str] = []
     runs = views.runs_by_ids(run_ids, session=session)
-    rows, pts = [], []
+    rows, pts, scopes = [], [], {}
     for r in runs:
         t = _evaluated_tasks(r.id, session=session)
+        scopes[r.id] = t
         if t.empty:
             notes.append(f"run {r.id} has no finished task yet; left out")
             continue
@@ -153,19 +197,21 @@ def compare_runs(run_ids: Sequence[int], *, session: Session,
                     "quality": s["quality"], "label": label, "kind": kind})
     table = pd.DataFrame(rows)
     points = pd.DataFrame(pts, columns=POINT_COLUMNS)
-    hulls: dict[str, np.ndarray] = {}
+    hulls: dict[tuple[str, str], np.ndarray] = {}
     if not table.empty:
-        curves = {rt: g[["cost per task", "quality"]].to_numpy(float) for rt, g in points.groupby("router")}
-        hulls = {rt: metrics.upper_convex_hull(c) for rt, c in curves.items()} \
-            if points["kind"].nunique() == 1 else {}
+        hulls = {(rt, kind): metrics.upper_convex_hull(g[["cost per task", "quality"]].to_numpy(float))
+                 for (rt, kind), g in points.groupby(["router", "kind"], sort=False)}
         _headline(table, points, notes)
         _routellm(table, points, notes)
-        if len(curves) > 1:
+        if points["router"].nunique() > 1:
             notes.append("AIQ compares routers on one cost axis (cost per task) per run kind; each "
                          "router's picked runs are its sweep")
     curve_frames = []
     for r in runs:
-        c = step_curves(r, session=session, oracle_lookup=oracle_lookup)
+        if scopes[r.id].empty:
+            continue
+        c = step_curves(r, session=session, oracle_lookup=oracle_lookup,
+                        task_ids=scopes[r.id]["id"].tolist())
         if c is None:
             continue
         if c["regret"].isna().all():
@@ -174,14 +220,25 @@ def compare_runs(run_ids: Sequence[int], *, session: Session,
         curve_frames.append(c)
     curves_df = pd.concat(curve_frames, ignore_index=True) if curve_frames else \
         pd.DataFrame(columns=CURVE_COLUMNS)
+    curve_scopes = sorted({_scope(t) for t in scopes.values() if not t.empty})
+    curve_scope = (curve_scopes[0] if len(curve_scopes) == 1 else
+                   "mixed: " + ", ".join(curve_scopes) if curve_scopes else "no finished task")
+    if len(curve_scopes) > 1:
+        notes.append("the picked runs have different scopes (" + ", ".join(curve_scopes) + "): "
+                     "each curve covers its run's scope column")
     return Comparison(table, points, hulls, curves_df, notes,
-                      labels.caption(labels.label_of(r) for r in runs))
+                      labels.caption(labels.label_of(r) for r in runs),
+                      {int(r.id): run_name(r) for r in runs},
+                      {int(r.id): latency_source(r) for r in runs}, curve_scope)
 
 
-def step_curves(run: Run, *, session: Session,
-                oracle_lookup: OracleLookup | None = None) -> pd.DataFrame | None:
-    """Cumulative cost and (for replay runs) cumulative regret against the per-step oracle."""
+def step_curves(run: Run, *, session: Session, oracle_lookup: OracleLookup | None = None,
+                task_ids: Sequence[int] | None = None) -> pd.DataFrame | None:
+    """Cumulative cost and (for replay runs) cumulative regret against the per-step oracle,
+    over the steps of ``task_ids`` (None: every step of the run)."""
     steps = views.step_outcomes(run.id, session=session)
+    if task_ids is not None:
+        steps = steps[steps["task_id"].isin(list(task_ids))].reset_index(drop=True)
     if steps.empty:
         return None
     cost = steps["cost_usd"].fillna(0.0).to_numpy(float)

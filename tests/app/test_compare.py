@@ -140,5 +140,105 @@ def test_headline_metrics_never_mix_run_kinds(replay_db):
     # the simulated single model is its own reference: gain 0, parity at its own cost
     assert t.loc[4, "gain over single hull"] == pytest.approx(0.0)
     assert t.loc[4, "cost share at parity"] == pytest.approx(1.0)
-    assert comp.hulls == {}
+    # one hull per (router, kind): the simulated run is never on a replayed hull
+    assert set(comp.hulls) == {("evoroute", "replayed"), ("single:gpt-4-1106-preview", "replayed"),
+                               ("single:mistralai/mistral-7b-chat", "simulated")}
+    assert comp.hulls[("single:mistralai/mistral-7b-chat", "simulated")].tolist() == [list(pt[4])]
     assert any("mix kinds (replayed, simulated)" in n for n in comp.notes)
+
+
+# ----------------------------------------------------------------------------- issue 11, item 6
+def _relabel(engine, run_id: int, backend: str, label: str) -> None:
+    with db.session(engine) as s:
+        run = s.get(Run, run_id)
+        run.backend, run.label = backend, label
+        s.add(run)
+        s.commit()
+
+
+def _figure(at, key: str) -> dict:
+    import json
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def test_curves_cover_the_same_steps_as_the_table(replay_db):
+    """Cumulative cost ends at the table's cost (the test split) for every router: EvoRoute's
+    cold start and training steps are not plotted against baselines' test steps."""
+    _, engine = replay_db
+    with db.session(engine) as s:
+        comp = compare_runs([1, 2, 3, 4], session=s)
+        test_steps = {r: s.exec(select(StepRecord.cost_usd).join(Task, Task.id == StepRecord.task_id)
+                                .where(StepRecord.run_id == r).where(Task.split == "test")
+                                .order_by(StepRecord.id)).all() for r in (1, 2, 3, 4)}
+    table = comp.table.set_index("run")
+    for r in (1, 2, 3, 4):
+        curve = comp.curves[comp.curves["run"] == r]
+        assert len(curve) == len(test_steps[r])
+        assert curve["cum_cost"].to_numpy() == pytest.approx(np.cumsum(test_steps[r]))
+        assert curve["cum_cost"].iloc[-1] == pytest.approx(table.loc[r, "cost (USD)"])
+    assert comp.curve_scope == "test split"
+
+
+def test_runs_of_one_router_and_two_kinds_get_two_hulls(replay_db):
+    _, engine = replay_db
+    _relabel(engine, 2, "simulated", "simulated")
+    with db.session(engine) as s:
+        comp = compare_runs([1, 2, 3, 4], session=s)
+    assert set(comp.hulls) == {("evoroute", "replayed"), ("evoroute", "simulated"),
+                               ("single:gpt-4-1106-preview", "replayed"),
+                               ("single:mistralai/mistral-7b-chat", "replayed")}
+    pts = comp.points.set_index("run")
+    assert comp.hulls[("evoroute", "simulated")].tolist() == [
+        [pts.loc[2, "cost per task"], pts.loc[2, "quality"]]]
+    # APGR needs a weak and a strong single model of the run's own kind
+    assert comp.table.loc[comp.table["run"] == 2, "APGR"].isna().all()
+
+
+def test_legend_names_router_and_label_and_colours_follow_the_run(replay_db):
+    from ui import charts
+
+    _, engine = replay_db
+    _relabel(engine, 4, "live", "live · latency measured")
+    with db.session(engine) as s:
+        comp = compare_runs([1, 3, 4], session=s)
+    colours = charts.run_colours(comp.run_names)
+    hull = charts.quality_cost_hull(comp.points, comp.hulls, comp.label, comp.run_names, colours)
+    cost = charts.cumulative_curves(comp.curves, "cum_cost", "Cumulative cost", "USD", comp.label,
+                                    comp.run_names, colours)
+    for fig in (hull, cost):
+        named = {t.name: t for t in fig.data if t.showlegend is not False}
+        assert "single:mistralai/mistral-7b-chat · run 4 · live · latency measured" in named
+        assert "evoroute · run 1 · replayed · latency modelled" in named
+    by_name = lambda fig: {t.name: (t.marker.color if t.mode == "markers" else t.line.color)  # noqa: E731
+                           for t in fig.data if t.showlegend is not False}
+    assert by_name(hull) == by_name(cost)
+    assert len(set(by_name(hull).values())) == 3
+
+
+def test_one_run_picked_has_sane_axes(replay_db):
+    from ui import charts
+
+    _, engine = replay_db
+    with db.session(engine) as s:
+        comp = compare_runs([3], session=s)
+    fig = charts.quality_cost_hull(comp.points, comp.hulls, comp.label, comp.run_names,
+                                   charts.run_colours(comp.run_names))
+    c = comp.points["cost per task"].iloc[0]
+    x0, x1 = fig.layout.xaxis.range
+    y0, y1 = fig.layout.yaxis.range
+    assert x0 == 0 and c < x1 <= 2 * c
+    assert y0 == 0 and 1 <= y1 <= 1.1
+
+
+def test_caption_names_each_runs_latency_source(replay_db):
+    _, engine = replay_db
+    _relabel(engine, 4, "live", "live · latency measured")
+    at = open_app("compare")
+    at.multiselect(key="cmp_runs").set_value([1, 3, 4]).run()
+    assert errors(at) == []
+    lat = next(c for c in captions(at) if c.startswith("Latency per task"))
+    assert "modelled from token counts: runs 1, 3" in lat and "measured: run 4" in lat
+    caps = " ".join(captions(at))
+    assert "Quality and cost" in caps and "scope" in caps
