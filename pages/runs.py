@@ -29,9 +29,36 @@ with state.session() as s:
 
 
 # ----------------------------------------------------------------------------- launch form
-def _launch() -> None:
-    ss = st.session_state
+FORM_OPEN = "rn_form_open"
+ss = st.session_state
+ss.setdefault("rn_backend", BACKEND_NAMES[0])
+ss.setdefault("rn_dataset", None)
+ss.setdefault("rn_dataset_for", ss["rn_backend"])
+if ss["rn_backend"] not in BACKEND_NAMES:
+    ss["rn_backend"] = BACKEND_NAMES[0]
+choice = launch.model_choice(ss["rn_backend"], ss["rn_dataset"], enabled)
+ss.setdefault("rn_models", choice.default)
+ss["rn_models"] = [m for m in ss["rn_models"] if m in choice.options]
 
+
+def _follow_source() -> None:
+    """Backend or dataset changed: the model field pre-selects what the new source has."""
+    if ss["rn_dataset_for"] != ss["rn_backend"]:      # another backend: its own default
+        ss["rn_dataset"] = None
+    ss["rn_dataset_for"] = ss["rn_backend"]
+    ss["rn_models"] = launch.model_choice(ss["rn_backend"], ss["rn_dataset"], enabled).default
+    ss[FORM_ERRORS] = {}
+
+
+def _disable(names: list[str]) -> None:
+    with state.session() as s:
+        done = run_action(lambda: launch.disable_models(names, session=s))
+    if done:
+        ss["rn_disabled"] = done
+        ss[FORM_ERRORS].pop("models", None)
+
+
+def _launch() -> None:
     def go():
         spec = launch.build_spec(
             backend=ss["rn_backend"], dataset=ss.get("rn_dataset"), router=ss["rn_router"],
@@ -42,35 +69,54 @@ def _launch() -> None:
             budget_usd=ss.get("rn_budget"), cold_start_tasks=int(ss["rn_cold"]),
             steps_per_task=int(ss["rn_steps_per_task"]), models=ss.get("rn_models") or None,
             protocol=ss["rn_protocol"], name=ss.get("rn_name", ""))
+        launch.check_launch(spec, enabled)
         return launch.launch_run(spec, engine_url=state.db_url())
 
     run_id = run_action(go, field_errors_key=FORM_ERRORS)
     if run_id is not None:
         st.query_params["run"] = str(run_id)
         ss["rn_run"] = run_id
+        ss[FORM_OPEN] = False         # the form folds away: the new run's progress is in view
 
 
-with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_launch:"):
-    errs = st.session_state[FORM_ERRORS]
+ss.setdefault(FORM_OPEN, not recent)
+with st.expander("Launch a run", key=FORM_OPEN, on_change="rerun",
+                 icon=":material/rocket_launch:"):
+    errs = ss[FORM_ERRORS]
+    if ss.get("rn_disabled"):
+        st.success("Disabled " + ", ".join(ss.pop("rn_disabled")) + " (enable them again on "
+                   "the Models page).")
+    s1, s2 = st.columns(2)
+    s1.selectbox("backend", BACKEND_NAMES, key="rn_backend", on_change=_follow_source,
+                 help="replay: recorded outcomes of real models (latency modelled); "
+                      "simulated: seeded parametric models (labelled simulated); "
+                      "live: real calls through litellm")
+    with s1:
+        field_error(errs, "backend")
+    datasets = launch.dataset_choices(ss["rn_backend"])
+    what = {"simulated": "scenario", "live": "task set"}.get(ss["rn_backend"], "dataset")
+    s2.selectbox(what, datasets, index=None, key="rn_dataset", accept_new_options=True,
+                 on_change=_follow_source, placeholder=f"{datasets[0]} (the default)",
+                 help={"simulated": "a simulated scenario (empty = default)",
+                       "live": "the bundled agent task set, or the path of a JSONL task file "
+                               "(empty = default)"}.get(
+                     ss["rn_backend"], "a bundled dataset, or the path of a long-format CSV / "
+                                       "JSONL file (empty = routerbench)"))
+    with s2:
+        field_error(errs, "dataset")
     with st.form("rn_form", border=False):
         c1, c2, c3 = st.columns(3)
         with c1:
-            st.selectbox("backend", BACKEND_NAMES, key="rn_backend",
-                         help="replay: recorded outcomes of real models (latency modelled); "
-                              "simulated: seeded parametric models (labelled simulated); "
-                              "live: real calls through litellm")
-            field_error(errs, "backend")
-            st.selectbox("dataset / scenario / task set", launch.bundled_datasets(), index=0,
-                         key="rn_dataset", accept_new_options=True,
-                         help="a bundled dataset, a path to a long-format CSV/JSONL, or a "
-                              "simulated scenario name (empty = the backend's default)")
-            field_error(errs, "dataset")
             st.selectbox("router", router_opts, key="rn_router")
             field_error(errs, "router")
             st.multiselect("EvoRoute ablations", launch.ablation_names(), key="rn_ablations",
                            help="switch parts of EvoRoute off (evoroute router only)")
             field_error(errs, "ablations")
             field_error(errs, "router_params")
+            st.selectbox("protocol", DEFAULTS.protocols, key="rn_protocol",
+                         help="bandit: only the chosen model's outcome is observed (paper); full: "
+                              "the base starts with every model's train outcome")
+            field_error(errs, "protocol")
         with c2:
             w_p, w_c, w_d = DEFAULTS.weights
             st.number_input("w_p (performance)", 0.0, 10.0, w_p, 0.05, key="rn_wp")
@@ -80,10 +126,6 @@ with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_lau
                 field_error(errs, f)
             st.number_input("seed", 0, 2**31 - 1, DEFAULTS.seed, 1, key="rn_seed")
             field_error(errs, "seed")
-            st.selectbox("protocol", DEFAULTS.protocols, key="rn_protocol",
-                         help="bandit: only the chosen model's outcome is observed (paper); full: "
-                              "the base starts with every model's train outcome")
-            field_error(errs, "protocol")
         with c3:
             st.number_input("test tasks (empty = all)", min_value=1, value=None, step=10,
                             key="rn_n_tasks", placeholder="all")
@@ -101,11 +143,20 @@ with st.expander("Launch a run", expanded=not recent, icon=":material/rocket_lau
             st.number_input("budget cap (USD, empty = none)", min_value=0.0, value=None,
                             step=0.5, key="rn_budget")
             field_error(errs, "budget_usd")
-        st.multiselect("models (empty = all enabled)", enabled, key="rn_models")
+        st.multiselect("models (empty = all of the scenario's)" if ss["rn_backend"] == "simulated"
+                       else "models (empty = all enabled)", choice.options, key="rn_models")
         field_error(errs, "models")
         st.text_input("run name (optional)", key="rn_name")
         st.form_submit_button("Start run", type="primary", on_click=_launch, key="rn_submit",
                               icon=":material/play_arrow:")
+    if choice.without_outcomes:
+        has = launch.dataset_models(ss["rn_backend"], ss["rn_dataset"]) or []
+        st.caption(f"Not pre-selected: {', '.join(choice.without_outcomes)} — no recorded "
+                   f"outcomes in {ss['rn_dataset'] or datasets[0]}, so a replay cannot route to "
+                   f"them (the dataset has {', '.join(has)}; register them on the Models page).")
+        st.button(f"Disable {len(choice.without_outcomes)} model(s) without outcomes",
+                  key="rn_disable_missing", on_click=_disable, args=(choice.without_outcomes,),
+                  icon=":material/block:")
 
 
 # ----------------------------------------------------------------------------- pick a run

@@ -31,6 +31,113 @@ def bundled_datasets() -> list[str]:
     return [*BUNDLED_DATASETS, AGENT_STEPS_NAME]
 
 
+def dataset_choices(backend: str) -> list[str]:
+    """What the dataset field offers for a backend: the bundled datasets (replay), the
+    scenarios (simulated) or the task sets (live); the first is the backend's default."""
+    from evoroute.runs.spec import DEFAULT_DATASET
+
+    if backend == "simulated":
+        from evoroute.backends.simulated import SCENARIOS
+        names = list(SCENARIOS)
+    elif backend == "live":
+        names = [DEFAULT_DATASET["live"]]
+    else:
+        names = bundled_datasets()
+    first = DEFAULT_DATASET.get(backend)
+    return sorted(names, key=lambda n: n != first)
+
+
+def dataset_models(backend: str, dataset: str | None) -> list[str] | None:
+    """The models a run of ``backend`` on ``dataset`` can route to without registering them
+    (the simulated scenario's own), or the models a bundled replay dataset has outcomes for;
+    None when that is only known once the data is read (a file, or the live backend)."""
+    from evoroute.runs.spec import DEFAULT_DATASET
+
+    name = (dataset or "").strip() or DEFAULT_DATASET.get(backend)
+    if backend == "simulated":
+        from evoroute.backends.simulated import SCENARIOS
+        return [m.name for m in SCENARIOS[name].models] if name in SCENARIOS else None
+    if backend != "replay":
+        return None
+    from evoroute.datasets import AGENT_STEPS_NAME, BUNDLED_DATASETS
+    if name in BUNDLED_DATASETS:
+        return replay_models()
+    if name == AGENT_STEPS_NAME:
+        from evoroute.backends.replay import load_replay_data
+        return sorted(map(str, load_replay_data(name)["model"].unique()))
+    return None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The launch form's model field for a backend and dataset: what it offers, what it
+    pre-selects (only models with outcomes in the dataset) and the enabled models it leaves out
+    because the dataset has no outcomes for them."""
+
+    options: list[str]
+    default: list[str]
+    without_outcomes: list[str]
+
+
+def model_choice(backend: str, dataset: str | None, enabled: Sequence[str]) -> ModelChoice:
+    have = dataset_models(backend, dataset)
+    if backend == "simulated":
+        return ModelChoice(options=have or [], default=[], without_outcomes=[])
+    if have is None:
+        return ModelChoice(options=list(enabled), default=[], without_outcomes=[])
+    missing = [m for m in enabled if m not in have]
+    default = [m for m in enabled if m in have] if missing else []
+    return ModelChoice(options=list(enabled), default=default, without_outcomes=missing)
+
+
+def check_models(backend: str, dataset: str | None, models: Sequence[str] | None,
+                 enabled: Sequence[str]) -> None:
+    """Refuse, before the run starts, a replay whose models the dataset has no outcomes for
+    (an empty choice means every enabled model)."""
+    have = dataset_models(backend, dataset)
+    if backend != "replay" or have is None:
+        return
+    chosen = list(models or enabled)
+    missing = [m for m in chosen if m not in have]
+    if missing:
+        from evoroute.runs.spec import DEFAULT_DATASET
+        name = (dataset or "").strip() or DEFAULT_DATASET["replay"]
+        raise ValidationError(
+            f"model(s) {', '.join(missing)} have no recorded outcomes in dataset {name!r}, so "
+            f"the replay cannot route to them: pick only models the dataset has, or disable "
+            f"these with the button below", "models")
+
+
+def check_dataset(backend: str, dataset: str | None) -> None:
+    """Refuse, before the run starts, a dataset its backend cannot read: a scenario name that
+    is not one (simulated), a name that is neither bundled nor a file (replay, live)."""
+    from pathlib import Path
+
+    name = (dataset or "").strip()
+    if not name or name in dataset_choices(backend) or (backend != "simulated" and Path(name).is_file()):
+        return
+    what = {"simulated": "scenario", "live": "task set"}.get(backend, "dataset")
+    raise ValidationError(
+        f"{backend} has no {what} {name!r}: pick one of {', '.join(dataset_choices(backend))}"
+        + ("" if backend == "simulated" else ", or give the path of a file")
+        + " (empty = the backend's default)", "dataset")
+
+
+def check_launch(spec: Any, enabled: Sequence[str]) -> None:
+    """What the studio checks before it starts a run, so a mistake leaves no failed run."""
+    check_dataset(spec.backend, spec.dataset)
+    check_models(spec.backend, spec.dataset, spec.models, enabled)
+
+
+def disable_models(names: Sequence[str], *, session: Session) -> list[str]:
+    """Disable registered models (they stay registered; the Models page enables them again)."""
+    from evoroute import registry
+
+    for name in names:
+        registry.update_model(name, session=session, enabled=False)
+    return list(names)
+
+
 def replay_models() -> list[str]:
     """The models whose recorded outcomes the overview's replay uses (without loading it)."""
     from evoroute.datasets import routerbench_models

@@ -1,0 +1,128 @@
+"""Runs page, the launch form (issue 11 items 1, 7, 9): a launch that cannot succeed is refused
+before it starts, with the fix offered in the studio; the dataset field follows the backend; the
+form folds away after Start so the progress is in view."""
+
+from __future__ import annotations
+
+from evoroute import registry
+from evoroute.datasets import routerbench_models
+from evoroute.storage import db, repo
+from evoroute.studio import launch
+
+from studio_helpers import errors, open_app
+
+
+def _n_runs(engine) -> int:
+    with db.session(engine) as s:
+        return len(repo.list_runs(session=s))
+
+
+def _register_unreplayable(engine, name: str = "gpt-4o-mini") -> None:
+    with db.session(engine) as s:
+        registry.add_model(session=s, name=name, litellm_id=name, input_price_per_m=0.15,
+                           output_price_per_m=0.6)
+
+
+def test_models_without_outcomes_are_not_preselected_and_a_launch_with_them_is_refused(replay_db):
+    _, engine = replay_db
+    _register_unreplayable(engine)
+    at = open_app("runs")
+    assert errors(at) == []
+    models = at.multiselect(key="rn_models")
+    assert sorted(models.value) == sorted(routerbench_models())     # only what the data has
+    assert "gpt-4o-mini" in models.options
+    assert any("Not pre-selected: gpt-4o-mini" in c.value for c in at.caption)
+    before = _n_runs(engine)
+    models.select("gpt-4o-mini")
+    at.button(key="rn_submit").click().run()
+    errs = errors(at)
+    assert len(errs) == 1 and "gpt-4o-mini" in errs[0] and "--models" not in errs[0]
+    assert _n_runs(engine) == before                                 # no failed run left
+    # the fix, in the studio: disable the models the dataset has no outcomes for
+    at.button(key="rn_disable_missing").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        assert "gpt-4o-mini" not in [m.name for m in repo.list_models(session=s, enabled_only=True)]
+    assert not [b for b in at.button if b.key == "rn_disable_missing"]
+    assert "gpt-4o-mini" not in at.multiselect(key="rn_models").options
+
+
+def test_empty_model_choice_means_all_enabled_and_is_refused_too(replay_db):
+    _, engine = replay_db
+    _register_unreplayable(engine)
+    at = open_app("runs")
+    at.multiselect(key="rn_models").set_value([])
+    at.button(key="rn_submit").click().run()
+    assert any("gpt-4o-mini" in e for e in errors(at))
+    assert _n_runs(engine) == 4
+
+
+def test_dataset_field_follows_the_backend_and_can_be_emptied(replay_db):
+    _, engine = replay_db
+    at = open_app("runs")
+    ds = at.selectbox(key="rn_dataset")
+    assert ds.value is None and ds.options[0] == "routerbench"      # empty = the default
+    at.selectbox(key="rn_backend").set_value("simulated").run()
+    ds = at.selectbox(key="rn_dataset")
+    assert ds.options == launch.dataset_choices("simulated") == ["default", "agent", "two-models"]
+    assert ds.value is None
+    assert at.multiselect(key="rn_models").options == ["sim-small", "sim-medium", "sim-large",
+                                                       "sim-coder"]
+    # a dataset picked for one backend does not follow to another
+    at.selectbox(key="rn_backend").set_value("replay").run()
+    at.selectbox(key="rn_dataset").set_value("agent_steps").run()
+    # no registered model has outcomes in the agent steps: none is pre-selected, and the page
+    # names the models the dataset has
+    assert at.multiselect(key="rn_models").value == []
+    assert any("Not pre-selected: " in c.value and "anthropic/claude-opus-4.6" in c.value
+               for c in at.caption)
+    at.selectbox(key="rn_backend").set_value("simulated").run()
+    assert at.selectbox(key="rn_dataset").value is None
+    at.selectbox(key="rn_dataset").set_value("agent").run()
+    at.selectbox(key="rn_dataset").set_value(None).run()       # emptied = the default
+    assert at.selectbox(key="rn_dataset").value is None
+    assert errors(at) == []
+    at.selectbox(key="rn_backend").set_value("live").run()
+    assert at.selectbox(key="rn_dataset").options == ["default"]
+    at.selectbox(key="rn_backend").set_value("replay").run()
+    assert at.selectbox(key="rn_dataset").options == launch.dataset_choices("replay")
+
+
+def test_the_form_folds_away_after_start(replay_db):
+    _, engine = replay_db
+    at = open_app("runs")
+    at.expander[0]  # the launch form
+    at.session_state["rn_form_open"] = True
+    at.run()
+    at.selectbox(key="rn_backend").set_value("simulated").run()
+    at.number_input(key="rn_n_tasks").set_value(5)
+    at.number_input(key="rn_n_train").set_value(5)
+    at.number_input(key="rn_cold").set_value(5)
+    at.button(key="rn_submit").click().run()
+    assert errors(at) == []
+    run_id = int(at.query_params["run"])
+    assert at.session_state["rn_form_open"] is False
+    with db.session(engine) as s:
+        run = repo.get_run(run_id, session=s)
+    assert run.backend == "simulated" and run.dataset == "default"
+
+
+def test_a_dataset_its_backend_cannot_read_is_refused_before_the_run(replay_db, tmp_path):
+    """A typed name (the field accepts new options) is checked before a run is created."""
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="scenario 'routerbench'") as exc:
+        launch.check_launch(launch.build_spec(backend="simulated", dataset="routerbench",
+                                              router="evoroute"), [])
+    assert exc.value.field == "dataset"
+    with pytest.raises(ValidationError, match="no dataset 'nope'"):
+        launch.check_launch(launch.build_spec(backend="replay", dataset="nope",
+                                              router="evoroute"), routerbench_models())
+    for backend in ("replay", "simulated", "live"):      # empty: the backend's default
+        launch.check_dataset(backend, None)
+        launch.check_dataset(backend, "")
+    f = tmp_path / "mine.csv"
+    f.write_text("x")
+    launch.check_dataset("replay", str(f))                # a file is read by the run
