@@ -7,6 +7,8 @@ from evoroute.studio import launch, overview
 from ui import state
 from ui.widgets import label_badge, run_action
 
+NO_VALUE = "–"     # what a table shows for a missing value (as ui.widgets.num)
+
 st.title("EvoRoute Studio")
 st.caption("Per-step LLM routing from an experience base: retrieve similar past steps → keep "
            "Pareto-optimal models → Thompson-sample a utility of performance, cost and latency "
@@ -15,6 +17,7 @@ st.caption("Per-step LLM routing from an experience base: retrieve similar past 
 with state.session() as s:
     counts = overview.base_counts(session=s)
     runs = overview.runs_frame(session=s, limit=10)
+    plan = overview.replay_plan(session=s)
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Experience records", f"{counts.n_records:,}")
@@ -29,32 +32,55 @@ with right:
         st.dataframe({"role": list(counts.tasks_by_role),
                       "tasks": list(counts.tasks_by_role.values()),
                       "records": [counts.records_by_role[r] for r in counts.tasks_by_role]},
-                     hide_index=True, key="ov_roles")
+                     hide_index=True, key="ov_roles", placeholder=NO_VALUE)
     else:
         st.info("No records yet.")
 
     st.subheader("Run a replay")
-    st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes of "
-             f"{len(launch.replay_models())} models; latency modelled), in a background worker.")
+    st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes; latency "
+             f"modelled) over {len(plan.models)} of your enabled models, in a background worker.")
+    if plan.left_out:
+        st.caption(f"Left out: {', '.join(plan.left_out)} (no recorded outcomes in the "
+                   f"bundled {plan.dataset} data, so a replay cannot route to "
+                   f"{'it' if len(plan.left_out) == 1 else 'them'}).")
     n_tasks = st.number_input("test tasks", min_value=10, value=launch.REPLAY_TEST_TASKS,
                               step=10, key="ov_replay_tasks",
                               help="a cap: more than the test split holds runs all of it")
     if st.button("Run a replay", type="primary", key="ov_replay", icon=":material/play_arrow:",
-                 disabled=counts.n_models_enabled == 0):
-        run_id = run_action(lambda: launch.launch_run(launch.replay_spec(n_tasks=int(n_tasks)),
-                                                      engine_url=state.db_url()))
+                 disabled=not plan.runnable):
+        run_id = run_action(lambda: launch.launch_run(
+            overview.replay_spec(plan, n_tasks=int(n_tasks)), engine_url=state.db_url()))
         if run_id is not None:
             st.switch_page("pages/runs.py", query_params={"run": str(run_id)})
-    if counts.n_models_enabled == 0:
-        st.warning("Register models first (Models page, or `python -m evoroute demo`).")
+    if not plan.runnable:
+        why = ("Register models first: " if not plan.left_out else
+               f"Your enabled models ({', '.join(plan.left_out)}) have no recorded outcomes in "
+               f"the bundled {plan.dataset} data, and a replay only routes to models it has "
+               "outcomes for: ")
+        st.warning(why + f"register the {len(plan.dataset_models)} models it has (prices fitted "
+               "to their recorded costs), or enable them on the Models page.",
+               icon=":material/info:")
+
+        def _register() -> None:
+            added = run_action(lambda: overview.register_dataset_models(state.engine()))
+            if added is not None:
+                st.session_state["ov_flash"] = f"registered {len(added)} RouterBench models"
+
+        st.button(f"Register the {len(plan.dataset_models)} RouterBench models", key="ov_register",
+                  on_click=_register, icon=":material/add:")
+    if msg := st.session_state.pop("ov_flash", None):
+        st.success(msg, icon=":material/check_circle:")
 
 with left:
     st.subheader("Latest runs")
     if runs.empty:
-        st.info("No runs yet: press **Run a replay** to start one.")
+        st.info("No runs yet: press **Run a replay** to start one." if plan.runnable else
+                "No runs yet: a replay needs models with recorded outcomes first (see **Run a "
+                "replay**).")
     else:
         label_badge(labels.caption(sorted(runs["label"])))
         st.dataframe(runs.drop(columns=["created"]), hide_index=True, key="ov_runs",
+                     placeholder=NO_VALUE,
                      column_config={"quality": st.column_config.NumberColumn(format="%.3f"),
                                     "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
                                     "latency per task (s)": st.column_config.NumberColumn(format="%.2f")})

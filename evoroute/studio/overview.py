@@ -1,15 +1,61 @@
-"""The Overview page: the experience base at a glance and the latest runs."""
+"""The Overview page: the experience base at a glance, the latest runs, and the one-click
+replay on the models the bundled data has outcomes for."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evoroute.core import labels
 from evoroute.storage import repo, views
 from evoroute.storage.tables import Run
+from evoroute.studio import launch
+
+if TYPE_CHECKING:
+    from evoroute.runs.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What the overview's one-click replay routes to: the enabled models the bundled data has
+    recorded outcomes for, and the enabled ones it leaves out (a replay cannot route to a model
+    without outcomes)."""
+
+    models: list[str]
+    left_out: list[str]
+    dataset: str
+    dataset_models: list[str]
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.models)
+
+
+def replay_plan(*, session: Session) -> ReplayPlan:
+    have = launch.replay_models()
+    enabled = [m.name for m in repo.list_models(session=session, enabled_only=True)]
+    return ReplayPlan(models=[m for m in enabled if m in have],
+                      left_out=[m for m in enabled if m not in have],
+                      dataset=launch.REPLAY_DATASET, dataset_models=list(have))
+
+
+def replay_spec(plan: ReplayPlan, *, n_tasks: int) -> RunSpec:
+    """The overview's replay on the plan's models (every enabled model when none is left out,
+    as a launch without a model choice does)."""
+    spec = launch.replay_spec(n_tasks=n_tasks)
+    return replace(spec, models=tuple(plan.models)) if plan.left_out else spec
+
+
+def register_dataset_models(engine: Engine) -> list[str]:
+    """Register the bundled RouterBench models the replay has outcomes for (prices fitted to
+    the recorded costs); returns the names added."""
+    from evoroute import demo
+
+    return demo.register_routerbench_models(engine)
 
 
 @dataclass(frozen=True)

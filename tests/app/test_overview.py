@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlmodel import func, select
 
-from evoroute.storage import db, repo
+from evoroute.storage import db, repo, views
 from evoroute.storage.tables import Run, StepRecord, Task
 from evoroute.studio.feed import TERMINAL_STATUSES
 
@@ -64,3 +66,62 @@ def test_empty_base_explains_what_to_do(empty_db):
     assert at.button(key="ov_replay").disabled
     assert any("Register models first" in w.value for w in at.warning)
     assert any("No runs yet" in i.value for i in at.info)
+    assert not any("press **Run a replay**" in i.value for i in at.info)   # it is disabled
+
+
+def _register_mini(engine) -> None:
+    from evoroute import registry
+    with db.session(engine) as s:      # the first thing a new user does: a model of their own
+        registry.add_model(session=s, name="gpt-4o-mini", input_price_per_m=0.15,
+                           output_price_per_m=0.6)
+
+
+def test_replay_routes_only_to_models_with_recorded_outcomes(replay_db):
+    """Issue 11 item 1: a registered model the bundled data has no outcomes for made the
+    one-click replay fail 3 s later; it is left out, and the page says so."""
+    _, engine = replay_db
+    _register_mini(engine)
+    at = open_app()
+    assert not at.button(key="ov_replay").disabled
+    assert any("gpt-4o-mini" in c.value and "no recorded outcomes" in c.value for c in at.caption)
+    at.number_input(key="ov_replay_tasks").set_value(10)
+    at.button(key="ov_replay").click().run()
+    assert errors(at) == []
+    assert at.query_params["run"] == "5"
+    assert wait_until(lambda: _status(engine, 5) in TERMINAL_STATUSES, timeout=120)
+    with db.session(engine) as s:
+        run = s.get(Run, 5)
+    assert run.status == "finished", run.error
+    models = json.loads(run.config_json)["models"]
+    assert "gpt-4o-mini" not in models and len(models) == 11
+
+
+def test_replay_without_a_dataset_model_says_why_and_offers_the_fix(empty_db):
+    _, engine = empty_db
+    _register_mini(engine)
+    at = open_app()
+    assert at.button(key="ov_replay").disabled
+    text = " ".join(w.value for w in at.warning)
+    assert "gpt-4o-mini" in text and "no recorded outcomes" in text and "--models" not in text
+    assert not any("press **Run a replay**" in i.value for i in at.info)   # it is disabled
+    at.button(key="ov_register").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        assert views.count_models(session=s) == 12
+    assert not at.button(key="ov_replay").disabled
+    assert any("press **Run a replay**" in i.value for i in at.info)
+
+
+def test_no_none_text_in_tables(replay_db):
+    """A missing value (a run with no finished task yet) shows a dash, not the word None."""
+    _, engine = replay_db
+    with db.session(engine) as s:
+        repo.create_run(session=s, config={"backend": "replay"}, status="pending",
+                        backend="replay", dataset="routerbench", router="evoroute",
+                        label="replayed · latency modelled")
+    at = open_app()
+    runs = next(d for d in at.dataframe if "run" in d.value.columns)
+    assert runs.value.set_index("run").loc[5, "quality"] is None or \
+        runs.value.set_index("run")["quality"].isna().loc[5]
+    for d in at.dataframe:
+        assert d.proto.placeholder == "–"
