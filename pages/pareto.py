@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from evoroute.core import labels
 from evoroute.core.types import Weights
 from evoroute.evaluation import counterfactual as cf
 from evoroute.settings import DEFAULTS
@@ -9,7 +10,7 @@ from evoroute.storage import repo
 from evoroute.studio import launch, pareto
 from evoroute.studio.models import index_models
 from ui import charts, state
-from ui.widgets import label_badge, num, query_int, run_action, usd, weights_sliders
+from ui.widgets import MISSING, delta, label_badge, num, query_int, run_action, usd, weights_sliders
 
 st.title("Pareto explorer")
 
@@ -42,6 +43,21 @@ if points.empty:
     st.info("No step records in this scope yet.")
     st.stop()
 
+# replayed, simulated and live numbers are never on one front: one kind at a time
+kinds_here = pareto.sources(points)
+source = kinds_here[0]
+if len(kinds_here) > 1:
+    if st.session_state.get("pe_source") not in kinds_here:
+        st.session_state["pe_source"] = source
+    steps_of = points[points["kind"] == "model"].groupby("source")["n"].sum()
+    source = st.selectbox("numbers from", kinds_here, key="pe_source",
+                          format_func=lambda k: f"{k} runs ({int(steps_of.get(k, 0)):,} steps)",
+                          help="This scope holds runs of several kinds; their numbers are never "
+                               "mixed in one point or one front.")
+    points = points[points["source"] == source]
+    runs_in = [r for r in runs_in if labels.kind_of(r.backend) == source]
+source_runs = [int(r.id) for r in runs_in] if len(kinds_here) > 1 else None
+
 label = pareto.points_label(runs_in)
 base_weights = (runs_in[0].w_p, runs_in[0].w_c, runs_in[0].w_d) if kind == "run" and runs_in \
     else DEFAULTS.weights
@@ -56,11 +72,18 @@ if opt is not None:
     best = points.loc[opt.index]
     m = st.columns([2, 1, 1, 1])
     m[0].metric("utility-optimal model", opt.name)
-    m[1].metric("its quality", num(best["quality"]))
-    m[2].metric("its cost per step", usd(best["cost"], 6))
-    m[3].metric(f"its latency per step ({lat_label})", num(best["latency"], "{:.2f} s"))
-label_badge(f"{label}; each point is the mean over the steps that model or router handled "
-            f"in {scope.describe()}")
+    m[1].metric("quality", num(best["quality"]), help="mean task success over all steps it "
+                "handled in the scope")
+    m[2].metric("cost per step", usd(best["cost"], 6), help="mean USD per step, all steps")
+    m[3].metric("latency per step", num(best["latency"], "{:.2f} s"),
+                help=f"mean seconds per step, all steps; latency {lat_label}")
+label_badge(f"{label}; each point is the mean over all steps (every phase) that model or "
+            f"router handled in {scope.describe()}; latency {lat_label}")
+free = points[points["cost"].astype(float) <= 0]
+if len(free):
+    st.caption(f"{len(free)} point{'s' if len(free) > 1 else ''} at zero cost "
+               f"({', '.join(free['name'])}) not drawn: a log cost axis cannot show $0. "
+               + ("It is in the utility table below." if (free["kind"] == "model").all() else ""))
 st.plotly_chart(charts.pareto_scatter(points, opt.name if opt else None, label, lat_label),
                 key="pe_chart")
 if opt is not None:
@@ -68,6 +91,7 @@ if opt is not None:
         models = points[points["kind"] == "model"].assign(utility=opt.utilities)
         st.dataframe(models[["name", "n", "quality", "cost", "latency", "utility", "pareto"]]
                      .sort_values("utility", ascending=False), hide_index=True, key="pe_utils",
+                     placeholder=MISSING,
                      column_config={"cost": st.column_config.NumberColumn(format="$%.6f"),
                                     "quality": st.column_config.NumberColumn(format="%.3f"),
                                     "latency": st.column_config.NumberColumn(format="%.2f"),
@@ -75,7 +99,8 @@ if opt is not None:
 
 # ----------------------------------------------------------------------------- counterfactual
 st.subheader("What these weights would change — counterfactual")
-st.caption(f"Label: **{cf.LABEL}**. A seeded sample of recorded steps in this scope is routed "
+st.caption(f"Label: **{cf.LABEL}**. A seeded sample of the recorded steps ({source}, all steps "
+           "of every phase) in this scope is routed "
            "again by EvoRoute in posterior-mean mode (deterministic) against the whole stored "
            "experience; expected quality / cost / latency are the router's own estimates for "
            "the model it picks. The sampled steps are part of that experience.")
@@ -89,14 +114,14 @@ def _counterfactual(weights: Weights):
     """Re-decide the sample; the sample and its retrievals are cached (weights don't change
     retrieval), so a slider move only re-runs the Pareto filter and the utility."""
     names = points.loc[points["kind"] == "model", "name"].tolist()
-    sample_key = (scope, int(n), int(seed))
+    sample_key = (scope, source, int(n), int(seed))
     cache = st.session_state.setdefault("pe_cf_cache", {})
     with state.experience_index() as index:
         entry = cache.get(sample_key)
         if entry is None or entry["index_size"] != len(index):
             with state.session() as s:
-                steps = cf.sample_steps(scope.step_filter(session=s), session=s, n=int(n),
-                                        seed=int(seed))
+                steps = cf.sample_steps(scope.step_filter(session=s, run_ids=source_runs),
+                                        session=s, n=int(n), seed=int(seed))
                 models = index_models(names, session=s)
             entry = cache[sample_key] = {"index_size": len(index), "steps": steps,
                                          "models": models, "memo": {}, "results": {}}
@@ -125,21 +150,23 @@ elif auto or st.button("Re-decide the sample", key="pe_cf_go"):
         m = st.columns(4)
         m[0].metric("steps re-decided", f"{new.n_steps}",
                     help=f"{new.changed_share:.0%} get a different model than recorded")
+        def _diff(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else a - b
+
         m[1].metric("expected quality", num(new.expected_quality),
-                    delta=None if new.expected_quality is None or base.expected_quality is None
-                    else f"{new.expected_quality - base.expected_quality:+.3f}")
-        m[2].metric("expected cost per step", usd(new.expected_cost_usd, 6),
-                    delta=None if new.expected_cost_usd is None or base.expected_cost_usd is None
-                    else f"{new.expected_cost_usd - base.expected_cost_usd:+.6f}",
-                    delta_color="inverse")
-        m[3].metric("expected latency per step", num(new.expected_latency_s, "{:.2f} s"),
-                    delta=None if new.expected_latency_s is None or base.expected_latency_s is None
-                    else f"{new.expected_latency_s - base.expected_latency_s:+.2f} s",
-                    delta_color="inverse")
+                    **delta(_diff(new.expected_quality, base.expected_quality), "{:+.3f}"))
+        m[2].metric("expected cost/step", usd(new.expected_cost_usd, 6),
+                    help="expected USD per re-decided step",
+                    **delta(_diff(new.expected_cost_usd, base.expected_cost_usd), "{:+.6f}",
+                            zero="±$0", inverse=True))
+        m[3].metric("expected latency", num(new.expected_latency_s, "{:.2f} s"),
+                    help="expected seconds per re-decided step",
+                    **delta(_diff(new.expected_latency_s, base.expected_latency_s), "{:+.2f} s",
+                            zero="±0 s", inverse=True))
         st.caption(f"Deltas against the same counterfactual at weights {base_weights} "
                    f"(quality {num(base.expected_quality)}, cost {usd(base.expected_cost_usd, 6)}). "
                    f"Recorded on these steps: quality {num(new.recorded_quality)}, cost "
-                   f"{usd(new.recorded_cost_usd, 6)}, latency {new.recorded_latency_s:.2f} s "
+                   f"{usd(new.recorded_cost_usd, 6)}, latency {num(new.recorded_latency_s, '{:.2f} s')} "
                    f"({label}).")
         st.plotly_chart(charts.mix_bars(new.mix_frame(), "counterfactual vs " + label),
                         key="pe_mix_chart")

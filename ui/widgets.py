@@ -51,6 +51,25 @@ def num(x: float | None, fmt: str = "{:.3f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
+#: What a table shows in a cell with no value (never the word "None").
+MISSING = "–"
+
+
+def delta(diff: float | None, fmt: str, *, zero: str = "±0", inverse: bool = False) -> dict:
+    """``st.metric`` keyword arguments for a change ``diff`` shown as ``fmt`` (``"{:+.3f}"``).
+
+    A change that rounds to zero at that precision is shown as ``zero`` with no arrow and no
+    colour: an arrow and green/red would claim a move that is not there. ``inverse``: a rise
+    is bad (cost, latency). ``diff`` None: no delta at all.
+    """
+    if diff is None:
+        return {"delta": None}
+    text = fmt.format(diff)
+    if text.lstrip("+-") == fmt.format(0.0).lstrip("+-"):
+        return {"delta": zero, "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": text, "delta_color": "inverse" if inverse else "normal"}
+
+
 def weights_sliders(prefix: str, default: tuple[float, float, float] = DEFAULTS.weights,
                     on_change: Callable[[], None] | None = None) -> tuple[float, float, float]:
     """Three sliders for (w_p, w_c, w_d) with keys ``<prefix>_wp`` / ``_wc`` / ``_wd``."""

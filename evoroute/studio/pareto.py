@@ -1,5 +1,6 @@
 """The Pareto explorer: models and routers on quality vs cost within a scope, the front, and
-the utility-optimal model under a set of weights."""
+the utility-optimal model under a set of weights. Every point carries the kind of its numbers
+(``source``: replayed / simulated / live / imported): kinds never share a point or a front."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from evoroute.core.utility import reference_scale, utility
 from evoroute.storage import repo, views
 from evoroute.storage.tables import Run
 
-POINT_COLUMNS = ["name", "kind", "n", "quality", "cost", "latency", "run", "label"]
+POINT_COLUMNS = ["name", "kind", "source", "n", "quality", "cost", "latency", "run", "label"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,13 @@ class Scope:
             return views.run_ids_of_dataset(str(self.value), session=session) or [-1]
         return None
 
-    def step_filter(self, *, session: Session) -> repo.StepFilter:
+    def step_filter(self, *, session: Session,
+                    run_ids: Sequence[int] | None = None) -> repo.StepFilter:
+        """The scope's steps, restricted to ``run_ids`` when given (the runs of one kind)."""
         if self.kind == "role":
-            return repo.StepFilter(roles=[str(self.value)])
-        return repo.StepFilter(run_ids=self.run_ids(session=session))
+            return repo.StepFilter(roles=[str(self.value)], run_ids=run_ids)
+        return repo.StepFilter(run_ids=run_ids if run_ids is not None
+                               else self.run_ids(session=session))
 
     def describe(self) -> str:
         return "the whole base" if self.kind == "all" else f"{self.kind} {self.value}"
@@ -50,9 +54,20 @@ def points_label(runs: Sequence[Run]) -> str:
 
 
 def latency_source(label: str) -> str:
-    """The latency source a caption names (the first of ``labels.LATENCY_SOURCES`` in it),
-    else ``recorded``."""
-    return next((s for s in labels.LATENCY_SOURCES if s in label), "recorded")
+    """Every latency source a caption names (``modelled``, ``modelled + measured``; a run
+    labelled ``simulated`` has simulated latencies), else ``recorded``."""
+    parts = [p.strip() for p in label.split("+")]
+    found = [s for s in labels.LATENCY_SOURCES
+             if any(p == s or f"latency {s}" in p for p in parts)]
+    return " + ".join(found) or "recorded"
+
+
+def sources(points: pd.DataFrame) -> list[str]:
+    """The kinds of numbers among ``points``, the one with most steps first."""
+    if points.empty:
+        return []
+    return points.groupby("source")["n"].sum().sort_values(ascending=False, kind="stable") \
+        .index.tolist()
 
 
 def scope_options(*, session: Session) -> dict[str, list]:
@@ -72,32 +87,41 @@ def scope_points(scope: Scope, *, session: Session) -> pd.DataFrame:
     """Models and routers on (quality, cost, latency) per step within ``scope``.
 
     Model points: mean performance signal (P(τ), else σ), cost and latency of the steps each
-    model was given. Router points: the same means over each run's steps. Both are observed
-    on the steps each one handled (a bandit run routes easy and hard steps differently), which
-    the page says in its caption. One GROUP BY (run, model) over the covering index; models
-    and runs are summed from it.
+    model was given, one point per kind of numbers (a model replayed and simulated is two
+    points); the front is computed within each kind. Router points: the same means over each
+    run's steps. Both are observed on the steps each one handled (a bandit run routes easy and
+    hard steps differently), which the page says in its caption. One GROUP BY (run, model)
+    over the covering index; models and runs are summed from it.
     """
     agg = views.model_run_sums(session=session,
                                role=str(scope.value) if scope.kind == "role" else None,
                                run_ids=scope.run_ids(session=session))
     if agg.empty:
         return pd.DataFrame(columns=[*POINT_COLUMNS, "pareto"])
-    models = agg.groupby("model").apply(_means, include_groups=False).reset_index()
-    out = [{"name": r.model, "kind": "model", "n": int(r.n), "quality": r.quality,
-            "cost": r.cost, "latency": r.latency, "run": None, "label": ""}
-           for r in models.itertuples()]
+    runs = {r.id: r for r in views.runs_by_ids(agg["run"].dropna().astype(int).unique().tolist(),
+                                               session=session)}
+    agg["source"] = [labels.kind_of(runs[int(r)].backend) if pd.notna(r) and int(r) in runs
+                     else labels.kind_of(None) for r in agg["run"]]
+    models = agg.groupby(["source", "model"], sort=False).apply(_means, include_groups=False) \
+        .reset_index()
+    out = [{"name": r["model"], "kind": "model", "source": r["source"], "n": int(r["n"]),
+            "quality": r["quality"], "cost": r["cost"], "latency": r["latency"], "run": None,
+            "label": ""} for r in models.to_dict("records")]
     by_run = agg.dropna(subset=["run"]).groupby("run").apply(_means, include_groups=False).reset_index()
-    runs = {r.id: r for r in views.runs_by_ids(by_run["run"].astype(int).tolist(), session=session)}
-    for r in by_run.itertuples():
-        run = runs.get(int(r.run))
+    for r in by_run.to_dict("records"):
+        run = runs.get(int(r["run"]))
         if run is None:
             continue
-        out.append({"name": f"{run.router} (run {run.id})", "kind": "router", "n": int(r.n),
-                    "quality": r.quality, "cost": r.cost, "latency": r.latency,
+        out.append({"name": f"{run.router} (run {run.id})", "kind": "router",
+                    "source": labels.kind_of(run.backend), "n": int(r["n"]),
+                    "quality": r["quality"], "cost": r["cost"], "latency": r["latency"],
                     "run": int(run.id), "label": labels.label_of(run)})
     df = pd.DataFrame(out, columns=POINT_COLUMNS).dropna(subset=["quality", "cost"]).reset_index(drop=True)
-    df["pareto"] = pareto_front_2d(df["quality"].to_numpy(float), df["cost"].to_numpy(float)) \
-        if len(df) else []
+    df["pareto"] = False
+    for _, g in df.groupby("source", sort=False):
+        df.loc[g.index, "pareto"] = pareto_front_2d(g["quality"].to_numpy(float),
+                                                    g["cost"].to_numpy(float))
+    df["pareto"] = df["pareto"].astype(bool)
     return df
 
 

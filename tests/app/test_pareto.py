@@ -91,3 +91,132 @@ def test_start_a_real_run_with_the_chosen_weights(replay_db):
     # the same configuration as run 1 otherwise: router, dataset, seed, number of steps
     assert (new.router, new.dataset, new.seed, new.n_steps_done) == (old.router, old.dataset,
                                                                     old.seed, old.n_steps_done)
+
+
+# ----------------------------------------------------------------------------- issue 11
+def _figure(at, key: str) -> dict:
+    """The plotly figure of chart ``key`` as JSON, its typed arrays (x, y) decoded to lists."""
+    import base64
+    import json
+
+    import numpy as np
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key))
+    fig = json.loads(chart.proto.spec)
+    for t in fig["data"]:
+        for axis in ("x", "y"):
+            v = t.get(axis)
+            if isinstance(v, dict) and "bdata" in v:
+                t[axis] = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return fig
+
+
+def _relabel(engine, run_id: int, backend: str, label: str) -> None:
+    from evoroute.storage import db
+    from evoroute.storage.tables import Run
+
+    with db.session(engine) as s:
+        run = s.get(Run, run_id)
+        run.backend, run.label = backend, label
+        s.add(run)
+        s.commit()
+
+
+def test_kinds_never_share_a_front(replay_db):
+    """Item 5: replayed and simulated points of the whole base get a front each, and the page
+    shows one kind at a time, its colour bar naming that kind's latency source."""
+    import numpy as np
+
+    from evoroute.storage import db
+    from evoroute.studio import pareto
+
+    _, engine = replay_db
+    _relabel(engine, 4, "simulated", "simulated")
+    with db.session(engine) as s:
+        points = pareto.scope_points(pareto.Scope(), session=s)
+    assert set(points["source"]) == {"replayed", "simulated"}
+    assert points.loc[points["run"] == 4, "source"].tolist() == ["simulated"]
+    for _, g in points.groupby("source"):
+        assert g["pareto"].tolist() == pareto.pareto_front_2d(
+            g["quality"].to_numpy(float), g["cost"].to_numpy(float)).tolist()
+    # the simulated run's model is its own point, not merged with the replayed steps of it
+    sim = points[(points["source"] == "simulated") & (points["kind"] == "model")]
+    assert sim["name"].tolist() == ["mistralai/mistral-7b-chat"]
+
+    at = open_app("pareto")
+    assert errors(at) == []
+    assert at.selectbox(key="pe_source").value == "replayed"
+    fig = _figure(at, "pe_chart")
+    assert "modelled" in fig["data"][0]["marker"]["colorbar"]["title"]["text"]
+    assert not any("(run 4)" in (n or "") for t in fig["data"] for n in t.get("hovertext", []))
+    at.selectbox(key="pe_source").set_value("simulated").run()
+    assert errors(at) == []
+    fig = _figure(at, "pe_chart")
+    assert "simulated" in fig["data"][0]["marker"]["colorbar"]["title"]["text"]
+    names = [n for t in fig["data"] for n in t.get("hovertext", [])]
+    assert "single:mistralai/mistral-7b-chat (run 4)" in names and len(names) == 3  # model, run, star
+    assert np.isfinite([x for t in fig["data"] for x in t["x"]]).all()
+
+
+def test_zero_cost_points_are_not_joined_on_a_log_axis(fixed_db):
+    """Item 5: a free model (cost 0) is on the front but cannot be drawn on the log cost axis:
+    no marker and no front segment go to it, and the page says so."""
+    from sqlalchemy import update
+
+    from evoroute.storage import db
+    from evoroute.storage.tables import StepRecord
+
+    _, engine, _ = fixed_db
+    with db.session(engine) as s:
+        s.exec(update(StepRecord).where(StepRecord.model == "cheap").values(cost_usd=0.0))
+        s.commit()
+    at = open_app("pareto")
+    assert errors(at) == []
+    fig = _figure(at, "pe_chart")
+    xs = [x for t in fig["data"] for x in t["x"]]
+    assert xs and min(xs) > 0
+    front = next(t for t in fig["data"] if t["name"].startswith("Pareto front"))
+    assert front["x"] == pytest.approx([0.001, 0.01])   # mid and strong; cheap (free) is not drawn
+    assert any("1 point at zero cost" in c and "log" in c for c in captions(at))
+
+
+def test_only_front_points_are_labelled_and_labels_alternate(fixed_db):
+    """Issue 12 'overlapping point labels': text only on the front, alternately above and below."""
+    at = open_app("pareto")
+    fig = _figure(at, "pe_chart")
+    texts = {h: (t["text"][i], t["textposition"][i]) for t in fig["data"] if "text" in t
+             for i, h in enumerate(t["hovertext"])}
+    assert texts["evoroute (run 1)"][0] == ""       # a dominated point: hover only
+    assert [texts[m][0] for m in ("cheap", "mid", "strong")] == ["cheap", "mid", "strong"]
+    positions = [texts[m][1] for m in ("cheap", "mid", "strong")]
+    assert positions[0] != positions[1] and positions[1] != positions[2]
+
+
+def test_metric_labels_fit_and_say_their_scope(fixed_db):
+    """Issue 12 'truncated metric labels' and item 11: short metric labels; the scope of every
+    quality and cost (all steps of the scope) and the latency source said beside them."""
+    at = open_app("pareto")
+    assert errors(at) == []
+    assert all(len(m.label) <= 21 for m in at.metric), [m.label for m in at.metric]
+    caps = captions(at)
+    assert any("all steps" in c and "the whole base" in c and "latency simulated" in c for c in caps)
+    assert any("all steps" in c for c in caps if "counterfactual" in c)
+
+
+def test_zero_deltas_have_no_arrow_and_no_colour(fixed_db):
+    """Issue 12: the counterfactual at the run's own weights changes nothing: no arrow, grey."""
+    from streamlit.proto.Metric_pb2 import Metric
+
+    none, gray = Metric.MetricDirection.NONE, Metric.MetricColor.GRAY
+    at = open_app("pareto")
+    deltas = {m.label: m.proto for m in at.metric if m.delta}
+    assert len(deltas) == 3, "the counterfactual shows its three deltas"
+    for label, proto in deltas.items():
+        assert proto.direction == none and proto.color == gray, label
+        assert proto.delta in ("±0", "±$0", "±0 s"), proto.delta
+    at.slider(key="pe_wc").set_value(0.5).run()      # strong -> mid: quality and cost fall
+    moved = {m.label: m.proto for m in at.metric if m.delta}
+    assert moved["expected quality"].direction == Metric.MetricDirection.DOWN
+    assert moved["expected quality"].color == Metric.MetricColor.RED
+    assert moved["expected cost/step"].direction == Metric.MetricDirection.DOWN
+    assert moved["expected cost/step"].color == Metric.MetricColor.GREEN     # cheaper is good
