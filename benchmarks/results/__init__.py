@@ -1,0 +1,1 @@
+"""docs/results.md and its plots, written by ``python benchmarks/make_results.py``."""
