@@ -247,7 +247,7 @@ def make_figure(rep: dict[str, Any], costlean: dict[str, Any] | None) -> Any:
         o = costlean["routers"]["evoroute"]
         fig.add_trace(go.Scatter(
             x=[o["cost_usd"]], y=[o["quality"]], mode="markers+text",
-            name=f"EvoRoute, cost-leaning weights {text_of[cl_key].split()[-1]} ({len(costlean['seeds'])} "
+            name=f"evoroute, cost-leaning weights {text_of[cl_key].split()[-1]} ({len(costlean['seeds'])} "
                  "seeds)",
             text=[text_of[cl_key]], textposition=[pos[cl_key]],
             textfont={"size": 12, "color": COLORS["costlean"]},

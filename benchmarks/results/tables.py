@@ -171,7 +171,7 @@ def costlean_section(reps: dict[str, dict[str, Any]]) -> str:
                          f"| {o['latency_s']:.2f} | {tr} | {sh} |")
         sw = sweep_table(rep, "evoroute", "w_c (w_p = 1, w_d = 0.05)")
         if sw:
-            lines += ["", f"EvoRoute's cost-weight sweep in the same file ({proto}; settings other "
+            lines += ["", f"`evoroute`'s cost-weight sweep in the same file ({proto}; settings other "
                           f"than w_c = {rep['weights'][1]:g} on seeds {rep.get('sweep_seeds')}):", "", sw]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

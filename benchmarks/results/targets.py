@@ -89,7 +89,7 @@ def targets(reps: dict[str, dict[str, Any]], checks: dict[str, Any] | None = Non
         met = "**met**" if ok else "not met"
         gap_txt = "–" if ok else f"{others[rank[0]] - others['evoroute']:.3f} AIQ below {rank[0]}"
         lines.append(
-            f"| EvoRoute's AIQ highest of all non-oracle routers | {proto} | evoroute "
+            f"| `evoroute`'s AIQ highest of all non-oracle routers | {proto} | evoroute "
             f"{others['evoroute']:.3f}, "
             f"rank {pos} of {len(rank)}; ahead of it: {', '.join(ahead) or 'none'} | {met} "
             f"| {gap_txt} |")
