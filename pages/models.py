@@ -3,14 +3,25 @@
 import streamlit as st
 
 from evoroute import registry
+from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 from evoroute.studio import models as studio_models
 from ui import state
 from ui.widgets import field_error, run_action
 
 ADD_ERRORS, EDIT_ERRORS = "md_add_errors", "md_edit_errors"
+# each section's confirmation is shown beside the button that asked for it
+ADD_FLASH, EDIT_FLASH, LOCAL_FLASH = "md_flash_add", "md_flash_edit", "md_flash_local"
+LOCAL_ERROR = "md_local_error"
+NO_VALUE = "–"     # what a table shows for a missing value (as ui.widgets.num)
 st.session_state.setdefault(ADD_ERRORS, {})
 st.session_state.setdefault(EDIT_ERRORS, {})
+
+
+def _flash(key: str) -> None:
+    for msg in st.session_state.pop(key, []):
+        st.success(msg, icon=":material/check_circle:")
+
 
 st.title("Models")
 st.caption("Registered prices are what every cost figure uses from then on (replayed runs "
@@ -19,12 +30,10 @@ st.caption("Registered prices are what every cost figure uses from then on (repl
 
 with state.session() as s:
     table = studio_models.models_frame(session=s)
-for msg in st.session_state.pop("md_flash", []):
-    st.success(msg, icon=":material/check_circle:")
 if table.empty:
     st.info("No models registered yet.")
 else:
-    st.dataframe(table, hide_index=True, key="md_table",
+    st.dataframe(table, hide_index=True, key="md_table", placeholder=NO_VALUE,
                  column_config={"input $/1M": st.column_config.NumberColumn(format="$%.4f"),
                                 "output $/1M": st.column_config.NumberColumn(format="$%.4f")})
 
@@ -47,11 +56,12 @@ def _add() -> None:
             input_price_per_m=ss.get("md_in"), output_price_per_m=ss.get("md_out"),
             ttft_s=ss.get("md_ttft"), tokens_per_s=ss.get("md_tps"),
             api_base=ss.get("md_api_base") or None, notes=ss.get("md_notes", ""))
-        ss["md_flash"] = [f"registered {entry.name} (${entry.input_price_per_m:g} / "
-                          f"${entry.output_price_per_m:g} per 1M tokens, {entry.price_source})"]
-        for k in ("md_name", "md_in", "md_out", "md_notes", "md_api_base"):
-            ss.pop(k, None)
-        ss["md_litellm"] = None
+        ss[ADD_FLASH] = [f"registered {entry.name} (${entry.input_price_per_m:g} / "
+                         f"${entry.output_price_per_m:g} per 1M tokens, {entry.price_source})"]
+        # assigned, not dropped: the browser shows a value only when the script sets it
+        ss.update(md_name="", md_litellm=None, md_litellm_text="", md_api_base="", md_in=None,
+                  md_out=None, md_ttft=DEFAULTS.ttft_s, md_tps=DEFAULTS.tokens_per_s,
+                  md_notes="", md_catalogue_price=None)
         return entry
 
     with state.session() as s:
@@ -67,7 +77,8 @@ ids, cat_error = state.litellm_catalogue()
 
 st.subheader("Register a model")
 errs = st.session_state[ADD_ERRORS]
-c1, c2 = st.columns(2)
+register_box = st.container(border=True)
+c1, c2 = register_box.columns(2)
 with c1:
     st.text_input("name", key="md_name", placeholder="e.g. gpt-4o-mini")
     field_error(errs, "name")
@@ -114,13 +125,17 @@ with c2:
         field_error(errs, "tokens_per_s")
     st.text_input("notes", key="md_notes")
     field_error(errs, "notes")
-st.button("Register model", type="primary", key="md_add", on_click=_add, icon=":material/add:")
+with register_box:
+    st.button("Register model", type="primary", key="md_add", on_click=_add,
+              icon=":material/add:")
+    _flash(ADD_FLASH)
 
 
 # ----------------------------------------------------------------------------- edit
 st.subheader("Edit, disable or delete")
 if table.empty:
     st.caption("Nothing to edit yet.")
+    _flash(EDIT_FLASH)
 else:
     names = table["name"].tolist()
 
@@ -149,7 +164,7 @@ else:
                 ttft_s=ss.get("me_ttft"), tokens_per_s=ss.get("me_tps"),
                 api_base=ss.get("me_api_base") or None, notes=ss.get("me_notes", ""),
                 enabled=bool(ss.get("me_enabled")))
-            ss["md_flash"] = [f"saved {entry.name}"]
+            ss[EDIT_FLASH] = [f"saved {entry.name} (prices: {entry.price_source})"]
             return entry
 
         with state.session() as s:
@@ -163,7 +178,7 @@ else:
         with state.session() as s:
             if run_action(lambda: registry.remove_model(ss["me_name"], session=s),
                           field_errors_key=EDIT_ERRORS) is None and not ss[EDIT_ERRORS]:
-                ss["md_flash"] = [f"deleted {ss['me_name']} (its past records stay in the base)"]
+                ss[EDIT_FLASH] = [f"deleted {ss['me_name']} (its past records stay in the base)"]
         ss.pop("me_name", None)
         ss["me_confirm"] = False
 
@@ -197,6 +212,7 @@ else:
     b3.checkbox("yes, delete", key="me_confirm")
     field_error(errs, "delete")
     field_error(errs, "name")
+    _flash(EDIT_FLASH)
 
 
 # ----------------------------------------------------------------------------- local models
@@ -205,17 +221,68 @@ ok, why = studio_models.local_models_available()
 if not ok:
     st.info(why)
 else:
-    st.caption(why + ". Registered with notional price 0; start their servers with "
-               "`python -m evoroute local start` before a live run.")
-    st.dataframe(studio_models.local_model_catalogue(), hide_index=True, key="md_local_table")
+    st.caption(why + ". Registered with notional price 0. A live run needs their servers: start "
+               "them here (each server binds 127.0.0.1 only and needs no API key).")
 
     def _register_local() -> None:
         with state.session() as s:
             added = run_action(lambda: studio_models.register_local_models(session=s))
         if added is not None:
-            st.session_state["md_flash"] = [f"registered local models: {', '.join(added)}" if added
-                                            else "no new local model to register (already "
-                                                 "registered, or their packages are not installed)"]
+            st.session_state[LOCAL_FLASH] = [
+                f"registered local models: {', '.join(added)}" if added
+                else "no new local model to register (already registered, or their packages "
+                     "are not installed)"]
 
-    st.button("Register local models", key="md_local", on_click=_register_local,
-              icon=":material/memory:")
+    def _server_action(fn) -> None:
+        # beside the buttons, not at the top of the page where a callback's message lands
+        try:
+            fn()
+        except EvoRouteError as exc:
+            st.session_state[LOCAL_ERROR] = str(exc)
+
+    def _start_servers() -> None:
+        _server_action(lambda: studio_models.start_local_servers(
+            st.session_state.get("md_local_pick") or [], engine_url=state.db_url()))
+
+    def _stop_servers() -> None:
+        _server_action(lambda: studio_models.stop_local_servers(
+            st.session_state.get("md_local_pick") or None))
+
+    @st.fragment(run_every=1.0)
+    def _server_job_progress() -> None:
+        job = studio_models.server_job()
+        if job is None or job.done:
+            st.rerun()
+        verb = "starting" if job.action == "start" else "stopping"
+        st.info(f"{verb} {', '.join(job.names) or 'every server'} in the background … "
+                f"{job.elapsed_s:.0f} s", icon=":material/hourglass_top:")
+
+    installed = studio_models.installed_local_models()
+    job = studio_models.server_job()
+    busy = job is not None and not job.done
+    st.dataframe(studio_models.local_model_catalogue(), hide_index=True, key="md_local_table",
+                 placeholder=NO_VALUE,
+                 column_config={"up in (s)": st.column_config.NumberColumn(format="%.1f")})
+    st.multiselect("local models", installed, default=installed, key="md_local_pick",
+                   disabled=busy, help="the installed models Start / Stop act on (Stop with "
+                                       "none picked: every server)")
+    b1, b2, b3 = st.columns(3)
+    b1.button("Start servers", key="md_local_start", on_click=_start_servers, disabled=busy,
+              type="primary", icon=":material/play_arrow:",
+              help="start their servers and register them with the addresses they got; runs "
+                   "in the background, the page stays usable")
+    b2.button("Stop servers", key="md_local_stop", on_click=_stop_servers, disabled=busy,
+              icon=":material/stop:")
+    b3.button("Register local models", key="md_local", on_click=_register_local,
+              icon=":material/memory:", help="as candidate models, without starting them")
+    if msg := st.session_state.pop(LOCAL_ERROR, None):
+        st.error(msg, icon=":material/error:")
+    if busy:
+        _server_job_progress()
+    elif job is not None and job.error:
+        st.error(f"local servers could not be {job.action}ed: {job.error}", icon=":material/error:")
+    elif job is not None:
+        done = ", ".join(job.result) or "no server was running"
+        st.success(f"servers started and registered: {done}" if job.action == "start"
+                   else f"servers stopped: {done}", icon=":material/check_circle:")
+    _flash(LOCAL_FLASH)

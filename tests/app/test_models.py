@@ -111,6 +111,51 @@ def test_litellm_id_search_prefills_catalogue_prices(empty_db):
         m = repo.get_model("mini", session=s)
     assert (m.litellm_id, m.input_price_per_m, m.output_price_per_m) == (
         "gpt-4o-mini", pytest.approx(expected[0]), pytest.approx(expected[1]))
+    # the pre-filled prices saved unchanged are litellm's, not an override
+    assert m.price_source == "litellm"
+    assert any("registered mini" in s.value and "litellm" in s.value for s in at.success)
+
+
+def test_changed_prefilled_price_is_an_override(empty_db):
+    _, engine = empty_db
+    at = open_app("models")
+    assert wait_until(lambda: any(s.key == "md_litellm" for s in at.run().selectbox), timeout=120)
+    at.selectbox(key="md_litellm").set_value("gpt-4o-mini").run()
+    at.number_input(key="md_out").set_value(0.5)
+    at.text_input(key="md_name").set_value("mini")
+    at.button(key="md_add").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        m = repo.get_model("mini", session=s)
+    assert (m.output_price_per_m, m.price_source) == (0.5, "override")
+
+
+def test_register_form_clears_and_confirms_next_to_the_form(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.text_input(key="md_name").set_value("my-model")
+    at.number_input(key="md_in").set_value(0.25)
+    at.number_input(key="md_out").set_value(1.25)
+    at.text_input(key="md_notes").set_value("a note")
+    at.button(key="md_add").click().run()
+    assert errors(at) == []
+    assert "my-model" in _names(engine)
+    # the form is empty again: a second click cannot register the same model twice
+    assert at.text_input(key="md_name").value == ""
+    assert at.number_input(key="md_in").value is None
+    assert at.number_input(key="md_out").value is None
+    assert at.text_input(key="md_notes").value == ""
+    # ... and the browser is told so: a widget shows a server-side value only when the script
+    # set it (set_value); a key merely dropped from the session leaves the old text on screen
+    for w in (at.text_input(key="md_name"), at.number_input(key="md_in"),
+              at.number_input(key="md_out"), at.text_input(key="md_notes")):
+        assert w.proto.set_value, w.key
+    # the confirmation sits in the register form's container, beside its button
+    form = next(c for c in at.container if any(b.key == "md_add" for b in c.button)
+                and not any(b.key == "me_save" for b in c.button))
+    assert any("registered my-model" in s.value for s in form.success)
+    at.button(key="md_add").click().run()
+    assert not any("already registered" in e for e in errors(at))
 
 
 def test_edit_disable_and_delete(fixed_db):
@@ -159,3 +204,67 @@ def test_register_local_models(fixed_db):
         assert regs[name].price_source == "notional"
     msg = " ".join(s.value for s in at.success)
     assert ("registered local models" in msg) if installed else ("no new local model" in msg)
+
+
+def test_models_tables_show_a_dash_not_none(fixed_db):
+    at = open_app("models")
+    for d in at.dataframe:
+        assert d.proto.placeholder == "–", list(d.value.columns)
+
+
+def _local_ready() -> bool:
+    from evoroute.backends.local.catalogue import LOCAL_MODELS
+    from evoroute.backends.local.processes import server_available
+
+    return server_available() and LOCAL_MODELS["smollm2-135m"].installed()
+
+
+@pytest.mark.skipif(not _local_ready(), reason="llama-cpp-python or smollm2-135m not installed")
+def test_local_servers_start_and_stop_from_the_page(fixed_db, tmp_path, monkeypatch):
+    """Issue 11 item 8: the servers could only be started from the CLI. Start runs in the
+    background (the click returns at once), then the model is registered at its server's
+    address; Stop stops it; the table shows each server's status."""
+    import time
+
+    from evoroute.backends.local.servers import LocalModelServers
+
+    _, engine, _ = fixed_db
+    monkeypatch.setenv("EVOROUTE_HOME", str(tmp_path))    # a state file of this test only
+    servers = LocalModelServers(state_path=tmp_path / "local_models.json")
+    try:
+        at = open_app("models")
+
+        def server_of(name: str) -> str:
+            table = next(d.value for d in at.dataframe if "server" in d.value.columns)
+            table = table.set_index("name")
+            return table.loc[name, "server"]
+
+        assert server_of("smollm2-135m") == "stopped"
+        at.multiselect(key="md_local_pick").set_value(["smollm2-135m"])
+        t0 = time.monotonic()
+        at.button(key="md_local_start").click().run()
+        assert time.monotonic() - t0 < 10                      # the page did not wait
+        assert errors(at) == []
+        assert any("starting smollm2-135m" in i.value for i in at.info)
+        assert wait_until(lambda: any("servers started" in s.value for s in at.run().success),
+                          timeout=120), [e.value for e in at.error]
+        assert server_of("smollm2-135m") == "running"
+        (info,) = servers.status()
+        with db.session(engine) as s:
+            m = repo.get_model("smollm2-135m", session=s)
+        assert (m.api_base, m.litellm_id, m.enabled) == (info.api_base, info.model, True)
+        # a live run on it needs no provider key: the backend's pre-run check passes
+        from evoroute import registry
+        from evoroute.backends.live.backend import LiveBackend
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        with db.session(engine) as s:
+            infos = registry.model_infos(session=s, names=["smollm2-135m"])
+        LiveBackend(None, infos, check_models=True)
+
+        at.button(key="md_local_stop").click().run()
+        assert wait_until(lambda: any("servers stopped: smollm2-135m" in s.value
+                                      for s in at.run().success), timeout=60)
+        assert server_of("smollm2-135m") == "stopped"
+        assert servers.status() == []
+    finally:
+        servers.stop()

@@ -139,7 +139,8 @@ class LiveBackend(Backend):
             if is_loopback(m.api_base):
                 if not _answers(m.api_base):
                     problems.append(f"{m.name}: no server answers at {m.api_base} (start the local "
-                                    f"models with `python -m evoroute local start`)")
+                                    f"servers on the studio's Models page, or with `python -m "
+                                    f"evoroute local start`)")
             elif not m.api_base:
                 try:
                     env = load_litellm().validate_environment(model=m.litellm_id)
