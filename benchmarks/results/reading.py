@@ -315,7 +315,9 @@ def issue9_why(reps: dict[str, Any], checks: dict[str, Any] | None, verdict: dic
             ". Non-oracle routers that reach the target: " + "; ".join(
                 f"{k} " + (", ".join(f"{r} {reps[k]['routers'][r]['aiq']:.3f}" for r in reach[k]) or "none")
                 for k in ("bandit", "full")) +
-            ". The best by AIQ is " + ", ".join(f"{best[k]} ({k})" for k in ("bandit", "full")) +
+            " (the learned baselines are trained on every model's train outcomes in both protocols, so in "
+            "the bandit protocol they see what `evoroute` has to explore for). The best by AIQ is "
+            + ", ".join(f"{best[k]} ({k})" for k in ("bandit", "full")) +
             f"; the per-role table uses no per-query signal at all. Query-aware routers "
             f"(logistic {f['logistic']['aiq']:.3f}, knn {f['knn']['aiq']:.3f} full) do not beat it: on "
             f"RouterBench the per-query signal in MiniLM space beyond the benchmark is weak. "
