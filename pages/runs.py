@@ -177,6 +177,10 @@ if wanted is not None and wanted not in by_id:
         extra = repo.get_run(wanted, session=s)
     if extra is not None:
         by_id[extra.id] = extra
+    else:
+        st.warning(f"There is no run #{wanted} in this base (deleted, or from another base); "
+                   f"showing run #{next(iter(by_id))}, the latest.", icon=":material/help:")
+        wanted = None
 picked_run = st.session_state.get("rn_run")
 if picked_run not in by_id or (wanted is not None and wanted != picked_run and wanted in by_id):
     st.session_state["rn_run"] = wanted if wanted in by_id else next(iter(by_id))
@@ -231,9 +235,13 @@ def live_view(run_id: int, was_active: bool) -> None:
     top = st.columns([3, 1])
     with top[0]:
         label_badge(snap.label)
-        st.progress(snap.progress, text=f"run #{run_id} **{snap.status}** · "
-                                        f"{snap.n_tasks_finished:,} of {snap.n_tasks_total:,} "
-                                        f"tasks · {snap.n_steps:,} steps")
+        prep = snap.preparation
+        if prep is not None:       # no task known yet: say what the run is doing instead
+            st.progress(prep.progress, text=f"run #{run_id} **{snap.status}** · {prep.text}")
+        else:
+            st.progress(snap.progress, text=f"run #{run_id} **{snap.status}** · "
+                                            f"{snap.n_tasks_finished:,} of "
+                                            f"{snap.n_tasks_total:,} tasks · {snap.n_steps:,} steps")
     with top[1]:
         can = launch.run_actions(snap.status)
         if can.stop:
@@ -266,28 +274,46 @@ def live_view(run_id: int, was_active: bool) -> None:
     else:
         st.caption("no budget cap on this run")
 
+    # the chart follows every step the feed has read (the poll that reads a run's last steps
+    # is also the one that ends its timer, so "new steps in this poll" would miss them)
     figs = st.session_state.setdefault("rn_share_figs", {})
-    if snap.new_steps or run_id not in figs:
-        figs[run_id] = charts.update_model_share(figs.get(run_id), feed.model_share(), snap.label)
-    st.plotly_chart(figs[run_id], key="rn_share_chart")
+    drawn, fig = figs.get(run_id, (-1, None))
+    if drawn != feed.n_steps:
+        fig = charts.update_model_share(fig, feed.model_share(), snap.label)
+        figs[run_id] = (feed.n_steps, fig)
+    st.plotly_chart(fig, key="rn_share_chart")
 
-    # the feed: newest first; a selected row keeps pointing at its step while rows arrive
+    # the feed, newest first. The browser keeps a ticked row by its position, so while a
+    # decision is open the table holds its rows (new steps still count above): the ticked row
+    # and the explanation stay the same step; "follow the latest" lets the rows move again.
     st.subheader("Decisions (newest first)")
-    shown = snap.feed
-    table_key, ids_key, explain_key = (f"rn_feed_table_{run_id}", f"rn_feed_ids_{run_id}",
-                                       f"rn_explain_{run_id}")
-    prev_ids = st.session_state.get(ids_key, [])
-    sel = st.session_state.get(table_key)
+    hold_key, explain_key, gen_key = (f"rn_feed_hold_{run_id}", f"rn_explain_{run_id}",
+                                      f"rn_feed_gen_{run_id}")
+    table_key = f"rn_feed_table_{run_id}_{ss.get(gen_key, 0)}"
+    rendered = ss.get(f"rn_feed_rendered_{run_id}")     # the rows as the browser shows them
+    sel = ss.get(table_key)
     rows = list(sel["selection"]["rows"]) if sel and "selection" in sel else []
-    if rows and rows[0] < len(prev_ids):
-        st.session_state[explain_key] = int(prev_ids[rows[0]])
-    picked = st.session_state.get(explain_key)
-    ids = shown["id"].tolist()
-    st.session_state[table_key] = {"selection": {
-        "rows": [ids.index(picked)] if picked in ids else [], "columns": [], "cells": []}}
-    st.session_state[ids_key] = ids
-    st.caption(f"latest: step #{snap.last_step_id}"
-               + (f" · {shown.iloc[0]['chosen']} for {shown.iloc[0]['role']}" if len(shown) else ""))
+    if rows and rendered is not None and rows[0] < len(rendered):
+        ss[explain_key] = int(rendered["id"].iloc[rows[0]])
+        ss.setdefault(hold_key, rendered)
+    elif not rows:
+        ss.pop(hold_key, None)
+        ss.pop(explain_key, None)
+    picked = ss.get(explain_key)
+    shown = ss.get(hold_key, snap.feed)
+    ss[f"rn_feed_rendered_{run_id}"] = shown
+    held_new = snap.last_step_id - int(shown["id"].max()) if hold_key in ss and len(shown) else 0
+    if held_new > 0:
+        c_hold, c_follow = st.columns([3, 1])
+        c_hold.caption(f"rows held on step #{picked} while its explanation is open · "
+                       f"{held_new:,} newer step ids since (latest #{snap.last_step_id})")
+        c_follow.button("Follow the latest", key=f"rn_follow_{run_id}", on_click=_follow,
+                        args=(run_id,), icon=":material/vertical_align_top:")
+    else:
+        latest = snap.feed
+        st.caption(f"latest: step #{snap.last_step_id}"
+                   + (f" · {latest.iloc[0]['chosen']} for {latest.iloc[0]['role']}"
+                      if len(latest) else ""))
     st.dataframe(shown.drop(columns=["id"]), key=table_key, on_select="rerun",
                  selection_mode="single-row", hide_index=True, height=360,
                  column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.6f"),
@@ -302,6 +328,14 @@ def live_view(run_id: int, was_active: bool) -> None:
     st.caption(f"live view refreshed in {(time.perf_counter() - started) * 1000:.0f} ms of server "
                f"time (database poll {snap.poll_ms:.0f} ms)"
                + (f" · every {LIVE_REFRESH_S:g} s while the run is active" if snap.active else ""))
+
+
+def _follow(run_id: int) -> None:
+    """Close the open decision: the feed's rows follow the run again (a new table, unticked)."""
+    ss = st.session_state
+    ss.pop(f"rn_feed_hold_{run_id}", None)
+    ss.pop(f"rn_explain_{run_id}", None)
+    ss[f"rn_feed_gen_{run_id}"] = ss.get(f"rn_feed_gen_{run_id}", 0) + 1
 
 
 def show_explanation(ex: explain.StepExplanation) -> None:

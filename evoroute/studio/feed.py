@@ -6,6 +6,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,53 @@ TERMINAL_STATUSES = ("finished", "stopped", "failed", "interrupted")
 FEED_COLUMNS = ["step", "task", "role", "phase", "instruction", "pareto kept",
                 "sampled utilities", "chosen", "outcome", "cost (USD)", "latency (s)",
                 "latency label", "mode"]
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a run does before its first task: its worker starting (pending), then the
+    preparation (data, router, training, one embedding batch). ``estimate_s`` is how long the
+    latest finished run of the same backend and dataset took to prepare (None: no such run)."""
+
+    stage: str
+    elapsed_s: float
+    estimate_s: float | None
+
+    @property
+    def progress(self) -> float:
+        """Elapsed over the estimate, kept below 1 until the run's tasks are known."""
+        if not self.estimate_s:
+            return 0.0
+        return float(min(0.95, self.elapsed_s / self.estimate_s))
+
+    @property
+    def text(self) -> str:
+        est = (f" of about {seconds(self.estimate_s)} (what the latest finished run of this "
+               f"backend and dataset took to prepare)" if self.estimate_s else " so far")
+        return f"{self.stage} · {seconds(self.elapsed_s)}{est}"
+
+
+def seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+PENDING_STAGE = "starting the background worker"
+PREPARE_STAGE = ("preparing the run: reading the data, building the router, training it if it "
+                 "needs to, embedding the instructions")
+
+
+def preparation_estimate(run: Any, earlier: list[Any]) -> float | None:
+    """Seconds the latest finished run of the same backend and dataset took to prepare."""
+    for r in earlier:
+        if r.id != run.id and r.status == "finished" and (r.backend, r.dataset) == (
+                run.backend, run.dataset):
+            try:
+                s = json.loads(r.config_json or "{}").get("resolved", {}).get("prepare_s")
+            except ValueError:
+                continue
+            if s:
+                return float(s)
+    return None
 
 
 @dataclass
@@ -45,6 +93,7 @@ class LiveSnapshot:
     feed: pd.DataFrame
     last_step_id: int
     poll_ms: float
+    preparation: Preparation | None = None
 
     @property
     def progress(self) -> float:
@@ -82,6 +131,7 @@ class LiveFeed:
     _model_ids: dict[str, int] = field(default_factory=dict)
     _step_models: list[np.ndarray] = field(default_factory=list)
     _feed_rows: list[dict] = field(default_factory=list)
+    _prepare_estimate: list[float | None] = field(default_factory=list)
 
     def poll(self, *, session: Session) -> LiveSnapshot:
         t0 = time.perf_counter()
@@ -103,6 +153,8 @@ class LiveFeed:
             self._feed_rows = ([feed_row(h) for h in reversed(heavy)] + self._feed_rows)[: self.feed_size]
             self.last_id = ids[-1]
         self._poll_tasks(session)
+        prep = self._preparation(run, session) if run.status in repo.ACTIVE_STATUSES \
+            and not run.n_tasks_total and not self.n_steps else None
         feed = pd.DataFrame(self._feed_rows, columns=["id", *FEED_COLUMNS])
         return LiveSnapshot(
             run_id=self.run_id, status=run.status, label=labels.label_of(run), error=run.error,
@@ -113,7 +165,17 @@ class LiveFeed:
             mean_latency_s=self.dur_sum / self.n_steps if self.n_steps else None,
             latency_label="/".join(sorted(self.latency_labels)) or "modelled",
             new_steps=new, feed=feed, last_step_id=self.last_id,
-            poll_ms=(time.perf_counter() - t0) * 1000)
+            poll_ms=(time.perf_counter() - t0) * 1000, preparation=prep)
+
+    def _preparation(self, run: Any, session: Session) -> Preparation:
+        if not self._prepare_estimate:        # read once per run
+            self._prepare_estimate.append(
+                preparation_estimate(run, repo.list_runs(session=session, limit=50)))
+        since = repo.as_utc(run.started_at if run.status == "running" else run.created_at)
+        elapsed = max(0.0, (repo.now() - since).total_seconds()) if since else 0.0
+        if run.status == "running":
+            return Preparation(PREPARE_STAGE, elapsed, self._prepare_estimate[0])
+        return Preparation(PENDING_STAGE, elapsed, None)
 
     def _model_id(self, name: str) -> int:
         if name not in self._model_ids:

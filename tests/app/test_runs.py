@@ -45,7 +45,7 @@ def test_live_view_of_a_finished_run_and_its_explanations(replay_db):
     assert routed["sampled utilities"].str.contains(r"[+-]\d\.\d{3}").all()
 
     # selecting a row opens that step's full explanation
-    at.session_state["rn_feed_table_1"] = {"selection": {"rows": [3], "columns": [], "cells": []}}
+    at.session_state["rn_feed_table_1_0"] = {"selection": {"rows": [3], "columns": [], "cells": []}}
     at.run()
     picked = int(feed["step"].iloc[3])
     assert at.session_state["rn_explain_1"] == picked
