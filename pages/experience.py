@@ -13,7 +13,7 @@ from evoroute.storage import repo
 from evoroute.studio import experience, retrieval
 from evoroute.studio.models import index_models
 from ui import charts, state
-from ui.widgets import run_action
+from ui.widgets import MISSING, run_action
 
 st.title("Experience")
 
@@ -43,13 +43,22 @@ size = p1.selectbox("rows per page", PAGE_SIZES, index=PAGE_SIZES.index(DEFAULTS
                     key="ex_page_size",
                     on_change=_first_page)
 st.session_state.setdefault("ex_page", 1)
+if "ex_page_last" in st.session_state:      # the previous run asked for a page past the end
+    st.session_state["ex_page"] = st.session_state.pop("ex_page_last")
 page = p2.number_input("page", min_value=1, step=1, key="ex_page")
 with state.session() as s:
     table, total = experience.experience_page(flt, session=s, page=int(page), page_size=int(size))
-pages = max(1, -(-total // int(size)))
+pages = experience.page_count(total, int(size))
+if int(page) > pages:
+    # rerun on the last page (only then: a page inside the range costs one query)
+    st.session_state["ex_page_last"] = pages
+    st.session_state["ex_page_note"] = f"page {int(page)} does not exist ({pages:,} " \
+                                       f"page{'s' if pages > 1 else ''}): showing the last one"
+    st.rerun()
+note = st.session_state.pop("ex_page_note", None)
 st.caption(f"{total:,} records match · page {int(page)} of {pages:,} · newest first "
-           "(filters and paging run in SQL)")
-st.dataframe(table, hide_index=True, key="ex_table", height=420,
+           "(filters and paging run in SQL)" + (f" · {note}" if note else ""))
+st.dataframe(table, hide_index=True, key="ex_table", height=420, placeholder=MISSING,
              column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.6f"),
                             "latency (s)": st.column_config.NumberColumn(format="%.2f")})
 

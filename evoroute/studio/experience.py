@@ -25,6 +25,11 @@ def experience_page(flt: repo.StepFilter, *, session: Session, page: int = 1,
     return rows.rename(columns=EXPERIENCE_TABLE_COLUMNS)[list(EXPERIENCE_TABLE_COLUMNS.values())], total
 
 
+def page_count(total: int, page_size: int) -> int:
+    """How many pages ``total`` records fill (at least one, so page 1 always exists)."""
+    return max(1, -(-int(total) // int(page_size)))
+
+
 def filter_options(*, session: Session) -> dict[str, list]:
     return {"runs": [r.id for r in repo.list_runs(session=session, limit=500)],
             "roles": views.distinct_step_values("role", session=session),

@@ -156,3 +156,27 @@ def test_retrieval_inspector_is_deterministic(fixed_db):
     assert any(m.value.startswith(f"**Decision: {res.explanation.chosen}**") for m in at.markdown)
     at.button(key="ex_ri_go").click().run(timeout=180)
     assert at.session_state["ex_ri_result"].explanation.to_json() == first   # same seed, same draws
+
+
+# ----------------------------------------------------------------------------- issue 12
+def test_a_page_past_the_end_shows_the_last_page(fixed_db):
+    """'page 9999 of 324 shows an empty grid': a page past the end opens the last page and says so."""
+    at = open_app("experience")
+    at.number_input(key="ex_page").set_value(9999).run()
+    assert errors(at) == []
+    assert _match_caption(at).startswith("120 records match · page 3 of 3")
+    assert at.number_input(key="ex_page").value == 3
+    assert at.dataframe[0].value["id"].tolist() == list(range(20, 0, -1))
+    assert any("page 9999 does not exist" in c for c in captions(at))
+    # a narrower filter keeps the page inside its own range too
+    at.number_input(key="ex_page").set_value(2).run()
+    at.multiselect(key="ex_models").select("strong").run()      # 40 records: one page
+    assert _match_caption(at).startswith("40 records match · page 1 of 1")
+    assert len(at.dataframe[0].value) == 40
+
+
+def test_missing_values_are_not_printed_as_none(fixed_db):
+    """'"None" printed as text': empty cells show a dash (no error, no task success yet)."""
+    at = open_app("experience")
+    assert at.dataframe[0].value["error"].isna().all()
+    assert at.dataframe[0].proto.placeholder == "–"
