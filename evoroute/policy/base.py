@@ -162,6 +162,25 @@ class Router:
                             ranks_by_price=bool(self.ranks_by_price), family=self.family,
                             ablation_of=self.ablation_of, order=int(self.order))
 
+    #: the settings :meth:`describe` records in a run's configuration, when the router has them
+    DESCRIBED: tuple[str, ...] = ("model", "strong", "weak", "threshold", "strong_share", "k",
+                                  "prior", "weak_cost_ratio", "max_rungs", "verifier_accuracy",
+                                  "cost_weight", "confidence")
+
+    def describe(self) -> dict[str, Any]:
+        """The router's own settings, as a run records them (name, class, config, knobs)."""
+        out: dict[str, Any] = {"name": self.name, "class": type(self).__name__}
+        cfg = getattr(self, "config", None)
+        if cfg is not None and hasattr(cfg, "to_dict"):
+            out["config"] = cfg.to_dict()
+        for attr in self.DESCRIBED:
+            if hasattr(self, attr):
+                v = getattr(self, attr)
+                out[attr] = v if (v is None or isinstance(v, (str, int))) else float(v)
+        if hasattr(self, "full_ladder"):
+            out["ladder"] = self.full_ladder
+        return out
+
     def sweep(self, train_table: Any, weights: Sequence[float]) -> tuple[list[float], float | None]:
         """The cost-knob settings to sweep and the setting of a default run (None: no knob).
 

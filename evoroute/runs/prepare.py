@@ -181,7 +181,7 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
 
     details: dict[str, Any] = {
         "backend": backend.describe(),
-        "router": _router_config(router),
+        "router": router.describe(),
         "phases": {p: len(ts) for p, ts in phases},
         "steps_total": sum(t.n_steps for _, ts in phases for t in ts),
         "protocol_note": _protocol_note(spec, router, caps, preload),
@@ -224,21 +224,6 @@ def bulk_load(router: Any, tab: Any, embeddings: dict[str, np.ndarray] | None) -
                            texts=[tab.instructions[r] for r in rows], embeddings=emb,
                            tools=[tools[r] for r in rows], costs=tab.costs[rows, cols],
                            durations=tab.latencies[rows, cols], perf=perf_all[rows, cols])
-
-
-def _router_config(router: Router) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": router.name, "class": type(router).__name__}
-    cfg = getattr(router, "config", None)
-    if cfg is not None and hasattr(cfg, "to_dict"):
-        out["config"] = cfg.to_dict()
-    for attr in ("model", "strong", "weak", "threshold", "strong_share", "k", "prior",
-                 "weak_cost_ratio", "max_rungs", "verifier_accuracy", "cost_weight", "confidence"):
-        if hasattr(router, attr):
-            v = getattr(router, attr)
-            out[attr] = v if (v is None or isinstance(v, (str, int))) else float(v)
-    if hasattr(router, "full_ladder"):
-        out["ladder"] = router.full_ladder
-    return out
 
 
 def _protocol_note(spec: RunSpec, router: Router, caps: Capabilities, preload: Any) -> str:
