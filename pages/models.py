@@ -185,7 +185,8 @@ else:
     errs = st.session_state[EDIT_ERRORS]
     e1, e2 = st.columns(2)
     with e1:
-        st.text_input("litellm id", key="me_litellm")
+        st.text_input("litellm id", key="me_litellm", on_change=_prefill, args=("me",),
+                      help="a litellm id with a catalogue price fills in its prices")
         field_error(errs, "litellm_id")
         st.text_input("api base", key="me_api_base")
         field_error(errs, "api_base")

@@ -158,6 +158,26 @@ def test_register_form_clears_and_confirms_next_to_the_form(fixed_db):
     assert not any("already registered" in e for e in errors(at))
 
 
+def test_edit_to_a_litellm_id_prefills_its_prices_as_litellm(fixed_db):
+    _, engine, _ = fixed_db
+    at = open_app("models")
+    at.selectbox(key="me_name").set_value("mid").run()
+    at.text_input(key="me_litellm").set_value("gpt-4o-mini").run()
+    expected = registry.litellm_prices("gpt-4o-mini")
+    assert at.number_input(key="me_in").value == pytest.approx(expected[0])
+    assert at.number_input(key="me_out").value == pytest.approx(expected[1])
+    at.button(key="me_save").click().run()
+    assert errors(at) == []
+    with db.session(engine) as s:
+        m = repo.get_model("mid", session=s)
+    assert (m.litellm_id, m.price_source) == ("gpt-4o-mini", "litellm")
+    assert any("saved mid" in s.value for s in at.success)
+    at.toggle(key="me_enabled").set_value(False)      # a save with the prices unchanged
+    at.button(key="me_save").click().run()
+    with db.session(engine) as s:
+        assert repo.get_model("mid", session=s).price_source == "litellm"
+
+
 def test_edit_disable_and_delete(fixed_db):
     _, engine, _ = fixed_db
     at = open_app("models")
