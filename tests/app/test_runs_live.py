@@ -171,3 +171,27 @@ def test_preparation_says_what_it_does_with_a_progress_bar(replay_db):
         repo.update_run(preparing, session=s, n_tasks_total=40)
     at.run()
     assert "tasks · 5 steps" in at.progress[0].text
+
+
+def test_a_live_run_says_live_once_in_each_label(replay_db):
+    from evoroute.core import labels
+
+    _, engine = replay_db
+    with db.session(engine) as s:
+        run = repo.create_run(session=s, config={"backend": "live", "dataset": "default",
+                                                 "router": "evoroute"},
+                              name="", status="finished", backend="live", dataset="default",
+                              router="evoroute", label=labels.run_label("live", "measured"))
+        run_id = int(run.id)
+    _add_steps(engine, run_id, 3)
+    with db.session(engine) as s:
+        for rec in s.exec(select(StepRecord).where(StepRecord.run_id == run_id)).all():
+            rec.latency_label = "measured"
+            s.add(rec)
+        s.commit()
+    at = open_app("runs", query={"run": run_id})
+    assert errors(at) == []
+    texts = ([at.selectbox(key="rn_run").format_func(run_id)] + [c.value for c in at.caption]
+             + [m.label for m in at.metric] + [p.text for p in at.progress])
+    assert any("live · latency measured" in t for t in texts)
+    assert not [t for t in texts if t.lower().count("live") > 1 and "live view" not in t], texts
