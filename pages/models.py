@@ -117,10 +117,13 @@ with c2:
                    key="md_out", placeholder="from litellm")
     with b:
         field_error(errs, "output_price_per_m")
-    a.number_input("time to first token (s)", value=DEFAULTS.ttft_s, step=0.05, key="md_ttft")
+    # defaults through the session (not value=): the form's reset assigns them again
+    st.session_state.setdefault("md_ttft", DEFAULTS.ttft_s)
+    st.session_state.setdefault("md_tps", DEFAULTS.tokens_per_s)
+    a.number_input("time to first token (s)", step=0.05, key="md_ttft")
     with a:
         field_error(errs, "ttft_s")
-    b.number_input("output tokens per second", value=DEFAULTS.tokens_per_s, step=5.0, key="md_tps")
+    b.number_input("output tokens per second", step=5.0, key="md_tps")
     with b:
         field_error(errs, "tokens_per_s")
     st.text_input("notes", key="md_notes")
