@@ -6,7 +6,7 @@ from evoroute.storage import repo
 from evoroute.studio import compare
 from evoroute.studio.overview import run_title
 from ui import charts, state
-from ui.widgets import label_badge
+from ui.widgets import MISSING, label_badge
 
 st.title("Compare runs")
 
@@ -32,7 +32,7 @@ if comp.table.empty:
     st.info("None of the picked runs has a finished task yet.")
     st.stop()
 
-st.dataframe(comp.table, hide_index=True, key="cmp_table",
+st.dataframe(comp.table, hide_index=True, key="cmp_table", placeholder=MISSING,
              column_config={c: st.column_config.NumberColumn(format="$%.5f")
                             for c in comp.table.columns if "USD" in c}
              | {c: st.column_config.NumberColumn(format="%.3f")

@@ -114,7 +114,7 @@ def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
                                              line=dict(width=2, color="black"))))
     fig.update_layout(title=_title("Quality vs cost per step", label),
                       xaxis=dict(title="mean cost per step (USD, log scale)", type="log",
-                                 dtick="D2", tickformat="$.1~e"),
+                                 dtick=1, tickformat="$.0e"),   # one tick per decade
                       yaxis=dict(title="mean quality (task success)"), height=520)
     return _compact(fig)
 

@@ -49,7 +49,8 @@ def run_name(run: Run) -> str:
 
 #: How the page words each latency source.
 LATENCY_WORDS = {"modelled": "modelled from token counts", "measured": "measured",
-                 "simulated": "simulated", "recorded": "as recorded in the imported file"}
+                 "simulated": "simulated", "recorded": "as recorded in the imported file",
+                 "unknown": "as the imported rows give them (source not stated)"}
 
 
 def runs_by_latency_source(comp: Comparison) -> dict[str, list[int]]:
@@ -66,7 +67,7 @@ def latency_source(run: Run) -> str:
     for source in labels.LATENCY_SOURCES:
         if label == source or f"latency {source}" in label:
             return source
-    return labels.DEFAULT_LATENCY.get(run.backend or "", "recorded")
+    return labels.DEFAULT_LATENCY.get(run.backend or "", "unknown")
 
 
 def _evaluated_tasks(run_id: int, *, session: Session) -> pd.DataFrame:

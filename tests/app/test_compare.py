@@ -242,3 +242,13 @@ def test_caption_names_each_runs_latency_source(replay_db):
     assert "modelled from token counts: runs 1, 3" in lat and "measured: run 4" in lat
     caps = " ".join(captions(at))
     assert "Quality and cost" in caps and "scope" in caps
+
+
+def test_metrics_without_a_value_show_a_dash_not_none(replay_db):
+    """From issue 12: with no single-model run picked, the headline cells are empty and the
+    table shows a dash there, never the word None."""
+    at = open_app("compare")
+    at.multiselect(key="cmp_runs").set_value([1, 2]).run()
+    assert errors(at) == []
+    assert at.dataframe[0].value["cost share at parity"].isna().all()
+    assert at.dataframe[0].proto.placeholder == "–"

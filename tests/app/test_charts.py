@@ -1,0 +1,64 @@
+"""Issue 11 item 13 (charts): every studio figure stays readable at 400 px wide — the legend
+in rows under the plot (not a column taking half the width), few ticks, margins that grow with
+the tick labels, a thin colour bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ui import charts
+
+NAMES = {1: "evoroute · run 1 · replayed · latency modelled",
+         2: "single:gpt-4 · run 2 · replayed · latency modelled"}
+
+
+def _figures():
+    share = pd.DataFrame({"model": ["a", "a", "b", "b"], "step": [1, 2, 1, 2],
+                          "share": [0.5, 0.4, 0.5, 0.6]})
+    points = pd.DataFrame({"name": ["a", "b", "evoroute (run 1)"], "kind": ["model", "model", "router"],
+                           "source": "replayed", "n": [10, 10, 20], "quality": [0.5, 0.8, 0.7],
+                           "cost": [0.001, 0.01, 0.004], "latency": [1.0, 2.0, 1.5],
+                           "run": [None, None, 1], "label": ["", "", "replayed"],
+                           "pareto": [True, True, False]})
+    mix = pd.DataFrame({"model": ["a", "b"], "recorded": [0.5, 0.5], "counterfactual": [0.2, 0.8]})
+    cmp_points = pd.DataFrame({"run": [1, 2], "router": ["evoroute", "single:gpt-4"],
+                               "cost per task": [0.002, 0.005], "quality": [0.7, 0.8],
+                               "label": "replayed", "kind": "replayed"})
+    curves = pd.DataFrame({"run": [1, 1, 2, 2], "step": [1, 2, 1, 2],
+                           "cum_cost": [0.1, 0.2, 0.3, 0.6], "regret": [0.0, 1.0, 0.0, 0.0]})
+    draws = pd.DataFrame({"metric": "P", "model": ["a", "a", "b", "b"], "draw": [0.1, 0.2, 0.6, 0.7]})
+    colours = charts.run_colours(NAMES)
+    return {
+        "share": charts.model_share_area(share, "replayed"),
+        "pareto": charts.pareto_scatter(points, "b", "replayed", "modelled"),
+        "mix": charts.mix_bars(mix, "counterfactual"),
+        "hull": charts.quality_cost_hull(cmp_points, {("evoroute", "replayed"): np.array([[0.002, 0.7]])},
+                                         "replayed", NAMES, colours),
+        "cumulative": charts.cumulative_curves(curves, "cum_cost", "Cumulative cost", "USD",
+                                               "replayed", NAMES, colours),
+        "draws": charts.draws_box(draws, "P", "posterior"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_figures()))
+def test_charts_are_readable_at_400_px(name):
+    fig = _figures()[name]
+    legend = fig.layout.legend
+    assert legend.orientation == "h" and legend.y is not None and legend.y < 0, name
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.automargin is True, name
+        assert axis.nticks is not None and axis.nticks <= 6, name
+        assert axis.tickfont.size is not None and axis.tickfont.size <= 11, name
+        if axis.type == "log":      # "D1"/"D2" label 2, 5 (and more) in every decade
+            assert axis.dtick == 1, name
+    for trace in fig.data:
+        bar = getattr(trace, "marker", None)
+        if bar is not None and getattr(bar, "showscale", None):
+            assert bar.colorbar.thickness <= 12, name
+
+
+def test_legend_entries_name_router_run_and_label():
+    fig = _figures()["cumulative"]
+    assert [t.name for t in fig.data] == list(NAMES.values())
