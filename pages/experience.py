@@ -139,10 +139,12 @@ if res is not None:
     a, b = st.columns([1, 2])
     with a:
         st.markdown("**Records per channel** (R = role ∪ semantic ∪ tool)")
-        st.dataframe(res.channels, hide_index=True, key="ex_ri_channels")
+        st.dataframe(res.channels, hide_index=True, key="ex_ri_channels",
+                     placeholder=MISSING)
     with b:
         st.markdown("**Per-model statistics, Pareto set and sampled utility**")
-        st.dataframe(res.candidates, hide_index=True, key="ex_ri_candidates")
+        st.dataframe(res.candidates, hide_index=True, key="ex_ri_candidates",
+                     placeholder=MISSING)
     pareto = res.candidates.loc[res.candidates["Pareto"] == True, "model"].tolist()  # noqa: E712
     st.caption("Pareto set: " + (", ".join(pareto) or "none (fallback or unexplored models)"))
     if not res.draws.empty:

@@ -153,6 +153,7 @@ def test_retrieval_inspector_is_deterministic(fixed_db):
     assert res.explanation.mode == "thompson"
     assert res.explanation.chosen in FIXED_MODELS
     first = res.explanation.to_json()
+    assert {d.proto.placeholder for d in at.dataframe} == {"–"}      # never "None" in a cell
     assert any(m.value.startswith(f"**Decision: {res.explanation.chosen}**") for m in at.markdown)
     at.button(key="ex_ri_go").click().run(timeout=180)
     assert at.session_state["ex_ri_result"].explanation.to_json() == first   # same seed, same draws
