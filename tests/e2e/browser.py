@@ -47,15 +47,18 @@ def free_port() -> int:
 
 @contextmanager
 def streamlit_server(db_url: str, *, port: int | None = None, log: Path | None = None,
-                     timeout: float = 90.0) -> Iterator[str]:
-    """`streamlit run app.py` bound to 127.0.0.1 on a free port; yields its base URL."""
+                     timeout: float = 90.0, flags: tuple[str, ...] = ()) -> Iterator[str]:
+    """`streamlit run app.py` bound to 127.0.0.1 on a free port; yields its base URL.
+
+    Everything else comes from the project's .streamlit/config.toml, as when a user starts it
+    (``flags``: more `streamlit run` options, e.g. to measure another setting)."""
     port = port or free_port()
     env = {**os.environ, "EVOROUTE_DB_URL": db_url}     # app.py sets the offline switches
     out = open(log, "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+         "--browser.gatherUsageStats", "false", *flags],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -87,8 +90,9 @@ def streamlit_server(db_url: str, *, port: int | None = None, log: Path | None =
 
 
 @contextmanager
-def chromium(download_dir: Path | None = None) -> Iterator["object"]:
-    """A headless Chromium WebDriver with a fresh profile (and a download directory)."""
+def chromium(download_dir: Path | None = None, color_scheme: str | None = None) -> Iterator["object"]:
+    """A headless Chromium WebDriver with a fresh profile (and a download directory); with
+    ``color_scheme`` ("dark" or "light") the pages see that ``prefers-color-scheme``."""
     os.environ.setdefault("SE_OFFLINE", "true")          # selenium-manager: never download
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -106,6 +110,9 @@ def chromium(download_dir: Path | None = None) -> Iterator["object"]:
     if download_dir is not None:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                                {"behavior": "allow", "downloadPath": str(download_dir)})
+    if color_scheme is not None:
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": color_scheme}]})
     driver.set_page_load_timeout(60)
     try:
         yield driver
