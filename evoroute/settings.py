@@ -23,7 +23,7 @@ IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "d
 DATA_DIR = Path(os.environ.get("EVOROUTE_DATA_DIR") or PROJECT_ROOT / "data")
 _DEFAULT_HOME = PROJECT_ROOT / "var" if IN_CHECKOUT else Path.home() / ".evoroute"
 
-#: What each variable does; the README's table is made from this.
+#: What each environment variable does (documentation: docs/architecture.md points here).
 ENVIRONMENT = {
     "EVOROUTE_HOME": "folder of the experience base and run logs (default: var/ in the checkout, "
                      "~/.evoroute for an installed wheel)",

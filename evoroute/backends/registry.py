@@ -2,8 +2,8 @@
 
 The registry imports the backend modules (lazily: the live backend pulls in the agent and its
 HTTP client, which a replay or the CLI's ``--help`` does not need); no backend imports the
-registry, so the import graph has no cycle. Adding a backend: its module, one entry in
-:data:`BACKEND_NAMES`, one branch in :func:`backend_class` and, if it is built differently
+registry, so the import graph has no cycle. Adding a backend: its module, its entry in
+:mod:`evoroute.backends.names`, one branch in :func:`backend_class` and, if it is built differently
 from ``Backend(dataset, models, seed=, steps_per_task=, **params)``, in :func:`make_backend`.
 """
 
@@ -13,10 +13,9 @@ import inspect
 from typing import Any
 
 from evoroute.backends.base import Backend
+from evoroute.backends.names import BACKEND_NAMES, DEFAULT_DATASET, OWN_MODELS
 from evoroute.core.errors import ValidationError
 from evoroute.core.types import ModelInfo
-
-BACKEND_NAMES = ("replay", "simulated", "live")
 
 #: constructor arguments set by the run itself, never by ``--backend-param``
 _RUN_ARGUMENTS = {"self", "dataset", "scenario", "models", "model_names", "seed", "steps_per_task"}
@@ -72,8 +71,8 @@ def make_backend(name: str, dataset: Any, *, models: list[ModelInfo] | None = No
                               "(`python -m evoroute demo --no-run` registers the RouterBench "
                               "models)", "models")
     check_backend_params(cls, params)
-    if name == "simulated":
-        return cls(dataset or "default", seed=seed, steps_per_task=steps_per_task,
+    if name in OWN_MODELS:
+        return cls(dataset or DEFAULT_DATASET[name], seed=seed, steps_per_task=steps_per_task,
                    model_names=model_names, **params)
     return cls(dataset, models, seed=seed, steps_per_task=steps_per_task, **params)
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
+from evoroute.core import labels
 from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
 from evoroute.core.types import ModelInfo
 from evoroute.settings import DATA_DIR, DEFAULTS
@@ -128,8 +129,8 @@ class _Queries:
 class ReplayBackend(TableBackend):
     """Replays a long-format dataset for a set of registered models."""
 
-    label = "replayed"
-    latency_label = "modelled"
+    label = labels.kind_of("replay")
+    latency_label = labels.DEFAULT_LATENCY["replay"]
 
     def __init__(self, dataset: str | Path | pd.DataFrame, models: list[ModelInfo], *, seed: int = 0,
                  steps_per_task: int = 1, incomplete: str = "drop",

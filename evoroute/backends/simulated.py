@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
+from evoroute.core import labels
 from evoroute.core.errors import ValidationError
 from evoroute.core.pareto import pareto_mask
 from evoroute.core.types import ModelInfo, Weights
@@ -124,8 +125,8 @@ SCENARIOS: dict[str, Scenario] = {
 class SimulatedBackend(TableBackend):
     """Seeded parametric outcomes of a named scenario (``dataset`` of a simulated run)."""
 
-    label = "simulated"
-    latency_label = "simulated"
+    label = labels.kind_of("simulated")
+    latency_label = labels.DEFAULT_LATENCY["simulated"]
 
     def __init__(self, scenario: str | Scenario = "default", *, seed: int = 0,
                  steps_per_task: int = 1, model_names: list[str] | None = None,

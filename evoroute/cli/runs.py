@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from evoroute.backends.names import BACKEND_NAMES, OWN_MODELS
 from evoroute.cli.common import DEFAULT_WEIGHTS, engine, split_csv
 from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
@@ -14,7 +15,7 @@ from evoroute.settings import DEFAULTS
 
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="execute one run (replay, simulated or live)")
-    r.add_argument("--backend", default="replay", choices=["replay", "simulated", "live"])
+    r.add_argument("--backend", default="replay", choices=list(BACKEND_NAMES))
     r.add_argument("--data", default=None, help="bundled dataset name or file (replay) / scenario")
     r.add_argument("--router", default="evoroute")
     r.add_argument("--weights", default=DEFAULT_WEIGHTS)
@@ -101,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     eng = engine(args)
     # checked before the run is stored, so a typo leaves no failed run behind
     check_params(spec.backend, spec.backend_params)
-    if spec.models and spec.backend != "simulated":
+    if spec.models and spec.backend not in OWN_MODELS:
         from evoroute import registry
 
         with db.session(eng) as s:

@@ -12,11 +12,11 @@ from typing import Any
 
 #: The backend that produced a run -> the kind of its numbers.
 KINDS = {"replay": "replayed", "simulated": "simulated", "live": "live", "import": "imported"}
-#: Where a step's latency came from.
-LATENCY_SOURCES = ("modelled", "measured", "simulated", "recorded")
-#: The latency source a backend reports unless a step says otherwise.
-DEFAULT_LATENCY = {"replay": "modelled", "simulated": "simulated", "live": "measured",
-                   "import": "recorded"}
+#: Where a step's latency came from (``unknown``: an imported row that did not say).
+LATENCY_SOURCES = ("modelled", "measured", "simulated", "unknown")
+#: The latency source a backend reports unless a step says otherwise (an import's rows each
+#: carry their own, so its run label is its kind alone).
+DEFAULT_LATENCY = {"replay": "modelled", "simulated": "simulated", "live": "measured"}
 
 
 def kind_of(backend: str | None) -> str:

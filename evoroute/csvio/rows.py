@@ -21,6 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ValidationInfo, create_model
 from pydantic import ValidationError as PydanticError
 
 from evoroute import secrets
+from evoroute.core import labels
 from evoroute.core.errors import DatasetError, EmptyDatasetError, EvoRouteError
 from evoroute.core.types import (
     MAX_DURATION_S,
@@ -36,7 +37,7 @@ from evoroute.csvio.cells import raise_csv_limit, redact_explanation, redact_sec
 from evoroute.storage.tables import EXPORT_COLUMNS, StepRecord
 
 REQUIRED_COLUMNS = ("role", "model", "instruction", "cost_usd", "duration_s")
-LATENCY_LABELS = ("modelled", "measured", "simulated", "unknown")
+LATENCY_LABELS = labels.LATENCY_SOURCES
 #: exported, but the import gives its own (a new run of phase ``import``)
 ASSIGNED_ON_IMPORT = ("id", "run_id", "phase", "created_at")
 

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from evoroute.backends.base import Backend, TaskSpec
+from evoroute.backends.names import OWN_MODELS
 from evoroute.backends.registry import make_backend
 from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.core.types import ModelInfo, Weights
@@ -87,7 +88,7 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
     """
     t0 = time.perf_counter()
     if backend is None:
-        if models is None and spec.backend != "simulated":
+        if models is None and spec.backend not in OWN_MODELS:
             models = registered_models(spec, engine)
         backend = make_backend(spec.backend, spec.dataset, models=models,
                                model_names=list(spec.models) if spec.models else None,

@@ -24,12 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from evoroute.backends.registry import BACKEND_NAMES
+from evoroute.backends.names import BACKEND_NAMES, DEFAULT_DATASET
 from evoroute.core.errors import ValidationError
 from evoroute.core.types import Weights
 from evoroute.settings import DEFAULTS
-
-DEFAULT_DATASET = {"replay": "routerbench", "simulated": "default", "live": "default"}
 
 
 @dataclass(frozen=True)

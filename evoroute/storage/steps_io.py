@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlmodel import col
 
+from evoroute.core import labels
 from evoroute.storage import db
 from evoroute.storage.repo import StepFilter
 from evoroute.storage.tables import Run, StepRecord, Task
@@ -41,7 +42,7 @@ def create_import_run(engine: Engine, *, source_name: str, config: dict[str, Any
     """The run of an import, status ``importing`` until :func:`finish_import`."""
     with db.session(engine) as s:
         run = Run(name=f"import: {source_name}", status=IMPORTING, backend="import",
-                  dataset=source_name, router="import", label="imported",
+                  dataset=source_name, router="import", label=labels.run_label("import"),
                   config_json=json.dumps(config), n_tasks_total=n_tasks, n_steps_done=0,
                   cost_usd=0.0, started_at=started_at)
         s.add(run)

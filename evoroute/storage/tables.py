@@ -7,7 +7,7 @@ ids and bookkeeping.
 :class:`StepRecord` is the one definition of the step record. Its columns give the insert row
 (:func:`step_row`, built from the runner's :class:`~evoroute.core.types.StepOutcome`), the CSV
 export columns (:data:`EXPORT_COLUMNS`: every column not marked ``NOT_IN_CSV``) and the CSV
-import row (``evoroute.io.rows``). A new column is a field here plus one migration
+import row (``evoroute.csvio.rows``). A new column is a field here plus one migration
 (``evoroute/storage/migrations/versions``) and its test.
 """
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evoroute import settings
-from evoroute.core.errors import ValidationError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.storage.tables import Run
@@ -94,9 +94,15 @@ def check_models(backend: str, dataset: str | None, models: Sequence[str] | None
                  enabled: Sequence[str]) -> None:
     """Refuse, before the run starts, a replay whose models the dataset has no outcomes for
     (an empty choice means every enabled model)."""
-    have = dataset_models(backend, dataset)
-    if backend != "replay" or have is None:
+    if backend != "replay":
         return
+    have = dataset_models(backend, dataset)
+    if have is None:              # a file: read it now (the run would read it first thing)
+        from evoroute.backends.replay import load_replay_data
+        try:
+            have = sorted(map(str, load_replay_data(dataset.strip())["model"].unique()))
+        except EvoRouteError as exc:
+            raise ValidationError(str(exc), "dataset") from None
     chosen = list(models or enabled)
     missing = [m for m in chosen if m not in have]
     if missing:
@@ -145,14 +151,14 @@ def replay_models() -> list[str]:
     return routerbench_models()
 
 
-def router_choices(*, session: Session) -> list[str]:
-    """Registered routers plus one ``single:<model>`` per enabled model."""
+def router_choices(models: Sequence[str]) -> list[str]:
+    """Registered routers plus one ``single:<model>`` per model a run can route to (the
+    enabled models; a simulated scenario's own)."""
     from evoroute.policy.registry import router_names
 
     names = sorted((n for n in router_names() if n != "single:<model>"),
                    key=lambda n: (not n.startswith("evoroute"), n))
-    singles = [f"single:{m.name}" for m in repo.list_models(session=session, enabled_only=True)]
-    return names + singles
+    return names + [f"single:{m}" for m in models]
 
 
 def ablation_names() -> list[str]:

