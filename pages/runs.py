@@ -23,13 +23,16 @@ st.session_state.setdefault(FORM_ERRORS, {})
 st.title("Runs")
 
 with state.session() as s:
-    router_opts = launch.router_choices(session=s)
     enabled = [m.name for m in repo.list_models(session=s, enabled_only=True)]
     recent = repo.list_runs(session=s, limit=100)
 
 
 # ----------------------------------------------------------------------------- launch form
 FORM_OPEN = "rn_form_open"
+#: the fields the form shows an error beside
+SHOWN_FIELDS = {"backend", "dataset", "router", "ablations", "router_params", "protocol", "w_p",
+                "w_c", "w_d", "weights", "seed", "n_tasks", "n_train", "cold_start_tasks",
+                "steps_per_task", "budget_usd", "models", "name"}
 ss = st.session_state
 ss.setdefault("rn_backend", BACKEND_NAMES[0])
 ss.setdefault("rn_dataset", None)
@@ -39,6 +42,7 @@ if ss["rn_backend"] not in BACKEND_NAMES:
 choice = launch.model_choice(ss["rn_backend"], ss["rn_dataset"], enabled)
 ss.setdefault("rn_models", choice.default)
 ss["rn_models"] = [m for m in ss["rn_models"] if m in choice.options]
+router_opts = launch.router_choices(choice.options)
 
 
 def _follow_source() -> None:
@@ -147,6 +151,9 @@ with st.expander("Launch a run", key=FORM_OPEN, on_change="rerun",
                        else "models (empty = all enabled)", choice.options, key="rn_models")
         field_error(errs, "models")
         st.text_input("run name (optional)", key="rn_name")
+        field_error(errs, "name")
+        for f in set(errs) - SHOWN_FIELDS:           # a field without a widget of its own
+            field_error(errs, f)
         st.form_submit_button("Start run", type="primary", on_click=_launch, key="rn_submit",
                               icon=":material/play_arrow:")
     if choice.without_outcomes:

@@ -126,3 +126,28 @@ def test_a_dataset_its_backend_cannot_read_is_refused_before_the_run(replay_db, 
     f = tmp_path / "mine.csv"
     f.write_text("x")
     launch.check_dataset("replay", str(f))                # a file is read by the run
+
+
+def test_a_replay_file_without_outcomes_for_the_chosen_models_is_refused(replay_db, tmp_path):
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    f = tmp_path / "two.csv"
+    f.write_text("query_id,query,role,model,score,cost_usd,split\n"
+                 "q1,hello,answerer,gpt-4-1106-preview,1,0.01,test\n"
+                 "q1,hello,answerer,claude-v2,0,0.02,test\n")
+    spec = launch.build_spec(backend="replay", dataset=str(f), router="evoroute")
+    launch.check_launch(spec, ["gpt-4-1106-preview", "claude-v2"])
+    with pytest.raises(ValidationError, match="claude-v1") as exc:
+        launch.check_launch(spec, ["gpt-4-1106-preview", "claude-v1"])
+    assert exc.value.field == "models"
+
+
+def test_simulated_single_model_routers_are_the_scenarios_models(replay_db):
+    at = open_app("runs")
+    assert "single:gpt-4-1106-preview" in at.selectbox(key="rn_router").options
+    at.selectbox(key="rn_backend").set_value("simulated").run()
+    singles = [o for o in at.selectbox(key="rn_router").options if o.startswith("single:")]
+    assert singles == ["single:sim-small", "single:sim-medium", "single:sim-large",
+                       "single:sim-coder"]
