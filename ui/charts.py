@@ -78,7 +78,8 @@ def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
     lat = drawable["latency"].astype(float)
     cmin, cmax = (float(lat.min()), float(lat.max())) if len(lat.dropna()) else (0.0, 1.0)
     on_front = drawable[drawable["pareto"]].sort_values("cost")
-    text_pos = {i: ("top left" if j % 2 == 0 else "bottom right") for j, i in enumerate(on_front.index)}
+    # the cheapest front point is at the left edge: its label goes right, then they alternate
+    text_pos = {i: ("bottom right" if j % 2 == 0 else "top left") for j, i in enumerate(on_front.index)}
     for kind, symbol, size in (("model", "circle", 13), ("router", "diamond", 15)):
         sub = drawable[drawable["kind"] == kind]
         if sub.empty:
@@ -87,11 +88,11 @@ def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
             x=sub["cost"], y=sub["quality"], mode="markers+text", name=f"{kind}s",
             text=[n.split("/")[-1] if i in text_pos else "" for i, n in zip(sub.index, sub["name"])],
             textposition=[text_pos.get(i, "top center") for i in sub.index],
-            textfont=dict(size=10),
+            textfont=dict(size=10), cliponaxis=False,
             marker=dict(symbol=symbol, size=size, color=sub["latency"], cmin=cmin, cmax=cmax,
                         colorscale="Viridis", showscale=kind == "model",
-                        colorbar=dict(title=dict(text=f"latency (s,<br>{latency_label})", side="top"),
-                                      thickness=10, len=0.7),
+                        colorbar=dict(title=dict(text=f"latency (s, {latency_label})", side="right"),
+                                      thickness=10, len=0.8),
                         line=dict(width=1, color="#333")),
             customdata=np.stack([sub["n"], sub["latency"]], axis=1),
             hovertext=sub["name"],
