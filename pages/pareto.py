@@ -78,7 +78,8 @@ if opt is not None:
     m[3].metric("latency per step", num(best["latency"], "{:.2f} s"),
                 help=f"mean seconds per step, all steps; latency {lat_label}")
 label_badge(f"{label}; each point is the mean over all steps (every phase) that model or "
-            f"router handled in {scope.describe()}; latency {lat_label}")
+            f"router handled in {scope.describe()}"
+            + ("" if f"latency {lat_label}" in label else f"; latency {lat_label}"))
 free = points[points["cost"].astype(float) <= 0]
 if len(free):
     st.caption(f"{len(free)} point{'s' if len(free) > 1 else ''} at zero cost "
