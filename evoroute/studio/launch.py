@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from evoroute import settings
+from evoroute.backends.names import DEFAULT_DATASET, OWN_MODELS
 from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
@@ -34,8 +35,6 @@ def bundled_datasets() -> list[str]:
 def dataset_choices(backend: str) -> list[str]:
     """What the dataset field offers for a backend: the bundled datasets (replay), the
     scenarios (simulated) or the task sets (live); the first is the backend's default."""
-    from evoroute.runs.spec import DEFAULT_DATASET
-
     if backend == "simulated":
         from evoroute.backends.simulated import SCENARIOS
         names = list(SCENARIOS)
@@ -51,8 +50,6 @@ def dataset_models(backend: str, dataset: str | None) -> list[str] | None:
     """The models a run of ``backend`` on ``dataset`` can route to without registering them
     (the simulated scenario's own), or the models a bundled replay dataset has outcomes for;
     None when that is only known once the data is read (a file, or the live backend)."""
-    from evoroute.runs.spec import DEFAULT_DATASET
-
     name = (dataset or "").strip() or DEFAULT_DATASET.get(backend)
     if backend == "simulated":
         from evoroute.backends.simulated import SCENARIOS
@@ -81,7 +78,7 @@ class ModelChoice:
 
 def model_choice(backend: str, dataset: str | None, enabled: Sequence[str]) -> ModelChoice:
     have = dataset_models(backend, dataset)
-    if backend == "simulated":
+    if backend in OWN_MODELS:
         return ModelChoice(options=have or [], default=[], without_outcomes=[])
     if have is None:
         return ModelChoice(options=list(enabled), default=[], without_outcomes=[])
@@ -106,7 +103,6 @@ def check_models(backend: str, dataset: str | None, models: Sequence[str] | None
     chosen = list(models or enabled)
     missing = [m for m in chosen if m not in have]
     if missing:
-        from evoroute.runs.spec import DEFAULT_DATASET
         name = (dataset or "").strip() or DEFAULT_DATASET["replay"]
         raise ValidationError(
             f"model(s) {', '.join(missing)} have no recorded outcomes in dataset {name!r}, so "
@@ -129,10 +125,37 @@ def check_dataset(backend: str, dataset: str | None) -> None:
         + " (empty = the backend's default)", "dataset")
 
 
-def check_launch(spec: Any, enabled: Sequence[str]) -> None:
-    """What the studio checks before it starts a run, so a mistake leaves no failed run."""
+def check_launch(spec: Any, enabled: Sequence[str], *, session: Session | None = None) -> None:
+    """What the studio checks before it starts a run, so a mistake leaves no failed run: the
+    dataset and the models first (in the studio's words), then, with ``session``, the run's
+    backend and router are built once here as the worker will build them."""
     check_dataset(spec.backend, spec.dataset)
     check_models(spec.backend, spec.dataset, spec.models, enabled)
+    if session is not None:
+        preflight(spec, session=session)
+
+
+def preflight(spec: Any, *, session: Session) -> None:
+    """Build the spec's backend and router (not the run): an error the worker would meet while
+    preparing is raised here, as a ValidationError on its field (``backend`` when it has none)."""
+    from evoroute import registry
+    from evoroute.backends.registry import make_backend
+    from evoroute.runs.prepare import build_router
+
+    try:
+        models = None if spec.backend in OWN_MODELS else registry.model_infos(
+            session=session, names=list(spec.models) if spec.models else None)
+        backend = make_backend(spec.backend, spec.dataset, models=models,
+                               model_names=list(spec.models) if spec.models else None,
+                               seed=spec.seed, steps_per_task=spec.steps_per_task,
+                               **spec.backend_params)
+        build_router(spec, backend.models)
+    except ValidationError as exc:
+        if exc.field is None:
+            raise ValidationError(str(exc), "backend") from None
+        raise
+    except EvoRouteError as exc:
+        raise ValidationError(str(exc), "backend") from None
 
 
 def disable_models(names: Sequence[str], *, session: Session) -> list[str]:

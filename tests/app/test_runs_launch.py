@@ -151,3 +151,21 @@ def test_simulated_single_model_routers_are_the_scenarios_models(replay_db):
     singles = [o for o in at.selectbox(key="rn_router").options if o.startswith("single:")]
     assert singles == ["single:sim-small", "single:sim-medium", "single:sim-large",
                        "single:sim-coder"]
+
+
+def test_a_router_the_backend_cannot_build_is_refused_before_the_run(replay_db):
+    """The backend and router are built once in the studio as the worker would build them."""
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    _, engine = replay_db
+    spec = launch.build_spec(backend="replay", dataset=None, router="single:gpt-4-1106-preview",
+                             models=["claude-v2"])
+    with db.session(engine) as s, pytest.raises(ValidationError) as exc:
+        launch.check_launch(spec, routerbench_models(), session=s)
+    assert "gpt-4-1106-preview" in str(exc.value) and exc.value.field
+    ok = launch.build_spec(backend="simulated", dataset="two-models", router="evoroute")
+    with db.session(engine) as s:
+        launch.check_launch(ok, [], session=s)
+    assert _n_runs(engine) == 4
