@@ -61,7 +61,8 @@ st.caption("Headline metrics, each on the run's scope column (test split where t
            "is the picked single-model runs, not the dataset's recorded outcomes.")
 
 colours = charts.run_colours(comp.run_names)
-st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls, comp.label, comp.run_names,
+st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls,
+                                         f"{comp.label} · {comp.curve_scope}", comp.run_names,
                                          colours), key="cmp_hull")
 st.caption(f"Cumulative curves: the steps of each run's scope ({comp.curve_scope}), in order; "
            "step = the n-th step within that scope.")

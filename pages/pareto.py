@@ -85,7 +85,8 @@ if len(free):
     st.caption(f"{len(free)} point{'s' if len(free) > 1 else ''} at zero cost "
                f"({', '.join(free['name'])}) not drawn: a log cost axis cannot show $0. "
                + ("It is in the utility table below." if (free["kind"] == "model").all() else ""))
-st.plotly_chart(charts.pareto_scatter(points, opt.name if opt else None, label, lat_label),
+st.plotly_chart(charts.pareto_scatter(points, opt.name if opt else None,
+                                     f"{label} · all steps of {scope.describe()}", lat_label),
                 key="pe_chart")
 if opt is not None:
     with st.expander("utility of every model under these weights", icon=":material/table:"):

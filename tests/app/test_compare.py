@@ -242,6 +242,11 @@ def test_caption_names_each_runs_latency_source(replay_db):
     assert "modelled from token counts: runs 1, 3" in lat and "measured: run 4" in lat
     caps = " ".join(captions(at))
     assert "Quality and cost" in caps and "scope" in caps
+    import json
+
+    for key in ("cmp_hull", "cmp_cum_cost", "cmp_regret"):     # every chart says its scope
+        chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-" + key))
+        assert "test split" in json.loads(chart.proto.spec)["layout"]["title"]["text"], key
 
 
 def test_metrics_without_a_value_show_a_dash_not_none(replay_db):

@@ -201,6 +201,7 @@ def test_metric_labels_fit_and_say_their_scope(fixed_db):
     caps = captions(at)
     assert any("all steps" in c and "the whole base" in c and "latency simulated" in c for c in caps)
     assert any("all steps" in c for c in caps if "counterfactual" in c)
+    assert "all steps of the whole base" in _figure(at, "pe_chart")["layout"]["title"]["text"]
 
 
 def test_zero_deltas_have_no_arrow_and_no_colour(fixed_db):
