@@ -37,8 +37,9 @@ with right:
         st.info("No records yet.")
 
     st.subheader("Run a replay")
+    over = f" over {len(plan.models)} of your enabled models" if plan.runnable else ""
     st.write("EvoRoute on the bundled RouterBench data (real recorded outcomes; latency "
-             f"modelled) over {len(plan.models)} of your enabled models, in a background worker.")
+             f"modelled){over}, in a background worker.")
     if plan.left_out:
         st.caption(f"Left out: {', '.join(plan.left_out)} (no recorded outcomes in the "
                    f"bundled {plan.dataset} data, so a replay cannot route to "

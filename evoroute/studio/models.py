@@ -64,7 +64,7 @@ def local_model_catalogue() -> pd.DataFrame:
     for m in LOCAL_MODELS.values():
         info = live.get(m.name)
         rows.append({"name": m.name, "server": info.status if info else "stopped",
-                     "api base": info.api_base if info else "",
+                     "api base": info.api_base if info else None,
                      "up in (s)": info.startup_s if info else None, "title": m.title,
                      "package": f"{m.package}=={m.version}", "installed": m.installed(),
                      "licence": m.licence})
