@@ -55,11 +55,12 @@ def points_label(runs: Sequence[Run]) -> str:
 
 def latency_source(label: str) -> str:
     """Every latency source a caption names (``modelled``, ``modelled + measured``; a run
-    labelled ``simulated`` has simulated latencies), else ``recorded``."""
+    labelled ``simulated`` has simulated latencies), else ``as imported`` (an imported run's
+    rows each carry their own)."""
     parts = [p.strip() for p in label.split("+")]
     found = [s for s in labels.LATENCY_SOURCES
              if any(p == s or f"latency {s}" in p for p in parts)]
-    return " + ".join(found) or "recorded"
+    return " + ".join(found) or "as imported"
 
 
 def sources(points: pd.DataFrame) -> list[str]:

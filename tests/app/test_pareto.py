@@ -221,3 +221,14 @@ def test_zero_deltas_have_no_arrow_and_no_colour(fixed_db):
     assert moved["expected quality"].color == Metric.MetricColor.RED
     assert moved["expected cost/step"].direction == Metric.MetricDirection.DOWN
     assert moved["expected cost/step"].color == Metric.MetricColor.GREEN     # cheaper is good
+
+
+def test_latency_source_names_every_source_of_a_caption():
+    """Item 5: the colour bar never calls measured or simulated latencies "modelled"."""
+    from evoroute.studio.pareto import latency_source
+
+    assert latency_source("replayed · latency modelled + live · latency measured") == \
+        "modelled + measured"
+    assert latency_source("live · latency measured") == "measured"
+    assert latency_source("simulated") == "simulated"
+    assert latency_source("imported") == "as imported"
