@@ -237,11 +237,15 @@ def build_spec(*, backend: str, dataset: str | None, router: str, ablations: Seq
 def replay_spec(weights: tuple[float, float, float] = DEFAULTS.weights,
                 n_tasks: int | None = REPLAY_TEST_TASKS,
                 n_train: int | None = REPLAY_TRAIN_TASKS,
-                seed: int = DEFAULTS.seed, name: str = "") -> Any:
+                seed: int = DEFAULTS.seed, name: str = "",
+                models: Sequence[str] | None = None) -> Any:
     """EvoRoute replayed on the bundled RouterBench data (the overview's first-visit run):
-    the default cold-start tasks, ``n_train`` online train tasks, then ``n_tasks`` test tasks."""
+    the default cold-start tasks, ``n_train`` online train tasks, then ``n_tasks`` test tasks,
+    on ``models`` (None: every enabled one; ``model_choice("replay", None, enabled).default``
+    keeps only those the data has outcomes for)."""
     return build_spec(backend="replay", dataset=REPLAY_DATASET, router="evoroute",
                       weights=weights, seed=seed, n_tasks=n_tasks, n_train=n_train,
+                      models=models,
                       name=name or "EvoRoute on RouterBench (replayed, from the studio)")
 
 

@@ -183,3 +183,15 @@ def test_every_studio_launch_is_checked_before_a_run_exists(replay_db):
         launch.launch_run(launch.replay_spec(), engine_url=url)
     assert exc.value.field == "models" and "--models" not in str(exc.value)
     assert _n_runs(engine) == 4
+
+
+def test_the_overview_replay_can_keep_only_the_models_the_data_has(replay_db):
+    url, engine = replay_db
+    _register_unreplayable(engine)
+    with db.session(engine) as s:
+        enabled = [m.name for m in repo.list_models(session=s, enabled_only=True)]
+    keep = launch.model_choice("replay", None, enabled).default
+    assert "gpt-4o-mini" in enabled and sorted(keep) == sorted(routerbench_models())
+    spec = launch.replay_spec(models=keep)
+    with db.session(engine) as s:
+        launch.check_launch(spec, enabled, session=s)          # accepted
