@@ -33,17 +33,29 @@ def _compact(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def _short(model: str, width: int = 17) -> str:
+    """A model's legend name: its last path part, cut to ``width`` characters."""
+    name = model.split("/")[-1]
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
 def model_share_area(share: pd.DataFrame, label: str) -> go.Figure:
-    """Share of steps per model over the run (stacked, one window per point)."""
+    """Share of steps per model over the run (stacked, one window per point). The legend uses
+    short names in fixed-width entries (several per row at any width); the trace's ``meta``
+    and its hover keep the full model name."""
     fig = go.Figure()
     for i, (model, g) in enumerate(share.groupby("model", sort=False)):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["share"], name=model, mode="lines",
-                                 stackgroup="share", line=dict(width=0.5, color=PALETTE[i % len(PALETTE)])))
+        fig.add_trace(go.Scatter(x=g["step"], y=g["share"], name=_short(model), meta=model,
+                                 mode="lines", stackgroup="share",
+                                 hovertemplate=f"{model}<br>step %{{x}}<br>%{{y:.0%}}<extra></extra>",
+                                 line=dict(width=0.5, color=PALETTE[i % len(PALETTE)])))
     fig.update_layout(title=_title("Share of steps per model over the run", label),
                       xaxis_title="step", yaxis=dict(title="share of steps", range=[0, 1],
                                                      tickformat=".0%"),
-                      height=320)
-    return _compact(fig)
+                      height=380)
+    _compact(fig)
+    fig.update_layout(legend=dict(entrywidth=105, entrywidthmode="pixels"))
+    return fig
 
 
 def update_model_share(fig: go.Figure | None, share: pd.DataFrame, label: str) -> go.Figure:
@@ -53,7 +65,7 @@ def update_model_share(fig: go.Figure | None, share: pd.DataFrame, label: str) -
     arrays to existing traces costs a fraction of that, which keeps the live fragment cheap.
     """
     groups = list(share.groupby("model", sort=False))
-    if fig is None or [t.name for t in fig.data] != [m for m, _ in groups]:
+    if fig is None or [t.meta for t in fig.data] != [m for m, _ in groups]:
         return model_share_area(share, label)
     with fig.batch_update():
         for trace, (_, g) in zip(fig.data, groups):

@@ -62,3 +62,18 @@ def test_charts_are_readable_at_400_px(name):
 def test_legend_entries_name_router_run_and_label():
     fig = _figures()["cumulative"]
     assert [t.name for t in fig.data] == list(NAMES.values())
+
+
+def test_share_legend_fits_several_models_per_row_at_400_px():
+    """The live share chart: short legend names in fixed-width entries (two per row at 400 px,
+    not one per row squeezing the plot); the full model name stays in the hover and ``meta``,
+    and a redraw with the same models updates the figure in place."""
+    models = ["mistralai/mixtral-8x7b-chat", "meta/code-llama-instruct-34b-chat", "gpt-4-1106-preview"]
+    share = pd.DataFrame({"model": np.repeat(models, 2), "step": [1, 2] * 3, "share": [1 / 3] * 6})
+    fig = charts.model_share_area(share, "replayed")
+    assert fig.layout.legend.entrywidthmode == "pixels" and 2 * (fig.layout.legend.entrywidth + 40) <= 330
+    assert [t.name for t in fig.data] == ["mixtral-8x7b-chat", "code-llama-instr…", "gpt-4-1106-previ…"]
+    assert [t.meta for t in fig.data] == models
+    assert all(m in t.hovertemplate for m, t in zip(models, fig.data))
+    again = charts.update_model_share(fig, share.assign(step=share["step"] + 1), "replayed")
+    assert again is fig and list(fig.data[0].x) == [2, 3]
