@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from evoroute.backends.registry import BACKEND_NAMES
+from evoroute.backends.names import BACKEND_NAMES
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.studio import explain, launch
@@ -50,7 +50,10 @@ def _follow_source() -> None:
     if ss["rn_dataset_for"] != ss["rn_backend"]:      # another backend: its own default
         ss["rn_dataset"] = None
     ss["rn_dataset_for"] = ss["rn_backend"]
-    ss["rn_models"] = launch.model_choice(ss["rn_backend"], ss["rn_dataset"], enabled).default
+    new = launch.model_choice(ss["rn_backend"], ss["rn_dataset"], enabled)
+    ss["rn_models"] = new.default
+    if ss.get("rn_router") not in launch.router_choices(new.options):
+        ss.pop("rn_router", None)                     # a single-model router of the old source
     ss[FORM_ERRORS] = {}
 
 

@@ -151,6 +151,12 @@ def test_simulated_single_model_routers_are_the_scenarios_models(replay_db):
     singles = [o for o in at.selectbox(key="rn_router").options if o.startswith("single:")]
     assert singles == ["single:sim-small", "single:sim-medium", "single:sim-large",
                        "single:sim-coder"]
+    at.session_state["rn_router"] = "single:sim-large"          # picked, then the backend
+    at.run()
+    assert at.selectbox(key="rn_router").value == "single:sim-large"
+    at.selectbox(key="rn_backend").set_value("replay").run()      # not a router of replay
+    assert errors(at) == [] and not at.exception
+    assert at.selectbox(key="rn_router").value == at.selectbox(key="rn_router").options[0]
 
 
 def test_a_router_the_backend_cannot_build_is_refused_before_the_run(replay_db):
