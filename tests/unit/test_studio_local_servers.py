@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+# imported before any patch: register.py binds default_servers by name at its import
+from evoroute.backends.local import register as register_mod
 from evoroute.backends.local import servers as servers_mod
 from evoroute.core.errors import BackendError, EvoRouteError, ValidationError
 from evoroute.studio import models as studio_models
@@ -37,8 +39,7 @@ class FakeServers:
 def fake(tmp_path, monkeypatch):
     f = FakeServers(state_path=tmp_path / "local_models.json")
     monkeypatch.setattr(servers_mod, "default_servers", lambda: f)
-    monkeypatch.setattr("evoroute.backends.local.register.register_local_models",
-                        lambda *, session, servers: [])
+    monkeypatch.setattr(register_mod, "register_local_models", lambda *, session, servers: [])
     yield f
     f.gate.set()
 
