@@ -128,7 +128,9 @@ def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
     fig.update_layout(title=_title("Quality vs cost per step", label),
                       xaxis=dict(title="mean cost per step (USD, log scale)", type="log",
                                  dtick=1, tickformat="$.0e"),   # one tick per decade
-                      yaxis=dict(title="mean quality (task success)"), height=520)
+                      yaxis=dict(title="mean quality (task success)",   # success is in [0, 1]
+                                 autorangeoptions=dict(minallowed=0, maxallowed=1.05)),
+                      height=520)
     return _compact(fig)
 
 

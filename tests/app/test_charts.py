@@ -77,3 +77,11 @@ def test_share_legend_fits_several_models_per_row_at_400_px():
     assert all(m in t.hovertemplate for m, t in zip(models, fig.data))
     again = charts.update_model_share(fig, share.assign(step=share["step"] + 1), "replayed")
     assert again is fig and list(fig.data[0].x) == [2, 3]
+
+
+def test_quality_axes_stay_within_zero_and_one():
+    """'with one run picked ... up to quality 1.9': quality axes never autorange past [0, 1.05]."""
+    figs = _figures()
+    opts = figs["pareto"].layout.yaxis.autorangeoptions
+    assert (opts.minallowed, opts.maxallowed) == (0, 1.05)
+    assert tuple(figs["hull"].layout.yaxis.range) == (0, 1.0)
