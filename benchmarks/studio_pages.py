@@ -1,6 +1,7 @@
 """Studio performance at scale: page renders, live-fragment server time, step-to-feed delay.
 
     python -m benchmarks.studio_pages [--records 100000] [--json out.json] [--no-browser]
+                                      [--pages-only] [--streamlit-flag=OPTION=VALUE ...]
 
 Builds a temporary experience base with N step records sampled from the bundled RouterBench
 outcomes (real queries, models, scores, costs and token counts, with their shipped
@@ -11,6 +12,9 @@ runs, then measures:
   which includes imports and building the experience index, and the median of 3 warm renders);
 * the live fragment's server time while a real replay run writes steps in a background worker
   (the Runs page measures its own fragment and shows it; read back from AppTest);
+* what a user waits for, in headless Chromium against a fresh ``streamlit run app.py``: every
+  page's first load (first visit in the server process) and second load, and the Pareto
+  explorer's rerender after one slider step (targets, issue 11: ≤ 1.5 s and ≤ 0.5 s);
 * the delay from a step being written to it appearing in the feed, in real headless Chromium
   against ``streamlit run app.py``: the page records (inside the browser) when each new
   "last step id" appears; the delay is that time minus the step's ``created_at`` (set when the
@@ -26,6 +30,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import tempfile
 import time
 from datetime import timezone
@@ -203,6 +208,85 @@ def feed_delay(url: str) -> dict:
             "delay_s_max": round(max(delays), 3) if delays else None}
 
 
+SCRIPT_DONE_JS = """
+const app = document.querySelector('[data-testid="stApp"]');
+return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+       && !!document.querySelector('h1');
+"""
+
+
+#: Each page's st.title, to know that the sidebar navigation has drawn the new page.
+TITLES = {"overview": "EvoRoute Studio", "models": "Models", "runs": "Runs",
+          "pareto": "Pareto explorer", "experience": "Experience", "compare": "Compare runs"}
+
+NAV_DONE_JS = """
+const app = document.querySelector('[data-testid="stApp"]'), h1 = document.querySelector('h1');
+return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+       && !!h1 && h1.innerText.trim() === arguments[0];
+"""
+
+
+def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
+    """What a user waits for, in headless Chromium against a fresh `streamlit run app.py`
+    (until the page's title is drawn and its script run has finished): opening the studio, then
+    every page's first visit in the server process (lazy imports count) and second visit through
+    the sidebar; on a second fresh server every page opened by its address (a full page load:
+    the browser parses Streamlit's scripts again), first and second time; then the Pareto
+    explorer's rerender after one w_c slider step (until the new weights are drawn)."""
+    from tests.e2e.browser import browser_missing, by_label, chromium, streamlit_server, wait_for
+
+    why = browser_missing()
+    if why:
+        return {"skipped": why}
+    out: dict = {"flags": list(flags)}
+
+    def load(d, base: str, page: str) -> float:
+        t = time.perf_counter()
+        d.get(f"{base}/{'' if page == 'overview' else page}")
+        wait_for(lambda: d.execute_script(SCRIPT_DONE_JS), 180, every=0.02, what=page)
+        return round(time.perf_counter() - t, 3)
+
+    def navigate(d, page: str) -> float:
+        link = d.find_element("css selector", '[data-testid="stSidebarNav"] a[href$="/%s"]'
+                              % ("" if page == "overview" else page))
+        t = time.perf_counter()
+        link.click()
+        wait_for(lambda: d.execute_script(NAV_DONE_JS, TITLES[page]), 180, every=0.02, what=page)
+        return round(time.perf_counter() - t, 3)
+
+    # a user's way round: open the studio, then the pages through the sidebar (no reload)
+    with streamlit_server(url, flags=flags) as base, chromium() as d:
+        out["studio_open_s"] = load(d, base, "overview")
+        for visit in ("sidebar_first_s", "sidebar_second_s"):
+            for page in (*PAGES[1:], "overview"):
+                out.setdefault(page, {})[visit] = navigate(d, page)
+    # every page opened by its address (a full page load, as a bookmark or a reload does)
+    with streamlit_server(url, flags=flags) as base, chromium() as d:
+        for visit in ("url_first_s", "url_second_s"):
+            for page in PAGES:
+                out[page][visit] = load(d, base, page)
+        load(d, base, "pareto")
+        wait_for(lambda: "Starts" in d.find_element("tag name", "body").text, 120,
+                 what="the launch caption")     # the index has loaded: the page is complete
+        from selenium.webdriver.common.keys import Keys
+
+        times = []
+        for _ in range(5):
+            slider = by_label(d, "w_c (cost)")
+            before = slider.get_attribute("value")
+            d.execute_script("arguments[0].focus();", slider)
+            t = time.perf_counter()
+            slider.send_keys(Keys.ARROW_RIGHT)
+            wait_for(lambda b=before: f"with weights (1.0, {float(b) + 0.01:.2f}, 0.05)"
+                     in d.find_element("tag name", "body").text
+                     and d.execute_script(SCRIPT_DONE_JS), 60, every=0.02, what="the rerender")
+            times.append(time.perf_counter() - t)
+            time.sleep(0.5)
+        out["pareto_slider_rerender_s"] = {"median": round(statistics.median(times), 3),
+                                           "max": round(max(times), 3)}
+    return out
+
+
 def _status(engine, run_id: int) -> str:
     from evoroute.storage import db, repo
 
@@ -215,13 +299,18 @@ def main(argv=None) -> int:
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--pages-only", action="store_true",
+                    help="page loads and the slider rerender only (no live run, no feed delay)")
+    ap.add_argument("--streamlit-flag", action="append", default=[], metavar="OPTION=VALUE",
+                    help="extra `streamlit run` option for the browser page loads, e.g. "
+                         "--streamlit-flag=--server.fileWatcherType=auto (repeatable)")
     args = ap.parse_args(argv)
     offline_env()
     tmp = Path(tempfile.mkdtemp(prefix="evoroute-studio-bench-"))
     url = f"sqlite:///{tmp / 'base.db'}"
     os.environ["EVOROUTE_DB_URL"] = url
-    result = {"command": "python -m benchmarks.studio_pages" + ("" if args.records == 100_000
-                                                                else f" --records {args.records}"),
+    result = {"command": "python -m benchmarks.studio_pages" + " ".join(
+                  [""] + (argv if argv is not None else sys.argv[1:])),
               "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
               "base": seed_base(url, args.records)}
     from evoroute.experience import SyncedIndex
@@ -231,8 +320,11 @@ def main(argv=None) -> int:
     SyncedIndex(db.get_engine(url))
     result["experience_index_build_s"] = round(time.perf_counter() - t, 2)
     result["pages"] = render_pages(query_run=1, url=url)
-    result["live_fragment"] = fragment_times(url)
-    result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
+    result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
+        else browser_pages(url, tuple(args.streamlit_flag))
+    if not args.pages_only:
+        result["live_fragment"] = fragment_times(url)
+        result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=2)
     print(text)
