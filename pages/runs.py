@@ -287,10 +287,13 @@ def live_view(run_id: int, was_active: bool) -> None:
     # is also the one that ends its timer, so "new steps in this poll" would miss them)
     figs = st.session_state.setdefault("rn_share_figs", {})
     drawn, fig = figs.get(run_id, (-1, None))
-    if drawn != feed.n_steps:
-        fig = charts.update_model_share(fig, feed.model_share(), snap.label)
-        figs[run_id] = (feed.n_steps, fig)
-    st.plotly_chart(fig, key="rn_share_chart")
+    if not feed.n_steps:
+        st.caption("The share of steps per model is drawn from the first step on.")
+    else:
+        if drawn != feed.n_steps:
+            fig = charts.update_model_share(fig, feed.model_share(), snap.label)
+            figs[run_id] = (feed.n_steps, fig)
+        st.plotly_chart(fig, key="rn_share_chart")
 
     # the feed, newest first. The browser keeps a ticked row by its position, so while a
     # decision is open the table holds its rows (new steps still count above): the ticked row

@@ -166,6 +166,7 @@ def test_preparation_says_what_it_does_with_a_progress_bar(replay_db):
     assert "preparing the run" in bar.text and "0 of 0 tasks" not in bar.text
     assert f"of about {seconds(prepared)}" in bar.text
     assert 0 <= bar.value < 100
+    assert not at.get("plotly_chart")                 # no empty chart before the first step
     _add_steps(engine, preparing, 5)           # the tasks are known once it is prepared
     with db.session(engine) as s:
         repo.update_run(preparing, session=s, n_tasks_total=40)
