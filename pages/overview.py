@@ -3,6 +3,7 @@
 import streamlit as st
 
 from evoroute.core import labels
+from evoroute.core.labels import ALL_STEPS
 from evoroute.studio import launch, overview
 from ui import state
 from ui.widgets import label_badge, run_action
@@ -80,6 +81,7 @@ with left:
                 "replay**).")
     else:
         label_badge(labels.caption(sorted(runs["label"])))
+        st.caption(f"Quality and cost per run: {ALL_STEPS}.")
         st.dataframe(runs.drop(columns=["created"]), hide_index=True, key="ov_runs",
                      placeholder=NO_VALUE,
                      column_config={"quality": st.column_config.NumberColumn(format="%.3f"),

@@ -6,6 +6,7 @@ import time
 import streamlit as st
 
 from evoroute.backends.names import BACKEND_NAMES
+from evoroute.core.labels import ALL_STEPS
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.studio import explain, launch
@@ -270,13 +271,14 @@ def live_view(run_id: int, was_active: bool) -> None:
     if snap.error:
         {"failed": st.error, "interrupted": st.warning}.get(snap.status, st.info)(snap.error)
     m = st.columns(5)
-    m[0].metric("quality (finished tasks)", num(snap.quality))
-    m[1].metric("cost", usd(snap.cost_usd))
+    m[0].metric("quality (finished tasks)", num(snap.quality), help=ALL_STEPS)
+    m[1].metric("cost", usd(snap.cost_usd), help=ALL_STEPS)
     m[2].metric(f"mean latency per step ({snap.latency_label})",
                 "–" if snap.mean_latency_s is None else f"{snap.mean_latency_s:.2f} s")
     m[3].metric("steps seen", f"{snap.n_steps:,}",
                 delta=f"+{snap.new_steps:,} new" if 0 < snap.new_steps < snap.n_steps else None)
     m[4].metric("last step id", f"{snap.last_step_id}")
+    st.caption(f"Scope: {ALL_STEPS}.")
     if snap.budget_usd:
         st.progress(min(1.0, snap.cost_usd / snap.budget_usd),
                     text=f"cost vs budget: {usd(snap.cost_usd)} of {usd(snap.budget_usd)}")

@@ -17,6 +17,9 @@ LATENCY_SOURCES = ("modelled", "measured", "simulated", "unknown")
 #: The latency source a backend reports unless a step says otherwise (an import's rows each
 #: carry their own, so its run label is its kind alone).
 DEFAULT_LATENCY = {"replay": "modelled", "simulated": "simulated", "live": "measured"}
+#: The scope of a run's totals on Overview and Runs (Compare reads the test split only).
+ALL_STEPS = ("every step of the run: cold start, train and test phases "
+             "(Compare shows the test split only)")
 
 
 def kind_of(backend: str | None) -> str:

@@ -125,3 +125,12 @@ def test_no_none_text_in_tables(replay_db):
         runs.value.set_index("run")["quality"].isna().loc[5]
     for d in at.dataframe:
         assert d.proto.placeholder == "–"
+
+
+def test_run_totals_say_their_scope(replay_db):
+    """Issue 11 item 11: the Overview's quality and cost per run are over all steps, and say so."""
+    from evoroute.core.labels import ALL_STEPS
+
+    at = open_app()
+    assert errors(at) == []
+    assert any(ALL_STEPS in c.value for c in at.caption)

@@ -220,3 +220,13 @@ def test_delete_is_refused_while_the_worker_lives(replay_db):
     delete_run(run_id, engine=engine)
     with db.session(engine) as s:
         assert repo.get_run(run_id, session=s) is None
+
+
+def test_run_totals_say_their_scope(replay_db):
+    """Issue 11 item 11: the Runs page's quality and cost are over every step of the run (cold
+    start, train and test), unlike Compare's test split, and the page says so."""
+    from evoroute.core.labels import ALL_STEPS
+
+    at = open_app("runs", query={"run": 1})
+    assert errors(at) == []
+    assert any(ALL_STEPS in c.value for c in at.caption)
