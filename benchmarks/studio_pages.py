@@ -306,26 +306,27 @@ def main(argv=None) -> int:
                          "--streamlit-flag=--server.fileWatcherType=auto (repeatable)")
     args = ap.parse_args(argv)
     offline_env()
-    tmp = Path(tempfile.mkdtemp(prefix="evoroute-studio-bench-"))
-    url = f"sqlite:///{tmp / 'base.db'}"
-    os.environ["EVOROUTE_DB_URL"] = url
-    result = {"command": "python -m benchmarks.studio_pages" + " ".join(
-                  [""] + (argv if argv is not None else sys.argv[1:])),
-              "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-              "base": seed_base(url, args.records)}
-    from evoroute.experience import SyncedIndex
-    from evoroute.storage import db
+    # the 100,000-record base (~250 MB) is removed afterwards
+    with tempfile.TemporaryDirectory(prefix="evoroute-studio-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'base.db'}"
+        os.environ["EVOROUTE_DB_URL"] = url
+        result = {"command": "python -m benchmarks.studio_pages" + " ".join(
+                      [""] + (argv if argv is not None else sys.argv[1:])),
+                  "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                  "base": seed_base(url, args.records)}
+        from evoroute.experience import SyncedIndex
+        from evoroute.storage import db
 
-    t = time.perf_counter()
-    SyncedIndex(db.get_engine(url))
-    result["experience_index_build_s"] = round(time.perf_counter() - t, 2)
-    result["pages"] = render_pages(query_run=1, url=url)
-    result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
-        else browser_pages(url, tuple(args.streamlit_flag))
-    if not args.pages_only:
-        result["live_fragment"] = fragment_times(url)
-        result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
-    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        t = time.perf_counter()
+        SyncedIndex(db.get_engine(url))
+        result["experience_index_build_s"] = round(time.perf_counter() - t, 2)
+        result["pages"] = render_pages(query_run=1, url=url)
+        result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
+            else browser_pages(url, tuple(args.streamlit_flag))
+        if not args.pages_only:
+            result["live_fragment"] = fragment_times(url)
+            result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
