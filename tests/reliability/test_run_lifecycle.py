@@ -42,13 +42,15 @@ N_STEPS = 250
 DETECT_S = 5.0          # "within seconds"
 
 COUNTING_WORKER = """
-import os, sys
+import os, sys, time
 from evoroute.backends import base
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 _execute = base.TableBackend.execute
+delay = float(os.environ.get("TEST_STEP_DELAY_S", "0"))
 def counted(self, step, model):
     out = _execute(self, step, model)
     os.write(fd, b"x")
+    time.sleep(delay)
     return out
 base.TableBackend.execute = counted
 from evoroute.cli.main import main
@@ -65,9 +67,13 @@ def cli(url: str, *args: str, timeout: float = 300) -> subprocess.CompletedProce
                           env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def counting_worker(url: str, run_id: int, counter: Path, *extra: str) -> subprocess.Popen:
+def counting_worker(url: str, run_id: int, counter: Path, *extra: str,
+                    step_delay_s: float = 0.0) -> subprocess.Popen:
+    """The real worker, counting executed steps; ``step_delay_s`` slows each step so a test's
+    next action surely lands while the run is still going."""
+    env = {**_env(), "TEST_STEP_DELAY_S": str(step_delay_s)}
     return subprocess.Popen([sys.executable, "-c", COUNTING_WORKER, str(counter), "--db", url,
-                             "worker", str(run_id), *extra], cwd=ROOT, env=_env(),
+                             "worker", str(run_id), *extra], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -312,7 +318,9 @@ def test_delete_is_one_transaction_complete_and_refused_while_running(tmp_path):
     keep = execute.create_run(RunSpec(**{**SPEC, "n_tasks": 10, "n_train": 10}), engine=engine)
     list(execute.execute_run(keep, engine=engine))
     run_id = execute.create_run(RunSpec(**SPEC), engine=engine)
-    proc = counting_worker(url, run_id, tmp_path / "exec")
+    # 250 steps at ≥ 0.1 s each: the run is surely still going when the CLI (seconds to start
+    # on a busy machine) asks to delete it
+    proc = counting_worker(url, run_id, tmp_path / "exec", step_delay_s=0.1)
     assert wait_for(lambda: row(engine, run_id).n_steps_done >= 10)
     res = cli(url, "runs", "delete", str(run_id))
     assert res.returncode == 2 and "stop it first" in res.stderr
