@@ -2,7 +2,7 @@
 
 ``DEFAULTS`` holds every default a user can change (weights, θ, cold start, splits, …); modules
 refer to it instead of repeating literals. ``settings()`` reads the environment *when called*
-(paths, database URL, embedding backend), so tests and workers that set a variable see it.
+(paths, database URL), so tests and workers that set a variable see it.
 ``offline_env()`` pins the libraries to their bundled resources; it is called by the entry
 points (CLI, studio, worker) and by the lazy loaders of sentence-transformers and litellm,
 never as a side effect of importing this module.
