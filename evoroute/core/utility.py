@@ -8,7 +8,8 @@ from evoroute.core.types import Weights
 
 
 def reference_scale(values: np.ndarray) -> float:
-    """C_ref / D_ref: the largest estimated mean among the step's candidates (1 if all zero).
+    """C_ref / D_ref: the largest estimated mean among the step's candidates (1 if all zero, or
+    so close to zero that dividing by it overflows: a subnormal float).
 
     The router passes every explored candidate, Pareto-dominated ones included, so the scale
     stays put when the filter prunes the most expensive model (docs/decisions.md).
@@ -16,7 +17,7 @@ def reference_scale(values: np.ndarray) -> float:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     top = float(v.max()) if v.size else 0.0
-    return top if top > 0 else 1.0
+    return top if top >= np.finfo(float).tiny else 1.0
 
 
 def utility(theta_p: np.ndarray, theta_c: np.ndarray, theta_d: np.ndarray, weights: Weights,
@@ -32,4 +33,6 @@ def utility(theta_p: np.ndarray, theta_c: np.ndarray, theta_d: np.ndarray, weigh
         c, d = np.asarray(theta_c, float), np.asarray(theta_d, float)
     else:
         c, d = np.asarray(theta_c, float) / c_ref, np.asarray(theta_d, float) / d_ref
-    return weights.w_p * p - weights.w_c * c - weights.w_d * d
+    # a zero weight drops its term (0 · inf would be nan for an unbounded normalised value)
+    return (weights.w_p * p - (weights.w_c * c if weights.w_c else 0.0)
+            - (weights.w_d * d if weights.w_d else 0.0))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from evoroute.core.posterior import nig_sample
@@ -134,6 +134,9 @@ def test_raising_cost_weight_never_picks_a_dearer_model_posterior_mean(base, w, 
 
 @SETTINGS
 @given(base=explored_bases, w=weights, extra=st.floats(0.01, 5.0), seed=seeds)
+# found by hypothesis: a subnormal C_ref (5e-324) overflowed C̃ and a zero weight made 0·inf nan
+@example(base=[[(0.0, 0.0, 1.0), (0.0, 0.0, 1.0)], [(0.0, 5e-324, 1.0), (0.0, 5e-324, 1.0)]],
+         w=Weights(0.0, 0.0, 1.0), extra=1.0, seed=0)
 def test_raising_cost_weight_never_picks_a_dearer_draw_thompson(base, w, extra, seed):
     """With the same seed both routers draw the same θ; per draw the chosen θ_C cannot rise."""
     lo = make_router(base, weights=w)
