@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from evoroute.collab.answers import choice_table
-from evoroute.collab.masrouter import MasRouter, _rows, cross_validate, sweep
+from evoroute.collab.masrouter import MasRouter, cross_validate, sweep
 from evoroute.collab.modes import candidate_modes, order_by_strength, replay
 from evoroute.evaluation import metrics
 from evoroute.policy.base import COST_WEIGHT_GRID
@@ -55,7 +55,7 @@ def main() -> int:
     text = long.drop_duplicates("query_id").set_index("query_id")["query"]
     emb = Embedder().encode([text[q] for q in table.query_ids])
     tr, te = table.splits == "train", table.splits == "test"
-    train, test = _rows(table, tr), _rows(table, te)
+    train, test = table.rows(tr), table.rows(te)
 
     print(f"queries: {len(table.query_ids)} (train {tr.sum()}, test {te.sum()}); responses parsed "
           f"{table.parse_rate:.1%}; no gold (no model correct) {int((table.gold == '').sum())}; "

@@ -76,11 +76,14 @@ class ChoiceTable:
     conflicts: int           # queries whose correct models parse to different letters
     disagreements: int       # (query, model) cells whose parse contradicts the recorded score
 
-    def subset(self, split: str) -> ChoiceTable:
-        keep = self.splits == split
+    def rows(self, keep: np.ndarray) -> ChoiceTable:
+        """The queries where the boolean mask ``keep`` is True (the counts are the table's)."""
         return ChoiceTable(self.query_ids[keep], self.roles[keep], self.splits[keep], self.models,
                            self.answers[keep], self.score[keep], self.cost[keep], self.gold[keep],
                            self.conflicts, self.disagreements)
+
+    def subset(self, split: str) -> ChoiceTable:
+        return self.rows(self.splits == split)
 
     @property
     def parse_rate(self) -> float:

@@ -74,7 +74,7 @@ class MasRouter:
         self._cref: dict[str, float] = {}
         for role in dict.fromkeys(table.roles):
             rows = table.roles == role
-            sub = _rows(table, rows)
+            sub = table.rows(rows)
             outs = [replay(m, sub) for m in allm]
             q = np.array([o.quality for o in outs])
             c = np.array([o.cost.mean() for o in outs])
@@ -90,15 +90,12 @@ class MasRouter:
         return self
 
     def estimate(self, e: np.ndarray, role: str) -> tuple[np.ndarray, float, float]:
-        """P(success) of every candidate mode of ``role`` for a query embedding ``e``."""
-        rows = np.flatnonzero(self._roles == role)
-        sims = self._emb[rows] @ _unit(e[None, :])[0]
-        top = np.argsort(-sims, kind="stable")[: self.k]
-        w = np.exp((sims[top] - 1.0) / self.tau)
-        y = self._y[role][top]
+        """P(success) of every candidate mode of ``role`` for a query embedding ``e``, with the
+        neighbours' effective sample size and the prior's weight (for the explanation)."""
+        w, p = self._neighbours(_unit(e[None, :]), role)
+        w = w[0]
         n_eff = float(w.sum() ** 2 / max((w ** 2).sum(), 1e-12))
-        p = (w @ y + self.kappa * self._prior[role]) / (w.sum() + self.kappa)
-        return p, n_eff, float(self.kappa / (w.sum() + self.kappa))
+        return p[0], n_eff, float(self.kappa / (w.sum() + self.kappa))
 
     def choose(self, e: np.ndarray, role: str, lam: float) -> Choice:
         p, n_eff, prior_w = self.estimate(e, role)
@@ -116,20 +113,21 @@ class MasRouter:
 
     def estimate_many(self, emb: np.ndarray, roles: np.ndarray) -> dict[str, np.ndarray]:
         """P(success) of every candidate mode, for many queries at once: role -> (n_q, n_modes)."""
-        out = {}
         e = _unit(emb)
-        for role in dict.fromkeys(roles):
-            q = np.flatnonzero(roles == role)
-            rows = np.flatnonzero(self._roles == role)
-            sims = e[q] @ self._emb[rows].T
-            k = min(self.k, len(rows))
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            w = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / self.tau)
-            y = self._y[role][top]                                  # (n_q, k, n_modes)
-            p = (np.einsum("qk,qkm->qm", w, y) + self.kappa * self._prior[role]) / (
-                w.sum(axis=1, keepdims=True) + self.kappa)
-            out[role] = p
-        return out
+        return {role: self._neighbours(e[roles == role], role)[1] for role in dict.fromkeys(roles)}
+
+    def _neighbours(self, e: np.ndarray, role: str) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel weights of each query's k nearest train queries of ``role`` (unit embeddings
+        ``e``, one row per query) and the shrunk success estimates they give."""
+        rows = np.flatnonzero(self._roles == role)
+        sims = e @ self._emb[rows].T
+        k = min(self.k, len(rows))
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        w = np.exp((np.take_along_axis(sims, top, axis=1) - 1.0) / self.tau)
+        y = self._y[role][top]                                  # (n_q, k, n_modes)
+        p = (np.einsum("qk,qkm->qm", w, y) + self.kappa * self._prior[role]) / (
+            w.sum(axis=1, keepdims=True) + self.kappa)
+        return w, p
 
     def route(self, table: ChoiceTable, emb: np.ndarray, lam: float,
               estimates: dict[str, np.ndarray] | None = None) -> ModeOutcome:
@@ -145,7 +143,7 @@ class MasRouter:
                 idx = q[pick == j]
                 keep = np.zeros(n, dtype=bool)
                 keep[idx] = True
-                o = replay(self.modes_by_role[role][j], _rows(table, keep))
+                o = replay(self.modes_by_role[role][j], table.rows(keep))
                 correct[idx], cost[idx], calls[idx] = o.correct, o.cost, o.calls
         return ModeOutcome(correct, cost, calls)
 
@@ -171,7 +169,7 @@ def cross_validate(table: ChoiceTable, emb: np.ndarray, grid: Sequence[float], f
     fitted = []           # the fit does not depend on k, kappa, tau: once per fold
     for f in range(folds):
         tr, te = fold != f, fold == f
-        fitted.append((MasRouter().fit(_rows(table, tr), emb[tr]), _rows(table, te), emb[te]))
+        fitted.append((MasRouter().fit(table.rows(tr), emb[tr]), table.rows(te), emb[te]))
     rows = []
     for k in K_GRID:
         for kappa in KAPPA_GRID:
@@ -185,11 +183,6 @@ def cross_validate(table: ChoiceTable, emb: np.ndarray, grid: Sequence[float], f
                 rows.append({"k": k, "kappa": kappa, "tau": tau, "aiq": float(np.mean(scores))})
     best = max(rows, key=lambda r: r["aiq"])
     return best, rows
-
-
-def _rows(t: ChoiceTable, keep: np.ndarray) -> ChoiceTable:
-    return ChoiceTable(t.query_ids[keep], t.roles[keep], t.splits[keep], t.models, t.answers[keep],
-                       t.score[keep], t.cost[keep], t.gold[keep], t.conflicts, t.disagreements)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
