@@ -8,7 +8,7 @@ the ``numpy.random.Generator`` passed to ``decide``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -150,17 +150,15 @@ class Router:
         """Learn the success of a finished task (default: nothing)."""
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(learns_online=bool(self.learns_online),
-                            needs_training=bool(self.needs_training),
-                            needs_embedding=bool(self.needs_embedding),
-                            is_oracle=bool(self.is_oracle),
-                            seed_invariant=bool(self.seed_invariant), cost_knob=self.cost_knob,
-                            needs_oracle=bool(self.needs_oracle), cold_start=bool(self.cold_start),
-                            run_params=tuple(self.run_params),
-                            experience_preload=self.experience_preload,
-                            escalates=bool(self.escalates),
-                            ranks_by_price=bool(self.ranks_by_price), family=self.family,
-                            ablation_of=self.ablation_of, order=int(self.order))
+        """The class (or instance) attributes named like :class:`Capabilities`' fields, so a new
+        capability is one field there and one default here."""
+        values = {f.name: getattr(self, f.name) for f in fields(Capabilities)}
+        for name, v in values.items():
+            if isinstance(getattr(Router, name), bool):
+                values[name] = bool(v)
+        values["run_params"] = tuple(values["run_params"])
+        values["order"] = int(values["order"])
+        return Capabilities(**values)
 
     #: the settings :meth:`describe` records in a run's configuration, when the router has them
     DESCRIBED: tuple[str, ...] = ("model", "strong", "weak", "threshold", "strong_share", "k",
