@@ -144,6 +144,10 @@ class ExperienceIndex:
         self._r_dbid = _Grow(np.int64, fill=-1)     # database record id (-1: not stored)
         self._tasks: dict[Hashable, list[int]] = {}
         self.last_db_id = 0
+        # bumped by every write: readers cache what depends only on the base (role priors)
+        # under (revision, ...) and so never serve a stale value
+        self.revision = 0
+        self._cache: dict = {}
 
     # ------------------------------------------------------------ sizes and ids
     def __len__(self) -> int:
@@ -204,6 +208,7 @@ class ExperienceIndex:
         k = len(models)
         if k == 0:
             return
+        self._touch()
         start = len(self)
         m_ids = np.fromiter((self._id(self.model_ids, m) for m in models), np.int32, k)
         r_ids = np.fromiter((self._id(self.role_ids, r) for r in roles), np.int32, k)
@@ -255,6 +260,19 @@ class ExperienceIndex:
                        task_refs=None if task_ref is None else [task_ref],
                        db_ids=None if db_id is None else [db_id])
 
+    def _touch(self) -> None:
+        self.revision += 1
+        self._cache.clear()
+
+    def cached(self, key: Hashable, compute):
+        """``compute()`` once per revision of the base and ``key`` (a value that depends only on
+        the stored records; callers must not mutate it)."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = compute()
+            return value
+
     def pending_tasks(self) -> list[Hashable]:
         """Task references whose records still wait for the task's success."""
         return list(self._tasks)
@@ -264,6 +282,7 @@ class ExperienceIndex:
         recs = np.asarray(self._tasks.pop(task_ref, []), dtype=np.int64)
         if recs.size == 0:
             return 0
+        self._touch()
         perf = self._r_perf.view
         recs = recs[np.isnan(perf[recs])]
         perf[recs] = value

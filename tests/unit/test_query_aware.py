@@ -271,3 +271,24 @@ def test_auto_router_adapts_and_explains_its_shrinkage():
     with pytest.raises(ValidationError) as err:
         EvoRouteConfig(prior_strength="automatic")
     assert err.value.field == "prior_strength"
+
+
+def test_role_prior_is_cached_per_revision_and_never_stale():
+    """The role prior is computed once per revision of the base: a write (a new record, a task's
+    success arriving) must change what the next decision sees."""
+    from evoroute.policy.estimators.prior import role_prior
+
+    idx = ExperienceIndex(dim=DIM)
+    add = dict(texts=["t1", "t2"], embeddings=None, tools=[(), ()], costs=[1.0, 1.0],
+               durations=[1.0, 1.0])
+    idx.add_batch(roles=["r", "r"], models=["A", "B"], perf=[1.0, 0.0], **add)
+    first = role_prior(idx, ["A", "B"], "r", 4.0)
+    assert role_prior(idx, ["A", "B"], "r", 4.0) is first          # same revision: shared
+    idx.add_batch(roles=["r"], models=["A"], texts=["t3"], embeddings=None, tools=[()],
+                  costs=[3.0], durations=[1.0], perf=[None], task_refs=["task"])
+    second = role_prior(idx, ["A", "B"], "r", 4.0)
+    assert second is not first and second.n_records[0] == 2 and second.n[0] == 1
+    assert second.c[0] > first.c[0]
+    idx.set_task_perf("task", 0.0)                                   # the task's success arrives
+    third = role_prior(idx, ["A", "B"], "r", 4.0)
+    assert third.n[0] == 2 and third.p[0] < second.p[0]

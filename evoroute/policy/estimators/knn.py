@@ -7,7 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evoroute.policy.estimators.neighbours import TextRecords, effective_n, kernel_weights, weighted
+from evoroute.policy.estimators.neighbours import (
+    TextRecords,
+    effective_n,
+    finite_or_zero,
+    kernel_weights,
+    weighted,
+)
 from evoroute.policy.estimators.prior import QueryEstimates, combine, role_prior, scales
 from evoroute.policy.estimators.prior_strength import KAPPA_AUTO, KAPPA_FALLBACK, PriorStrength
 from evoroute.retrieval.index import ExperienceIndex
@@ -58,7 +64,7 @@ def knn_estimates(index: ExperienceIndex, names: Sequence[str], role: str | None
             wp = np.where(known, w, 0.0)
             sw_p, n_eff_p = effective_n(wp, g, m)
             _, n_eff_c = effective_n(w, g, m)
-            lp, vp = weighted(wp, np.nan_to_num(perf), g, m)
+            lp, vp = weighted(wp, finite_or_zero(perf), g, m)
             lc, vc = weighted(w, index._r_cost.view[recs], g, m)
             ld, vd = weighted(w, index._r_dur.view[recs], g, m)
             n_nb = int(recs.size)

@@ -50,6 +50,13 @@ class TextRecords:
         return recs.astype(np.int64), pos.astype(np.int64)
 
 
+def finite_or_zero(x: np.ndarray) -> np.ndarray:
+    """``x`` with NaN / ±inf replaced by 0 (np.nan_to_num without its per-call dtype queries;
+    the same result for every finite value and NaN, the values the estimators produce)."""
+    x = np.asarray(x, float)
+    return np.where(np.isfinite(x), x, 0.0)
+
+
 def kernel_weights(sims: np.ndarray, tau_rel: float) -> np.ndarray:
     """w = exp((s − s_max)/τ), τ = τ_rel·(s_max − s_min): in (0, 1], the most similar is 1;
     all equal (one neighbour, or identical similarities) gives weight 1 each."""
@@ -76,4 +83,4 @@ def weighted(w: np.ndarray, x: np.ndarray, g: np.ndarray, n: int) -> tuple[np.nd
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(g, weights=w * x, minlength=n) / sw
         var = np.bincount(g, weights=w * x * x, minlength=n) / sw - mean ** 2
-    return mean, np.maximum(np.nan_to_num(var), 0.0)
+    return mean, np.maximum(finite_or_zero(var), 0.0)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from evoroute.policy.estimators.neighbours import finite_or_zero
 from evoroute.retrieval.index import Estimates, ExperienceIndex, Retrieval
 
 
@@ -48,14 +49,21 @@ class Prior:
 def _shrink(m_r, n_r, m_g, kappa):
     """Role mean shrunk toward the global mean with κ pseudo-observations (NaN where no data)."""
     with np.errstate(invalid="ignore"):
-        out = np.where(n_r > 0, (n_r * np.nan_to_num(m_r) + kappa * m_g) / (n_r + kappa), m_g)
+        out = np.where(n_r > 0, (n_r * finite_or_zero(m_r) + kappa * m_g) / (n_r + kappa), m_g)
     return out
 
 
 def role_prior(index: ExperienceIndex, names: Sequence[str], role: str | None,
                kappa: float) -> Prior:
     """Empirical-Bayes prior of every candidate for this step: the role estimate shrunk toward
-    the global one. ``role=None`` (the semantic-only ablation) uses the global estimate."""
+    the global one. ``role=None`` (the semantic-only ablation) uses the global estimate.
+    Computed once per revision of the base (every decision between two writes shares it)."""
+    return index.cached(("role_prior", role, tuple(names), float(kappa)),
+                        lambda: _role_prior(index, names, role, kappa))
+
+
+def _role_prior(index: ExperienceIndex, names: Sequence[str], role: str | None,
+                kappa: float) -> Prior:
     glob = _stats_for(index, index.group_stats(None), names)
     if role is not None and role in index.role_ids:
         r = _stats_for(index, index.group_stats(role), names)
@@ -91,8 +99,8 @@ def combine(prior_mean: np.ndarray, prior_var: np.ndarray, kappa: float | np.nda
     lam = k + n_eff
     m0 = np.where(has_prior, prior_mean, 0.0)
     v0 = np.where(np.isfinite(prior_var), prior_var, 0.0)
-    xl = np.where(n_eff > 0, np.nan_to_num(local_mean), 0.0)
-    vl = np.where(n_eff > 0, np.nan_to_num(local_var), 0.0)
+    xl = np.where(n_eff > 0, finite_or_zero(local_mean), 0.0)
+    vl = np.where(n_eff > 0, finite_or_zero(local_var), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(lam > 0, (k * m0 + n_eff * xl) / lam, np.nan)
         var = np.where(lam > 0, (k * v0 + n_eff * vl + k * n_eff / np.maximum(lam, 1e-12)

@@ -62,19 +62,23 @@ class PriorStrength:
         # role -> (records at computation, known perf at computation, {model id: (κ_p, κ_c)})
         self._cache: dict[str | None, tuple[int, int, dict[int, tuple[float, float]]]] = {}
 
+    def _known(self) -> int:
+        """Records with a known performance signal (an O(N) count, once per revision)."""
+        view = self.index._r_perf.view
+        return self.index.cached(("known_perf",), lambda: int(np.count_nonzero(~np.isnan(view))))
+
     def _stale(self, role: str | None) -> bool:
         hit = self._cache.get(role)
         if hit is None:
             return True
-        n, known = len(self.index), int(np.count_nonzero(~np.isnan(self.index._r_perf.view)))
+        n, known = len(self.index), self._known()
         grow = max(self.refresh_min, int(self.refresh_frac * hit[0]))
         return n - hit[0] > grow or known - hit[1] > grow
 
     def for_models(self, names: Sequence[str], role: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(κ_p, κ_c) per candidate, the fallback constant where EB has too little data."""
         if self._stale(role):
-            n = len(self.index)
-            known = int(np.count_nonzero(~np.isnan(self.index._r_perf.view)))
+            n, known = len(self.index), self._known()
             with one_blas_thread():
                 self._cache[role] = (n, known, self._compute(role))
         table = self._cache[role][2]
