@@ -42,7 +42,8 @@ GRID_KNN = {"cost_ref": ("global", "step", "role"),
             "k": (32, 16, 64, 128),
             "kernel_tau": (1.0, 0.5, 2.0, 1e9),
             "cross_role": (0.0, 1.0)}
-GRID_LIN = {"cost_ref": ("global", "step", "role"), "ridge": (3.0, 1.0, 10.0, 30.0, 100.0)}
+GRID_LIN = {"cost_ref": ("global", "step", "role"),
+            "ridge": (3.0, 1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)}
 QUICK_KNN = {"cost_ref": ("global", "step"), "prior_strength": (64.0, 16.0),
              "k": (32, 64), "kernel_tau": (1.0,), "cross_role": (0.0,)}
 QUICK_LIN = {"cost_ref": ("global", "step"), "ridge": (10.0, 3.0)}
@@ -179,7 +180,8 @@ def cross_validate(tab: Any, infos: list[Any], cfg: Any, n_folds: int, seed: int
         if check:
             _check_against_decide(router, tab, test_rows[:check], *est)
     return {k: float(np.mean([r[k] for r in res])) for k in res[0]} | \
-        {"aiq_sd": float(np.std([r["aiq"] for r in res], ddof=1)) if n_folds > 1 else 0.0}
+        {"aiq_sd": float(np.std([r["aiq"] for r in res], ddof=1)) if n_folds > 1 else 0.0,
+         "aiq_folds": [round(r["aiq"], 4) for r in res]}     # per fold: paired comparisons
 
 
 def _check_against_decide(router, tab, rows, *est) -> None:
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             r = cross_validate(tab, infos, cfg, args.folds, args.seed, check=3)
             print(f"  {est:6} {json.dumps(params):90} AIQ {r['aiq']:.4f}±{r['aiq_sd']:.4f} "
                   f"Brier {r['brier']:.4f} q@default {r['q_default']:.3f} "
-                  f"cost share {r['cost_share_default']:.2f}", flush=True)
+                  f"cost share {r['cost_share_default']:.2f} folds {r['aiq_folds']}", flush=True)
             return r
 
         rows = coordinate_search(spaces[est], evaluate)

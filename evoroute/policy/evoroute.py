@@ -64,7 +64,8 @@ class EvoRouteConfig:
     #                                         "auto": empirical Bayes per (model, role), κ in
     #                                         [1, 256], 64 (the CV constant) on too little data
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
-    ridge: float = 3.0                      # prior precision of the linear design
+    ridge: float = 300.0                    # prior precision of the linear design (CV: ridge
+    #                                         1…3000 on the RouterBench train split, docs/query_aware.md)
     cost_ref: str = "role"                  # C_ref/D_ref from the step's estimates ("step",
     #                                         spec §3 step 7), the role or the whole base
 

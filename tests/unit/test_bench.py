@@ -127,3 +127,33 @@ def test_a_new_router_reaches_the_default_list_at_its_declared_order():
     finally:
         ROUTERS.pop("toy-knob", None)
     assert names.index("round_robin") < names.index("toy-knob") < names.index("cheapest")
+
+
+def test_a_router_rerun_and_merged_equals_the_same_router_benched_with_all(report, tmp_path):
+    """``bench --routers R --merge-into FILE`` reruns R with the file's single models and
+    oracles and merges it: R's numbers are those of one bench holding every router, the other
+    routers are untouched, the ranking is recomputed; a report of another benchmark is refused."""
+    import json
+
+    from evoroute.cli.main import main as cli_main
+    from evoroute.core.errors import ValidationError
+    from evoroute.evaluation.bench.report import merge_reports
+
+    base = json.loads(json.dumps(report))            # what the file held, without per-role
+    dropped = base["routers"].pop("per-role")
+    base["sweeps"].pop("per-role")
+    base["ranking_non_oracle"] = [x for x in base["ranking_non_oracle"] if x["router"] != "per-role"]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(base))
+    assert cli_main(["bench", "--data", "routerbench-mbpp", "--protocol", "full", "--seeds", "2",
+                     "--routers", "per-role", "--merge-into", str(path), "--quiet"]) == 0
+    merged = json.loads(path.read_text())
+    assert merged["routers"]["per-role"]["aiq"] == pytest.approx(dropped["aiq"])
+    assert merged["routers"]["per-role"]["quality"] == pytest.approx(dropped["quality"])
+    assert merged["routers"]["cheapest"] == base["routers"]["cheapest"]
+    assert [x["router"] for x in merged["ranking_non_oracle"]] == \
+        [x["router"] for x in report["ranking_non_oracle"]]
+    assert "merged: per-role" in merged["notes"][-1]
+    other = dict(report, protocol="bandit")
+    with pytest.raises(ValidationError, match="protocol differs"):
+        merge_reports(report, other)

@@ -289,3 +289,44 @@ def format_table(result: dict[str, Any]) -> str:
     if t:
         lines.append(f"{t['runs']} runs in {t['total_s']:.1f} s on {t['workers']} worker(s)")
     return "\n".join(lines)
+
+
+#: what two reports must share for one's routers to be merged into the other
+MERGE_KEYS = ("dataset", "n_test", "n_train", "protocol", "weights", "seeds", "split",
+              "sweep_seeds", "cold_start_tasks")
+
+
+def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the routers of ``new`` added or replaced (their summaries and sweeps), the
+    non-oracle ranking recomputed: re-bench one router without rerunning all of them. Both
+    reports must come from the same benchmark (:data:`MERGE_KEYS`) and the same AIQ cost axis,
+    otherwise their AIQs are not comparable and a :class:`ValidationError` names what differs."""
+    from evoroute.core.errors import ValidationError
+
+    for k in MERGE_KEYS:
+        if base.get(k) != new.get(k):
+            raise ValidationError(f"cannot merge: {k} differs ({base.get(k)!r} in the file, "
+                                  f"{new.get(k)!r} in this run)", k)
+    a, b = float(base["aiq_max_cost_usd"]), float(new["aiq_max_cost_usd"])
+    if abs(a - b) > 1e-9 * max(1.0, abs(a)):
+        raise ValidationError(f"cannot merge: the AIQ cost axis differs (${a:.6f} in the file, "
+                              f"${b:.6f} in this run): bench the single models with the router", "aiq")
+    out = dict(base)
+    out["routers"] = {**base["routers"], **new["routers"]}
+    out["sweeps"] = {**base["sweeps"], **new["sweeps"]}
+    oracles = list(dict.fromkeys([*base.get("oracles", []), *new.get("oracles", [])]))
+    out["oracles"] = oracles
+    rows = [{"router": r, **{k: o.get(k) for k in ("aiq", "quality", "cost_usd", "gain_over_hull",
+                                                  "gain_over_hull_best", "parity_cost_share")}}
+            for r, o in out["routers"].items() if r not in oracles]
+    out["ranking_non_oracle"] = sorted(rows, key=lambda x: (-x["aiq"], x["router"]))
+    out["best_non_oracle"] = out["ranking_non_oracle"][0]["router"] if rows else None
+    merged = sorted(r for r in new["routers"]
+                    if not r.startswith("single:") and r not in new.get("oracles", []))
+    out["notes"] = [*base.get("notes", []),
+                    f"merged: {', '.join(merged)} rerun and merged into this report "
+                    f"(same data, protocol, seeds and AIQ axis)."]
+    timing = dict(base.get("timing", {}))
+    timing["merged_runs"] = [*timing.get("merged_runs", []), new.get("timing", {})]
+    out["timing"] = timing
+    return out
