@@ -64,8 +64,10 @@ class EvoRouteConfig:
     #                                         "auto": empirical Bayes per (model, role), κ in
     #                                         [1, 256], 64 (the CV constant) on too little data
     cross_role: float = 0.0                 # weight factor of neighbours of another role (knn)
-    ridge: float = 300.0                    # prior precision of the linear design (CV: ridge
-    #                                         1…3000 on the RouterBench train split, docs/query_aware.md)
+    ridge: float | str = "auto"             # prior precision of the linear design: "auto" =
+    #                                         empirical Bayes per model (type-II ML on its P
+    #                                         records), 300 (the train-split CV constant) on too
+    #                                         little data; or a number (docs/query_aware.md)
     cost_ref: str = "role"                  # C_ref/D_ref from the step's estimates ("step",
     #                                         spec §3 step 7), the role or the whole base
 
@@ -94,14 +96,14 @@ class EvoRouteConfig:
                                  ("prior_strength", 0.0, True), ("ridge", 0.0, True),
                                  ("cross_role", 0.0, False)):
             v = getattr(self, name)
-            if name == "prior_strength" and v == KAPPA_AUTO:
+            if name in ("prior_strength", "ridge") and v == KAPPA_AUTO:   # "auto" (EB)
                 continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and \
                 (v > lo if strict else v >= lo)
             if not ok:
+                auto = f" or {KAPPA_AUTO!r}" if name in ("prior_strength", "ridge") else ""
                 raise ValidationError(f"{name} must be a number {'>' if strict else '>='} {lo}"
-                                      f"{' or ' + repr(KAPPA_AUTO) if name == 'prior_strength' else ''}"
-                                      f", got {v!r}", name)
+                                      f"{auto}, got {v!r}", name)
         if self.cost_ref not in ("step", "role", "global"):
             raise ValidationError(f"cost_ref must be 'step', 'role' or 'global', got "
                                   f"{self.cost_ref!r}", "cost_ref")

@@ -292,3 +292,40 @@ def test_role_prior_is_cached_per_revision_and_never_stale():
     idx.set_task_perf("task", 0.0)                                   # the task's success arrives
     third = role_prior(idx, ["A", "B"], "r", 4.0)
     assert third.n[0] == 2 and third.p[0] < second.p[0]
+
+
+@pytest.mark.parametrize("r_true", [1.0, 10.0, 100.0])
+def test_evidence_ridge_recovers_the_prior_precision_that_generated_the_data(r_true):
+    from evoroute.policy.estimators.linear import evidence_ridge
+
+    rng = np.random.default_rng(int(r_true))
+    n, d = 3000, 30
+    X = rng.standard_normal((n, d))
+    y = X @ (rng.standard_normal(d) / np.sqrt(r_true)) + rng.standard_normal(n)
+    r, logev = evidence_ridge(X.T @ X, X.T @ y, float(y @ y), n, np.ones(d))
+    assert r_true / 2 <= r <= r_true * 2
+    assert logev.shape == (31,) and np.all(np.isfinite(logev))
+
+
+def test_auto_ridge_adapts_per_model_to_its_signal():
+    """Model A's success follows the cluster (a strong per-query signal), model B's is a coin:
+    empirical Bayes gives A a small ridge (trust the embedding) and B the largest (its role mean)."""
+    from evoroute.policy.estimators.linear import RIDGE_GRID
+
+    rng = np.random.default_rng(3)
+    x, z = clusters(600, rng)
+    idx = ExperienceIndex(dim=DIM)
+    perf_a = [float(rng.random() < (0.95 if zi == 0 else 0.05)) for zi in z]
+    perf_b = [float(rng.random() < 0.5) for _ in z]
+    n = len(z)
+    idx.add_batch(roles=["r"] * 2 * n, models=["A"] * n + ["B"] * n,
+                  texts=[f"q{i}" for i in range(n)] * 2, embeddings=np.vstack([x, x]),
+                  tools=[()] * 2 * n, costs=[1.0] * 2 * n, durations=[1.0] * 2 * n,
+                  perf=perf_a + perf_b)
+    lin = LinearEstimator(idx, ridge="auto")
+    assert lin.ridge_of("A") is None
+    lin.sync()
+    ra, rb = lin.ridge_of("A"), lin.ridge_of("B")
+    assert ra < 10 and rb >= 100 and rb > 10 * ra and rb <= RIDGE_GRID[-1]
+    router = make_router("evoroute-lin", MODELS, index=idx)
+    assert router.config.ridge == "auto"

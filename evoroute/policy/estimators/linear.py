@@ -11,6 +11,33 @@ from evoroute.policy.estimators.prior import QueryEstimates, role_prior, scales,
 from evoroute.policy.estimators.prior_strength import KAPPA_AUTO, KAPPA_FALLBACK
 from evoroute.retrieval.index import ExperienceIndex
 
+#: ``ridge="auto"``: the prior precision chosen per model by maximising the marginal likelihood
+#: (type-II ML / empirical Bayes) of its quality signal over this log grid
+RIDGE_AUTO = "auto"
+RIDGE_GRID = tuple(float(x) for x in np.geomspace(0.3, 10_000.0, 31))
+RIDGE_FALLBACK = 300.0           # the train-split CV constant, used until EB has data
+EB_MIN_RECORDS = 32              # fewer known records of a model: the fallback
+
+
+def evidence_ridge(xtx: np.ndarray, xty: np.ndarray, yty: float, n: float, p0: np.ndarray,
+                   grid: Sequence[float] = RIDGE_GRID) -> tuple[float, np.ndarray]:
+    """The ridge r maximising the profile marginal likelihood of y = Xw + ε with
+    w ~ N(0, σ²/r · P0⁻¹), ε ~ N(0, σ²), σ² profiled out, from the sufficient statistics
+    XᵀX, Xᵀy, yᵀy and n alone; returns (r, log evidence per grid value).
+
+    With λ_i the eigenvalues of P0^-½ XᵀX P0^-½ and z = Vᵀ P0^-½ Xᵀy:
+    log p(y | r) = −n/2 · log σ̂²(r) − ½ Σ log(1 + λ_i/r) + const,
+    σ̂²(r) = (yᵀy − Σ z_i²/(r + λ_i)) / n."""
+    q = 1.0 / np.sqrt(p0)
+    lam, V = np.linalg.eigh(xtx * q[:, None] * q[None, :])
+    lam = np.maximum(lam, 0.0)
+    z2 = (V.T @ (xty * q)) ** 2
+    out = np.empty(len(grid))
+    for i, r in enumerate(grid):
+        rss = max(yty - float(np.sum(z2 / (r + lam))), 1e-12 * max(yty, 1e-12))
+        out[i] = -0.5 * n * np.log(rss / n) - 0.5 * float(np.sum(np.log1p(lam / r)))
+    return float(grid[int(np.argmax(out))]), out
+
 
 class LinearEstimator:
     """Per-model Bayesian ridge regression of (P, C, D) on [embedding, role one-hot, tool bits],
@@ -21,9 +48,14 @@ class LinearEstimator:
 
     ROLE_RIDGE = 1e-2
 
-    def __init__(self, index: ExperienceIndex, ridge: float, use_role: bool = True,
+    def __init__(self, index: ExperienceIndex, ridge: float | str, use_role: bool = True,
                  use_tools: bool = True) -> None:
-        self.index, self.ridge = index, float(ridge)
+        # ridge="auto": empirical Bayes per model (evidence_ridge on its P records), refreshed
+        # when its record count has grown by a quarter; RIDGE_FALLBACK until then
+        self.auto = ridge == RIDGE_AUTO
+        self.index, self.ridge = index, RIDGE_FALLBACK if self.auto else float(ridge)
+        self.row_ridge: dict[int, float] = {}           # row -> its ridge (auto)
+        self.eb_at: dict[int, float] = {}               # row -> record count at its last EB
         self.use_role, self.use_tools = use_role, use_tools
         self.dim = index.dim
         self.roles: dict[int, int] = {}        # index role id -> feature slot
@@ -54,6 +86,9 @@ class LinearEstimator:
         A[:, idx, idx] = precision
         b = np.zeros((self.b.shape[0], 3, D2))
         b[:, :, : self.D] = self.b
+        for row, r in self.row_ridge.items():       # rows with their own (EB) ridge
+            A[row, idx, idx] = precision * r / self.ridge
+            Ai[row, idx, idx] = self.ridge / (precision * r)
         self.A, self.Ainv, self.b, self.D = A, Ai, b, D2
         self.prec = np.concatenate([self.prec, np.full(extra, precision)])
 
@@ -139,6 +174,29 @@ class LinearEstimator:
             row = self._row(int(mid))
             sel = mids == mid
             self._update(row, X[sel], Y[sel])
+            if self.auto:
+                self._maybe_eb(row)
+
+    def _maybe_eb(self, row: int) -> None:
+        """Re-choose this model's ridge by empirical Bayes once its records grew by 25 %."""
+        n = float(self.count[row])
+        if n < EB_MIN_RECORDS or n < 1.25 * self.eb_at.get(row, 0.0):
+            return
+        self.eb_at[row] = n
+        p0 = self.prec / self.ridge                  # the shape of the prior (1, ROLE_RIDGE)
+        old = self.row_ridge.get(row, self.ridge)
+        xtx = self.A[row] - np.diag(old * p0)
+        r, _ = evidence_ridge(xtx, self.b[row, 0], float(self.yy[row, 0]), n, p0)
+        if r != old:
+            self.row_ridge[row] = r
+            self.A[row] = xtx + np.diag(r * p0)
+            self.Ainv[row] = np.linalg.inv(self.A[row])
+            self.dirty.add(row)
+
+    def ridge_of(self, name: str) -> float | None:
+        """The ridge in use for a model (None: no record of it yet)."""
+        row = self.models.get(self.index.model_ids.get(name, -1))
+        return None if row is None else self.row_ridge.get(row, self.ridge)
 
     def _refresh(self) -> None:
         """β = A⁻¹b and the residual variances s² of the rows updated since the last call."""
