@@ -246,11 +246,11 @@ def live_view(run_id: int, was_active: bool) -> None:
     with top[0]:
         label_badge(snap.label)
         prep = snap.preparation
-        if prep is not None:       # no task known yet: say what the run is doing instead
+        if prep is not None:       # preparing: the stage the worker stored, and its progress
             st.progress(prep.progress, text=f"run #{run_id} **{snap.status}** · {prep.text}")
         else:
             st.progress(snap.progress, text=f"run #{run_id} **{snap.status}** · "
-                                            f"{snap.n_tasks_finished:,} of "
+                                            f"{snap.stage_text}{snap.n_tasks_finished:,} of "
                                             f"{snap.n_tasks_total:,} tasks · {snap.n_steps:,} steps")
     with top[1]:
         can = launch.run_actions(snap.status)

@@ -14,7 +14,9 @@ Where each job lives:
 - :mod:`~evoroute.runs.execute`: :func:`create_run` / :func:`execute_run` / :func:`run_spec`,
   a run from pending to its final status;
 - :mod:`~evoroute.runs.worker`: a run in a detached ``python -m evoroute worker`` process;
-- :mod:`~evoroute.runs.feed`: the per-step dict the CLI and the live feed read.
+- :mod:`~evoroute.runs.feed`: the per-step dict the CLI and the live feed read;
+- :mod:`~evoroute.runs.stages`: the stages a run stores as it goes (``Run.stage``), which
+  the studio's live view shows.
 
 The SQL of all of these is in :mod:`evoroute.storage.run_store`.
 """

@@ -18,7 +18,7 @@ from evoroute.backends.base import TableBackend
 from evoroute.core import labels
 from evoroute.core.errors import EvoRouteError
 from evoroute.core.types import PHASES
-from evoroute.runs import lifecycle
+from evoroute.runs import lifecycle, stages
 from evoroute.runs.feed import step_dict
 from evoroute.runs.lifecycle import RunTakenOver
 from evoroute.runs.loop import ResumeDivergence, RunLoop
@@ -71,6 +71,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
     engine = engine or db.get_engine()
     owner = lifecycle.claim(engine, run_id, resume, claim_from)
     heartbeat = lifecycle.Heartbeat(engine, run_id, owner)
+    report = lifecycle.StageReporter(engine, run_id, owner, heartbeat)
     writer: Writer | None = None
     status: str | None = "failed"
     error: str | None = None
@@ -80,7 +81,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
             run = repo.get_run(run_id, session=s, reconcile=False)
         cfg_in = json.loads(run.config_json or "{}")
         spec = RunSpec.from_dict(cfg_in)
-        plan = prepare_run(spec, engine=engine, embedder=embedder)
+        plan = prepare_run(spec, engine=engine, embedder=embedder, report=report)
         recomputes = isinstance(plan.backend, TableBackend)
         done, recorded, tasks = run.n_steps_done if resume else 0, {}, {}
         if done:
@@ -99,9 +100,15 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
         loop = RunLoop(plan, spec.budget_usd, recorded=None if recomputes else recorded)
         open_tasks = {key: tid for tid, (key, succ) in tasks.items() if succ is None}
         cost0 = run_store.run_cost(engine, run_id) if done else 0.0
+        if done:
+            report(stages.REPLAYING, None, f"{done:,} stored steps, to restore the router's "
+                                           f"state (nothing is written)")
         writer = Writer(engine, run_id, plan.router.name, owner, heartbeat, n_steps=done,
                         cost=cost0, open_tasks=open_tasks)
         n_total = plan.n_steps_total
+        # the stage of the task phases goes with each step's commit (no extra write)
+        phase_steps = {p: sum(t.n_steps for t in ts) for p, ts in plan.phases}
+        stage: dict[str, Any] = {}
         q_sum, cost_sum, phase_stats = 0.0, 0.0, {p: [0.0, 0] for p in PHASES}
         stopped_by_request = False
         last_no = 0
@@ -119,8 +126,10 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
                     lifecycle.check_replayed(run_id, r, recorded[r.step_no])
                 continue
             writer.add(r)
+            stage = dict(stage=r.phase, stage_progress=ps[1] / max(phase_steps[r.phase], 1),
+                         stage_detail=f"{ps[1]:,} of {phase_steps[r.phase]:,} steps")
             if writer.due():
-                stopped_by_request = writer.commit()
+                stopped_by_request = writer.commit(**stage)
             yield step_dict(run_id, r, n_total, q_sum / r.step_no, cost_sum, ps[0] / ps[1],
                             plan.backend.label)
             if stopped_by_request:
@@ -129,7 +138,7 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
             raise ResumeDivergence(f"cannot resume run {run_id} exactly: it stores {done} steps "
                                    f"but its tasks now give only {last_no}; the data changed")
         if writer.buffer:
-            stopped_by_request = writer.commit() or stopped_by_request
+            stopped_by_request = writer.commit(**stage) or stopped_by_request
         if stopped_by_request:
             status, error = "stopped", f"stopped on request after {writer.n_steps} steps"
         elif loop.stop_reason:

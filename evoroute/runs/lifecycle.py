@@ -21,7 +21,9 @@ from sqlalchemy.exc import OperationalError
 
 from evoroute.core.errors import EvoRouteError
 from evoroute.core.types import StepOutcome
+from evoroute.runs import stages
 from evoroute.runs.loop import RecordedStep, ResumeDivergence, StepResult
+from evoroute.runs.signals import signals_deferred
 from evoroute.storage import db, repo, run_store
 
 HEARTBEAT_S = 2.0             # the heartbeat thread refreshes a run this often between commits
@@ -94,6 +96,40 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
 
+class StageReporter:
+    """``report(stage, progress, detail)``: commits what the run is doing now (``Run.stage``,
+    ``stage_progress``, ``stage_detail``), fenced on ownership, so the studio sees it while it
+    happens. A new stage, a stage's end (progress 1) and a progress that cannot be measured
+    (None) are always written; progress within a stage at most every :data:`STAGE_EVERY_S`
+    (an embedding batch of cached texts would otherwise write hundreds of rows a second)."""
+
+    STAGE_EVERY_S = 0.2
+
+    def __init__(self, engine: Engine, run_id: int, owner: repo.ProcessIdentity,
+                 heartbeat: Heartbeat | None = None) -> None:
+        self.engine, self.run_id, self.owner, self.heartbeat = engine, run_id, owner, heartbeat
+        self.stage: str | None = None
+        self._last = (None, None, None)
+        self._at = 0.0
+
+    def __call__(self, stage: str, progress: float | None = None, detail: str | None = None
+                 ) -> None:
+        now = time.monotonic()
+        if (stage, progress, detail) == self._last:
+            return
+        if stage == self.stage and progress is not None and progress < 1.0 \
+                and now - self._at < self.STAGE_EVERY_S:
+            return
+        with signals_deferred():
+            if not run_store.set_stage(self.engine, self.run_id, self.owner, stage,
+                                       None if progress is None else float(progress), detail):
+                raise RunTakenOver(f"run {self.run_id} is no longer this worker's (pid "
+                                   f"{self.owner.pid}); stopping without writing")
+        self.stage, self._last, self._at = stage, (stage, progress, detail), now
+        if self.heartbeat is not None:
+            self.heartbeat.touch()
+
+
 # ---------------------------------------------------------------- stop, delete, finish
 def stop_run(run_id: int, *, engine: Engine | None = None) -> str:
     """Stop a run. A pending run is stopped at once; a running one is asked to stop and its
@@ -127,9 +163,11 @@ def finish(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: str
     """The run's final status, fenced on ownership; retried twice when the base is locked (a
     run that cannot write must not stay ``running``; if even this fails, readers see its
     process gone once it exits and show it interrupted)."""
+    last = dict(stage=stages.FINISHED, stage_progress=1.0, stage_detail=None) \
+        if status == "finished" else {}       # otherwise the stage it ended in stays shown
     for attempt in range(3):
         try:
-            run_store.finish_run(engine, run_id, owner, status, error)
+            run_store.finish_run(engine, run_id, owner, status, error, **last)
             return
         except OperationalError as exc:
             if attempt == 2:

@@ -6,8 +6,9 @@ What the router needs is read from ``router.capabilities()``, never guessed from
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,10 +22,17 @@ from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.core.types import ModelInfo, Weights
 from evoroute.policy.base import Capabilities, Router
 from evoroute.policy.registry import make_router
+from evoroute.runs import stages
 from evoroute.runs.spec import RunSpec
 from evoroute.storage import db
 
 ROUTING_STREAM = 101          # seed stream of routing decisions (task order uses others)
+#: the embedding batch is encoded in about this many parts when its progress is reported
+#: (each at least EMBED_PART_MIN texts, the embedder's batch size, so little is lost)
+EMBED_PARTS, EMBED_PART_MIN = 20, 64
+
+#: ``report(stage, progress, detail)``: what the preparation is doing now (evoroute.runs.stages)
+StageReport = Callable[[str, float | None, str | None], None]
 
 
 @dataclass
@@ -49,7 +57,7 @@ class RunPlan:
 
 def build_router(spec: RunSpec, models: list[ModelInfo]) -> Router:
     """The spec's router with its parameters, plus the run-level settings its capabilities
-    say it takes (``run_params``: the run's weights, its cold start)."""
+    say it takes (``run_params``: the run's weights, its cold start, its dataset's name)."""
     params = dict(spec.router_params)
     if "channels" in params:            # JSON gives a list; the router's config keeps a tuple
         params["channels"] = tuple(params["channels"])
@@ -61,6 +69,8 @@ def build_router(spec: RunSpec, models: list[ModelInfo]) -> Router:
         params["weights"] = Weights(*spec.weights)
     if "cold_start_tasks" in taken:
         params.setdefault("cold_start_tasks", spec.cold_start_tasks)
+    if "dataset" in taken:               # to name it when the router cannot run on it
+        params["dataset"] = str(spec.dataset)
     return _make(spec, models, params)
 
 
@@ -80,13 +90,18 @@ def registered_models(spec: RunSpec, engine: Engine | None) -> list[ModelInfo]:
 
 def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
                 models: list[ModelInfo] | None = None, backend: Backend | None = None,
-                embedder: Any = None) -> RunPlan:
+                embedder: Any = None, report: StageReport | None = None) -> RunPlan:
     """Resolve models, backend, router, task phases, training and embeddings of a run.
 
     ``models`` / ``backend`` may be given (the benchmark reuses them across routers);
-    otherwise registered models come from the experience base of ``engine``.
+    otherwise registered models come from the experience base of ``engine``. ``report`` is
+    told each stage as it starts (and the embedding's progress), so a watcher sees what a
+    preparation of many seconds is doing.
     """
     t0 = time.perf_counter()
+    if report is not None:
+        report(stages.LOADING, None, f"{spec.backend} · {spec.dataset or 'default'} · "
+                                     f"{spec.router}")
     if backend is None:
         if models is None and spec.backend not in OWN_MODELS:
             models = registered_models(spec, engine)
@@ -155,12 +170,14 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
             from evoroute.retrieval.embedder import get_embedder
             embedder = get_embedder()
         t_emb = time.perf_counter()
-        vecs = embedder.encode(unique)
-        embeddings = dict(zip(unique, vecs))
+        embeddings = embed_texts(embedder, unique, report)
         emb_s = time.perf_counter() - t_emb
     if training is not None:
         if embeddings is not None:
             training.embeddings = np.stack([embeddings[t] for t in training.instructions])
+        if report is not None:
+            report(stages.TRAINING, None, f"every model's outcome on the train split "
+                                          f"({len(training):,} steps)")
         router.fit(training)
     # Baselines that rank by price fall back to recorded costs when no price is known (a replay
     # file without token counts); only backends that hold every model's outcome can give them.
@@ -173,6 +190,9 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
                 costs_from = (f"every registered price is 0: models ranked by mean recorded cost "
                               f"on the train split ({len(costs)} steps)")
     if preload is not None:
+        if report is not None:
+            report(stages.INDEXING, None, f"every model's outcome on the train split "
+                                          f"({len(preload):,} steps)")
         if caps.experience_preload == "index":
             bulk_load(router, preload, embeddings)
         else:   # an online learner without an experience base (lints) starts from the table
@@ -196,6 +216,23 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         "routing_seed": [spec.seed, ROUTING_STREAM],
     }
     return RunPlan(spec, backend, router, phases, embeddings, details)
+
+
+def embed_texts(embedder: Any, texts: list[str], report: StageReport | None = None
+                ) -> dict[str, np.ndarray]:
+    """Text -> embedding of every text, in one batch, or (``report``) in about
+    :data:`EMBED_PARTS` parts with the progress reported after each."""
+    if report is None or not texts:
+        return dict(zip(texts, embedder.encode(texts)))
+    n = len(texts)
+    part = max(EMBED_PART_MIN, math.ceil(n / EMBED_PARTS))
+    out: dict[str, np.ndarray] = {}
+    report(stages.EMBEDDING, 0.0, f"0 of {n:,} instructions")
+    for start in range(0, n, part):
+        chunk = texts[start:start + part]
+        out.update(zip(chunk, embedder.encode(chunk)))
+        report(stages.EMBEDDING, len(out) / n, f"{len(out):,} of {n:,} instructions")
+    return out
 
 
 def _subset_table(tab: Any, keep: Sequence[bool]) -> Any:

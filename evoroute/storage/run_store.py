@@ -68,13 +68,25 @@ def run_cost(engine: Engine, run_id: int) -> float:
         return float(s.exec(select(Run.cost_usd).where(Run.id == run_id)).one())
 
 
+def set_stage(engine: Engine, run_id: int, owner: repo.ProcessIdentity, stage: str,
+              progress: float | None, detail: str | None) -> bool:
+    """Commit what the run is doing now (with its heartbeat), fenced on ownership; False when
+    the run is no longer ``owner``'s."""
+    with db.session(engine) as s:
+        n = s.exec(owned(run_id, owner).values(  # type: ignore[call-overload]
+            stage=stage, stage_progress=progress, stage_detail=detail,
+            heartbeat_at=repo.now())).rowcount
+        s.commit()
+    return bool(n)
+
+
 def finish_run(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: str,
-               error: str | None) -> None:
-    """The run's final status, fenced on ownership."""
+               error: str | None, **fields: Any) -> None:
+    """The run's final status (and ``fields``, e.g. its last stage), fenced on ownership."""
     with db.session(engine) as s:
         now = repo.now()
         s.exec(owned(run_id, owner).values(status=status, error=error,  # type: ignore[call-overload]
-                                           finished_at=now, heartbeat_at=now))
+                                           finished_at=now, heartbeat_at=now, **fields))
         s.commit()
 
 

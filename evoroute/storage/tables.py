@@ -84,6 +84,12 @@ class Run(SQLModel, table=True):
     proc_started: float | None = None    # the process's start time, epoch seconds (psutil)
     host: str | None = None
     heartbeat_at: datetime | None = None
+    # what the run is doing now (evoroute.runs.stages: loading, embedding, ..., cold_start,
+    # optimize, inference, finished), how far into it (0..1; None: not measurable) and a line
+    # saying so ("1,200 of 3,000 instructions"); the worker commits each one as it happens
+    stage: str | None = None
+    stage_progress: float | None = None
+    stage_detail: str | None = None
 
 
 class Task(SQLModel, table=True):

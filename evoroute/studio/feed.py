@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from evoroute.core import labels
 from evoroute.core.errors import EvoRouteError
+from evoroute.runs import stages
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo, views
 
@@ -29,23 +30,34 @@ FEED_COLUMNS = ["step", "task", "role", "phase", "instruction", "pareto kept",
 
 @dataclass(frozen=True)
 class Preparation:
-    """What a run does before its first task: its worker starting (pending), then the
-    preparation (data, router, training, one embedding batch). ``estimate_s`` is how long the
-    latest finished run of the same backend and dataset took to prepare (None: no such run)."""
+    """What a run does before its first task: its worker starting (pending), then the stage of
+    the preparation its worker stored (``stored``: loading, embedding..., ``fraction`` its
+    stored progress, None when it cannot be measured). A worker that stores no stage (an older
+    EvoRoute) gets an estimate instead: ``estimate_s`` is how long the latest finished run of
+    the same backend and dataset took to prepare (None: no such run)."""
 
     stage: str
     elapsed_s: float
     estimate_s: float | None
+    fraction: float | None = None
+    detail: str | None = None
+    stored: bool = False
 
     @property
     def progress(self) -> float:
-        """Elapsed over the estimate, kept below 1 until the run's tasks are known."""
+        """The stored stage's progress; else elapsed over the estimate, kept below 1 until the
+        run's tasks are known."""
+        if self.stored:
+            return float(min(1.0, max(0.0, self.fraction or 0.0)))
         if not self.estimate_s:
             return 0.0
         return float(min(0.95, self.elapsed_s / self.estimate_s))
 
     @property
     def text(self) -> str:
+        if self.stored:
+            return (f"{self.stage}" + (f" · {self.detail}" if self.detail else "")
+                    + f" · {seconds(self.elapsed_s)} since the run started")
         est = (f" of about {seconds(self.estimate_s)} (what the latest finished run of this "
                f"backend and dataset took to prepare)" if self.estimate_s else " so far")
         return f"{self.stage} · {seconds(self.elapsed_s)}{est}"
@@ -94,6 +106,8 @@ class LiveSnapshot:
     last_step_id: int
     poll_ms: float
     preparation: Preparation | None = None
+    stage: str | None = None             # the stored stage (evoroute.runs.stages)
+    stage_detail: str | None = None
 
     @property
     def progress(self) -> float:
@@ -106,6 +120,15 @@ class LiveSnapshot:
     @property
     def active(self) -> bool:
         return self.status not in TERMINAL_STATUSES
+
+    @property
+    def stage_text(self) -> str:
+        """The task phase a running run is in, for the tasks bar ("online training (train
+        split) · 120 of 300 steps · "); "" otherwise."""
+        if self.status != "running" or not self.stage or self.stage in stages.PREPARING:
+            return ""
+        return stages.title(self.stage) + (f" · {self.stage_detail}" if self.stage_detail
+                                           else "") + " · "
 
 
 @dataclass
@@ -153,8 +176,12 @@ class LiveFeed:
             self._feed_rows = ([feed_row(h) for h in reversed(heavy)] + self._feed_rows)[: self.feed_size]
             self.last_id = ids[-1]
         self._poll_tasks(session)
-        prep = self._preparation(run, session) if run.status in repo.ACTIVE_STATUSES \
-            and not run.n_tasks_total and not self.n_steps else None
+        prep = None
+        if run.status == "running" and run.stage in stages.PREPARING:
+            prep = Preparation(stages.title(run.stage), self._elapsed(run), None,
+                               fraction=run.stage_progress, detail=run.stage_detail, stored=True)
+        elif run.status in repo.ACTIVE_STATUSES and not run.n_tasks_total and not self.n_steps:
+            prep = self._preparation(run, session)
         feed = pd.DataFrame(self._feed_rows, columns=["id", *FEED_COLUMNS])
         return LiveSnapshot(
             run_id=self.run_id, status=run.status, label=labels.label_of(run), error=run.error,
@@ -165,14 +192,19 @@ class LiveFeed:
             mean_latency_s=self.dur_sum / self.n_steps if self.n_steps else None,
             latency_label="/".join(sorted(self.latency_labels)) or "modelled",
             new_steps=new, feed=feed, last_step_id=self.last_id,
-            poll_ms=(time.perf_counter() - t0) * 1000, preparation=prep)
+            poll_ms=(time.perf_counter() - t0) * 1000, preparation=prep, stage=run.stage,
+            stage_detail=run.stage_detail)
+
+    @staticmethod
+    def _elapsed(run: Any) -> float:
+        since = repo.as_utc(run.started_at if run.status == "running" else run.created_at)
+        return max(0.0, (repo.now() - since).total_seconds()) if since else 0.0
 
     def _preparation(self, run: Any, session: Session) -> Preparation:
         if not self._prepare_estimate:        # read once per run
             self._prepare_estimate.append(
                 preparation_estimate(run, repo.list_runs(session=session, limit=50)))
-        since = repo.as_utc(run.started_at if run.status == "running" else run.created_at)
-        elapsed = max(0.0, (repo.now() - since).total_seconds()) if since else 0.0
+        elapsed = self._elapsed(run)
         if run.status == "running":
             return Preparation(PREPARE_STAGE, elapsed, self._prepare_estimate[0])
         return Preparation(PENDING_STAGE, elapsed, None)

@@ -174,6 +174,42 @@ def test_preparation_says_what_it_does_with_a_progress_bar(replay_db):
     assert "tasks · 5 steps" in at.progress[0].text
 
 
+def test_preparation_shows_the_stored_stage_and_its_progress(replay_db):
+    """A worker that stores its stage: the bar is the stage's progress and says the stage, not
+    "0 of 0 tasks" nor an estimate; in the task phases the bar says which phase."""
+    _, engine = replay_db
+    run_id = _running_run(engine, n_tasks_total=0)
+    with db.session(engine) as s:
+        repo.update_run(run_id, session=s, stage="embedding", stage_progress=0.4,
+                        stage_detail="1,200 of 3,000 instructions")
+    at = open_app("runs", query={"run": run_id})
+    assert errors(at) == []
+    bar = at.progress[0]
+    assert bar.value == 40
+    assert "embedding · 1,200 of 3,000 instructions" in bar.text
+    assert "0 of 0 tasks" not in bar.text and "of about" not in bar.text
+    assert not at.get("plotly_chart")
+    with db.session(engine) as s:          # the next stage: its progress cannot be measured
+        repo.update_run(run_id, session=s, stage="indexing", stage_progress=None,
+                        stage_detail="every model's outcome on the train split (900 steps)")
+    at.run()
+    bar = at.progress[0]
+    assert "building the experience index" in bar.text and "(900 steps)" in bar.text
+    assert bar.value == 0
+    _add_steps(engine, run_id, 5)          # the first steps: the phase goes with the tasks bar
+    with db.session(engine) as s:
+        repo.update_run(run_id, session=s, n_tasks_total=40, stage="optimize",
+                        stage_progress=5 / 20, stage_detail="5 of 20 steps")
+    at.run()
+    text = at.progress[0].text
+    assert "online training (train split) · 5 of 20 steps · " in text and "tasks · 5 steps" in text
+    with db.session(engine) as s:
+        repo.update_run(run_id, session=s, status="finished", stage="finished", stage_progress=1.0,
+                        stage_detail=None)
+    at.run()
+    assert at.progress[0].value == 100 and "online training" not in at.progress[0].text
+
+
 def test_a_live_run_says_live_once_in_each_label(replay_db):
     from evoroute.core import labels
 

@@ -129,8 +129,43 @@ def test_a_stamped_base_gets_only_the_revisions_it_lacks(tmp_path):
     con.commit()
     con.close()
     eng = create_engine(f"sqlite:///{path}")      # a plain engine: upgrade called here
-    assert migrations.upgrade(eng) == ["0003"]
+    assert migrations.upgrade(eng) == ["0003", "0004"]
     assert "tool_error" in _columns(eng)["step"]
+    eng.dispose()
+
+
+def test_a_base_at_0003_gets_the_run_stage_and_keeps_its_rows(tmp_path):
+    """Today's fixture has the schema of revision 0003: stamped there, only 0004 runs; every
+    row keeps its values, the stage columns start empty and today's code writes them."""
+    from evoroute.runs import stages
+
+    path = _copy(TODAY, tmp_path)
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+    con.execute("INSERT INTO alembic_version VALUES ('0003')")
+    con.commit()
+    con.close()
+    before = _rows(path)
+    assert not {"stage", "stage_progress", "stage_detail"} & set(before["run"][0])
+    eng = create_engine(f"sqlite:///{path}")
+    assert migrations.upgrade(eng) == ["0004"]
+    assert _columns(eng) == _declared()
+    eng.dispose()
+    after = _rows(path)
+    for table in TABLES:
+        assert len(after[table]) == len(before[table]) > 0
+        for old, new in zip(before[table], after[table]):
+            assert {k: new[k] for k in old} == old
+    assert [(r["stage"], r["stage_progress"], r["stage_detail"]) for r in after["run"]] == \
+        [(None, None, None)] * len(after["run"])
+    eng = db.make_engine(f"sqlite:///{path}")
+    with db.session(eng) as s:
+        run = s.exec(select(Run).where(Run.name == "finished fixture")).one()
+        repo.update_run(run.id, session=s, stage=stages.EMBEDDING, stage_progress=0.4,
+                        stage_detail="1,200 of 3,000 instructions")
+        got = repo.get_run(run.id, session=s)
+        assert (got.stage, got.stage_progress, got.stage_detail) == (
+            "embedding", 0.4, "1,200 of 3,000 instructions")
     eng.dispose()
 
 
