@@ -368,6 +368,9 @@ def show_explanation(ex: explain.StepExplanation) -> None:
             st.caption(r.get("explanation_error") or "No explanation stored with this step.")
             return
         st.markdown(f"**{e.mode}** — {e.reason}")
+        rescue = explain.rescue_summary(e.rescue)
+        if rescue:
+            st.caption(rescue)
         if e.channels:
             st.caption("retrieved records per channel: " + ", ".join(
                 f"{k} {v:,}" for k, v in e.channels.items())

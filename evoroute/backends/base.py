@@ -79,6 +79,7 @@ class OutcomeTable:
     costs: np.ndarray             # (n, m)
     latencies: np.ndarray         # (n, m)
     embeddings: np.ndarray | None = None   # (n, d) float32
+    responses: np.ndarray | None = None    # (n, m) object: recorded response text, None unknown
 
     def __len__(self) -> int:
         return len(self.roles)
@@ -172,6 +173,7 @@ class _Rows:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     measured: np.ndarray = field(default=None)  # type: ignore[assignment]  # (n, m) bool
+    response: np.ndarray | None = None   # (n, m) object: the recorded response text (replay)
 
 
 class TableBackend(Backend):
@@ -224,7 +226,8 @@ class TableBackend(Backend):
         return StepOutcome(model=model.name, step_success=float(score),
                            cost_usd=float(rows.cost[r, j]), duration_s=float(rows.latency[r, j]),
                            latency_label=label, input_tokens=int(rows.input_tokens[r, j]),
-                           output_tokens=int(rows.output_tokens[r, j]))
+                           output_tokens=int(rows.output_tokens[r, j]),
+                           response=None if rows.response is None else rows.response[r, j])
 
     def oracle_scores(self, step: StepContext) -> dict[str, OracleEntry]:
         r = self.row(step)
@@ -252,7 +255,8 @@ class TableBackend(Backend):
         return OutcomeTable(models=[m.name for m in self.models], task_keys=keys,
                             step_index=np.asarray(idx, dtype=np.int64), roles=roles,
                             instructions=texts, tools=tools, scores=R.score[r], costs=R.cost[r],
-                            latencies=R.latency[r])
+                            latencies=R.latency[r],
+                            responses=None if R.response is None else R.response[r])
 
 
 def compose_tasks(units: list[list[StepSpec]], unit_keys: list[str], split: str,

@@ -218,8 +218,13 @@ class ReplayBackend(TableBackend):
         task = task.where(task.notna(), pd.Series(qids, index=first.index)).astype(str).to_numpy()
         step = first["step"] if "step" in first.columns else pd.Series(0, index=first.index)
         step = pd.to_numeric(step, errors="coerce").fillna(0).astype("int64").to_numpy()
+        response = None
+        if "response" in sub.columns:     # what each call returned (the rescue parses answers)
+            response = np.full((Q, M), None, dtype=object)
+            text = sub["response"].to_numpy(dtype=object)
+            response[qpos, mpos] = np.where(pd.isna(text), None, text)
         rows = _Rows(score=score, cost=cost, latency=lat, input_tokens=tin.astype(np.int64),
-                     output_tokens=tout.astype(np.int64), measured=measured)
+                     output_tokens=tout.astype(np.int64), measured=measured, response=response)
         return _Queries(ids=qids, text=first["query"].astype(str).tolist(),
                         role=first["role"].astype(str).tolist(),
                         split=first["split"].astype(str).to_numpy(), task=task, step=step,

@@ -222,6 +222,7 @@ class Explanation:
     c_ref: float | None = None       # the utility's cost and duration scales (spec §3 step 7)
     d_ref: float | None = None
     estimator: str | None = None     # knn | linear (query-aware); None: the paper's union
+    rescue: dict[str, Any] | None = None   # atropos: P(fail) after the step, threshold, swap
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=json_default, allow_nan=False)

@@ -149,6 +149,12 @@ class Router:
     def finish_task(self, task_key: str, success: float) -> None:
         """Learn the success of a finished task (default: nothing)."""
 
+    def unsupported_data(self, table: Any) -> str | None:
+        """Why the router cannot run on data whose train split is ``table`` (every model's
+        outcome, an :class:`~evoroute.backends.base.OutcomeTable`), or None when it can. The
+        benchmark leaves such a router out of its default list and says why; ``fit`` raises it."""
+        return None
+
     def capabilities(self) -> Capabilities:
         """The class (or instance) attributes named like :class:`Capabilities`' fields, so a new
         capability is one field there and one default here."""

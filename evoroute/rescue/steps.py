@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evoroute.backends.base import TableBackend
+from evoroute.backends.base import OutcomeTable, TableBackend
 from evoroute.collab.answers import CHOICE_TASKS, options, parse_choice
 from evoroute.settings import DEFAULTS
 
@@ -108,6 +108,35 @@ def step_table(backend: TableBackend, split: str, long: pd.DataFrame,
                      position=out.step_index[rows].astype(np.int64), roles=roles.astype(str),
                      query_ids=qids.astype(str), models=models, score=out.scores[rows],
                      cost=out.costs[rows], answer=answer.astype(str), choice=choice)
+
+
+def step_answer(role: str, instruction: str, response: str | None) -> str:
+    """The option a recorded (or live) response names on a multiple-choice step, '' when it
+    names none or the role is not multiple choice: what a run sees of a call, no ground truth."""
+    if role not in CHOICE_TASKS:
+        return ""
+    return parse_choice(response, options(instruction)) or ""
+
+
+def from_outcome_table(out: OutcomeTable) -> StepTable:
+    """The steps of an outcome table (rows of a task consecutive, as the backend gives them),
+    answers parsed from its recorded responses (none without them): the router's train split."""
+    keys = np.asarray(out.task_keys, dtype=object)
+    order = list(dict.fromkeys(keys.tolist()))
+    index = {k: i for i, k in enumerate(order)}
+    roles = np.asarray(out.roles, dtype=object).astype(str)
+    models = tuple(out.models)
+    answer = np.full((len(roles), len(models)), "", dtype=object)
+    choice = np.isin(roles, CHOICE_TASKS)
+    if out.responses is not None:
+        for r in np.flatnonzero(choice):
+            opts = options(out.instructions[r])
+            answer[r] = [parse_choice(x, opts) or "" for x in out.responses[r]]
+    return StepTable(task_keys=tuple(order), task=np.array([index[k] for k in keys], dtype=np.int64),
+                     position=np.asarray(out.step_index, dtype=np.int64), roles=roles,
+                     query_ids=np.array([f"row{i}" for i in range(len(roles))]), models=models,
+                     score=np.asarray(out.scores, dtype=float), cost=np.asarray(out.costs, dtype=float),
+                     answer=answer.astype(str), choice=choice)
 
 
 def routerbench_tasks(n_steps: int, seed: int = 0) -> tuple[dict[str, StepTable], pd.DataFrame]:

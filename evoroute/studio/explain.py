@@ -52,3 +52,30 @@ def candidates_frame(expl: Explanation | None) -> pd.DataFrame:
              "θ_D": c.theta_d, "utility": c.utility, "propensity": c.propensity,
              "chosen": c.model == expl.chosen} for c in expl.candidates]
     return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+
+
+def rescue_summary(rescue: dict[str, Any] | None) -> str | None:
+    """The mid-run rescue behind a decision (``atropos``): the predicted failure probability
+    after the step, the threshold, and whether and when the task swapped to the strong model."""
+    if not rescue:
+        return None
+    p, th, at = rescue.get("p_fail"), rescue.get("threshold"), rescue.get("swapped_at_step")
+    strong = rescue.get("strong")
+    parts = [f"mid-run rescue ({rescue.get('predictor')} failure predictor)"]
+    if p is not None:
+        parts.append(f"predicted P(task fails | its steps so far) = {p:.3f}, threshold {th:g}")
+    if rescue.get("swap"):
+        parts.append(f"swapped here: {strong} answers this step again and every later step")
+    elif at is not None:
+        q = rescue.get("p_fail_at_swap")
+        parts.append(f"the task swapped to {strong} at step {at}"
+                     + (f" (P(fail) {q:.3f} > threshold {th:g})" if q is not None else ""))
+    else:
+        parts.append(f"no swap: the task stays on the base policy ({rescue.get('base')})")
+    feats = rescue.get("features") or {}
+    if feats:
+        parts.append("features: " + ", ".join(
+            f"{k} {v.get('value', 0.0):g}"
+            + (f" ({v['log_odds']:+.2f} log-odds)" if "log_odds" in v else "")
+            for k, v in feats.items()))
+    return " · ".join(parts)

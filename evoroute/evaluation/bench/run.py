@@ -115,9 +115,16 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
             test_table = None     # the capped test set differs per seed; no fixed reference
     train_table = probe.outcome_table("train")
     # What each router declares (built once here, with the benchmark's parameters)
-    caps, sweeps, probes = {}, {}, {}
-    for r in wanted:
+    caps, sweeps, probes, left_out = {}, {}, {}, {}
+    for r in list(wanted):
         router = probes[r] = _probe_router(r, seed_list[0], w)
+        why = None if train_table is None else router.unsupported_data(train_table)
+        if why and not routers:      # a default router this data cannot run: left out, said why
+            left_out[r] = why
+            wanted.remove(r)
+            continue
+        if why:
+            raise EvoRouteError(f"router {r}: {why}")
         caps[r] = router.capabilities()
         if caps[r].needs_training and train_table is not None and len(train_table) == 0:
             raise EvoRouteError(f"router {r} learns from the train split, and dataset "
@@ -179,6 +186,8 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
     report["cold_start_tasks"] = state["cold_start_tasks"]
     if cold_note:
         report["notes"].append(cold_note)
+    for r, why in left_out.items():
+        report["notes"].append(f"{r} left out of the default routers: {why}")
     report["timing"] = {"total_s": round(time.perf_counter() - t_start, 2),
                         "seed_invariant_routers": sorted(invariant),
                         "embedding_s": round(emb_s, 2), "prefit_s": round(fit_s, 2),
