@@ -20,6 +20,10 @@ Choosing a model for a step returns that model's recorded score and cost for the
   Queries on which some routable model has no record (e.g. RouterBench's split ARC rows) are
   dropped by default so that every router is scored on the same queries
   (``incomplete="restrict"`` keeps them and restricts each step's candidates instead).
+- **Collaboration modes** (multiple-choice data with recorded responses, e.g.
+  ``routerbench-choice``): a vote or an escalation is routable as one composite arm named like
+  the mode (``vote:a+b+c``), replayed from the members' recorded answers, cost the calls made
+  (:mod:`evoroute.collab.replay`).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ import pandas as pd
 
 from evoroute.backends.base import StepSpec, TableBackend, _Rows, compose_tasks, split_rng
 from evoroute.core import labels
-from evoroute.core.errors import DatasetError, EmptyDatasetError, ValidationError
-from evoroute.core.types import ModelInfo
+from evoroute.core.errors import BackendError, DatasetError, EmptyDatasetError, ValidationError
+from evoroute.core.types import ModelInfo, StepContext, StepOutcome
 from evoroute.settings import DATA_DIR, DEFAULTS
 
 CHARS_PER_TOKEN = 4.0
@@ -143,6 +147,7 @@ class ReplayBackend(TableBackend):
         self.seed, self.steps_per_task, self.incomplete = int(seed), int(steps_per_task), incomplete
         df = load_replay_data(dataset)
         self._info: dict[str, Any] = {"dataset": self.dataset}
+        self._collab: Any = None           # the collaboration replay, built on first use
         df = self._with_split(df, test_fraction)
         q = self._queries(df)
         self._build_tasks(q)
@@ -270,3 +275,36 @@ class ReplayBackend(TableBackend):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **self._info, "latency_label": self.latency_label}
+
+    # ------------------------------------------------------------ collaboration modes
+    def collaboration(self) -> Any:
+        """The collaboration modes of multiple-choice data as composite arms, built on first
+        use (:mod:`evoroute.collab.replay`); DatasetError naming the dataset where the data
+        defines none."""
+        if self._collab is None:
+            from evoroute.collab.replay import choice_replay
+            self._collab = choice_replay(self, self.dataset)
+        return self._collab
+
+    def _composite(self, name: str) -> Any:
+        """The mode a composite arm's name (``vote:a+b+c``) stands for, or None."""
+        if name in self.by_name or ":" not in name:
+            return None
+        try:
+            return self.collaboration().mode(name)
+        except DatasetError:
+            return None
+
+    def model(self, name: str) -> ModelInfo:
+        mode = self._composite(name)
+        return self.collaboration().arm(mode) if mode is not None else super().model(name)
+
+    def execute(self, step: StepContext, model: ModelInfo) -> StepOutcome:
+        mode = self._composite(model.name)
+        if mode is None:
+            return super().execute(step, model)
+        r, collab = self.row(step), self.collaboration()
+        if not collab.covers(r):
+            raise BackendError(f"no collaboration replay of step {step.step_index} of task "
+                               f"{step.task_key!r}: some model has no recorded answer to it")
+        return collab.execute(r, mode)

@@ -112,7 +112,39 @@ def choice_table(long: pd.DataFrame, tasks: tuple[str, ...] = CHOICE_TASKS) -> C
     answers = df.pivot(index="query_id", columns="model", values="_answer").loc[qids, list(models)]
     score = df.pivot(index="query_id", columns="model", values="score").loc[qids, list(models)]
     cost = df.pivot(index="query_id", columns="model", values="cost_usd").loc[qids, list(models)]
-    a, s = answers.to_numpy(dtype=object).astype(str), score.to_numpy(dtype=float)
+    return _assemble(qids, first["role"].to_numpy(), first["split"].to_numpy(), models,
+                     answers.to_numpy(dtype=object).astype(str), score.to_numpy(dtype=float),
+                     cost.to_numpy(dtype=float))
+
+
+def choice_rows(query_ids: np.ndarray, questions: list[str], roles: np.ndarray, splits: np.ndarray,
+                models: tuple[str, ...], responses: np.ndarray | None, score: np.ndarray,
+                cost: np.ndarray, tasks: tuple[str, ...] = CHOICE_TASKS) -> ChoiceTable:
+    """The same table from dense (row, model) arrays, as a backend or an outcome table holds
+    them (``responses``: the recorded response texts, None or NaN where unknown): the rows whose
+    role is one of ``tasks`` and that every model scored, in their given order."""
+    roles = np.asarray(roles, dtype=object).astype(str)
+    score = np.asarray(score, dtype=float)
+    keep = np.isin(roles, tasks) & ~np.isnan(score).any(axis=1)
+    if responses is None:
+        keep[:] = False
+    idx = np.flatnonzero(keep)
+    a = np.full((idx.size, len(models)), "", dtype=object)
+    for n, r in enumerate(idx):
+        opts = options(questions[r])
+        a[n] = [parse_choice(None if _missing(x) else x, opts) or "" for x in responses[r]]
+    return _assemble(np.asarray(query_ids, dtype=object)[idx], roles[idx],
+                     np.asarray(splits, dtype=object)[idx], tuple(models), a.astype(str),
+                     score[idx], np.asarray(cost, dtype=float)[idx])
+
+
+def _missing(x: object) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+def _assemble(qids: np.ndarray, roles: np.ndarray, splits: np.ndarray, models: tuple[str, ...],
+              a: np.ndarray, s: np.ndarray, cost: np.ndarray) -> ChoiceTable:
+    """Gold answers (the parse of the models marked correct) and the counts of contradictions."""
     gold = np.full(len(qids), "", dtype=object)
     conflicts = 0
     for i in range(len(qids)):
@@ -125,5 +157,5 @@ def choice_table(long: pd.DataFrame, tasks: tuple[str, ...] = CHOICE_TASKS) -> C
     said_gold = (a == gold[:, None]) & has_gold[:, None] & (a != "")
     disagreements = int(((s >= 0.5) & (a != "") & ~said_gold & has_gold[:, None]).sum()
                         + ((s < 0.5) & said_gold).sum())
-    return ChoiceTable(qids, first["role"].to_numpy(), first["split"].to_numpy(), models,
-                       a, s, cost.to_numpy(dtype=float), gold.astype(str), conflicts, disagreements)
+    return ChoiceTable(qids, roles, splits, models, a, s, cost, gold.astype(str), conflicts,
+                       disagreements)

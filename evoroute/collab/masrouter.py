@@ -45,6 +45,8 @@ class Choice:
     n_eff: float
     prior_weight: float
     alternatives: dict[str, tuple[str, float, float]]   # kind -> (mode name, P, cost)
+    p_all: tuple[float, ...] = ()          # P of every candidate mode of the role (its order)
+    utility: tuple[float, ...] = ()        # P - lam * cost / c_ref (-inf: not allowed)
 
     def reason(self) -> str:
         alt = "; ".join(f"best {k}: {n} (P {p:.2f}, ${c:.5f})"
@@ -97,19 +99,50 @@ class MasRouter:
         n_eff = float(w.sum() ** 2 / max((w ** 2).sum(), 1e-12))
         return p[0], n_eff, float(self.kappa / (w.sum() + self.kappa))
 
-    def choose(self, e: np.ndarray, role: str, lam: float) -> Choice:
-        p, n_eff, prior_w = self.estimate(e, role)
+    def choose(self, e: np.ndarray | None, role: str, lam: float,
+               allowed: np.ndarray | None = None) -> Choice:
+        """The best mode of ``role`` for a query embedding ``e`` (None: the role's train rates
+        alone) among the ``allowed`` ones (a mask over :attr:`modes_by_role`; None: all)."""
+        if e is None:
+            p, n_eff, prior_w = self._prior[role].copy(), 0.0, 1.0
+        else:
+            p, n_eff, prior_w = self.estimate(e, role)
         cost = self._cost[role]
         u = p - lam * cost / self._cref[role]
+        if allowed is not None:
+            u = np.where(allowed, u, -np.inf)
         modes = self.modes_by_role[role]
         best = int(np.argmax(u))
         alts: dict[str, tuple[str, float, float]] = {}
         for kind in ("single", "vote", "escalate"):
-            idx = [i for i, m in enumerate(modes) if m.kind == kind]
+            idx = [i for i, m in enumerate(modes) if m.kind == kind and np.isfinite(u[i])]
             if idx:
                 i = max(idx, key=lambda j: u[j])
                 alts[kind] = (modes[i].name, float(p[i]), float(cost[i]))
-        return Choice(modes[best], float(p[best]), float(cost[best]), n_eff, prior_w, alts)
+        return Choice(modes[best], float(p[best]), float(cost[best]), n_eff, prior_w, alts,
+                      tuple(float(x) for x in p), tuple(float(x) for x in u))
+
+    def prior(self, role: str) -> np.ndarray:
+        """Every candidate mode's success rate on the role's train queries."""
+        return self._prior[role]
+
+    def mean_cost(self, role: str) -> np.ndarray:
+        """Every candidate mode's mean train cost on the role."""
+        return self._cost[role]
+
+    def c_ref(self, role: str) -> float:
+        return self._cref[role]
+
+    def k_used(self, role: str) -> int:
+        """How many neighbours an estimate of ``role`` weighs (k, or the role's train size)."""
+        return min(self.k, int((self._roles == role).sum()))
+
+    def nearest(self, e: np.ndarray, role: str, n: int = 3) -> list[tuple[int, float]]:
+        """The ``n`` most similar train queries of ``role`` (train row, cosine), nearest first."""
+        rows = np.flatnonzero(self._roles == role)
+        sims = self._emb[rows] @ _unit(e[None, :])[0]
+        top = np.argsort(-sims, kind="stable")[:n]
+        return [(int(rows[t]), float(sims[t])) for t in top]
 
     def estimate_many(self, emb: np.ndarray, roles: np.ndarray) -> dict[str, np.ndarray]:
         """P(success) of every candidate mode, for many queries at once: role -> (n_q, n_modes)."""
