@@ -376,11 +376,14 @@ def show_explanation(ex: explain.StepExplanation) -> None:
                 f"{k} {v:,}" for k, v in e.channels.items())
                 + (f" · fallback: {e.fallback}" if e.fallback else "")
                 + (f" · predicted tools: {', '.join(e.predicted_tools)}" if e.predicted_tools else ""))
-        if e.c_ref is not None:
+        if e.c_ref is not None and e.d_ref is not None:
             st.caption(f"utility U = w_p·P̃ − w_c·θ_C/C_ref − w_d·θ_D/D_ref (θ: the sampled or mean "
                        f"values in the table) with C_ref {usd(e.c_ref, 6)}, D_ref {e.d_ref:.2f} s: "
                        "the largest estimated means Ĉ, D̂ among the explored candidates, "
                        "Pareto-pruned ones included")
+        elif e.c_ref is not None:       # the learned baselines: q̂ − λ·ĉ/C_ref, no latency term
+            st.caption(f"utility q̂ − λ·ĉ/C_ref with C_ref {usd(e.c_ref, 6)}: the largest mean "
+                       "cost per query of any model on the train split")
         st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
 
 

@@ -82,3 +82,25 @@ def test_a_masrouter_step_explains_its_mode(empty_db, tmp_path):
     table = at.dataframe[0].value.set_index("run")
     assert table.loc[run_id, "router"] == "masrouter" and table.loc[run_id, "tasks"] == 8
     assert table.loc[run_id, "quality"] == sum(d["score"] for d in steps) / 8
+
+
+def test_a_learned_baseline_step_opens_without_a_latency_scale(empty_db, tmp_path):
+    """per-role / knn / logistic explanations carry C_ref but no D_ref (their utility has no
+    latency term): the Runs page names their utility instead of formatting a missing D_ref."""
+    _, engine = empty_db
+    path = tmp_path / "choice.csv"
+    _frame().to_csv(path, index=False)
+    with db.session(engine) as s:
+        for name, price in (("c1", 1.0), ("c2", 1.0), ("strong", 10.0)):
+            registry.add_model(session=s, name=name, input_price_per_m=price,
+                               output_price_per_m=price)
+    spec = RunSpec(backend="replay", dataset=str(path), router="per-role", protocol="full")
+    steps = list(run_spec(spec, engine=engine))
+    assert steps[0]["explanation"]["c_ref"] is not None and steps[0]["explanation"]["d_ref"] is None
+    run_id = steps[0]["run_id"]
+    at = open_app("runs", query={"run": run_id})
+    at.session_state[f"rn_feed_table_{run_id}_0"] = {"selection": {"rows": [0], "columns": [],
+                                                                  "cells": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("utility q̂ − λ·ĉ/C_ref" in c.value for c in at.caption)
