@@ -122,13 +122,48 @@ def best_single(rep: dict[str, Any]) -> str:
     return "single:" + rep["reference"]["best_single"]
 
 
+@functools.lru_cache(maxsize=None)
+def _unsupported(dataset: str, names: tuple[str, ...]) -> frozenset[str]:
+    """The routers among ``names`` that the bench would leave out of its defaults on
+    ``dataset`` (``Router.unsupported_data`` of its train split)."""
+    from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
+
+    try:
+        data = load_replay_data(dataset)
+        infos = dataset_models(data)
+        train = ReplayBackend(data, infos, seed=0).outcome_table("train")
+    except Exception:             # noqa: BLE001 — a dataset that no longer loads: keep the list
+        return frozenset()
+    out = set()
+    for r in names:
+        try:
+            router = make_router(r, infos)
+            if "dataset" in router.run_params:        # it reads the run's dataset name
+                router = make_router(r, infos, dataset=dataset)
+            if router.unsupported_data(train):
+                out.add(r)
+        except Exception:         # noqa: BLE001 — a router that cannot even be built here
+            out.add(r)
+    return frozenset(out)
+
+
 def command(rep: dict[str, Any], key: str) -> str:
     """The `bench` command line that wrote this report (rebuilt from the report itself)."""
     parts = ["python -m evoroute bench", f"--data {rep['dataset']}",
              f"--protocol {rep['protocol']}"]
     routers = list(rep["routers"])
     models = [r.split(":", 1)[1] for r in routers if r.startswith("single:")]
-    if sorted(routers) != sorted(default_routers(models)) or len(models) < 2:
+    # default routers the data cannot run were left out by the bench, which says so in a note
+    left_out = {n.split(" left out of the default routers")[0] for n in rep.get("notes", [])
+                if " left out of the default routers" in n}
+    merged = {r for n in rep.get("notes", []) if n.startswith("merged: ")
+              for r in n[len("merged: "):].split(" rerun and merged")[0].split(", ")}
+    defaults = [r for r in default_routers(models) if r not in left_out]
+    absent = tuple(sorted(set(defaults) - set(routers)))
+    if absent:        # registered after this report was made: left out if the data rules them out
+        gone = _unsupported(str(rep["dataset"]), absent)
+        defaults = [r for r in defaults if r not in gone]
+    if sorted(set(routers) - merged) != sorted(set(defaults) - merged) or len(models) < 2:
         parts.append("--routers " + ",".join(routers))
     w = tuple(float(x) for x in rep["weights"])
     if not np.allclose(w, DEFAULTS.weights):

@@ -74,7 +74,7 @@ def setup_section(reps: dict[str, Any], checks: dict[str, Any] | None) -> list[s
             t = reps[key].get("timing", {})
             p(f"- `docs/results/{FILES[key]}`: `{command(reps[key], key)}` "
               f"({t.get('total_s', float('nan')):.0f} s wall beside other jobs, "
-              f"{t.get('cpu_s', float('nan')):.0f} CPU s)")
+              f"{t.get('cpu_s', float('nan')):.0f} CPU s)" + _merges(reps[key], key))
     p("- Replay checks and this document: `python benchmarks/make_results.py`" +
       (f" (replay checks took {checks['seconds']:.0f} s wall)" if checks
        else " (run with --no-replay-checks: "
@@ -82,6 +82,18 @@ def setup_section(reps: dict[str, Any], checks: dict[str, Any] | None) -> list[s
     p("")
     p("")
     return doc
+
+
+def _merges(rep: dict[str, Any], key: str) -> str:
+    """The ``bench --merge-into`` reruns recorded in a report (their routers, from its notes)."""
+    done = [n[len("merged: "):].split(" rerun and merged")[0] for n in rep.get("notes", [])
+            if n.startswith("merged: ")]
+    if not done:
+        return ""
+    base = command(rep, key).replace(f" --json docs/results/{FILES[key]}", "")
+    return "; then " + "; ".join(
+        f"`{base} --routers {r.replace(', ', ',')} --merge-into docs/results/{FILES[key]}`"
+        for r in done)
 
 
 def protocol_section(rep: dict[str, Any], key: str, title: str, images: dict[str, str]) -> list[str]:

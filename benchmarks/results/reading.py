@@ -287,8 +287,8 @@ def tuning_reading() -> str:
     cfg = EvoRouteConfig()
     return (f"No parameter was tuned on a test split. `{EVOROUTE}`'s hyperparameters (k = {cfg.k}, "
             f"τ = {cfg.kernel_tau:g} relative, prior strength {cfg.prior_strength!r}, cross-role weight "
-            f"{cfg.cross_role:g}, cost_ref {cfg.cost_ref!r}; `evoroute-lin`'s ridge {cfg.ridge!r}: empirical Bayes per model) were "
-            "chosen "
+            f"{cfg.cross_role:g}, cost_ref {cfg.cost_ref!r}; `evoroute-lin`'s ridge {cfg.ridge!r}: "
+            "empirical Bayes per model) were chosen "
             f"by 5-fold cross-validation on the RouterBench train split (`benchmarks/cv_evoroute.py`, "
             f"docs/query_aware.md, docs/decisions.md). `{PAPER}` runs at the paper's defaults (θ = "
             f"{cfg.theta:g}, n_min = {cfg.n_min}, {cfg.cold_start_tasks} cold-start tasks). Both use the "
