@@ -177,6 +177,35 @@ def agent_steps_section(reps: dict[str, Any]) -> list[str]:
     return doc
 
 
+def choice_section(reps: dict[str, Any]) -> list[str]:
+    """The bench on routerbench-choice: ``masrouter``'s collaboration modes beside EvoRoute, the
+    learned baselines, the best fixed vote and the single models, through the runner."""
+    rep = reps.get("choice_full")
+    if not rep:
+        return []
+    doc: list[str] = []
+    p = doc.append
+    p("## routerbench-choice: collaboration modes through the bench (replayed)")
+    p("")
+    p("The multiple-choice part of the bundled RouterBench (ARC-Challenge, Winogrande), where each model's "
+      "recorded answer can be parsed, so a vote or an escalation on disagreement can be replayed from the "
+      "recorded answers alone (docs/collaboration.md: what the data supports and how each mode is scored). "
+      "`masrouter` chooses per query the mode and its models; `best-vote` is the best fixed vote on the "
+      "train split; a mode's cost is the calls it makes. Every number is **replayed**. MasRouter's paper "
+      "reports +1.8 – 8.2 % on MBPP and −52 % cost on HumanEval against multi-agent baselines (other "
+      "benchmarks, live calls): only the direction is comparable.")
+    p("")
+    p(f"Source: `{command(rep, 'choice_full')}` → `docs/results/{FILES['choice_full']}`; {rep['n_test']} "
+      f"test queries, weights {tuple(rep['weights'])}, seeds {rep['seeds']}.")
+    p("")
+    p(router_table(rep))
+    p("")
+    p("Best non-oracle by AIQ: " + ", ".join(f"{i + 1}. {o['router']} {o['aiq']:.3f}"
+                                              for i, o in enumerate(rep["ranking_non_oracle"][:6])) + ".")
+    p("")
+    return doc
+
+
 def side_studies(side: dict[str, dict[str, Any]]) -> list[str]:
     """Pointers to docs/collaboration.md and docs/rescue.md with their headline numbers."""
     if not side:
@@ -313,6 +342,7 @@ def write_doc(reps: dict[str, Any], checks: dict[str, Any] | None, images: dict[
     for key in ("bandit", "full"):
         doc += protocol_section(reps[key], key, "RouterBench, " + PROTOCOL_TITLES[key], images)
     doc += agent_steps_section(reps)
+    doc += choice_section(reps)
     p("## Ablations beside the paper's")
     p("")
     p("Δ = ablation − its design on the test split: quality in points (× 100) and test cost in $, mean over "
