@@ -149,13 +149,27 @@ def preflight(spec: Any, *, session: Session) -> None:
                                model_names=list(spec.models) if spec.models else None,
                                seed=spec.seed, steps_per_task=spec.steps_per_task,
                                **spec.backend_params)
-        build_router(spec, backend.models)
+        router = build_router(spec, backend.models)
+        why = _unsupported(router, backend)
+        if why:
+            raise ValidationError(f"router {spec.router}: {why}", "router")
     except ValidationError as exc:
         if exc.field is None:
             raise ValidationError(str(exc), "backend") from None
         raise
     except EvoRouteError as exc:
         raise ValidationError(str(exc), "backend") from None
+
+
+def _unsupported(router: Any, backend: Any) -> str | None:
+    """Why the router cannot run on this backend's data (``Router.unsupported_data`` on its
+    train split), checked only for routers that declare such a limit and backends with a table."""
+    from evoroute.policy.base import Router
+
+    if type(router).unsupported_data is Router.unsupported_data or \
+            not hasattr(backend, "outcome_table"):
+        return None
+    return router.unsupported_data(backend.outcome_table("train"))
 
 
 def disable_models(names: Sequence[str], *, session: Session) -> list[str]:

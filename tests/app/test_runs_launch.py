@@ -201,3 +201,20 @@ def test_the_overview_replay_can_keep_only_the_models_the_data_has(replay_db):
     spec = launch.replay_spec(models=keep)
     with db.session(engine) as s:
         launch.check_launch(spec, enabled, session=s)          # accepted
+
+
+def test_a_router_the_data_rules_out_is_refused_before_the_run(replay_db):
+    """masrouter needs multiple-choice answers and atropos multi-step tasks: on plain
+    RouterBench the form says so (naming the dataset) before a run exists."""
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    _, engine = replay_db
+    for router, words in (("masrouter", "routerbench"), ("atropos", "more than one step")):
+        spec = launch.build_spec(backend="replay", dataset="routerbench", router=router,
+                                 models=routerbench_models())
+        with db.session(engine) as s, pytest.raises(ValidationError, match=words) as exc:
+            launch.check_launch(spec, routerbench_models(), session=s)
+        assert exc.value.field == "router" and router in str(exc.value)
+    assert _n_runs(engine) == 4
