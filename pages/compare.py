@@ -64,17 +64,20 @@ colours = charts.run_colours(comp.run_names)
 st.plotly_chart(charts.quality_cost_hull(comp.points, comp.hulls,
                                          f"{comp.label} · {comp.curve_scope}", comp.run_names,
                                          colours), key="cmp_hull")
+drawn, per_run = charts.thin_curves(comp.curves)
 st.caption(f"Cumulative curves: the steps of each run's scope ({comp.curve_scope}), in order; "
-           "step = the n-th step within that scope.")
+           "step = the n-th step within that scope."
+           + (f" Drawn through at most {per_run:,} evenly spaced steps per run (its first and last "
+              "step included; the table above uses every step)." if per_run else ""))
 c1, c2 = st.columns(2)
 with c1:
-    st.plotly_chart(charts.cumulative_curves(comp.curves, "cum_cost",
+    st.plotly_chart(charts.cumulative_curves(drawn, "cum_cost",
                                              f"Cumulative cost ({comp.curve_scope})", "USD",
                                              comp.label, comp.run_names, colours),
                     key="cmp_cum_cost")
 with c2:
     if comp.curves["regret"].notna().any():
-        st.plotly_chart(charts.cumulative_curves(comp.curves, "regret",
+        st.plotly_chart(charts.cumulative_curves(drawn, "regret",
                                                  f"Cumulative regret vs the per-step oracle "
                                                  f"({comp.curve_scope})",
                                                  "quality points lost", comp.label + " · oracle = "

@@ -177,6 +177,31 @@ def quality_cost_hull(points: pd.DataFrame, hulls: dict[tuple[str, str], np.ndar
     return _compact(fig)
 
 
+#: At most this many points per curve figure: every step of a 100,000-record base is hundreds
+#: of KB of plotly JSON for the browser to receive and draw, for a line no wider than ~1,000 px.
+CURVE_POINTS = 2000
+#: ... but never fewer than this many per run, however many runs are picked.
+CURVE_POINTS_MIN_PER_RUN = 200
+
+
+def thin_curves(curves: pd.DataFrame, max_points: int = CURVE_POINTS,
+                min_per_run: int = CURVE_POINTS_MIN_PER_RUN) -> tuple[pd.DataFrame, int | None]:
+    """The rows of ``curves`` (``run``, ``step``, ...) to draw: per run at most
+    ``max(min_per_run, max_points // runs)`` evenly spaced steps, its first and last step always
+    kept (a cumulative curve then ends at its true total, and a monotone one never leaves the
+    band between the kept points). Returns the rows and the per-run cap (None: nothing thinned)."""
+    n_runs = curves["run"].nunique()
+    if len(curves) <= max_points or n_runs == 0:
+        return curves, None
+    cap = max(min_per_run, max_points // n_runs)
+    keep = []
+    for _, g in curves.groupby("run", sort=False):
+        pos = np.unique(np.linspace(0, len(g) - 1, min(cap, len(g))).round().astype(int))
+        keep.append(g.index.to_numpy()[pos])
+    rows = np.concatenate(keep)
+    return (curves, None) if len(rows) == len(curves) else (curves.loc[rows], cap)
+
+
 def cumulative_curves(curves: pd.DataFrame, column: str, title: str, yaxis: str, label: str,
                       run_names: dict[int, str], colours: dict[int, str]) -> go.Figure:
     """One line per run (legend: router · run · label, the run's colour in every chart)."""

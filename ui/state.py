@@ -7,6 +7,7 @@ tab shares them; the experience index is synced incrementally (new record ids on
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from evoroute import settings
 from evoroute.core.errors import EvoRouteError
 from evoroute.experience import SyncedIndex
-from evoroute.storage import db
+from evoroute.storage import db, views
 from evoroute.storage.indexes import ensure_indexes
 
 
@@ -70,6 +71,11 @@ def session() -> Iterator[Session]:
         yield s
 
 
+#: Seconds a SyncedIndex takes per record to build, at least (100,000 records: 1.8 s on the
+#: benchmark machine, unloaded): what a page may expect before waiting for it.
+INDEX_BUILD_S_PER_RECORD = 10e-6
+
+
 class _SharedIndex:
     """The whole base as one SyncedIndex shared by all sessions.
 
@@ -82,8 +88,18 @@ class _SharedIndex:
         self.ready = threading.Event()
         self.synced: SyncedIndex | None = None
         self.error: str | None = None
+        with db.session(eng) as s:
+            n = views.count_records(session=s)
+        self.done_by = time.monotonic() + n * INDEX_BUILD_S_PER_RECORD   # not before this
         threading.Thread(target=self._build, args=(eng,), name="experience-index",
                          daemon=True).start()
+
+    def wait(self, wait_s: float) -> bool:
+        """Whether the index is ready, waiting up to ``wait_s`` only if it can be by then (a
+        wait that cannot end with the index ready would only delay the page)."""
+        if self.ready.is_set() or time.monotonic() + wait_s < self.done_by:
+            return self.ready.is_set()
+        return self.ready.wait(wait_s)
 
     def _build(self, eng: Engine) -> None:
         try:
@@ -100,10 +116,11 @@ def _shared_index(url: str) -> _SharedIndex:
 
 
 def experience_index_ready(wait_s: float = 0.0) -> bool:
-    """Whether the shared index has finished loading (waiting up to ``wait_s``); the first
-    call starts loading it in the background (pages that need it call this on arrival, so
-    the other pages never share the CPU with the load)."""
-    return _shared_index(db_url()).ready.wait(wait_s)
+    """Whether the shared index has finished loading (waiting up to ``wait_s`` when it can
+    finish by then: a small base, or a load nearly done); the first call starts loading it in
+    the background (pages that need it call this on arrival, so the other pages never share the
+    CPU with the load)."""
+    return _shared_index(db_url()).wait(wait_s)
 
 
 @contextmanager

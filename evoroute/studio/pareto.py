@@ -78,10 +78,17 @@ def scope_options(*, session: Session) -> dict[str, list]:
             "role": views.distinct_step_values("role", session=session)}
 
 
-def _means(g: pd.DataFrame) -> pd.Series:
-    n, pn = g["n"].sum(), g["p_n"].sum()
-    return pd.Series({"n": int(n), "quality": g["p_sum"].sum() / pn if pn else np.nan,
-                      "cost": g["c_sum"].sum() / n, "latency": g["d_sum"].sum() / n})
+SUMS = ["n", "p_sum", "p_n", "c_sum", "d_sum"]
+
+
+def _means(agg: pd.DataFrame, by: str | list[str], *, sort: bool) -> pd.DataFrame:
+    """Per group of ``by``: steps ``n`` and mean quality (over the steps with a performance
+    signal), cost and latency from the (run, model) sums, in one vectorised groupby."""
+    g = agg[SUMS].astype(float).groupby([agg[c] for c in ([by] if isinstance(by, str) else by)],
+                                         sort=sort).sum().reset_index()
+    n, pn = g["n"], g["p_n"]
+    return g.assign(n=n.astype(int), quality=(g["p_sum"] / pn.where(pn > 0)),
+                    cost=g["c_sum"] / n, latency=g["d_sum"] / n)
 
 
 def scope_points(scope: Scope, *, session: Session) -> pd.DataFrame:
@@ -103,12 +110,11 @@ def scope_points(scope: Scope, *, session: Session) -> pd.DataFrame:
                                                session=session)}
     agg["source"] = [labels.kind_of(runs[int(r)].backend) if pd.notna(r) and int(r) in runs
                      else labels.kind_of(None) for r in agg["run"]]
-    models = agg.groupby(["source", "model"], sort=False).apply(_means, include_groups=False) \
-        .reset_index()
+    models = _means(agg, ["source", "model"], sort=False)
     out = [{"name": r["model"], "kind": "model", "source": r["source"], "n": int(r["n"]),
             "quality": r["quality"], "cost": r["cost"], "latency": r["latency"], "run": None,
             "label": ""} for r in models.to_dict("records")]
-    by_run = agg.dropna(subset=["run"]).groupby("run").apply(_means, include_groups=False).reset_index()
+    by_run = _means(agg.dropna(subset=["run"]), "run", sort=True)
     for r in by_run.to_dict("records"):
         run = runs.get(int(r["run"]))
         if run is None:

@@ -85,3 +85,46 @@ def test_quality_axes_stay_within_zero_and_one():
     opts = figs["pareto"].layout.yaxis.autorangeoptions
     assert (opts.minallowed, opts.maxallowed) == (0, 1.05)
     assert tuple(figs["hull"].layout.yaxis.range) == (0, 1.0)
+
+
+# ----------------------------------------------------------------------------- issue 11 item 15
+def _long_curves(n_runs: int, n_steps: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.concat([pd.DataFrame({"run": r, "step": np.arange(1, n_steps + 1),
+                                    "cum_cost": np.cumsum(rng.random(n_steps)),
+                                    "regret": np.cumsum(rng.random(n_steps))})
+                      for r in range(1, n_runs + 1)], ignore_index=True)
+
+
+def test_thin_curves_caps_the_points_and_keeps_every_runs_ends():
+    """Compare's curves over 100,000 records: at most CURVE_POINTS drawn per figure, each run's
+    first and last step kept (a cumulative curve ends at its true total), evenly spaced steps
+    in order; the band between kept points holds the dropped ones (monotone curves)."""
+    curves = _long_curves(4, 5000)
+    drawn, per_run = charts.thin_curves(curves)
+    assert per_run == charts.CURVE_POINTS // 4 and len(drawn) <= charts.CURVE_POINTS
+    for run, g in curves.groupby("run"):
+        d = drawn[drawn["run"] == run]
+        assert len(d) == per_run
+        assert d["step"].iloc[0] == 1 and d["step"].iloc[-1] == 5000
+        assert d["cum_cost"].iloc[-1] == g["cum_cost"].iloc[-1]
+        assert (np.diff(d["step"]) > 0).all() and np.diff(d["step"]).max() <= np.ceil(4999 / (per_run - 1))
+        # every dropped point lies between its kept neighbours
+        kept = np.searchsorted(d["step"].to_numpy(), g["step"].to_numpy())
+        lo = d["cum_cost"].to_numpy()[np.maximum(kept - 1, 0)]
+        hi = d["cum_cost"].to_numpy()[np.minimum(kept, len(d) - 1)]
+        assert ((g["cum_cost"].to_numpy() >= lo - 1e-12) & (g["cum_cost"].to_numpy() <= hi + 1e-12)).all()
+    names = {r: f"run {r}" for r in range(1, 5)}
+    fig = charts.cumulative_curves(drawn, "cum_cost", "Cumulative cost", "USD", "replayed", names,
+                                   charts.run_colours(names))
+    assert sum(len(t.x) for t in fig.data) <= charts.CURVE_POINTS
+
+
+def test_thin_curves_leaves_short_curves_and_many_runs_readable():
+    short = _long_curves(2, 300)
+    drawn, per_run = charts.thin_curves(short)
+    assert per_run is None and drawn is short          # nothing to thin: every step drawn
+    many = _long_curves(40, 1000)                        # 40 runs: never fewer than the floor
+    drawn, per_run = charts.thin_curves(many)
+    assert per_run == charts.CURVE_POINTS_MIN_PER_RUN
+    assert drawn.groupby("run").size().eq(per_run).all()

@@ -232,3 +232,43 @@ def test_latency_source_names_every_source_of_a_caption():
     assert latency_source("live · latency measured") == "measured"
     assert latency_source("simulated") == "simulated"
     assert latency_source("imported") == "as imported"
+
+
+# ----------------------------------------------------------------------------- issue 11 item 15
+def test_the_weights_and_what_they_move_are_one_fragment(fixed_db, monkeypatch):
+    """A slider step reruns only the fragment (the browser redraws only it; the scope's SQL
+    does not run again): every weight-dependent element is drawn inside ``weights_view``,
+    and the scope pickers and the SQL-backed points outside it."""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+
+    drawn: dict[str, list[str]] = {"inside": [], "outside": []}
+    inside = []
+    real_fragment = st.fragment
+
+    def fragment(fn=None, **kw):
+        def wrap(f):
+            def run(*a, **k):
+                inside.append(f.__name__)
+                try:
+                    return f(*a, **k)
+                finally:
+                    inside.pop()
+            run.__name__ = f.__name__
+            return real_fragment(run, **kw)
+        return wrap(fn) if fn is not None else wrap
+
+    def recording(real):
+        def widget(self, label, *a, **k):
+            drawn["inside" if "weights_view" in inside else "outside"].append(k.get("key"))
+            return real(self, label, *a, **k)
+        return widget
+
+    monkeypatch.setattr(st, "fragment", fragment)
+    for name in ("slider", "selectbox"):       # the pages draw them in columns
+        monkeypatch.setattr(DeltaGenerator, name, recording(getattr(DeltaGenerator, name)))
+    at = open_app("pareto")
+    assert errors(at) == []
+    assert {"pe_wp", "pe_wc", "pe_wd"} <= set(drawn["inside"])
+    assert "pe_kind" in drawn["outside"] and "pe_kind" not in drawn["inside"]
+    assert metric(at, "utility-optimal model") == "strong"
