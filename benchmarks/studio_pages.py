@@ -14,7 +14,11 @@ runs, then measures:
   (the Runs page measures its own fragment and shows it; read back from AppTest);
 * what a user waits for, in headless Chromium against a fresh ``streamlit run app.py``: every
   page's first load (first visit in the server process) and second load, and the Pareto
-  explorer's rerender after one slider step (targets, issue 11: ≤ 1.5 s and ≤ 0.5 s);
+  explorer's rerender after one slider step (targets, issue 11: ≤ 1.5 s and ≤ 0.5 s); beside
+  each wall time, the CPU seconds the server and the browser spent on it (``*_cpu``: less
+  sensitive to other jobs on the machine than wall time); and the floor any Streamlit page
+  costs here (``browser_floor``: a one-line app, and one with a plotly chart and a dataframe,
+  opened in a fresh Chromium on a fresh server);
 * the delay from a step being written to it appearing in the feed, in real headless Chromium
   against ``streamlit run app.py``: the page records (inside the browser) when each new
   "last step id" appears; the delay is that time minus the step's ``created_at`` (set when the
@@ -219,11 +223,108 @@ return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
 TITLES = {"overview": "EvoRoute Studio", "models": "Models", "runs": "Runs",
           "pareto": "Pareto explorer", "experience": "Experience", "compare": "Compare runs"}
 
+#: The script run has finished and the page's text holds ``arguments[0]``. ``textContent``
+#: needs no layout; Selenium's ``.text`` of the body (visible text, every element's computed
+#: style) kept Chromium's main thread busy for tens of ms at every 20 ms poll, slowing the very
+#: redraw being timed.
+TEXT_DONE_JS = """
+const app = document.querySelector('[data-testid="stApp"]');
+return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+       && document.body.textContent.includes(arguments[0]);
+"""
+
 NAV_DONE_JS = """
 const app = document.querySelector('[data-testid="stApp"]'), h1 = document.querySelector('h1');
 return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
        && !!h1 && h1.innerText.trim() === arguments[0];
 """
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _children(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc; empty where there is no /proc)."""
+    parent: dict[int, int] = {}
+    for p in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        at = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == at]
+        out += kids
+        todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` (all its threads); 0 once it is gone."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / _TICK        # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds the Streamlit server and the browser (chromedriver's Chromium processes)
+    spend on a step: unlike wall time, they do not grow with the time spent waiting for a CPU
+    while other jobs run (a busy machine still adds cache misses, so they are not load-free)."""
+
+    def read(self) -> dict[str, dict[int, float]]:
+        kids = _children(os.getpid())      # again each time: Chromium starts renderers
+        server = [p for p in kids if " streamlit run " in _cmdline(p)]
+        browser = [p for p in kids if "chrom" in _cmdline(p)]
+        return {"server": {p: _cpu_s(p) for p in server}, "browser": {p: _cpu_s(p) for p in browser}}
+
+    def since(self, start: dict[str, dict[int, float]]) -> dict:
+        now = self.read()
+        return {f"{k}_cpu_s": round(sum(c - start[k].get(p, 0.0) for p, c in now[k].items()), 2)
+                for k in ("server", "browser")}
+
+
+#: A page that draws what a studio page needs from the browser (a title; a plotly chart and a
+#: dataframe, whose scripts Streamlit loads the first time a page shows one) and nothing else.
+FLOOR_APPS = {
+    "title": 'import streamlit as st\nst.title("EvoRoute Studio")\n',
+    "title_plotly_dataframe": 'import streamlit as st\nimport plotly.graph_objects as go\n'
+                              'st.title("EvoRoute Studio")\n'
+                              'st.plotly_chart(go.Figure(go.Scatter(x=[1, 2], y=[1, 2])))\n'
+                              'st.dataframe({"a": [1, 2]})\n',
+}
+
+
+def browser_floor(url: str) -> dict:
+    """What any Streamlit page costs here: a fresh `streamlit run` of a one-line app opened in
+    a fresh Chromium (the browser parses Streamlit's scripts), as the studio is opened."""
+    from tests.e2e.browser import browser_missing, chromium, streamlit_server, wait_for
+
+    if browser_missing():
+        return {"skipped": browser_missing()}
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="evoroute-floor-") as tmp:
+        for name, code in FLOOR_APPS.items():
+            app = Path(tmp) / f"{name}.py"
+            app.write_text(code)
+            with streamlit_server(url, app=app) as base, chromium() as d:
+                meter = CpuMeter()
+                start = meter.read()
+                t = time.perf_counter()
+                d.get(base)
+                wait_for(lambda: d.execute_script(SCRIPT_DONE_JS), 180, every=0.02, what=name)
+                wall = round(time.perf_counter() - t, 3)
+                out[name] = {"open_s": wall, **meter.since(start)}
+    return out
 
 
 def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
@@ -240,50 +341,67 @@ def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
         return {"skipped": why}
     out: dict = {"flags": list(flags)}
 
-    def load(d, base: str, page: str) -> float:
+    cpu: dict = {}      # the CPU seconds of every step measured, beside its wall time
+
+    def load(d, base: str, page: str, meter: CpuMeter) -> float:
+        start = meter.read()
         t = time.perf_counter()
         d.get(f"{base}/{'' if page == 'overview' else page}")
         wait_for(lambda: d.execute_script(SCRIPT_DONE_JS), 180, every=0.02, what=page)
-        return round(time.perf_counter() - t, 3)
+        wall = round(time.perf_counter() - t, 3)
+        cpu["last"] = meter.since(start)
+        return wall
 
-    def navigate(d, page: str) -> float:
+    def navigate(d, page: str, meter: CpuMeter) -> float:
         link = d.find_element("css selector", '[data-testid="stSidebarNav"] a[href$="/%s"]'
                               % ("" if page == "overview" else page))
+        start = meter.read()
         t = time.perf_counter()
         link.click()
         wait_for(lambda: d.execute_script(NAV_DONE_JS, TITLES[page]), 180, every=0.02, what=page)
-        return round(time.perf_counter() - t, 3)
+        wall = round(time.perf_counter() - t, 3)
+        cpu["last"] = meter.since(start)
+        return wall
 
     # a user's way round: open the studio, then the pages through the sidebar (no reload)
     with streamlit_server(url, flags=flags) as base, chromium() as d:
-        out["studio_open_s"] = load(d, base, "overview")
+        meter = CpuMeter()
+        out["studio_open_s"] = load(d, base, "overview", meter)
+        out["studio_open_cpu"] = cpu["last"]
         for visit in ("sidebar_first_s", "sidebar_second_s"):
             for page in (*PAGES[1:], "overview"):
-                out.setdefault(page, {})[visit] = navigate(d, page)
+                out.setdefault(page, {})[visit] = navigate(d, page, meter)
+                out[page][visit[:-2] + "_cpu"] = cpu["last"]
     # every page opened by its address (a full page load, as a bookmark or a reload does)
     with streamlit_server(url, flags=flags) as base, chromium() as d:
+        meter = CpuMeter()
         for visit in ("url_first_s", "url_second_s"):
             for page in PAGES:
-                out[page][visit] = load(d, base, page)
-        load(d, base, "pareto")
+                out[page][visit] = load(d, base, page, meter)
+                out[page][visit[:-2] + "_cpu"] = cpu["last"]
+        load(d, base, "pareto", meter)
         wait_for(lambda: "Starts" in d.find_element("tag name", "body").text, 120,
                  what="the launch caption")     # the index has loaded: the page is complete
         from selenium.webdriver.common.keys import Keys
 
-        times = []
+        times, cpus = [], []
         for _ in range(5):
             slider = by_label(d, "w_c (cost)")
             before = slider.get_attribute("value")
             d.execute_script("arguments[0].focus();", slider)
+            start = meter.read()
             t = time.perf_counter()
             slider.send_keys(Keys.ARROW_RIGHT)
-            wait_for(lambda b=before: f"with weights (1.0, {float(b) + 0.01:.2f}, 0.05)"
-                     in d.find_element("tag name", "body").text
-                     and d.execute_script(SCRIPT_DONE_JS), 60, every=0.02, what="the rerender")
+            want = f"with weights (1.0, {float(before) + 0.01:.2f}, 0.05)"
+            wait_for(lambda w=want: d.execute_script(TEXT_DONE_JS, w), 60, every=0.02,
+                     what="the rerender")
             times.append(time.perf_counter() - t)
+            cpus.append(meter.since(start))
             time.sleep(0.5)
         out["pareto_slider_rerender_s"] = {"median": round(statistics.median(times), 3),
                                            "max": round(max(times), 3)}
+        out["pareto_slider_rerender_cpu"] = {
+            k: round(statistics.median(c[k] for c in cpus), 2) for k in cpus[0]}
     return out
 
 
@@ -323,6 +441,8 @@ def main(argv=None) -> int:
         result["pages"] = render_pages(query_run=1, url=url)
         result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
             else browser_pages(url, tuple(args.streamlit_flag))
+        result["browser_floor"] = {"skipped": "--no-browser"} if args.no_browser \
+            else browser_floor(url)
         if not args.pages_only:
             result["live_fragment"] = fragment_times(url)
             result["feed_delay"] = {"skipped": "--no-browser"} if args.no_browser else feed_delay(url)
