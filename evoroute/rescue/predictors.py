@@ -162,8 +162,8 @@ class GraphPredictor:
 
         if self._const is not None:
             return np.full(len(obs), self._const)
-        X, M, last = self._batch(obs)
-        with _one_thread(), torch.no_grad():
+        with _one_thread(), torch.no_grad():      # the tensors' construction too (see below)
+            X, M, last = self._batch(obs)
             return torch.sigmoid(self._net(X, M, last)).numpy().astype(float)
 
     def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]:
@@ -176,7 +176,9 @@ class GraphPredictor:
 def _one_thread() -> Iterator[None]:
     """Torch on one thread for the duration: the net is tiny (one thread is ~10x faster than
     contending for the cores) and a fixed thread count keeps the float sums, hence the
-    decisions, the same on every machine."""
+    decisions, the same on every machine. Every torch call of a predictor runs inside it: a
+    parallel op outside starts an OpenMP team, and a bench worker forked after that hangs in
+    its next parallel op (seen: a 2205-row ``torch.tensor`` in ``predict``)."""
     import torch
 
     before = torch.get_num_threads()

@@ -236,3 +236,38 @@ def _step_id(engine, d) -> int:
         return int(s.exec(select(StepRecord.id).where(StepRecord.run_id == d["run_id"])
                           .where(StepRecord.task_key == d["task_key"])
                           .where(StepRecord.step_index == d["step_index"])).first())
+
+
+def _predict_in_child(predictor, obs, queue):
+    queue.put(float(predictor.predict(obs)[-1]))
+
+
+def test_graph_predictions_in_a_worker_forked_after_a_large_prediction():
+    """The bench prefits in the parent and forks its workers: a parallel torch op in the parent
+    left an OpenMP team a forked child then hung on (the routerbench 3-step bench did)."""
+    import multiprocessing as mp
+
+    from evoroute.rescue.observe import Observed
+    from evoroute.rescue.predictors import GraphPredictor
+
+    rng = np.random.default_rng(0)
+    n_tasks, steps = 400, 8
+    n = n_tasks * steps
+    roles = np.array([ROLES[i % 3] for i in range(n)])
+    obs = Observed(task=np.repeat(np.arange(n_tasks), steps), position=np.tile(np.arange(steps), n_tasks),
+                   roles=roles, model=np.full(n, "cheap", dtype=object), cost=rng.random(n),
+                   opinion_cost=rng.random(n), has_opinion=roles != "mbpp", agree=rng.random(n) < 0.7,
+                   unparsed=rng.random(n) < 0.05, ref_cost=np.ones(n))
+    fails = (rng.random(n) < 0.4).astype(int)
+    g = GraphPredictor(epochs=2).fit(obs, fails)
+    g.predict(obs)                                    # large: the op that used to go parallel
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_predict_in_child, args=(g, obs, q))
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
+    assert q.get(timeout=5) == pytest.approx(float(g.predict(obs)[-1]))

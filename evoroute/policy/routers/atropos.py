@@ -24,7 +24,7 @@ Its train labels (did the run fail under the base policy) come from the train sp
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -112,7 +112,10 @@ class AtroposRouter(Baseline):
             plan = fit_plan(steps, self.within, self.opinion_cost_ratio)
             return plan, fit_rescue(steps, plan, self.kind, self.seed).predictor
 
-        self.plan, self.predictor = cached_fit("atropos", params, table, build)
+        # keyed without the embeddings this router does not read: the bench's prefit (whose
+        # table carries them for other routers) is then reused by its forked workers
+        self.plan, self.predictor = cached_fit("atropos", params, replace(table, embeddings=None),
+                                               build)
         self.strong = self.plan.strong
 
     # ------------------------------------------------------------------ routing
