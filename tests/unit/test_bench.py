@@ -154,6 +154,9 @@ def test_a_router_rerun_and_merged_equals_the_same_router_benched_with_all(repor
     assert [x["router"] for x in merged["ranking_non_oracle"]] == \
         [x["router"] for x in report["ranking_non_oracle"]]
     assert "merged: per-role" in merged["notes"][-1]
+    assert merged["aiq_max_cost_usd"] == pytest.approx(report["aiq_max_cost_usd"])
+    for r, o in report["routers"].items():                   # one axis: every AIQ as before
+        assert merged["routers"][r]["aiq"] == pytest.approx(o["aiq"]), r
     other = dict(report, protocol="bandit")
     with pytest.raises(ValidationError, match="protocol differs"):
         merge_reports(report, other)

@@ -299,21 +299,27 @@ MERGE_KEYS = ("dataset", "n_test", "n_train", "protocol", "weights", "seeds", "s
 def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``base`` with the routers of ``new`` added or replaced (their summaries and sweeps), the
     non-oracle ranking recomputed: re-bench one router without rerunning all of them. Both
-    reports must come from the same benchmark (:data:`MERGE_KEYS`) and the same AIQ cost axis,
-    otherwise their AIQs are not comparable and a :class:`ValidationError` names what differs."""
+    reports must come from the same benchmark (:data:`MERGE_KEYS`),
+    otherwise a :class:`ValidationError` names what differs. Every AIQ is recomputed on the merged
+    table.s common cost axis."""
     from evoroute.core.errors import ValidationError
 
     for k in MERGE_KEYS:
         if base.get(k) != new.get(k):
             raise ValidationError(f"cannot merge: {k} differs ({base.get(k)!r} in the file, "
                                   f"{new.get(k)!r} in this run)", k)
-    a, b = float(base["aiq_max_cost_usd"]), float(new["aiq_max_cost_usd"])
-    if abs(a - b) > 1e-9 * max(1.0, abs(a)):
-        raise ValidationError(f"cannot merge: the AIQ cost axis differs (${a:.6f} in the file, "
-                              f"${b:.6f} in this run): bench the single models with the router", "aiq")
     out = dict(base)
-    out["routers"] = {**base["routers"], **new["routers"]}
+    out["routers"] = {r: dict(o) for r, o in {**base["routers"], **new["routers"]}.items()}
     out["sweeps"] = {**base["sweeps"], **new["sweeps"]}
+    # AIQ is on one cost axis for the whole table (the largest hull cost of any router): recompute
+    # every router's from the merged sweeps, exactly as one bench of all of them does
+    points = {r: np.array([[p["cost_usd"], p["quality"]] for p in rows])
+              for r, rows in out["sweeps"].items() if rows}
+    aiq = metrics.aiq_table(points)
+    for r, v in aiq.items():
+        if r in out["routers"]:
+            out["routers"][r]["aiq"] = v
+    out["aiq_max_cost_usd"] = max(float(metrics.upper_convex_hull(p)[-1, 0]) for p in points.values())
     oracles = list(dict.fromkeys([*base.get("oracles", []), *new.get("oracles", [])]))
     out["oracles"] = oracles
     rows = [{"router": r, **{k: o.get(k) for k in ("aiq", "quality", "cost_usd", "gain_over_hull",
