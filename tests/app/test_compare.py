@@ -257,3 +257,34 @@ def test_metrics_without_a_value_show_a_dash_not_none(replay_db):
     assert errors(at) == []
     assert at.dataframe[0].value["cost share at parity"].isna().all()
     assert at.dataframe[0].proto.placeholder == "–"
+
+
+def test_the_oracle_is_read_once_in_the_background_and_waited_for(monkeypatch):
+    """Item 15: Compare starts reading the per-step oracle before its SQL reads; the curve code
+    then waits for that read instead of starting its own (one read per dataset)."""
+    import threading
+    import time
+
+    import pandas as pd
+
+    from evoroute.storage.tables import Run
+    from evoroute.studio import compare
+
+    calls = []
+
+    def slow_load(name):
+        calls.append((name, threading.current_thread().name))
+        time.sleep(0.2)
+        return pd.DataFrame({"query_id": ["q1", "q1", "q2"], "score": [0.0, 1.0, 0.5]})
+
+    monkeypatch.setattr("evoroute.datasets.load_dataset", slow_load)
+    monkeypatch.setattr(compare, "_ORACLES", {})
+    monkeypatch.setattr(compare, "_ORACLE_LOADS", {})
+    run = Run(id=1, backend="replay", dataset="fake-set", router="evoroute")
+    t = time.perf_counter()
+    compare.prefetch_oracles([run, run])
+    assert time.perf_counter() - t < 0.1                 # it does not wait for the read
+    assert compare.replay_oracle(run) == {"q1": 1.0, "q2": 0.5}
+    assert calls == [("fake-set", "oracle-fake-set")]    # read once, in the background
+    assert compare.replay_oracle(run) == {"q1": 1.0, "q2": 0.5} and len(calls) == 1
+    assert compare.replay_oracle(Run(id=2, backend="simulated", dataset="x", router="r")) is None
