@@ -331,7 +331,8 @@ def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                     if not r.startswith("single:") and r not in new.get("oracles", []))
     out["notes"] = [*base.get("notes", []),
                     f"merged: {', '.join(merged)} rerun and merged into this report "
-                    f"(same data, protocol, seeds and AIQ axis)."]
+                    f"(same data, protocol and seeds; every AIQ recomputed on the merged table's "
+                    "one cost axis)."]
     timing = dict(base.get("timing", {}))
     timing["merged_runs"] = [*timing.get("merged_runs", []), new.get("timing", {})]
     out["timing"] = timing
