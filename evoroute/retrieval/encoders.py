@@ -84,18 +84,31 @@ class TorchEncoder:
         return out.numpy().astype(np.float32)
 
 
+# ONNX variants (benchmarks/embedding_speed.py measures each; docs/performance.md, "Query
+# embedding"). "fp32" is torch's export of the model; "int8" its weights dynamically quantised
+# per tensor; "fused" the export with eager attention rewritten by onnxruntime's transformer
+# optimizer (Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm ops); "int8-pc" / "fused-int8-pc"
+# per-channel int8 of every MatMul (and fused Attention); "fused-int8-attn" per-channel int8 of
+# the six attention-output MatMuls only (the one int8 part that stays faithful).
+ONNX_VARIANTS = ("fp32", "int8", "int8-pc", "fused", "fused-int8-pc", "fused-int8-attn")
+
+
 class OnnxEncoder:
     """all-MiniLM-L6-v2 (with its mean pooling and L2) exported to ONNX once from the local
-    model files and run by onnxruntime; ``quantize=True``: weights dynamically quantised to
-    int8 (onnxruntime.quantization). The exported files are cached under ``cache_dir`` by the
-    weights' sha256, written atomically."""
+    model files and run by onnxruntime; ``variant`` (one of ``ONNX_VARIANTS``; ``quantize=True``
+    means "int8") picks the graph. The files are cached under ``cache_dir`` by the weights'
+    sha256 and the variant, written atomically."""
 
     def __init__(self, path: Path, cache_dir: Path, quantize: bool = False,
-                 threads: int = 1) -> None:
+                 threads: int = 1, variant: str | None = None) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path)
-        onnx_file = self._export(self.path, Path(cache_dir), quantize)
+        variant = variant or ("int8" if quantize else "fp32")
+        if variant not in ONNX_VARIANTS:
+            raise ValueError(f"ONNX variant must be one of {', '.join(ONNX_VARIANTS)}, "
+                             f"got {variant!r}")
+        self.path, self.variant = Path(path), variant
+        onnx_file = self._export(self.path, Path(cache_dir), variant)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
@@ -107,40 +120,34 @@ class OnnxEncoder:
         self.file = onnx_file
 
     @staticmethod
-    def _export(path: Path, cache_dir: Path, quantize: bool) -> Path:
+    def cache_file(path: Path, cache_dir: Path, variant: str) -> Path:
+        """Where a variant is cached: keyed by the weights' sha256 (fp32 and int8 keep the
+        names they had before the other variants existed)."""
         tag = model_sha256(path)[:16]
-        fp32 = cache_dir / f"minilm-l6-{tag}.onnx"
-        out = cache_dir / f"minilm-l6-{tag}-int8.onnx" if quantize else fp32
+        return Path(cache_dir) / (f"minilm-l6-{tag}.onnx" if variant == "fp32"
+                                  else f"minilm-l6-{tag}-{variant}.onnx")
+
+    @classmethod
+    def _export(cls, path: Path, cache_dir: Path, variant: str) -> Path:
+        out = cls.cache_file(path, cache_dir, variant)
         if out.is_file():
             return out
         cache_dir.mkdir(parents=True, exist_ok=True)
-        if not fp32.is_file():
-            import torch
-            from transformers import AutoModel
-
-            offline_env()
-            bert = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-            model = _pooling_module()(bert).eval()
-            ids = torch.ones((1, 8), dtype=torch.long)
-            tmp = fp32.with_suffix(f".tmp{os.getpid()}")
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (ids, ids, torch.zeros_like(ids)), str(tmp),
-                                  input_names=["input_ids", "attention_mask", "token_type_ids"],
-                                  output_names=["embedding"],
-                                  dynamic_axes={n: {0: "batch", 1: "seq"} for n in
-                                                ("input_ids", "attention_mask", "token_type_ids")}
-                                  | {"embedding": {0: "batch"}},
-                                  opset_version=ONNX_OPSET, dynamo=False)
-            os.replace(tmp, fp32)
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            tmp = out.with_suffix(f".tmp{os.getpid()}")
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-            os.replace(tmp, out)
+        tmp = out.with_suffix(f".tmp{os.getpid()}")
+        if variant == "fp32":
+            _torch_export(path, tmp)
+        elif variant == "fused":
+            eager = out.with_suffix(f".eager{os.getpid()}")
+            try:
+                _torch_export(path, eager, attention="eager")
+                _fuse(path, eager, tmp)
+            finally:
+                eager.unlink(missing_ok=True)
+        else:
+            base = cls._export(path, cache_dir, "fused" if variant.startswith("fused") else "fp32")
+            _quantize(base, tmp, per_channel=variant != "int8",
+                      attention_output_only=variant == "fused-int8-attn")
+        os.replace(tmp, out)
         return out
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -148,3 +155,63 @@ class OnnxEncoder:
         (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
                                          "token_type_ids": tt})
         return np.asarray(out, np.float32)
+
+
+def _torch_export(path: Path, out: Path, attention: str | None = None) -> None:
+    """torch's ONNX export of the model with its pooling; ``attention="eager"`` exports the
+    explicit softmax(QK^T)V pattern that onnxruntime's optimizer recognises (the default SDPA
+    mask pattern is left unfused)."""
+    import warnings
+
+    import torch
+    from transformers import AutoModel
+
+    offline_env()
+    kwargs = {"attn_implementation": attention} if attention else {}
+    bert = AutoModel.from_pretrained(str(path), local_files_only=True, **kwargs).eval()
+    model = _pooling_module()(bert).eval()
+    ids = torch.ones((1, 8), dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (ids, ids, torch.zeros_like(ids)), str(out),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["embedding"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in
+                                        ("input_ids", "attention_mask", "token_type_ids")}
+                          | {"embedding": {0: "batch"}},
+                          opset_version=ONNX_OPSET, dynamo=False)
+
+
+def _fuse(path: Path, src: Path, out: Path) -> None:
+    """onnxruntime's transformer optimizer on the eager export; raises unless every layer's
+    attention was fused (a silently unfused graph would be measured under the wrong name)."""
+    import json
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = json.loads((Path(path) / "config.json").read_text())
+    model = optimize_model(str(src), model_type="bert", num_heads=config["num_attention_heads"],
+                           hidden_size=config["hidden_size"], opt_level=0, use_gpu=False)
+    fused = model.get_fused_operator_statistics()
+    if fused.get("Attention", 0) != config["num_hidden_layers"]:
+        raise RuntimeError(f"onnxruntime's optimizer fused {fused.get('Attention', 0)} of "
+                           f"{config['num_hidden_layers']} attention layers")
+    model.save_model_to_file(str(out))
+
+
+def _quantize(src: Path, out: Path, per_channel: bool, attention_output_only: bool) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    nodes = None
+    if attention_output_only:
+        graph = onnx.load(str(src), load_external_data=False).graph
+        nodes = [n.name for n in graph.node
+                 if n.op_type == "MatMul" and "attention/output/dense" in n.name]
+        if not nodes:
+            raise RuntimeError("no attention-output MatMul found to quantise")
+    # DefaultTensorType: shape inference cannot type the outputs of the fused (com.microsoft)
+    # ops, which quantize_dynamic needs for the MatMuls that follow them.
+    quantize_dynamic(str(src), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     nodes_to_quantize=nodes,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

@@ -175,3 +175,34 @@ def test_a_failing_fast_backend_falls_back_to_the_reference(monkeypatch, referen
 def test_int8_vectors_are_cached_apart(tmp_path):
     e = Embedder(cache_dir=tmp_path, shipped=False, backend="onnx-int8")
     assert e.cache_name.endswith("#int8") and Embedder(cache_dir=None).cache_name == MODEL_NAME
+
+
+# ------------------------------------------------------------------ ONNX variants
+def test_fused_and_attention_int8_variants_are_cached_apart_and_faithful(tmp_path, queries):
+    # the optimizer's graph (fused Attention) and its int8 attention-output MatMuls: each in its
+    # own cache file keyed by the weights' hash and the variant, both within 1e-3 of float32
+    import onnx
+
+    from evoroute.retrieval.encoders import OnnxEncoder
+    from evoroute.retrieval.model import model_path
+
+    path = model_path()
+    plain = OnnxEncoder(path, tmp_path)
+    fused = OnnxEncoder(path, tmp_path, variant="fused")
+    attn = OnnxEncoder(path, tmp_path, variant="fused-int8-attn")
+    tag = model_sha256()[:16]
+    assert plain.file.name == f"minilm-l6-{tag}.onnx"
+    assert fused.file.name == f"minilm-l6-{tag}-fused.onnx"
+    assert attn.file.name == f"minilm-l6-{tag}-fused-int8-attn.onnx"
+    ops = [n.op_type for n in onnx.load(str(fused.file), load_external_data=False).graph.node]
+    assert ops.count("Attention") == 6 and "Softmax" not in ops
+    ops = [n.op_type for n in onnx.load(str(attn.file), load_external_data=False).graph.node]
+    assert ops.count("MatMulInteger") == 6 and ops.count("MatMul") == 12   # of 18 MatMuls
+    rng = np.random.default_rng(2)
+    sample = [queries[i] for i in rng.choice(len(queries), size=40, replace=False)]
+    ref = np.vstack([plain.encode([t]) for t in sample])
+    for enc, bar in ((fused, 0.99999), (attn, 0.999)):
+        got = np.vstack([enc.encode([t]) for t in sample])
+        assert np.sum(got * ref, axis=1).min() > bar, enc.variant
+    with pytest.raises(ValueError):
+        OnnxEncoder(path, tmp_path, variant="fp16")
