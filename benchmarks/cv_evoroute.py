@@ -143,9 +143,13 @@ def choose(P: np.ndarray, C: np.ndarray, D: np.ndarray, E: np.ndarray, CS: np.nd
     return out
 
 
-def score_fold(P, C, D, E, CS, DS, y, cost, w_default=DEFAULTS.weights) -> dict[str, float]:
+W_SCORE: tuple[float, float, float] = DEFAULTS.weights   # --w-l changes its latency weight
+
+
+def score_fold(P, C, D, E, CS, DS, y, cost, w_default=None) -> dict[str, float]:
     from evoroute.evaluation import metrics
 
+    w_default = W_SCORE if w_default is None else w_default
     ok = np.isfinite(P) & np.isfinite(y)
     brier = float(np.mean((np.clip(P[ok], 0, 1) - y[ok]) ** 2))
     pts = []
@@ -237,7 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smaller grid")
     ap.add_argument("--estimators", default="knn,linear,paper")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="score each estimator's shipped defaults only (no search)")
+    ap.add_argument("--w-l", type=float, default=None,
+                    help="latency weight of the scoring utility (default: the product's)")
     args = ap.parse_args(argv)
+    if args.w_l is not None:
+        global W_SCORE
+        W_SCORE = (DEFAULTS.weights[0], DEFAULTS.weights[1], float(args.w_l))
     t0 = time.perf_counter()
     tab, infos = load_train(args.data, args.seed)
     print(f"{args.data}: train split {len(tab)} steps, {len(tab.models)} models, roles "
@@ -245,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     base = EvoRouteConfig()
     spaces = {"knn": QUICK_KNN if args.quick else GRID_KNN,
               "linear": QUICK_LIN if args.quick else GRID_LIN, "paper": {}}
+    if args.defaults_only:
+        spaces = {k: {} for k in spaces}
     out: dict[str, Any] = {"data": args.data, "folds": args.folds, "n_train": len(tab),
+                           "score_weights": list(W_SCORE),
                            "models": tab.models, "wc_sweep": list(WC_SWEEP), "results": {}}
     for est in args.estimators.split(","):
         def evaluate(params: dict[str, Any], est: str = est) -> dict[str, float]:
