@@ -383,7 +383,7 @@ def show_explanation(ex: explain.StepExplanation) -> None:
                        "Pareto-pruned ones included")
         elif e.c_ref is not None:       # the learned baselines: q̂ − λ·ĉ/C_ref, no latency term
             st.caption(f"utility q̂ − λ·ĉ/C_ref with C_ref {usd(e.c_ref, 6)}: the largest mean "
-                       "cost per query of any model on the train split")
+                       "cost per query of any model (train split; for lints, observed so far)")
         st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
 
 

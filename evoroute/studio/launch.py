@@ -166,10 +166,10 @@ def _unsupported(router: Any, backend: Any) -> str | None:
     train split), checked only for routers that declare such a limit and backends with a table."""
     from evoroute.policy.base import Router
 
-    if type(router).unsupported_data is Router.unsupported_data or \
-            not hasattr(backend, "outcome_table"):
+    if type(router).unsupported_data is Router.unsupported_data:
         return None
-    return router.unsupported_data(backend.outcome_table("train"))
+    table = backend.outcome_table("train")      # None on a live backend: nothing to check
+    return None if table is None or len(table) == 0 else router.unsupported_data(table)
 
 
 def disable_models(names: Sequence[str], *, session: Session) -> list[str]:

@@ -218,3 +218,24 @@ def test_a_router_the_data_rules_out_is_refused_before_the_run(replay_db):
             launch.check_launch(spec, routerbench_models(), session=s)
         assert exc.value.field == "router" and router in str(exc.value)
     assert _n_runs(engine) == 4
+
+
+def test_the_data_check_skips_a_backend_without_recorded_outcomes(replay_db):
+    """A live backend has no train table (outcome_table is None): the check must not crash the
+    form; whatever the run cannot do is said as a ValidationError on a field."""
+    import pytest
+
+    from evoroute.core.errors import ValidationError
+
+    _, engine = replay_db
+    spec = launch.build_spec(backend="live", dataset=None, router="masrouter",
+                             models=["gpt-4-1106-preview"])
+    with db.session(engine) as s:
+        try:
+            launch.check_launch(spec, routerbench_models(), session=s)
+        except ValidationError as exc:
+            assert exc.field
+    with db.session(engine) as s, pytest.raises(ValidationError):
+        launch.check_launch(launch.build_spec(backend="replay", dataset="routerbench",
+                                              router="masrouter", models=routerbench_models()),
+                            routerbench_models(), session=s)

@@ -4,6 +4,7 @@ the ranking of the non-oracle routers, and the fixed-width table the CLI prints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -301,7 +302,7 @@ def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     non-oracle ranking recomputed: re-bench one router without rerunning all of them. Both
     reports must come from the same benchmark (:data:`MERGE_KEYS`),
     otherwise a :class:`ValidationError` names what differs. Every AIQ is recomputed on the merged
-    table.s common cost axis."""
+    table's common cost axis."""
     from evoroute.core.errors import ValidationError
 
     for k in MERGE_KEYS:
@@ -329,7 +330,11 @@ def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     out["best_non_oracle"] = out["ranking_non_oracle"][0]["router"] if rows else None
     merged = sorted(r for r in new["routers"]
                     if not r.startswith("single:") and r not in new.get("oracles", []))
-    out["notes"] = [*base.get("notes", []),
+    axis = out["aiq_max_cost_usd"]
+    notes = [re.sub(r"AIQ on one cost axis up to \$[0-9.]+", f"AIQ on one cost axis up to ${axis:.4f}", n)
+             for n in base.get("notes", [])
+             if not any(n.startswith(f"{r} left out of the default routers") for r in new["routers"])]
+    out["notes"] = [*notes,
                     f"merged: {', '.join(merged)} rerun and merged into this report "
                     f"(same data, protocol and seeds; every AIQ recomputed on the merged table's "
                     "one cost axis)."]
