@@ -42,8 +42,10 @@ from browser import (
 
 pytestmark = pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 
-#: the run the journey launches: 50 cold-start + 300 online train + 150 test tasks, replayed
-TEST_TASKS, TRAIN_TASKS = 150, 300
+#: the run the journey launches: 50 cold-start + 1,200 online train + 450 test tasks, replayed
+#: (long enough that the bar shows several step counts on a quiet machine: 500 steps finished
+#: between two 0.75 s refreshes there)
+TEST_TASKS, TRAIN_TASKS = 450, 1200
 
 
 def _body(d) -> str:
