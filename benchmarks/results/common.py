@@ -169,6 +169,8 @@ def command(rep: dict[str, Any], key: str) -> str:
     if not np.allclose(w, DEFAULTS.weights):
         parts.append("--weights " + ",".join(f"{x:g}" for x in w))
     parts.append(f"--seeds {len(rep['seeds'])}")
+    if int(rep.get("steps_per_task", 1)) != 1:
+        parts.append(f"--steps-per-task {rep['steps_per_task']}")
     parts.append(f"--json docs/results/{FILES[key]} --quiet")
     return " ".join(parts)
 

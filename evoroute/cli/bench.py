@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--weights", default=DEFAULT_WEIGHTS)
     b.add_argument("--protocol", default="bandit", choices=list(DEFAULTS.protocols))
     b.add_argument("--seeds", type=int, default=1)
+    b.add_argument("--steps-per-task", type=int, default=1, metavar="N",
+                   help="compose tasks of N consecutive queries (multi-step tasks, e.g. for atropos)")
     b.add_argument("--json")
     b.add_argument("--merge-into", metavar="JSON",
                    help="rerun only --routers (plus the file's single models and oracles, which "
@@ -42,6 +44,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(dataset=args.data, routers=routers,
                        weights=Weights.parse(args.weights).as_tuple(),
                        protocol=args.protocol, seeds=args.seeds,
+                       steps_per_task=args.steps_per_task,
                        json_path=None if base is not None else args.json,
                        progress=not args.quiet)
     if base is not None:

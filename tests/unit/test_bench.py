@@ -160,3 +160,25 @@ def test_a_router_rerun_and_merged_equals_the_same_router_benched_with_all(repor
     other = dict(report, protocol="bandit")
     with pytest.raises(ValidationError, match="protocol differs"):
         merge_reports(report, other)
+
+
+def test_bench_composes_multi_step_tasks_from_the_command_line(report, tmp_path):
+    """``--steps-per-task N`` composes tasks of N queries (what atropos rescues); the report
+    records it, the results' command names it, and a one-step file refuses to merge it."""
+    import json
+
+    from evoroute.cli.main import main as cli_main
+    from evoroute.core.errors import ValidationError
+    from evoroute.evaluation.bench.report import merge_reports
+
+    out = tmp_path / "two.json"
+    assert cli_main(["bench", "--data", "routerbench-mbpp", "--protocol", "full", "--routers",
+                     f"cheapest,single:{GPT4}", "--steps-per-task", "2", "--json", str(out),
+                     "--quiet"]) == 0
+    two = json.loads(out.read_text())
+    assert two["steps_per_task"] == 2 and report["steps_per_task"] == 1
+    assert two["n_test"] == (report["n_test"] + 1) // 2
+    with pytest.raises(ValidationError, match="steps_per_task differs"):
+        merge_reports(report, dict(report, steps_per_task=2))
+    legacy = {k: v for k, v in report.items() if k != "steps_per_task"}   # written before the key
+    merge_reports(legacy, report)

@@ -294,7 +294,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 #: what two reports must share for one's routers to be merged into the other
 MERGE_KEYS = ("dataset", "n_test", "n_train", "protocol", "weights", "seeds", "split",
-              "sweep_seeds", "cold_start_tasks")
+              "sweep_seeds", "cold_start_tasks", "steps_per_task")
+#: a report written before a key existed holds its default
+MERGE_DEFAULTS = {"steps_per_task": 1}
 
 
 def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -306,9 +308,10 @@ def merge_reports(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     from evoroute.core.errors import ValidationError
 
     for k in MERGE_KEYS:
-        if base.get(k) != new.get(k):
-            raise ValidationError(f"cannot merge: {k} differs ({base.get(k)!r} in the file, "
-                                  f"{new.get(k)!r} in this run)", k)
+        a, b = base.get(k, MERGE_DEFAULTS.get(k)), new.get(k, MERGE_DEFAULTS.get(k))
+        if a != b:
+            raise ValidationError(f"cannot merge: {k} differs ({a!r} in the file, {b!r} in this "
+                                  "run)", k)
     out = dict(base)
     out["routers"] = {r: dict(o) for r, o in {**base["routers"], **new["routers"]}.items()}
     out["sweeps"] = {**base["sweeps"], **new["sweeps"]}

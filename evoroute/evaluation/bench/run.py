@@ -184,6 +184,7 @@ def run_bench(dataset: str = "routerbench", routers: Sequence[str] | None = None
                      train_table, names, caps, sweeps, validation, len(sweep_list))
     report["sweep_seeds"] = sweep_list
     report["cold_start_tasks"] = state["cold_start_tasks"]
+    report["steps_per_task"] = int(steps_per_task)
     if cold_note:
         report["notes"].append(cold_note)
     for r, why in left_out.items():
