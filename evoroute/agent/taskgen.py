@@ -10,7 +10,10 @@ The shipped file ``data/agent_tasks/tasks.jsonl`` is the output of::
 
     python -m evoroute.agent.taskgen --seed 2601 --n 60 --test 20 --out data/agent_tasks/tasks.jsonl
 
-and a test regenerates it and compares byte for byte.
+and a test regenerates it and compares byte for byte. The tiered set
+``data/agent_tasks/tiered.jsonl`` (easy / medium / hard tiers, for the local models) is::
+
+    python -m evoroute.agent.taskgen --tiered --out data/agent_tasks/tiered.jsonl
 """
 
 from __future__ import annotations
@@ -204,6 +207,86 @@ def second_largest(rng: np.random.Generator) -> Made:
     return q, F(sorted(xs)[-2] * k), 0, "python", f"sorted({xs})[-2] * {k}"
 
 
+# ---------------------------------------------------------------- easier tiers
+# One operation (easy) or two (medium) on numbers written in the question: what a 135M-270M
+# local model can do once its output is held to the tool-line grammar and it sees a solved
+# example. The hard tier is the kinds above.
+
+def _who_items(rng: np.random.Generator) -> tuple[str, str]:
+    return NAMES[int(rng.integers(len(NAMES)))], ITEMS[int(rng.integers(len(ITEMS)))][1]
+
+
+def add(rng: np.random.Generator) -> Made:
+    who, items = _who_items(rng)
+    a, b = int(rng.integers(12, 90)), int(rng.integers(5, 60))
+    q = f"{who} has {a} {items} and buys {b} more. How many {items} does {who} have now?"
+    return q, F(a + b), 0, "calculator", f"{a} + {b}"
+
+
+def take(rng: np.random.Generator) -> Made:
+    who, items = _who_items(rng)
+    a = int(rng.integers(40, 120))
+    b = int(rng.integers(5, a - 5))
+    q = f"{who} has {a} {items} and gives away {b} of them. How many {items} are left?"
+    return q, F(a - b), 0, "calculator", f"{a} - {b}"
+
+
+def times(rng: np.random.Generator) -> Made:
+    _, items = _who_items(rng)
+    k, n = int(rng.integers(4, 25)), int(rng.integers(3, 19))
+    q = f"A box holds {k} {items}. How many {items} are there in {n} boxes?"
+    return q, F(k * n), 0, "calculator", f"{k} * {n}"
+
+
+def share(rng: np.random.Generator) -> Made:
+    who, items = _who_items(rng)
+    each, k = int(rng.integers(3, 30)), int(rng.integers(2, 9))
+    q = (f"{who} shares {each * k} {items} equally among {k} friends. How many {items} does each "
+         f"friend get?")
+    return q, F(each), 0, "calculator", f"{each * k} / {k}"
+
+
+def list_max(rng: np.random.Generator) -> Made:
+    xs = _numbers(rng, 5, 8)
+    q = f"What is the largest number in the list {xs}?"
+    return q, F(max(xs)), 0, "python", f"max({xs})"
+
+
+def list_sum(rng: np.random.Generator) -> Made:
+    xs = _numbers(rng, 4, 7)
+    q = f"What is the sum of the numbers in the list {xs}?"
+    return q, F(sum(xs)), 0, "python", f"sum({xs})"
+
+
+def total_cost(rng: np.random.Generator) -> Made:
+    who, items = _who_items(rng)
+    n, p = int(rng.integers(2, 12)), _money(rng, 0.5, 9.0)
+    fee = _money(rng, 1.0, 6.0, 0.5)
+    q = (f"{who} buys {n} {items} at ${_usd(p)} each and pays ${_usd(fee)} for delivery. What is "
+         f"the total cost in dollars? Round to 2 decimal places.")
+    return q, n * p + fee, 2, "calculator", f"{n} * {_usd(p)} + {_usd(fee)}"
+
+
+def wage(rng: np.random.Generator) -> Made:
+    who, _ = _who_items(rng)
+    h, r, d = int(rng.integers(3, 9)), int(rng.integers(9, 31)), int(rng.integers(2, 7))
+    q = (f"{who} works {h} hours a day for {d} days and earns ${r} per hour. How many dollars "
+         f"does {who} earn in total?")
+    return q, F(h * r * d), 0, "calculator", f"{h} * {r} * {d}"
+
+
+def mean_list(rng: np.random.Generator) -> Made:
+    xs = _numbers(rng, 4, 6)
+    q = f"What is the average of the numbers in the list {xs}? Give the answer with 1 decimal place."
+    return q, F(sum(xs), len(xs)), 1, "python", f"sum({xs}) / len({xs})"
+
+
+TIERS: dict[str, dict[str, Callable[[np.random.Generator], Made]]] = {
+    "easy": {"add": add, "take": take, "times": times, "share": share, "list_max": list_max,
+             "list_sum": list_sum},
+    "medium": {"total_cost": total_cost, "wage": wage, "mean_list": mean_list},
+}
+
 KINDS: dict[str, Callable[[np.random.Generator], Made]] = {
     "change": change, "discount_tax": discount_tax, "speed": speed, "convert": convert,
     "production": production, "duration": duration, "split_bill": split_bill,
@@ -238,11 +321,52 @@ def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N,
     return tasks
 
 
+def _draw(kind: str, maker: Callable[[np.random.Generator], Made],
+          rng: np.random.Generator) -> tuple[str, F, float, int, str, str]:
+    for _ in range(100):
+        q, exact, dec, tool, ref = maker(rng)
+        ans = _round(exact, dec)
+        if ans is not None:
+            return q, exact, ans, dec, tool, ref
+    raise RuntimeError(f"could not draw a {kind} task without a rounding tie")  # pragma: no cover
+
+
+TIERED_SEED = 2602
+TIERED_PER_TIER = 20
+TIERED_TEST_PER_TIER = 8
+
+
+def generate_tiered(seed: int = TIERED_SEED, per_tier: int = TIERED_PER_TIER,
+                    test_per_tier: int = TIERED_TEST_PER_TIER) -> list[dict[str, Any]]:
+    """``per_tier`` tasks in each of three tiers (easy: one operation, medium: two, hard: the
+    kinds of :func:`generate`), kinds round-robin within a tier; ``test_per_tier`` of each tier
+    (seeded choice) in test, so both splits hold every tier alike."""
+    if not 0 < test_per_tier < per_tier:
+        raise ValueError("need 0 < test_per_tier < per_tier")
+    rng = np.random.default_rng(seed)
+    tiers = {**TIERS, "hard": KINDS}
+    tasks: list[dict[str, Any]] = []
+    for tier, makers in tiers.items():
+        names = list(makers)
+        block = []
+        for i in range(per_tier):
+            kind = names[i % len(names)]
+            q, _, ans, dec, tool, ref = _draw(kind, makers[kind], rng)
+            block.append({"id": f"tier-{len(tasks) + i:03d}", "tier": tier, "kind": kind,
+                          "question": q, "answer": int(ans) if dec == 0 else ans,
+                          "decimals": dec, "tool": tool, "reference": ref})
+        test_ids = set(rng.choice(per_tier, size=test_per_tier, replace=False).tolist())
+        for i, t in enumerate(block):
+            t["split"] = "test" if i in test_ids else "train"
+        tasks.extend(block)
+    return tasks
+
+
 def write_jsonl(tasks: list[dict[str, Any]], path: Path) -> None:
-    keys = ("id", "split", "kind", "question", "answer", "decimals", "tool", "reference")
+    keys = ("id", "split", "tier", "kind", "question", "answer", "decimals", "tool", "reference")
     with Path(path).open("w", encoding="utf-8") as fh:
         for t in tasks:
-            fh.write(json.dumps({k: t[k] for k in keys}, ensure_ascii=False) + "\n")
+            fh.write(json.dumps({k: t[k] for k in keys if k in t}, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,8 +376,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=DEFAULT_N)
     p.add_argument("--test", type=int, default=DEFAULT_TEST)
     p.add_argument("--out", default="data/agent_tasks/tasks.jsonl")
+    p.add_argument("--tiered", action="store_true",
+                   help="the tiered set (easy / medium / hard, --n and --test per tier; defaults "
+                        f"--seed {TIERED_SEED} --n {TIERED_PER_TIER} --test {TIERED_TEST_PER_TIER})")
     a = p.parse_args(argv)
-    tasks = generate(a.seed, a.n, a.test)
+    if a.tiered:
+        seed = TIERED_SEED if a.seed == DEFAULT_SEED else a.seed
+        n = TIERED_PER_TIER if a.n == DEFAULT_N else a.n
+        test = TIERED_TEST_PER_TIER if a.test == DEFAULT_TEST else a.test
+        tasks = generate_tiered(seed, n, test)
+    else:
+        tasks = generate(a.seed, a.n, a.test)
     write_jsonl(tasks, Path(a.out))
     n_test = sum(t["split"] == "test" for t in tasks)
     print(f"wrote {len(tasks)} tasks ({len(tasks) - n_test} train, {n_test} test) to {a.out}")

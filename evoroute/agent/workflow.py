@@ -41,7 +41,10 @@ from evoroute.settings import DATA_DIR, DEFAULTS
 ROLES = ("planner", "solver", "verifier", "answerer")
 MAX_TOKENS = {"planner": 64, "solver": 64, "verifier": 48, "answerer": 24}
 BUNDLED_TASKS = DATA_DIR / "agent_tasks" / "tasks.jsonl"
+TIERED_TASKS = DATA_DIR / "agent_tasks" / "tiered.jsonl"
 TASK_SET_NAMES = ("default", "agent", "agent_tasks")
+#: bundled task sets by name (``--data tiered``: easy / medium / hard tiers, for local models)
+TASK_SETS = {**{n: BUNDLED_TASKS for n in TASK_SET_NAMES}, "tiered": TIERED_TASKS}
 REQUIRED = ("id", "split", "question", "answer", "decimals")
 
 
@@ -56,16 +59,22 @@ class AgentTask:
     decimals: int
     kind: str = ""
     tool: str = ""              # the tool the reference solution uses (not shown to routers)
-    reference: str = ""         # a reference expression (provenance; never shown to models)
+    reference: str = ""         # a reference expression (provenance; never shown to models
+    #                             of this task: a *train* task's one may be shown as a solved
+    #                             example, see :func:`select_demos`)
+    tier: str = ""              # easy / medium / hard in the tiered set
 
 
 def resolve_task_file(name_or_path: str | None) -> Path:
-    if name_or_path in (None, "", *TASK_SET_NAMES):
+    if name_or_path in (None, ""):
         return BUNDLED_TASKS
+    if str(name_or_path) in TASK_SETS:
+        return TASK_SETS[str(name_or_path)]
     p = Path(str(name_or_path))
     if not p.is_file():
         raise DatasetError(f"no agent task set {name_or_path!r}: give 'default' (the bundled "
-                           f"tasks) or a JSONL file with fields {', '.join(REQUIRED)}")
+                           f"tasks), 'tiered' (easy / medium / hard tiers) or a JSONL file "
+                           f"with fields {', '.join(REQUIRED)}")
     return p
 
 
@@ -134,7 +143,8 @@ def _read_task_lines(fh: Any, path: Path, out: list[AgentTask], seen: set[str]) 
         seen.add(str(d["id"]))
         out.append(AgentTask(id=str(d["id"]), split=d["split"], question=str(d["question"]),
                              answer=ans, decimals=dec, kind=str(d.get("kind", "")),
-                             tool=str(d.get("tool", "")), reference=str(d.get("reference", ""))))
+                             tool=str(d.get("tool", "")), reference=str(d.get("reference", "")),
+                             tier=str(d.get("tier", ""))))
 
 
 def routing_instruction(role: str, task: AgentTask) -> str:
@@ -153,6 +163,7 @@ class TaskState:
     """What the steps of one task have produced so far (the backend keeps one per task)."""
 
     task: AgentTask
+    demos: tuple[tuple[str, str], ...] = ()   # solved train examples: (question, tool line)
     plan: str | None = None
     solver_text: str | None = None
     calls: list[ToolResult] = field(default_factory=list)
@@ -199,6 +210,70 @@ SOLVER_EXAMPLES = (
     "PYTHON: sum(x for x in [3, 8, 5, 12] if x % 2 == 1)\n\n")
 
 
+_WORD = re.compile(r"[a-z]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def tool_line(task: AgentTask) -> str | None:
+    """A task's reference solution as the tool line a solver writes, if it has one."""
+    if not task.reference or task.tool not in ("calculator", "python"):
+        return None
+    return ("CALC: " if task.tool == "calculator" else "PYTHON: ") + task.reference
+
+
+def select_demos(task: AgentTask, pool: list[AgentTask], k: int) -> tuple[tuple[str, str], ...]:
+    """Up to ``k`` solved examples for ``task``'s solver prompt, from ``pool`` (the *train*
+    tasks; never ``task`` itself): tasks of the same kind first, then by word overlap of the
+    questions (Jaccard, numbers ignored), ties by id, so the choice is deterministic. Only
+    train tasks' reference expressions are shown; a test task's never is."""
+    if k <= 0:
+        return ()
+    mine = _words(task.question)
+    ranked = []
+    for t in pool:
+        line = tool_line(t)
+        if t.id == task.id or t.split != "train" or line is None:
+            continue
+        w = _words(t.question)
+        jac = len(mine & w) / max(1, len(mine | w))
+        ranked.append((bool(task.kind) and t.kind == task.kind, jac, t.id, t.question, line))
+    ranked.sort(key=lambda r: (-r[0], -r[1], r[2]))
+    # the most similar example goes last, right before the problem
+    return tuple((q, line) for *_, q, line in reversed(ranked[:k]))
+
+
+# GBNF grammars (llama.cpp's constrained decoding) holding a local model's output to the line
+# its role must write. Sent only to local llama.cpp servers (see the live backend's
+# ``grammar``); the expression inside is the model's own choice. Quotes are not in the python
+# alphabet, so no string literal can be written (the sandbox is the guard; this is format).
+_EXPR = r"""calc ::= sum
+sum ::= prod (" "? [-+] " "? prod){0,12}
+prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}
+atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")
+py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}
+"""
+GRAMMARS: dict[str, str] = {
+    "solver": r'root ::= ("CALC: " calc | "PYTHON: " py) "\n"' + "\n" + _EXPR,
+    "verifier": (r'root ::= "VERDICT: CORRECT\n" | "VERDICT: WRONG\n" ("CALC: " calc | '
+                 r'"PYTHON: " py) "\n"' + "\n" + _EXPR),
+    "answerer": r'root ::= "ANSWER: " "-"? [0-9]{1,15} ("." [0-9]{1,10})? "\n"' + "\n",
+}
+
+
+def _examples(state: TaskState) -> str:
+    if not state.demos:
+        return SOLVER_EXAMPLES
+    return "".join(f"Example {i}\nProblem: {q}\n{line}\n\n"
+                   for i, (q, line) in enumerate(state.demos, start=1))
+
+
+ANSWER_EXAMPLE = ("Example\nProblem: A box holds 12 pens. How many pens are there in 5 boxes?\n"
+                  "Computed result (from the calculator tool): 60\nANSWER: 60\n\n")
+
+
 def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
     """The prompt of a step: one user message (some local chat templates drop system ones)."""
     q = state.task.question
@@ -208,10 +283,12 @@ def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
                 "Write a short numbered plan (at most 3 steps) saying which numbers to combine "
                 "and how. Do not compute the final number.")
     elif role == "solver":
-        text = ("You are the solver of a team that solves word problems.\n" + SOLVER_TOOLS + "\n"
-                + SOLVER_EXAMPLES + f"Problem: {q}\n"
+        # the problem comes last, in the examples' own format, so the next line is the tool
+        # line (small models continue the pattern; the plan before the examples)
+        text = ("You are the solver of a team that solves word problems.\n" + SOLVER_TOOLS
                 + f"Plan from the planner: {_clip(state.plan) or '(no plan)'}\n"
-                "Write exactly one line that starts with CALC: or PYTHON:.")
+                "Write exactly one line that starts with CALC: or PYTHON:.\n\n"
+                + _examples(state) + f"Problem: {q}\n")
     elif role == "verifier":
         c = state.candidate
         if c is not None:
@@ -235,12 +312,14 @@ def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
         if c is not None:
             checked = {"CORRECT": "; the verifier says it is correct",
                        "WRONG": "; the verifier doubted it"}.get(state.verdict or "", "")
-            result = f"Computed result: {c.display()} (from the {c.tool} tool{checked})\n"
+            result = f"Computed result (from the {c.tool} tool{checked}): {c.display()}\n"
         else:
             result = "Computed result: none (the tools gave no result); work it out yourself.\n"
+        # the computed result comes last, right before the answer is written (small models
+        # copy the nearest number), after one worked example of the format
         text = ("You are the answerer of a team that solves word problems.\n"
-                f"Problem: {q}\n{result}"
-                "Reply with one line: ANSWER: <number>, rounded as the problem asks.")
+                "Reply with one line: ANSWER: <number>, the computed result rounded as the "
+                "problem asks.\n\n" + ANSWER_EXAMPLE + f"Problem: {q}\n{result}")
     else:
         raise ValueError(f"unknown role {role!r}; the agent's roles are {', '.join(ROLES)}")
     return [{"role": "user", "content": text}]
@@ -326,5 +405,6 @@ def apply_output(role: str, state: TaskState, text: str, *,
 
 
 __all__ = ["ROLES", "MAX_TOKENS", "AgentTask", "TaskState", "load_tasks", "routing_instruction",
-           "build_messages", "apply_output", "BUNDLED_TASKS", "resolve_task_file",
+           "build_messages", "apply_output", "BUNDLED_TASKS", "TIERED_TASKS", "TASK_SETS",
+           "GRAMMARS", "select_demos", "tool_line", "resolve_task_file",
            "step_tool_error", "tool_call_note"]

@@ -459,7 +459,9 @@ def test_resuming_a_live_run_calls_no_model_again_for_its_stored_tasks(tmp_path,
         if kw["model"] == "openai/b" and role == "verifier":
             reply = Exception("b cannot verify")             # a failed call, then a fallback
         else:
-            task = next(t for t in tasks if t.question in text)
+            # the problem is the prompt's last question (solved train examples come first)
+            task = max((t for t in tasks if t.question in text),
+                       key=lambda t: text.rfind("Problem: " + t.question))
             tag = "PYTHON" if task.tool == "python" else "CALC"
             reply = {"planner": f"1. Use the numbers.\n2. {task.reference}",
                      "solver": f"{tag}: {task.reference}", "verifier": "VERDICT: CORRECT",

@@ -109,7 +109,9 @@ def oracle(b: LiveBackend) -> Callable[[str, list], str]:
     """Replies a capable model would give for whichever task the prompt is about."""
     def reply(role: str, kw: dict) -> str:
         text = kw["messages"][0]["content"]
-        task = next(t for t in b._all_tasks if t.question in text)
+        # the problem is the last question in the prompt (solved train examples come first)
+        task = max((t for t in b._all_tasks if t.question in text),
+                   key=lambda t: text.rfind("Problem: " + t.question))
         return good_reply(task, role)
     return reply
 

@@ -75,7 +75,7 @@ class LiveBackend(Backend):
                  retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
                  max_tokens: int | dict[str, int] | None = None, temperature: float = 0.0,
                  tool_time_limit_s: float = 2.0, tool_memory_mb: int = 256,
-                 check_models: bool = True) -> None:
+                 check_models: bool = True, few_shot: int = 2, grammar: bool = True) -> None:
         if not models:
             raise ValidationError("no candidate models for the live backend: register some "
                                   "(`python -m evoroute local start` then register the local "
@@ -108,6 +108,15 @@ class LiveBackend(Backend):
             raise ValidationError(f"model(s) {', '.join(missing)} have no litellm id; live calls "
                                   f"need one (e.g. gpt-4o-mini, or openai/<name> with an api base)",
                                   "models")
+        if isinstance(few_shot, bool) or not isinstance(few_shot, int) or not 0 <= few_shot <= 8:
+            raise ValidationError(f"few_shot must be a whole number in 0..8, got {few_shot!r}",
+                                  "few_shot")
+        if not isinstance(grammar, bool):
+            raise ValidationError(f"grammar must be true or false, got {grammar!r}", "grammar")
+        #: solved train examples in each solver prompt (W.select_demos)
+        self.few_shot = few_shot
+        #: hold local llama.cpp models to their role's line with a GBNF grammar (W.GRAMMARS)
+        self.grammar = grammar
         self.seed = int(seed)
         self.dataset = dataset
         self.task_file = W.resolve_task_file(dataset)
@@ -179,7 +188,9 @@ class LiveBackend(Backend):
         """The task's state; a task's first step starts a fresh one."""
         st = self._state.get(step.task_key)
         if st is None or (step.step_index == 0 and st.success):
-            st = self._state[step.task_key] = W.TaskState(self._task_of(step))
+            task = self._task_of(step)
+            st = self._state[step.task_key] = W.TaskState(
+                task, demos=W.select_demos(task, self._all_tasks, self.few_shot))
         return st
 
     def messages(self, step: StepContext) -> list[dict[str, str]]:
@@ -200,9 +211,20 @@ class LiveBackend(Backend):
 
     # ------------------------------------------------------------ the interface
     def call(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
-             cap_usd: float | None = None) -> CallResult:
-        """One model call with this backend's retry budget and cap (:meth:`StreamingClient.call`)."""
-        return self.client.call(model, messages, max_tokens, cap_usd=cap_usd)
+             cap_usd: float | None = None, role: str | None = None) -> CallResult:
+        """One model call with this backend's retry budget and cap (:meth:`StreamingClient.call`);
+        a local llama.cpp server also gets the role's output grammar (``grammar``)."""
+        gbnf = self.grammar_for(model, role)
+        if gbnf is None:
+            return self.client.call(model, messages, max_tokens, cap_usd=cap_usd)
+        return self.client.call(model, messages, max_tokens, cap_usd=cap_usd, grammar=gbnf)
+
+    def grammar_for(self, model: ModelInfo, role: str | None) -> str | None:
+        """The GBNF grammar a call to ``model`` for ``role`` is held to: only for local servers
+        (loopback api base; llama.cpp reads ``grammar``), never for a hosted provider."""
+        if not self.grammar or role is None or not is_loopback(model.api_base):
+            return None
+        return W.GRAMMARS.get(role)
 
     def execute(self, step: StepContext, model: ModelInfo, *,
                 cap_usd: float | None = None) -> StepOutcome:
@@ -212,7 +234,8 @@ class LiveBackend(Backend):
         ``cap_usd``: what the call may cost at most (see :meth:`call`)."""
         st = self.state(step)
         msgs = W.build_messages(step.role, st)
-        res = self.call(model, msgs, self.max_tokens.get(step.role, 128), cap_usd=cap_usd)
+        res = self.call(model, msgs, self.max_tokens.get(step.role, 128), cap_usd=cap_usd,
+                        role=step.role)
         if res.error is not None:
             st.errors[step.role] = res.error
             return StepOutcome(model=model.name, step_success=0.0, cost_usd=res.cost_usd,
@@ -284,6 +307,8 @@ class LiveBackend(Backend):
             "agent": "planner -> solver (calculator, sandboxed python) -> verifier -> answerer",
             "task_success": "the final answer rounds to the known answer",
             "max_tokens": dict(self.max_tokens), "temperature": c.temperature,
+            "few_shot": self.few_shot,
+            "grammar": ("GBNF per role for local llama.cpp servers" if self.grammar else "off"),
             "timeout_s": c.timeout_s, "max_retries": c.max_retries,
             "requests_per_call_max": c.max_retries + 1,
             "retry_after_max_s": c.retry_after_max_s,

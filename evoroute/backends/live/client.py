@@ -136,9 +136,10 @@ class StreamingClient:
         self.jitter = np.random.default_rng([int(self.seed), 4099])
 
     def request_kwargs(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
-                       *, stream: bool = True) -> dict[str, Any]:
+                       *, stream: bool = True, grammar: str | None = None) -> dict[str, Any]:
         """The keyword arguments of ``litellm.completion`` for one request (``stream=False``:
-        the same request, answered whole)."""
+        the same request, answered whole). ``grammar``: a GBNF grammar for a local llama.cpp
+        server (sent in the body as ``grammar``; refused for any other api base)."""
         kwargs: dict[str, Any] = dict(model=model.litellm_id, messages=messages,
                                       max_tokens=int(max_tokens), temperature=self.temperature,
                                       timeout=self.timeout_s, drop_params=True,
@@ -152,6 +153,10 @@ class StreamingClient:
             if is_loopback(model.api_base):
                 # never send a real provider key to a local server; llama.cpp needs none
                 kwargs["api_key"] = LOCAL_API_KEY
+        if grammar is not None:
+            if not is_loopback(model.api_base):
+                raise ValueError("a grammar is sent to local llama.cpp servers only")
+            kwargs["extra_body"] = {"grammar": grammar}
         return kwargs
 
     @staticmethod
@@ -163,7 +168,8 @@ class StreamingClient:
             yield chunk
 
     def _call_once(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
-                    meter: _Meter, cap_usd: float | None = None) -> CallResult:
+                    meter: _Meter, cap_usd: float | None = None,
+                    grammar: str | None = None) -> CallResult:
         lt = load_litellm()
         local = is_loopback(model.api_base)
         n_in = count_prompt_tokens(model.litellm_id, messages)
@@ -178,7 +184,7 @@ class StreamingClient:
         ttft, parts, usage = None, [], None
         tally = TokenTally(model.litellm_id)
         stopped: str | None = None
-        stream = lt.completion(**self.request_kwargs(model, messages, max_tokens))
+        stream = lt.completion(**self.request_kwargs(model, messages, max_tokens, grammar=grammar))
         meter.replied = True
         meter.cost_usd = model.cost(n_in, 0)
         # the deadline also holds while nothing reaches the loop: litellm swallows SSE comments
@@ -256,7 +262,7 @@ class StreamingClient:
                           cost_usd=meter.cost_usd, stopped=stopped, deltas=len(parts))
 
     def call(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
-             cap_usd: float | None = None) -> CallResult:
+             cap_usd: float | None = None, grammar: str | None = None) -> CallResult:
         """One call with one retry budget (``max_retries`` + 1 requests in total, litellm's and
         the OpenAI client's own retries off), exponential backoff with seeded jitter, at least
         the server's ``Retry-After``; never raises for a failed call (the error comes back,
@@ -273,7 +279,7 @@ class StreamingClient:
             meter = _Meter()
             left = None if cap_usd is None else cap_usd - spent
             try:
-                res = self._call_once(model, messages, max_tokens, meter, left)
+                res = self._call_once(model, messages, max_tokens, meter, left, grammar)
                 return replace(res, attempts=attempt, elapsed_s=time.perf_counter() - t0,
                                cost_usd=spent + res.cost_usd)
             except Exception as exc:   # noqa: BLE001 - litellm raises many types; all are recorded
