@@ -255,6 +255,46 @@ prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}
 atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")
 py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}
 """
+_LIST_IN_Q = re.compile(r"\[\d+(?:, \d+)*\]")
+#: numbers an expression may need that a question does not write (percent, minutes, metres,
+#: parity, "three largest")
+GRAMMAR_CONSTANTS = ("0", "1", "2", "3", "10", "60", "100", "1000")
+
+
+def _alt(tokens: list[str]) -> str:
+    return " | ".join(json.dumps(t) for t in tokens)
+
+
+def grammar(role: str, task: AgentTask) -> str | None:
+    """The GBNF grammar of ``role``'s output on ``task`` (None: free text, the planner).
+
+    Solver and verifier expressions may use only the numbers and list literals the question
+    writes (and :data:`GRAMMAR_CONSTANTS`): a small model cannot copy a number from a solved
+    example or make one up; which numbers, in which expression, stays its own choice."""
+    if role not in GRAMMARS:
+        return None
+    if role == "answerer":
+        return GRAMMARS["answerer"]
+    nums = set(_NUM_IN_Q.findall(task.question))
+    nums |= {n.lstrip("0") or "0" for n in nums}          # "09:05" -> 9 and 5 as well
+    nums = sorted(nums | set(GRAMMAR_CONSTANTS), key=lambda n: (-len(n), n))
+    lists = sorted(set(_LIST_IN_Q.findall(task.question)))
+    head = GRAMMARS[role].split("\n", 1)[0]
+    py_items = ["ident", "num", "op"] + (["lst"] if lists else [])
+    rules = [head,
+             "calc ::= sum",
+             'sum ::= prod (" "? [-+] " "? prod){0,12}',
+             'prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}',
+             'atom ::= "-"? num | "(" " "? sum " "? ")"',
+             f"num ::= {_alt(nums)}",
+             f"py ::= ({' | '.join(py_items)}){{1,80}}",
+             "ident ::= [a-zA-Z_]{1,12}",
+             "op ::= [ .,+*/%<>=!:()\\[\\]-]"]
+    if lists:
+        rules.append(f"lst ::= {_alt(lists)}")
+    return "\n".join(rules) + "\n"
+
+
 GRAMMARS: dict[str, str] = {
     "solver": r'root ::= ("CALC: " calc | "PYTHON: " py) "\n"' + "\n" + _EXPR,
     "verifier": (r'root ::= "VERDICT: CORRECT\n" | "VERDICT: WRONG\n" ("CALC: " calc | '
@@ -406,5 +446,5 @@ def apply_output(role: str, state: TaskState, text: str, *,
 
 __all__ = ["ROLES", "MAX_TOKENS", "AgentTask", "TaskState", "load_tasks", "routing_instruction",
            "build_messages", "apply_output", "BUNDLED_TASKS", "TIERED_TASKS", "TASK_SETS",
-           "GRAMMARS", "select_demos", "tool_line", "resolve_task_file",
+           "GRAMMARS", "grammar", "select_demos", "tool_line", "resolve_task_file",
            "step_tool_error", "tool_call_note"]

@@ -99,9 +99,44 @@ def test_grammars_are_valid_gbnf_and_admit_the_lines_the_parser_reads():
     assert W.apply_output("verifier", st2, "VERDICT: WRONG\nCALC: 31 + 44\n") == 1.0
 
 
+def _allowed_numbers(g: str) -> set[str]:
+    line = next(x for x in g.splitlines() if x.startswith("num ::= "))
+    return set(re.findall(r'"([0-9.]+)"', line))
+
+
+def test_task_grammars_admit_the_reference_solution_and_no_number_the_question_lacks():
+    """The numbers an expression may use are the question's (and a few constants): every
+    reference solution stays writable, a solved example's numbers do not."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    tasks = W.load_tasks("tiered") + W.load_tasks("default")
+    for t in tasks:
+        for role in ("solver", "verifier"):
+            g = W.grammar(role, t)
+            llama_cpp.LlamaGrammar.from_string(g, verbose=False)
+            nums = _allowed_numbers(g)
+            lists = set(re.findall(r'"(\[[0-9, ]+\])"', g))
+            ref = t.reference
+            for lst in re.findall(r"\[\d+(?:, \d+)*\]", ref):
+                assert lst in lists, (t.id, lst)
+                ref = ref.replace(lst, " ")
+            for n in re.findall(r"\d+(?:\.\d+)?", ref):
+                assert n in nums, (t.id, role, n, ref)
+        assert W.grammar("planner", t) is None
+        assert W.grammar("answerer", t) == W.GRAMMARS["answerer"]
+    add = next(t for t in W.load_tasks("tiered") if t.kind == "add" and t.split == "test")
+    demo_numbers = {n for q, _ in W.select_demos(add, W.load_tasks("tiered"), 2)
+                    for n in re.findall(r"\d+", q)}
+    question_numbers = set(re.findall(r"\d+", add.question)) | set(W.GRAMMAR_CONSTANTS)
+    assert _allowed_numbers(W.grammar("solver", add)) == question_numbers
+    assert demo_numbers - question_numbers          # the examples' numbers are not writable
+
+
 def test_grammar_goes_to_local_servers_only(tmp_path):
     b = LiveBackend("tiered", [LOCAL, HOSTED], check_models=False)
     assert b.grammar_for(LOCAL, "solver") == W.GRAMMARS["solver"]
+    task = W.load_tasks("tiered")[0]
+    assert b.grammar_for(LOCAL, "solver", task) == W.grammar("solver", task)
+    assert b.grammar_for(HOSTED, "solver", task) is None
     assert b.grammar_for(LOCAL, "planner") is None                  # free text
     assert b.grammar_for(HOSTED, "solver") is None                  # never to a provider
     kw = b.client.request_kwargs(LOCAL, [{"role": "user", "content": "x"}], 8,

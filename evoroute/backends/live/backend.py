@@ -211,20 +211,23 @@ class LiveBackend(Backend):
 
     # ------------------------------------------------------------ the interface
     def call(self, model: ModelInfo, messages: list[dict[str, str]], max_tokens: int,
-             cap_usd: float | None = None, role: str | None = None) -> CallResult:
+             cap_usd: float | None = None, role: str | None = None,
+             task: W.AgentTask | None = None) -> CallResult:
         """One model call with this backend's retry budget and cap (:meth:`StreamingClient.call`);
         a local llama.cpp server also gets the role's output grammar (``grammar``)."""
-        gbnf = self.grammar_for(model, role)
+        gbnf = self.grammar_for(model, role, task)
         if gbnf is None:
             return self.client.call(model, messages, max_tokens, cap_usd=cap_usd)
         return self.client.call(model, messages, max_tokens, cap_usd=cap_usd, grammar=gbnf)
 
-    def grammar_for(self, model: ModelInfo, role: str | None) -> str | None:
-        """The GBNF grammar a call to ``model`` for ``role`` is held to: only for local servers
-        (loopback api base; llama.cpp reads ``grammar``), never for a hosted provider."""
+    def grammar_for(self, model: ModelInfo, role: str | None,
+                    task: W.AgentTask | None = None) -> str | None:
+        """The GBNF grammar a call to ``model`` for ``role`` (on ``task``: its numbers only, see
+        :func:`W.grammar`) is held to: only for local servers (loopback api base; llama.cpp
+        reads ``grammar``), never for a hosted provider."""
         if not self.grammar or role is None or not is_loopback(model.api_base):
             return None
-        return W.GRAMMARS.get(role)
+        return W.GRAMMARS.get(role) if task is None else W.grammar(role, task)
 
     def execute(self, step: StepContext, model: ModelInfo, *,
                 cap_usd: float | None = None) -> StepOutcome:
@@ -235,7 +238,7 @@ class LiveBackend(Backend):
         st = self.state(step)
         msgs = W.build_messages(step.role, st)
         res = self.call(model, msgs, self.max_tokens.get(step.role, 128), cap_usd=cap_usd,
-                        role=step.role)
+                        role=step.role, task=st.task)
         if res.error is not None:
             st.errors[step.role] = res.error
             return StepOutcome(model=model.name, step_success=0.0, cost_usd=res.cost_usd,
