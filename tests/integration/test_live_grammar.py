@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from evoroute import settings as config
-from evoroute.agent import workflow as W
 from evoroute.backends.live.backend import LiveBackend
 from evoroute.backends.local.catalogue import LOCAL_MODELS
 from evoroute.backends.local.servers import LocalModelServers
