@@ -372,21 +372,23 @@ def write_jsonl(tasks: list[dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evoroute.agent.taskgen",
                                 description="Generate the bundled agent tasks (seeded).")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--n", type=int, default=DEFAULT_N)
-    p.add_argument("--test", type=int, default=DEFAULT_TEST)
+    p.add_argument("--seed", type=int, default=None, help=f"default {DEFAULT_SEED}")
+    p.add_argument("--n", type=int, default=None, help=f"default {DEFAULT_N}")
+    p.add_argument("--test", type=int, default=None, help=f"default {DEFAULT_TEST}")
     p.add_argument("--out", default="data/agent_tasks/tasks.jsonl")
     p.add_argument("--tiered", action="store_true",
                    help="the tiered set (easy / medium / hard, --n and --test per tier; defaults "
                         f"--seed {TIERED_SEED} --n {TIERED_PER_TIER} --test {TIERED_TEST_PER_TIER})")
     a = p.parse_args(argv)
+    def given(v: int | None, default: int) -> int:
+        return default if v is None else v
+
     if a.tiered:
-        seed = TIERED_SEED if a.seed == DEFAULT_SEED else a.seed
-        n = TIERED_PER_TIER if a.n == DEFAULT_N else a.n
-        test = TIERED_TEST_PER_TIER if a.test == DEFAULT_TEST else a.test
-        tasks = generate_tiered(seed, n, test)
+        tasks = generate_tiered(given(a.seed, TIERED_SEED), given(a.n, TIERED_PER_TIER),
+                                given(a.test, TIERED_TEST_PER_TIER))
     else:
-        tasks = generate(a.seed, a.n, a.test)
+        tasks = generate(given(a.seed, DEFAULT_SEED), given(a.n, DEFAULT_N),
+                         given(a.test, DEFAULT_TEST))
     write_jsonl(tasks, Path(a.out))
     n_test = sum(t["split"] == "test" for t in tasks)
     print(f"wrote {len(tasks)} tasks ({len(tasks) - n_test} train, {n_test} test) to {a.out}")

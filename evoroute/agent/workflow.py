@@ -226,9 +226,10 @@ def tool_line(task: AgentTask) -> str | None:
 
 def select_demos(task: AgentTask, pool: list[AgentTask], k: int) -> tuple[tuple[str, str], ...]:
     """Up to ``k`` solved examples for ``task``'s solver prompt, from ``pool`` (the *train*
-    tasks; never ``task`` itself): tasks of the same kind first, then by word overlap of the
-    questions (Jaccard, numbers ignored), ties by id, so the choice is deterministic. Only
-    train tasks' reference expressions are shown; a test task's never is."""
+    tasks; never ``task`` itself): by word overlap of the questions (Jaccard, numbers
+    ignored), ties by id, so the choice is deterministic. Only the question is read (not the
+    task's ``kind`` label, which a real query does not carry); only train tasks' reference
+    expressions are shown, a test task's never is."""
     if k <= 0:
         return ()
     mine = _words(task.question)
@@ -239,8 +240,8 @@ def select_demos(task: AgentTask, pool: list[AgentTask], k: int) -> tuple[tuple[
             continue
         w = _words(t.question)
         jac = len(mine & w) / max(1, len(mine | w))
-        ranked.append((bool(task.kind) and t.kind == task.kind, jac, t.id, t.question, line))
-    ranked.sort(key=lambda r: (-r[0], -r[1], r[2]))
+        ranked.append((jac, t.id, t.question, line))
+    ranked.sort(key=lambda r: (-r[0], r[1]))
     # the most similar example goes last, right before the problem
     return tuple((q, line) for *_, q, line in reversed(ranked[:k]))
 
@@ -255,10 +256,15 @@ prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}
 atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")
 py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}
 """
-_LIST_IN_Q = re.compile(r"\[\d+(?:, \d+)*\]")
+_LIST_IN_Q = re.compile(r"\[\d+(?:, \d+)*\]", re.ASCII)
 #: numbers an expression may need that a question does not write (percent, minutes, metres,
 #: parity, "three largest")
 GRAMMAR_CONSTANTS = ("0", "1", "2", "3", "10", "60", "100", "1000")
+
+
+def _no_leading_zero(n: str) -> str:
+    whole, dot, frac = n.partition(".")
+    return (whole.lstrip("0") or "0") + dot + frac
 
 
 def _alt(tokens: list[str]) -> str:
@@ -275,21 +281,23 @@ def grammar(role: str, task: AgentTask) -> str | None:
         return None
     if role == "answerer":
         return GRAMMARS["answerer"]
-    nums = set(_NUM_IN_Q.findall(task.question))
-    nums |= {n.lstrip("0") or "0" for n in nums}          # "09:05" -> 9 and 5 as well
+    # "09:05" -> 9 and 5: Python (and so both tools) refuse a leading zero
+    nums = {_no_leading_zero(n) for n in _NUM_IN_Q.findall(task.question)}
     nums = sorted(nums | set(GRAMMAR_CONSTANTS), key=lambda n: (-len(n), n))
     lists = sorted(set(_LIST_IN_Q.findall(task.question)))
     head = GRAMMARS[role].split("\n", 1)[0]
-    py_items = ["ident", "num", "op"] + (["lst"] if lists else [])
+    # in python a number is always followed by an operator (never by a digit, a letter or
+    # a "."), so no number can be built from the digits of others
+    py_items = ["ident", "op", "num op"] + (["lst"] if lists else [])
     rules = [head,
              "calc ::= sum",
              'sum ::= prod (" "? [-+] " "? prod){0,12}',
              'prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}',
              'atom ::= "-"? num | "(" " "? sum " "? ")"',
              f"num ::= {_alt(nums)}",
-             f"py ::= ({' | '.join(py_items)}){{1,80}}",
+             f"py ::= ({' | '.join(py_items)}){{1,80}} num? | num",
              "ident ::= [a-zA-Z_]{1,12}",
-             "op ::= [ .,+*/%<>=!:()\\[\\]-]"]
+             "op ::= [ ,+*/%<>=!:()\\[\\]-]"]
     if lists:
         rules.append(f"lst ::= {_alt(lists)}")
     return "\n".join(rules) + "\n"
@@ -366,7 +374,7 @@ def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
 
 
 _VERDICT = re.compile(r"VERDICT\W*?\s*[:=]?\s*(CORRECT|INCORRECT|WRONG)", re.IGNORECASE)
-_NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?")
+_NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 
 def tool_call_note(r: ToolResult) -> str:

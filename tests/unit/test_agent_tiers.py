@@ -16,7 +16,7 @@ from evoroute.backends.live.backend import LiveBackend
 from evoroute.core.errors import ValidationError
 from evoroute.core.types import ModelInfo
 
-LOCAL = ModelInfo("local-a", 0.0, 0.0, litellm_id="openai/local-a",
+LOCAL = ModelInfo("smollm2-135m", 0.0, 0.0, litellm_id="openai/smollm2-135m",
                   api_base="http://127.0.0.1:18999/v1")
 HOSTED = ModelInfo("hosted-b", 0.15, 0.60, litellm_id="gpt-4o-mini")
 
@@ -48,7 +48,52 @@ def test_tiered_tasks_balance_tiers_across_splits_and_their_references_are_right
             assert re.fullmatch(r"\d+ [-+*/] \d+", t.reference), t.reference
 
 
-def test_demos_are_train_solutions_of_the_same_kind_and_never_the_task_itself():
+def _language(g: str) -> re.Pattern:
+    """A regular expression for the solver grammar's language (the grammar is regular up to
+    the parentheses of ``calc``, which the test expressions below do not nest)."""
+    rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
+    alts = lambda rule: "|".join(re.escape(t) for t in re.findall(r'"((?:[^"\\]|\\.)*)"',  # noqa: E731
+                                                                     rules[rule]))
+    num, op = f"(?:{alts('num')})", r"[ ,+*/%<>=!:()\[\]-]"
+    lst = f"|{alts('lst')}" if "lst" in rules else ""
+    py = f"(?:[a-zA-Z_]{{1,12}}|{op}|{num}{op}{lst}){{1,80}}{num}?|{num}"
+    atom = rf"-?{num}"
+    calc = rf"\(?\s?{atom}(?:\s?(?:[-+*/]|\*\*)\s?\(?\s?{atom}\s?\)?)*\s?\)?"
+    return re.compile(rf"(?:CALC: {calc}|PYTHON: (?:{py}))\n")
+
+
+def test_grammar_language_holds_the_references_and_rejects_numbers_from_elsewhere():
+    """What the grammar *accepts* (not only the text of its number rule): every train
+    reference is a sentence of its solver grammar; a number the question lacks is not, in a
+    CALC line or built from digits in a PYTHON line."""
+    tasks = W.load_tasks("tiered")
+    for t in tasks:
+        if t.split != "train":
+            continue
+        lang = _language(W.grammar("solver", t))
+        assert lang.fullmatch(W.tool_line(t) + "\n"), (t.id, W.tool_line(t))
+    add = next(t for t in tasks if t.kind == "add" and t.split == "test")
+    lang = _language(W.grammar("solver", add))
+    a, b = re.findall(r"\d+", add.question)[:2]
+    assert lang.fullmatch(f"CALC: {a} + {b}\n")
+    assert not lang.fullmatch("CALC: 4711 + 1\n")                 # not in the question
+    assert "13" not in add.question
+    assert not lang.fullmatch("PYTHON: 13 + 2\n")                 # "13" from 1 and 3
+    assert not lang.fullmatch("PYTHON: 1.5 + 2\n")                # no "." in python lines
+    assert lang.fullmatch(f"PYTHON: {a} + {b}\n")
+
+
+def test_a_leading_zero_never_enters_the_grammar_and_every_number_runs_in_the_tools():
+    for t in W.load_tasks("tiered") + W.load_tasks("default"):
+        for n in _allowed_numbers(W.grammar("solver", t)):
+            assert n == "0" or not n.startswith("0") or n.startswith("0."), (t.id, n)
+            assert T.run_tool("calculator", f"{n} + 0").ok, (t.id, n)
+    duration = next(t for t in W.load_tasks("default") if ":0" in t.question)
+    assert all(not n.startswith("0") or n == "0"
+               for n in _allowed_numbers(W.grammar("solver", duration)))
+
+
+def test_demos_are_similar_train_solutions_and_never_the_task_itself():
     tasks = W.load_tasks("tiered")
     by_id = {t.id: t for t in tasks}
     train_q = {t.question: t for t in tasks if t.split == "train"}
@@ -108,7 +153,7 @@ def test_task_grammars_admit_the_reference_solution_and_no_number_the_question_l
     """The numbers an expression may use are the question's (and a few constants): every
     reference solution stays writable, a solved example's numbers do not."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    tasks = W.load_tasks("tiered") + W.load_tasks("default")
+    tasks = [t for t in W.load_tasks("tiered") + W.load_tasks("default") if t.split == "train"]
     for t in tasks:
         for role in ("solver", "verifier"):
             g = W.grammar(role, t)
@@ -144,6 +189,11 @@ def test_grammar_goes_to_local_servers_only(tmp_path):
     assert kw["extra_body"] == {"grammar": W.GRAMMARS["solver"]}
     with pytest.raises(ValueError, match="local llama.cpp servers only"):
         b.client.request_kwargs(HOSTED, [{"role": "user", "content": "x"}], 8, grammar="root ::= x")
+    # a loopback endpoint that is not one of the packaged llama.cpp models (a local proxy
+    # to a provider, say) never gets a grammar either
+    proxy = ModelInfo("proxy", 0.0, 0.0, litellm_id="openai/gpt-4o-mini",
+                      api_base="http://127.0.0.1:4000/v1")
+    assert b.grammar_for(proxy, "solver", task) is None
     off = LiveBackend("tiered", [LOCAL], check_models=False, grammar=False)
     assert off.grammar_for(LOCAL, "solver") is None
     d = b.describe()
@@ -166,3 +216,27 @@ def test_the_backend_gives_each_task_its_demos():
                        instruction=spec.steps[1].instruction)
     st = b.state(step)
     assert len(st.demos) == 1 and st.demos[0][0] in b.messages(step)[0]["content"]
+
+
+def test_the_request_a_hosted_model_gets_has_no_grammar_and_a_local_one_does(monkeypatch):
+    """Through the real execute -> litellm.completion path (litellm's own mock_response, no
+    network): the body of a hosted call carries no grammar; a local llama.cpp one does."""
+    from evoroute.backends.live.sdk import load_litellm
+    from evoroute.core.types import StepContext
+
+    litellm = load_litellm()
+    real, seen = litellm.completion, []
+
+    def completion(**kw):
+        seen.append((kw["model"], kw.get("extra_body")))
+        return real(mock_response="CALC: 31 + 44", **kw)
+    monkeypatch.setattr(litellm, "completion", completion)
+    b = LiveBackend("tiered", [LOCAL, HOSTED], check_models=False)
+    spec = next(t for t in b.tasks("test") if t.key.endswith("tier-000"))
+    step = StepContext(task_key=spec.key, step_index=1, role="solver",
+                       instruction=spec.steps[1].instruction)
+    for m in (HOSTED, LOCAL):
+        assert b.execute(step, m).error is None
+    assert seen[0] == ("gpt-4o-mini", None)
+    assert seen[1][0] == "openai/smollm2-135m"
+    assert seen[1][1] == {"grammar": W.grammar("solver", b._by_id["tier-000"])}

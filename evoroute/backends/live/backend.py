@@ -223,9 +223,9 @@ class LiveBackend(Backend):
     def grammar_for(self, model: ModelInfo, role: str | None,
                     task: W.AgentTask | None = None) -> str | None:
         """The GBNF grammar a call to ``model`` for ``role`` (on ``task``: its numbers only, see
-        :func:`W.grammar`) is held to: only for local servers (loopback api base; llama.cpp
-        reads ``grammar``), never for a hosted provider."""
-        if not self.grammar or role is None or not is_loopback(model.api_base):
+        :func:`W.grammar`) is held to: only for this project's llama.cpp servers (see
+        :func:`served_by_llama_cpp`), never for a hosted provider or another local proxy."""
+        if not self.grammar or role is None or not served_by_llama_cpp(model):
             return None
         return W.GRAMMARS.get(role) if task is None else W.grammar(role, task)
 
@@ -318,6 +318,16 @@ class LiveBackend(Backend):
             "backoff_s": c.backoff_s, "tool_limits": dict(self.tool_limits),
             "keys": "read from the environment by litellm; never stored",
         }
+
+
+def served_by_llama_cpp(model: ModelInfo) -> bool:
+    """True for a packaged local model on a loopback api base (``local start`` registers them
+    as ``openai/<name>``): a llama.cpp server, which reads ``grammar`` from the body. Any other
+    endpoint, a local proxy to a provider included, never gets one."""
+    from evoroute.backends.local.catalogue import LOCAL_MODELS
+
+    return is_loopback(model.api_base) and any(
+        model.litellm_id == m.litellm_id for m in LOCAL_MODELS.values())
 
 
 def _answers(api_base: str, timeout: float = 2.0) -> bool:
