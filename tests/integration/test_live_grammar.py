@@ -34,7 +34,7 @@ def test_every_local_model_writes_its_roles_line_under_the_grammar(tmp_path: Pat
         models = [ModelInfo(i.name, 0.0, 0.0, litellm_id=i.model, api_base=i.api_base)
                   for i in infos]
         assert {m.name for m in models} == set(LOCAL_MODELS)
-        b = LiveBackend("tiered", models, check_models=False, timeout_s=120.0)
+        b = LiveBackend("tiered", models, check_models=False, timeout_s=300.0)
         tasks = [t for t in b.tasks("train") if b._by_id[t.key.split(":", 1)[1]].tier == "easy"]
         solved = {}
         for m in models:

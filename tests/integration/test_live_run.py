@@ -66,7 +66,7 @@ def test_three_task_live_run_routed_by_evoroute_on_local_models(tmp_path: Path, 
             spec = RunSpec(backend="live", router="evoroute", seed=3,
                            models=(OFFLINE, *names), cold_start_tasks=1, n_train=0,
                            n_tasks=2,
-                           backend_params={"timeout_s": 90.0, "max_retries": 1,
+                           backend_params={"timeout_s": 300.0, "max_retries": 1,
                                            "backoff_s": 0.2, "check_models": False})
             run_id = create_run(spec, engine=engine)
             steps = list(execute_run(run_id, engine=engine))
