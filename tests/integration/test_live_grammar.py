@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from evoroute import settings as config
+from evoroute.agent import workflow as W
 from evoroute.backends.live.backend import LiveBackend
 from evoroute.backends.local.catalogue import LOCAL_MODELS
 from evoroute.backends.local.servers import LocalModelServers
@@ -48,6 +49,14 @@ def test_every_local_model_writes_its_roles_line_under_the_grammar(tmp_path: Pat
                 outs[s.role] = o.response
             for role, pattern in LINES.items():
                 assert re.fullmatch(pattern, outs[role]), (m.name, role, outs[role])
+            # the server enforced the task's own grammar: every number the solver wrote is
+            # one the question writes (or a grammar constant), which free decoding would not
+            task = b._by_id[spec.key.split(":", 1)[1]]
+            num_rule = next(x for x in W.grammar("solver", task).splitlines()
+                            if x.startswith("num ::= "))
+            allowed = set(re.findall(r'"([0-9.]+)"', num_rule))
+            expr = outs["solver"].split(":", 1)[1]      # (a list may be rebuilt from them)
+            assert set(re.findall(r"\d+(?:\.\d+)?", expr)) <= allowed, (m.name, outs["solver"])
             solved[m.name] = b.check_task(spec, [])
             assert b.transcripts[spec.key]["final_answer"] is not None   # the parser read it
     print(f"\ngrammar-held outputs on {tasks[0].key}: solved {solved}")
