@@ -295,6 +295,16 @@ KINDS: dict[str, Callable[[np.random.Generator], Made]] = {
 }
 
 
+def _draw(kind: str, maker: Callable[[np.random.Generator], Made],
+          rng: np.random.Generator) -> tuple[str, F, float, int, str, str]:
+    for _ in range(100):
+        q, exact, dec, tool, ref = maker(rng)
+        ans = _round(exact, dec)
+        if ans is not None:
+            return q, exact, ans, dec, tool, ref
+    raise RuntimeError(f"could not draw a {kind} task without a rounding tie")  # pragma: no cover
+
+
 def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N,
              n_test: int = DEFAULT_TEST) -> list[dict[str, Any]]:
     """``n`` tasks, kinds balanced round-robin, ``n_test`` of them (seeded choice) in test."""
@@ -305,13 +315,7 @@ def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N,
     tasks = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
-        for _ in range(100):
-            q, exact, dec, tool, ref = KINDS[kind](rng)
-            ans = _round(exact, dec)
-            if ans is not None:
-                break
-        else:  # pragma: no cover - every maker has non-tie values
-            raise RuntimeError(f"could not draw a {kind} task without a rounding tie")
+        q, _, ans, dec, tool, ref = _draw(kind, KINDS[kind], rng)
         tasks.append({"id": f"agent-{i:03d}", "kind": kind, "question": q,
                       "answer": int(ans) if dec == 0 else ans, "decimals": dec, "tool": tool,
                       "reference": ref})
@@ -319,16 +323,6 @@ def generate(seed: int = DEFAULT_SEED, n: int = DEFAULT_N,
     for i, t in enumerate(tasks):
         t["split"] = "test" if i in test_ids else "train"
     return tasks
-
-
-def _draw(kind: str, maker: Callable[[np.random.Generator], Made],
-          rng: np.random.Generator) -> tuple[str, F, float, int, str, str]:
-    for _ in range(100):
-        q, exact, dec, tool, ref = maker(rng)
-        ans = _round(exact, dec)
-        if ans is not None:
-            return q, exact, ans, dec, tool, ref
-    raise RuntimeError(f"could not draw a {kind} task without a rounding tie")  # pragma: no cover
 
 
 TIERED_SEED = 2602

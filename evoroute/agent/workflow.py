@@ -250,12 +250,12 @@ def select_demos(task: AgentTask, pool: list[AgentTask], k: int) -> tuple[tuple[
 # its role must write. Sent only to local llama.cpp servers (see the live backend's
 # ``grammar``); the expression inside is the model's own choice. Quotes are not in the python
 # alphabet, so no string literal can be written (the sandbox is the guard; this is format).
-_EXPR = r"""calc ::= sum
-sum ::= prod (" "? [-+] " "? prod){0,12}
-prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}
-atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")
-py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}
-"""
+_CALC = ("calc ::= sum",
+         'sum ::= prod (" "? [-+] " "? prod){0,12}',
+         'prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}')
+_EXPR = "\n".join((*_CALC,
+                   'atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")',
+                   r"py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}")) + "\n"
 _LIST_IN_Q = re.compile(r"\[\d+(?:, \d+)*\]", re.ASCII)
 #: numbers an expression may need that a question does not write (percent, minutes, metres,
 #: parity, "three largest")
@@ -289,10 +289,7 @@ def grammar(role: str, task: AgentTask) -> str | None:
     # in python a number is always followed by an operator (never by a digit, a letter or
     # a "."), so no number can be built from the digits of others
     py_items = ["ident", "op", "num op"] + (["lst"] if lists else [])
-    rules = [head,
-             "calc ::= sum",
-             'sum ::= prod (" "? [-+] " "? prod){0,12}',
-             'prod ::= atom (" "? ("*" | "/" | "**") " "? atom){0,12}',
+    rules = [head, *_CALC,
              'atom ::= "-"? num | "(" " "? sum " "? ")"',
              f"num ::= {_alt(nums)}",
              f"py ::= ({' | '.join(py_items)}){{1,80}} num? | num",

@@ -215,10 +215,8 @@ class LiveBackend(Backend):
              task: W.AgentTask | None = None) -> CallResult:
         """One model call with this backend's retry budget and cap (:meth:`StreamingClient.call`);
         a local llama.cpp server also gets the role's output grammar (``grammar``)."""
-        gbnf = self.grammar_for(model, role, task)
-        if gbnf is None:
-            return self.client.call(model, messages, max_tokens, cap_usd=cap_usd)
-        return self.client.call(model, messages, max_tokens, cap_usd=cap_usd, grammar=gbnf)
+        return self.client.call(model, messages, max_tokens, cap_usd=cap_usd,
+                                grammar=self.grammar_for(model, role, task))
 
     def grammar_for(self, model: ModelInfo, role: str | None,
                     task: W.AgentTask | None = None) -> str | None:
