@@ -39,7 +39,9 @@ def dataset_choices(backend: str) -> list[str]:
         from evoroute.backends.simulated import SCENARIOS
         names = list(SCENARIOS)
     elif backend == "live":
-        names = [DEFAULT_DATASET["live"]]
+        from evoroute.agent.workflow import TASK_SET_NAMES, TASK_SETS
+        # the bundled task sets, once each (the default's aliases left out)
+        names = [DEFAULT_DATASET["live"], *(n for n in TASK_SETS if n not in TASK_SET_NAMES)]
     else:
         names = bundled_datasets()
     first = DEFAULT_DATASET.get(backend)

@@ -83,7 +83,7 @@ def test_dataset_field_follows_the_backend_and_can_be_emptied(replay_db):
     assert at.selectbox(key="rn_dataset").value is None
     assert errors(at) == []
     at.selectbox(key="rn_backend").set_value("live").run()
-    assert at.selectbox(key="rn_dataset").options == ["default"]
+    assert at.selectbox(key="rn_dataset").options == ["default", "tiered"]   # the task sets
     at.selectbox(key="rn_backend").set_value("replay").run()
     assert at.selectbox(key="rn_dataset").options == launch.dataset_choices("replay")
 
