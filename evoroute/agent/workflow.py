@@ -256,7 +256,6 @@ _CALC = ("calc ::= sum",
 _EXPR = "\n".join((*_CALC,
                    'atom ::= "-"? ([0-9]{1,12} ("." [0-9]{1,10})? | "(" " "? sum " "? ")")',
                    r"py ::= [-a-zA-Z0-9_.,+*/%<>=!:()\[\] ]{1,160}")) + "\n"
-_LIST_IN_Q = re.compile(r"\[\d+(?:, \d+)*\]", re.ASCII)
 #: numbers an expression may need that a question does not write (percent, minutes, metres,
 #: parity, "three largest")
 GRAMMAR_CONSTANTS = ("0", "1", "2", "3", "10", "60", "100", "1000")
@@ -274,7 +273,7 @@ def _alt(tokens: list[str]) -> str:
 def grammar(role: str, task: AgentTask) -> str | None:
     """The GBNF grammar of ``role``'s output on ``task`` (None: free text, the planner).
 
-    Solver and verifier expressions may use only the numbers and list literals the question
+    Solver and verifier expressions may use only the numbers the question
     writes (and :data:`GRAMMAR_CONSTANTS`): a small model cannot copy a number from a solved
     example or make one up; which numbers, in which expression, stays its own choice."""
     if role not in GRAMMARS:
@@ -284,19 +283,20 @@ def grammar(role: str, task: AgentTask) -> str | None:
     # "09:05" -> 9 and 5: Python (and so both tools) refuse a leading zero
     nums = {_no_leading_zero(n) for n in _NUM_IN_Q.findall(task.question)}
     nums = sorted(nums | set(GRAMMAR_CONSTANTS), key=lambda n: (-len(n), n))
-    lists = sorted(set(_LIST_IN_Q.findall(task.question)))
     head = GRAMMARS[role].split("\n", 1)[0]
-    # in python a number is always followed by an operator (never by a digit, a letter or
-    # a "."), so no number can be built from the digits of others
-    py_items = ["ident", "op", "num op"] + (["lst"] if lists else [])
+    # a python line alternates words (a name or a number) with runs of operators, so a
+    # number is always followed by an operator (never by a digit, a letter or a "."): no
+    # number can be built from the digits of others. The grammar is unambiguous (one parse
+    # per prefix): an ambiguous one (names next to names) kept one parse stack per split of
+    # every name and made a 262k-token vocabulary ~17x slower to decode (docs/live.md).
+    # A list is written from its brackets, its numbers (the question's) and ", ".
     rules = [head, *_CALC,
              'atom ::= "-"? num | "(" " "? sum " "? ")"',
              f"num ::= {_alt(nums)}",
-             f"py ::= ({' | '.join(py_items)}){{1,80}} num? | num",
-             "ident ::= [a-zA-Z_]{1,12}",
-             "op ::= [ ,+*/%<>=!:()\\[\\]-]"]
-    if lists:
-        rules.append(f"lst ::= {_alt(lists)}")
+             "py ::= ops? word (ops word){0,40} ops?",
+             "word ::= ident | num",
+             "ident ::= [a-zA-Z_]{1,16}",
+             "ops ::= [ ,+*/%<>=!:()\\[\\]-]{1,10}"]
     return "\n".join(rules) + "\n"
 
 
