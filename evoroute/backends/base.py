@@ -18,6 +18,7 @@ threshold / cascade baselines read the same arrays.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +81,18 @@ class OutcomeTable:
     latencies: np.ndarray         # (n, m)
     embeddings: np.ndarray | None = None   # (n, d) float32
     responses: np.ndarray | None = None    # (n, m) object: recorded response text, None unknown
+    #: (n, m) the task's own recorded success had every step gone to that model, where the
+    #: source records it apart from the steps (a live pass: the final answer is right); None:
+    #: task success = every step succeeded
+    task_scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.roles)
 
     def task_success(self) -> np.ndarray:
         """(n, m): per row, the success of its task had every step gone to that model."""
+        if self.task_scores is not None:
+            return self.task_scores
         keys = np.unique(np.asarray(self.task_keys, dtype=object), return_inverse=True)[1]
         s = np.where(np.isnan(self.scores), np.inf, self.scores)
         worst = np.full((int(keys.max()) + 1 if keys.size else 0, s.shape[1]), np.inf)
@@ -133,6 +140,17 @@ class Backend(ABC):
     def outcome_table(self, split: str) -> OutcomeTable | None:
         """Every model's outcome on every step of a split, where known (else None)."""
         return None
+
+    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None
+                      ) -> OutcomeTable | None:
+        """Make :meth:`outcome_table` by running every model on the split, where the backend
+        can and was asked to (the live backend's ``collect``); None otherwise. Called only by
+        a run's preparation (it may take long), never by a page's check."""
+        return None
+
+    def missing_table_hint(self) -> str:
+        """What to do when :meth:`outcome_table` has none (appended to the run's error)."""
+        return ""
 
     def best_score(self, step: StepContext) -> float | None:
         """The best score any routable model has on this step, where known (the regret

@@ -129,10 +129,11 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         if caps.experience_preload is None:
             raise EvoRouteError(f"the full protocol needs a router with an experience base "
                                 f"(or a preload hook); {router.name} has none")
-        preload = backend.outcome_table("train")
+        preload = _train_table(backend, report)
         if preload is None:
             raise EvoRouteError(f"the {backend.label} backend cannot give every model's outcome "
-                                f"on the train split, which the full protocol needs")
+                                f"on the train split, which the full protocol needs"
+                                + backend.missing_table_hint())
         if spec.n_train is not None:
             keep_keys = {t.key for t in train[: spec.n_train]}
             preload = _subset_table(preload, [k in keep_keys for k in preload.task_keys])
@@ -141,10 +142,11 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
 
     training = None
     if caps.needs_training:
-        training = backend.outcome_table("train")
+        training = _train_table(backend, report)
         if training is None:
             raise EvoRouteError(f"router {router.name} needs every model's outcome on the train "
-                                f"split; the {backend.label} backend has none")
+                                f"split; the {backend.label} backend has none"
+                                + backend.missing_table_hint())
         if len(training) == 0:   # e.g. a long file whose every row is split=test
             raise EvoRouteError(f"router {router.name} learns from the train split, and dataset "
                                 f"{spec.dataset!r} has no train tasks for the chosen models; "
@@ -243,6 +245,21 @@ def _subset_table(tab: Any, keep: Sequence[bool]) -> Any:
                    tools=[tab.tools[i] for i in pick], scores=tab.scores[k], costs=tab.costs[k],
                    latencies=tab.latencies[k],
                    embeddings=None if tab.embeddings is None else tab.embeddings[k])
+
+
+def _train_table(backend: Backend, report: StageReport | None) -> Any:
+    """Every model's outcome on the train split: the backend's own, or one it collects now
+    (a live pass, reported as the ``collecting`` stage with its progress)."""
+    tab = backend.outcome_table("train")
+    if tab is not None:
+        return tab
+
+    def progress(done: int, total: int, detail: str) -> None:
+        if report is not None:
+            report(stages.COLLECTING, done / total if total else None,
+                   f"{done} of {total} task runs: {detail}")
+
+    return backend.collect_table("train", progress)
 
 
 def bulk_load(router: Any, tab: Any, embeddings: dict[str, np.ndarray] | None) -> None:

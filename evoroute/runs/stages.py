@@ -11,6 +11,7 @@ from __future__ import annotations
 from evoroute.core.types import PHASES
 
 LOADING = "loading"          # the dataset, the backend, the router and its task phases
+COLLECTING = "collecting"    # a live pass: every model on every train task (live.collect)
 EMBEDDING = "embedding"      # one embedding batch for every instruction of the run
 TRAINING = "training"        # a router that learns from every model's train outcome
 INDEXING = "indexing"        # the full protocol's experience base, loaded in one batch
@@ -19,13 +20,14 @@ COLD_START, OPTIMIZE, INFERENCE = PHASES
 FINISHED = "finished"
 
 #: the stages before the run's first new step: the studio shows them in place of task counts
-PREPARING = (LOADING, EMBEDDING, TRAINING, INDEXING, REPLAYING)
+PREPARING = (LOADING, COLLECTING, EMBEDDING, TRAINING, INDEXING, REPLAYING)
 #: every stage, in the order a run goes through them (a run skips the ones it does not need)
-ORDER = (LOADING, EMBEDDING, TRAINING, INDEXING, REPLAYING, COLD_START, OPTIMIZE, INFERENCE,
+ORDER = (LOADING, COLLECTING, EMBEDDING, TRAINING, INDEXING, REPLAYING, COLD_START, OPTIMIZE, INFERENCE,
          FINISHED)
 
 TITLES = {
     LOADING: "loading the data and building the router",
+    COLLECTING: "every model on every train task (live collection pass)",
     EMBEDDING: "embedding",
     TRAINING: "training the router on the train split",
     INDEXING: "building the experience index",

@@ -242,7 +242,11 @@ def build_spec(*, backend: str, dataset: str | None, router: str, ablations: Seq
     from evoroute.runs.spec import RunSpec
 
     rname, params = router_with_ablations(router, ablations)
+    # a live run whose router learns from every model's train outcome (or the full protocol)
+    # collects it first, shown as the run's "collecting" stage; other routers never do
+    backend_params = {"collect": True} if backend == "live" else {}
     return RunSpec(backend=backend, dataset=(dataset or "").strip() or None, router=rname,
+                   backend_params=backend_params,
                    weights=tuple(float(x) for x in weights), router_params=params, seed=seed,
                    protocol=protocol, n_tasks=n_tasks, n_train=n_train,
                    cold_start_tasks=cold_start_tasks, steps_per_task=steps_per_task,

@@ -35,11 +35,12 @@ import math
 import urllib.error
 import urllib.request
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from evoroute import settings as config
 from evoroute.agent import workflow as W
-from evoroute.backends.base import Backend, StepSpec, TaskSpec, split_rng
+from evoroute.backends.base import Backend, OutcomeTable, StepSpec, TaskSpec, split_rng
 from evoroute.backends.live.client import (
     DEFAULT_BACKOFF_MAX_S,
     DEFAULT_BACKOFF_S,
@@ -75,7 +76,8 @@ class LiveBackend(Backend):
                  retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S,
                  max_tokens: int | dict[str, int] | None = None, temperature: float = 0.0,
                  tool_time_limit_s: float = 2.0, tool_memory_mb: int = 256,
-                 check_models: bool = True, few_shot: int = 2, grammar: bool = True) -> None:
+                 check_models: bool = True, few_shot: int = 2, grammar: bool = True,
+                 collect: bool = False) -> None:
         if not models:
             raise ValidationError("no candidate models for the live backend: register some "
                                   "(`python -m evoroute local start` then register the local "
@@ -117,6 +119,10 @@ class LiveBackend(Backend):
         self.few_shot = few_shot
         #: hold local llama.cpp models to their role's line with a GBNF grammar (W.GRAMMARS)
         self.grammar = grammar
+        if not isinstance(collect, bool):
+            raise ValidationError(f"collect must be true or false, got {collect!r}", "collect")
+        #: a run whose router needs every model's train outcome may collect it (live.collect)
+        self.collect = collect
         self.seed = int(seed)
         self.dataset = dataset
         self.task_file = W.resolve_task_file(dataset)
@@ -291,6 +297,31 @@ class LiveBackend(Backend):
             self.transcripts.popitem(last=False)
         return float(st.correct)
 
+    # ------------------------------------------------------------ the train table
+    def outcome_table(self, split: str) -> OutcomeTable | None:
+        """Every model's outcome on every step of ``split`` from a finished live collection
+        pass with these settings (:mod:`evoroute.backends.live.collect`), else None."""
+        from evoroute.backends.live import collect
+
+        return collect.cached(self, split)
+
+    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None
+                      ) -> OutcomeTable | None:
+        """Run every model on every task of ``split`` (resuming a cached pass), when this
+        backend was built with ``collect=True``; else None."""
+        if not self.collect:
+            return None
+        from evoroute.backends.live import collect
+
+        return collect.collect(self, split, progress=progress)
+
+    def missing_table_hint(self) -> str:
+        n = len(self.tasks("train"))
+        return (f"; a live collection pass makes it: pass --backend-param collect=true and "
+                f"every model runs every train task first ({n} tasks x {len(self.models)} "
+                f"models x {len(W.ROLES)} calls, cached for later runs with the same settings; "
+                f"the studio's live runs collect when they need it)")
+
     def describe(self) -> dict[str, Any]:
         c = self.client
         n = {s: sum(t.split == s for t in self._all_tasks) for s in config.DEFAULTS.splits}
@@ -315,6 +346,7 @@ class LiveBackend(Backend):
             "retry_after_max_s": c.retry_after_max_s,
             "backoff_s": c.backoff_s, "tool_limits": dict(self.tool_limits),
             "keys": "read from the environment by litellm; never stored",
+            "collect": self.collect,
         }
 
 
