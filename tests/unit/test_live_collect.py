@@ -7,11 +7,23 @@ import json
 
 import numpy as np
 import pytest
-from test_live_backend import _register, backend, hosted, oracle, script  # noqa: F401
+from test_live_backend import ScriptedLLM, _register, backend, hosted, litellm, oracle
 
 from evoroute.backends.live import collect
 from evoroute.core.errors import EvoRouteError
 from evoroute.storage import db, repo
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """A scripted litellm.completion: ``script({"openai/a": [...], ...})`` (test_live_backend)."""
+    real = litellm.completion
+
+    def install(s: dict) -> ScriptedLLM:
+        fake = ScriptedLLM(real, s)
+        monkeypatch.setattr(litellm, "completion", fake)
+        return fake
+    return install
 
 
 @pytest.fixture(autouse=True)
