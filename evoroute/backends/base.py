@@ -141,11 +141,17 @@ class Backend(ABC):
         """Every model's outcome on every step of a split, where known (else None)."""
         return None
 
-    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None
-                      ) -> OutcomeTable | None:
+    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None,
+                      budget_usd: float | None = None) -> OutcomeTable | None:
         """Make :meth:`outcome_table` by running every model on the split, where the backend
         can and was asked to (the live backend's ``collect``); None otherwise. Called only by
-        a run's preparation (it may take long), never by a page's check."""
+        a run's preparation (it may take long), never by a page's check. ``budget_usd``: the
+        run's cap, which the pass must fit in (refused before any call otherwise)."""
+        return None
+
+    def table_shape(self, split: str) -> OutcomeTable | None:
+        """The split's table with nothing recorded (its tasks, steps and roles), where the
+        backend could collect one: a router's data check runs on it before a pass is paid."""
         return None
 
     def missing_table_hint(self) -> str:

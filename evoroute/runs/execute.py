@@ -155,6 +155,8 @@ def execute_run(run_id: int, *, engine: Engine | None = None, embedder: Any = No
     except RunTakenOver:
         status = None                    # not ours any more: write nothing
         raise
+    except lifecycle.StoppedWhilePreparing as exc:
+        status, error = "stopped", str(exc)   # asked for: the run ends cleanly, no step ran
     except ResumeDivergence as exc:
         status, error = "interrupted", str(exc)
         raise

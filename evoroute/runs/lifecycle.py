@@ -34,6 +34,12 @@ class RunTakenOver(EvoRouteError):
     deleted): the worker stops without writing."""
 
 
+class StoppedWhilePreparing(EvoRouteError):
+    """A stop was asked for during a long preparation stage (a live collection pass): the run
+    ends ``stopped`` before its first step (what the stage made so far is kept, e.g. a pass's
+    cached task runs)."""
+
+
 # ---------------------------------------------------------------- ownership and heartbeat
 def claim(engine: Engine, run_id: int, resume: bool, claim_from: Sequence[str] | None = None
           ) -> repo.ProcessIdentity:
@@ -121,11 +127,15 @@ class StageReporter:
                 and now - self._at < self.STAGE_EVERY_S:
             return
         with signals_deferred():
-            if not run_store.set_stage(self.engine, self.run_id, self.owner, stage,
-                                       None if progress is None else float(progress), detail):
-                raise RunTakenOver(f"run {self.run_id} is no longer this worker's (pid "
-                                   f"{self.owner.pid}); stopping without writing")
+            stop = run_store.set_stage(self.engine, self.run_id, self.owner, stage,
+                                       None if progress is None else float(progress), detail)
+        if stop is None:
+            raise RunTakenOver(f"run {self.run_id} is no longer this worker's (pid "
+                               f"{self.owner.pid}); stopping without writing")
         self.stage, self._last, self._at = stage, (stage, progress, detail), now
+        if stop and stage in stages.PREPARING:
+            raise StoppedWhilePreparing(f"stopped on request while {stages.title(stage)} "
+                                        f"({detail or 'before the first step'})")
         if self.heartbeat is not None:
             self.heartbeat.touch()
 

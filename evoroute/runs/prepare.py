@@ -129,7 +129,7 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
         if caps.experience_preload is None:
             raise EvoRouteError(f"the full protocol needs a router with an experience base "
                                 f"(or a preload hook); {router.name} has none")
-        preload = _train_table(backend, report)
+        preload = _train_table(backend, report, router, spec.budget_usd)
         if preload is None:
             raise EvoRouteError(f"the {backend.label} backend cannot give every model's outcome "
                                 f"on the train split, which the full protocol needs"
@@ -142,7 +142,7 @@ def prepare_run(spec: RunSpec, *, engine: Engine | None = None,
 
     training = None
     if caps.needs_training:
-        training = _train_table(backend, report)
+        training = _train_table(backend, report, router, spec.budget_usd)
         if training is None:
             raise EvoRouteError(f"router {router.name} needs every model's outcome on the train "
                                 f"split; the {backend.label} backend has none"
@@ -244,22 +244,38 @@ def _subset_table(tab: Any, keep: Sequence[bool]) -> Any:
                    roles=[tab.roles[i] for i in pick], instructions=[tab.instructions[i] for i in pick],
                    tools=[tab.tools[i] for i in pick], scores=tab.scores[k], costs=tab.costs[k],
                    latencies=tab.latencies[k],
-                   embeddings=None if tab.embeddings is None else tab.embeddings[k])
+                   embeddings=None if tab.embeddings is None else tab.embeddings[k],
+                   responses=None if tab.responses is None else tab.responses[k],
+                   task_scores=None if tab.task_scores is None else tab.task_scores[k])
 
 
-def _train_table(backend: Backend, report: StageReport | None) -> Any:
+def _train_table(backend: Backend, report: StageReport | None, router: Router,
+                 budget_usd: float | None) -> Any:
     """Every model's outcome on the train split: the backend's own, or one it collects now
-    (a live pass, reported as the ``collecting`` stage with its progress)."""
+    (a live pass, reported as the ``collecting`` stage with its progress), once the router's
+    data check has passed on the table's shape and the pass fits the run's budget."""
     tab = backend.outcome_table("train")
     if tab is not None:
         return tab
+    why = unsupported_on_shape(router, backend)
+    if why:
+        raise EvoRouteError(f"router {router.name}: {why}")
 
     def progress(done: int, total: int, detail: str) -> None:
         if report is not None:
             report(stages.COLLECTING, done / total if total else None,
                    f"{done} of {total} task runs: {detail}")
 
-    return backend.collect_table("train", progress)
+    return backend.collect_table("train", progress, budget_usd)
+
+
+def unsupported_on_shape(router: Router, backend: Backend) -> str | None:
+    """Why ``router`` cannot run on the train table ``backend`` would collect (None: it can,
+    or the backend collects none): checked before a pass is paid for."""
+    if type(router).unsupported_data is Router.unsupported_data:
+        return None
+    shape = backend.table_shape("train")
+    return None if shape is None or len(shape) == 0 else router.unsupported_data(shape)
 
 
 def bulk_load(router: Any, tab: Any, embeddings: dict[str, np.ndarray] | None) -> None:

@@ -69,15 +69,15 @@ def run_cost(engine: Engine, run_id: int) -> float:
 
 
 def set_stage(engine: Engine, run_id: int, owner: repo.ProcessIdentity, stage: str,
-              progress: float | None, detail: str | None) -> bool:
-    """Commit what the run is doing now (with its heartbeat), fenced on ownership; False when
-    the run is no longer ``owner``'s."""
+              progress: float | None, detail: str | None) -> bool | None:
+    """Commit what the run is doing now (with its heartbeat), fenced on ownership; returns the
+    run's stop flag, or None when the run is no longer ``owner``'s."""
     with db.session(engine) as s:
-        n = s.exec(owned(run_id, owner).values(  # type: ignore[call-overload]
+        row = s.execute(owned(run_id, owner).values(
             stage=stage, stage_progress=progress, stage_detail=detail,
-            heartbeat_at=repo.now())).rowcount
+            heartbeat_at=repo.now()).returning(_RUN.c.stop_requested)).first()
         s.commit()
-    return bool(n)
+    return None if row is None else bool(row.stop_requested)
 
 
 def finish_run(engine: Engine, run_id: int, owner: repo.ProcessIdentity, status: str,

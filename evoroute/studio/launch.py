@@ -170,8 +170,12 @@ def _unsupported(router: Any, backend: Any) -> str | None:
 
     if type(router).unsupported_data is Router.unsupported_data:
         return None
-    table = backend.outcome_table("train")      # None on a live backend: nothing to check
-    return None if table is None or len(table) == 0 else router.unsupported_data(table)
+    table = backend.outcome_table("train")      # a live backend: a cached pass, if any
+    if table is None:                           # else the shape of the one it would collect
+        from evoroute.runs.prepare import unsupported_on_shape
+
+        return unsupported_on_shape(router, backend)
+    return None if len(table) == 0 else router.unsupported_data(table)
 
 
 def disable_models(names: Sequence[str], *, session: Session) -> list[str]:

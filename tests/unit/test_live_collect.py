@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from test_live_backend import ScriptedLLM, _register, backend, hosted, litellm, oracle
+from test_live_backend import FAKE_KEY, ScriptedLLM, _register, backend, hosted, litellm, oracle
 
 from evoroute.backends.live import collect
-from evoroute.core.errors import EvoRouteError
+from evoroute.core.errors import EvoRouteError, ValidationError
 from evoroute.storage import db, repo
 
 
@@ -90,7 +90,7 @@ def test_a_pass_that_stops_part_way_resumes_where_it_stopped(script):
     assert np.all(tab.task_success() == 1.0)
 
 
-def test_a_failed_call_is_an_unknown_step_not_a_wrong_one(script):
+def test_a_failed_call_is_an_unknown_step_not_a_wrong_one_and_is_tried_again(script):
     b = backend([hosted("a"), hosted("b")], max_retries=0)
 
     def solver_down(role: str, kw: dict) -> str:
@@ -102,18 +102,90 @@ def test_a_failed_call_is_an_unknown_step_not_a_wrong_one(script):
     tab = collect.collect(b, "train")
     solver = np.asarray(tab.roles) == "solver"
     assert np.all(np.isnan(tab.scores[solver, 0])) and np.all(tab.scores[solver, 1] == 1.0)
+    # the task's success on a is unknown, not 0; on b it is the task's own
+    assert np.all(np.isnan(tab.task_success()[:, 0])) and np.all(tab.task_success()[:, 1] == 1.0)
     doc = json.loads(collect.table_path(b, "train").read_text())
     rec = next(iter(doc["tasks"].values()))["a"]
     assert "server down" in rec["steps"][1]["error"] and rec["steps"][1]["response"] is None
+    assert collect.cached(b, "train") is not None        # a finished pass, gaps included
+    # the next pass runs again exactly the task runs that had a failed call
+    llm = script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    tab = collect.collect(b, "train")
+    assert llm.n_calls("openai/a") == 4 * len(b.tasks("train")) and llm.n_calls("openai/b") == 0
+    assert np.all(tab.task_success() == 1.0)
 
 
-def _run(engine, **params):
-    from evoroute.runs.execute import create_run, execute_run
+def test_the_task_success_is_the_final_answer_not_every_step(script):
+    """A plan without a number of the problem scores 0, the task is still solved: the table's
+    task success is the task's own, which the min over steps would lose."""
+    b = backend([hosted("a"), hosted("b")])
+
+    def vague_plan(role: str, kw: dict) -> str:
+        return "Think it through." if role == "planner" else oracle(b)(role, kw)
+
+    script({"openai/a": [vague_plan], "openai/b": [wrong_answer]})
+    tab = collect.collect(b, "train")
+    planner = np.asarray(tab.roles) == "planner"
+    assert np.all(tab.scores[planner, 0] == 0.0)
+    assert np.all(tab.task_success()[:, 0] == 1.0) and np.all(tab.task_success()[:, 1] == 0.0)
+    step_min = type(tab)(**{**tab.__dict__, "task_scores": None}).task_success()
+    assert np.all(step_min[:, 0] == 0.0)
+
+
+def test_a_table_is_reused_only_by_the_same_agent_settings(script, tmp_path, monkeypatch):
+    ms = [hosted("a"), hosted("b")]
+    b = backend(ms)
+    script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    collect.collect(b, "train")
+    assert collect.cached(backend(ms), "train") is not None
+    assert collect.cached(backend(ms, seed=7), "train") is not None     # the seed orders only
+    for other in (backend(ms, max_tokens=32), backend(ms, temperature=0.5),
+                  backend(ms, grammar=False), backend(ms, few_shot=1),
+                  backend([hosted("a"), hosted("c")])):
+        assert collect.cached(other, "train") is None
+    monkeypatch.setattr(collect, "_agent_code", lambda: "another version")
+    assert collect.cached(backend(ms), "train") is None
+
+
+def test_replies_are_stored_redacted(script, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    b = backend([hosted("a"), hosted("b")])
+
+    def leaky(role: str, kw: dict) -> str:
+        return f"{oracle(b)(role, kw)} {FAKE_KEY}" if role == "planner" else oracle(b)(role, kw)
+
+    script({"openai/a": [leaky], "openai/b": [oracle(b)]})
+    collect.collect(b, "train")
+    text = collect.table_path(b, "train").read_text()
+    assert FAKE_KEY not in text and "OPENAI_API_KEY" in text
+
+
+def test_a_pass_over_the_runs_budget_is_refused_before_any_call(script):
+    b = backend([hosted("a", 400.0, 400.0), hosted("b", 500.0, 500.0)])
+    llm = script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    need = collect.estimate_cost(b, "train")
+    assert need > 0
+    with pytest.raises(ValidationError, match="budget"):
+        collect.collect(b, "train", budget_usd=need / 2)
+    assert llm.calls == [] and not collect.table_path(b, "train").exists()
+    collect.collect(b, "train", budget_usd=need)
+    spent = collect.cached(b, "train").costs
+    assert 0 < float(np.nansum(spent)) <= need           # the bound held
+
+
+def _spec(router: str = "atropos", **params):
     from evoroute.runs.spec import RunSpec
 
-    spec = RunSpec(backend="live", router="atropos", n_tasks=2, seed=0,
+    return RunSpec(backend="live", router=router, n_tasks=2, seed=0,
                    backend_params={"backoff_s": 0.0, "check_models": False, **params})
-    run_id = create_run(spec, engine=engine)
+
+
+def _run(engine, router: str = "atropos", hook=None, **params):
+    from evoroute.runs.execute import create_run, execute_run
+
+    run_id = create_run(_spec(router, **params), engine=engine)
+    if hook is not None:
+        hook(run_id)
     steps = list(execute_run(run_id, engine=engine))
     with db.session(engine) as s:
         run = repo.get_run(run_id, session=s)
@@ -133,3 +205,43 @@ def test_a_router_that_learns_from_the_train_table_runs_live_once_it_is_collecte
     assert cfg["collect"] is True
     # the collected table taught atropos that only b solves these tasks
     assert {st["model"] for st in steps} == {"b"}
+
+
+def test_a_router_the_live_data_cannot_serve_is_refused_before_the_pass(script, engine):
+    """masrouter's modes read parsed multiple-choice answers; the live agent's steps are free
+    form: the run and the studio's launch check say so before a single call."""
+    from evoroute.studio import launch
+
+    ms = [hosted("a"), hosted("b")]
+    _register(engine, ms)
+    b = backend(ms)
+    llm = script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    with pytest.raises(EvoRouteError, match="not multiple choice"):
+        _run(engine, router="masrouter", collect=True)
+    assert llm.calls == []
+    with db.session(engine) as s:
+        with pytest.raises(ValidationError, match="not multiple choice"):
+            launch.check_launch(_spec("masrouter", collect=True), ["a", "b"], session=s)
+    assert llm.calls == []
+
+
+def test_a_stop_asked_for_while_collecting_ends_the_run_and_keeps_the_pass(script, engine):
+    from evoroute.runs import lifecycle
+
+    ms = [hosted("a"), hosted("b")]
+    _register(engine, ms)
+    b = backend(ms)
+    box = {"calls": 0}
+
+    def stops_after_a_few(role: str, kw: dict) -> str:
+        box["calls"] += 1
+        if box["calls"] == 8:                 # two task runs in: the user presses stop
+            lifecycle.stop_run(box["run"], engine=engine)
+        return oracle(b)(role, kw)
+
+    script({"openai/a": [stops_after_a_few], "openai/b": [oracle(b)]})
+    steps, run = _run(engine, hook=lambda i: box.update(run=i), collect=True)
+    assert run.status == "stopped" and steps == []
+    assert "while every model on every train task" in run.error
+    doc = json.loads(collect.table_path(b, "train").read_text())
+    assert 2 <= sum(len(v) for v in doc["tasks"].values()) < 2 * len(b.tasks("train"))

@@ -305,15 +305,20 @@ class LiveBackend(Backend):
 
         return collect.cached(self, split)
 
-    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None
-                      ) -> OutcomeTable | None:
+    def collect_table(self, split: str, progress: Callable[[int, int, str], None] | None = None,
+                      budget_usd: float | None = None) -> OutcomeTable | None:
         """Run every model on every task of ``split`` (resuming a cached pass), when this
         backend was built with ``collect=True``; else None."""
         if not self.collect:
             return None
         from evoroute.backends.live import collect
 
-        return collect.collect(self, split, progress=progress)
+        return collect.collect(self, split, progress=progress, budget_usd=budget_usd)
+
+    def table_shape(self, split: str) -> OutcomeTable | None:
+        from evoroute.backends.live import collect
+
+        return collect.skeleton(self, split)
 
     def missing_table_hint(self) -> str:
         n = len(self.tasks("train"))

@@ -14,12 +14,17 @@ settings reuses it. Costs are recomputed from the stored token counts at the pri
 registered now; API bases and prices are not part of the key (ports move, prices change).
 
 Task success in the table is the task's own (the final answer is right), kept beside the
-step scores (:attr:`OutcomeTable.task_scores`). A failed call's step score is unknown (NaN):
-a failed call is not a wrong answer, as in a run.
+step scores (:attr:`OutcomeTable.task_scores`). A failed call's step score is unknown (NaN),
+and so is that task's success for that model: a failed call is not a wrong answer, as in a
+run; the next pass runs such a task again. The key holds a digest of the agent's code
+(prompts, grammars, tools, scoring), so another version never reuses a table. Replies are
+stored redacted. One pass per table at a time (a lock file beside it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -31,22 +36,40 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evoroute import settings as config
+from evoroute.agent import tools as agent_tools
+from evoroute.agent import workflow as W
 from evoroute.backends.base import OutcomeTable
+from evoroute.backends.live.client import redact
+from evoroute.core.errors import ValidationError
 from evoroute.core.types import StepContext
 
 if TYPE_CHECKING:
     from evoroute.backends.live.backend import LiveBackend
 
-FORMAT = 1
+FORMAT = 2
 #: ``report(done, total, detail)``: how far the pass is
 Progress = Callable[[int, int, str], None]
 
 
+def _agent_code() -> str:
+    """The agent's prompts, grammars, tools and scoring are code: a digest of its source, so
+    a table collected by another version of the agent is never reused."""
+    h = hashlib.sha256()
+    for mod in (W, agent_tools):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def table_key(backend: LiveBackend, split: str) -> dict[str, Any]:
-    """What the collected outcomes depend on (not api bases or prices)."""
+    """What the collected outcomes depend on (not api bases or prices; the seed only orders
+    the tasks)."""
     d = backend.describe()
     return {"format": FORMAT, "split": split, "task_file_sha256": d["task_file_sha256"],
+            "agent_code": _agent_code(),
             "models": {m.name: m.litellm_id for m in backend.models},
+            # whether a grammar is sent depends on the endpoint (a packaged llama.cpp server)
+            "grammar_sent": {m.name: backend.grammar_for(m, "solver") is not None
+                             for m in backend.models},
             "max_tokens": d["max_tokens"], "temperature": d["temperature"],
             "few_shot": d["few_shot"], "grammar": d["grammar"], "tool_limits": d["tool_limits"]}
 
@@ -71,11 +94,16 @@ def _read(path: Path, key: dict[str, Any]) -> dict[str, Any]:
 def _write(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(doc, indent=1))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def _run_task(backend: LiveBackend, spec: Any, model: Any) -> dict[str, Any]:
+    """One model alone on every step of one task. A task with a failed call is kept with its
+    task success unknown (``failed``) and run again by the next pass."""
     steps = []
     for i, s in enumerate(spec.steps):
         ctx = StepContext(task_key=spec.key, step_index=i, role=s.role, instruction=s.instruction)
@@ -84,24 +112,75 @@ def _run_task(backend: LiveBackend, spec: Any, model: Any) -> dict[str, Any]:
                       "step_success": None if o.error else float(o.step_success),
                       "input_tokens": o.input_tokens, "output_tokens": o.output_tokens,
                       "duration_s": o.duration_s, "ttft_s": o.ttft_s, "error": o.error,
-                      "response": None if o.error else (o.response or "")[:600]})
-    return {"task_success": float(backend.check_task(spec, [])), "steps": steps,
+                      # a reply is untrusted text: stored redacted, like every error
+                      "response": None if o.error else redact((o.response or "")[:600])})
+    solved = float(backend.check_task(spec, []))
+    failed = any(st["error"] for st in steps)
+    return {"task_success": None if failed else solved, "failed": failed, "steps": steps,
             "collected_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Any:
+    """One pass per table at a time (a second run waits, then finds the work done)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _todo(doc: dict[str, Any], tasks: list[Any], models: list[Any]) -> list[tuple[Any, Any]]:
+    """(model, task) pairs not collected yet, or collected with a failed call."""
+    out = []
+    for m in models:
+        for t in tasks:
+            rec = doc["tasks"].get(t.key, {}).get(m.name)
+            if rec is None or rec.get("failed"):
+                out.append((m, t))
+    return out
+
+
+def estimate_cost(backend: LiveBackend, split: str, home: Path | None = None) -> float:
+    """An upper bound of what the pass still has to spend, at registered prices (each step's
+    prompt before earlier steps' outputs exist, with the backend's margin, plus max_tokens of
+    output; 0 for models at price 0)."""
+    doc = _read(table_path(backend, split, home), table_key(backend, split))
+    total = 0.0
+    for m, t in _todo(doc, backend.tasks(split), backend.models):
+        for i, s in enumerate(t.steps):
+            ctx = StepContext(task_key=t.key, step_index=i, role=s.role, instruction=s.instruction)
+            total += backend.estimate_cost(ctx, m) or 0.0
+        backend._state.pop(t.key, None)          # the estimate built a fresh state: drop it
+    # the prompts of later steps carry earlier outputs: at most max_tokens each
+    grow = sum(backend.max_tokens.get(r, 128) for r in W.ROLES)
+    return total * (1.0 + grow / 1000.0)
+
+
 def collect(backend: LiveBackend, split: str, *, progress: Progress | None = None,
-            home: Path | None = None) -> OutcomeTable:
-    """Run every model on every task of ``split`` not yet in the cache; the table."""
+            home: Path | None = None, budget_usd: float | None = None) -> OutcomeTable:
+    """Run every model on every task of ``split`` not yet in the cache (and again those whose
+    last try had a failed call); the table. ``budget_usd``: refuse, before any call, a pass
+    whose upper-bound cost (:func:`estimate_cost`) exceeds it."""
     key = table_key(backend, split)
     path = table_path(backend, split, home)
-    doc = _read(path, key)
-    tasks = backend.tasks(split)
-    total = len(tasks) * len(backend.models)
-    done = sum(m.name in doc["tasks"].get(t.key, {}) for t in tasks for m in backend.models)
-    for m in backend.models:
-        for t in tasks:
-            if m.name in doc["tasks"].get(t.key, {}):
-                continue
+    if budget_usd is not None:
+        need = estimate_cost(backend, split, home)
+        if need > budget_usd:
+            raise ValidationError(
+                f"the live collection pass could cost up to ${need:.4f} (every model on every "
+                f"{split} task, at registered prices), more than the run's budget of "
+                f"${budget_usd:.4f}; raise the budget, or pick a router that needs no train "
+                f"table", "budget_usd")
+    with _locked(path):
+        doc = _read(path, key)                 # after the lock: another pass may have run
+        tasks = backend.tasks(split)
+        total = len(tasks) * len(backend.models)
+        todo = _todo(doc, tasks, backend.models)
+        done = total - len(todo)
+        for m, t in todo:
             if progress is not None:
                 progress(done, total, f"{m.name} on {t.key}")
             doc["tasks"].setdefault(t.key, {})[m.name] = _run_task(backend, t, m)
@@ -110,6 +189,12 @@ def collect(backend: LiveBackend, split: str, *, progress: Progress | None = Non
     if progress is not None:
         progress(done, total, f"{total} task runs in {path}")
     return to_table(backend, split, doc)
+
+
+def skeleton(backend: LiveBackend, split: str) -> OutcomeTable:
+    """The split's table with nothing recorded: its shape (tasks, steps, roles), so a router's
+    data check runs before a pass is paid for."""
+    return to_table(backend, split, {"tasks": {}})
 
 
 def cached(backend: LiveBackend, split: str, home: Path | None = None) -> OutcomeTable | None:
@@ -150,7 +235,8 @@ def to_table(backend: LiveBackend, split: str, doc: dict[str, Any]) -> OutcomeTa
                     responses[r + i, j] = st["response"]
                 costs[r + i, j] = backend.cost(m, st["input_tokens"] or 0, st["output_tokens"] or 0)
                 lat[r + i, j] = st["duration_s"] or 0.0
-                task_sc[r + i, j] = rec["task_success"]
+                if rec.get("task_success") is not None:
+                    task_sc[r + i, j] = rec["task_success"]
         r += len(t.steps)
     return OutcomeTable(models=[m.name for m in models], task_keys=keys,
                         step_index=np.asarray(pos, dtype=np.int64), roles=roles,
