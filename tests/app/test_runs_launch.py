@@ -239,3 +239,12 @@ def test_the_data_check_skips_a_backend_without_recorded_outcomes(replay_db):
         launch.check_launch(launch.build_spec(backend="replay", dataset="routerbench",
                                               router="masrouter", models=routerbench_models()),
                             routerbench_models(), session=s)
+
+
+def test_the_studios_live_runs_may_collect_the_train_table_and_no_other_backend_does():
+    """A live router that learns from every model's train outcome collects it (shown as the
+    run's collecting stage); the flag is the live backend's only."""
+    live = launch.build_spec(backend="live", dataset="tiered", router="atropos")
+    assert live.backend_params == {"collect": True}
+    for backend in ("replay", "simulated"):
+        assert launch.build_spec(backend=backend, dataset=None, router="evoroute").backend_params == {}
