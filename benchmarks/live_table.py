@@ -1,7 +1,7 @@
 """The table of live runs in docs/live.md, from an experience base: per run, the test split's
 task success (overall and per tier of the task file), step success, cost, measured latency,
-failed calls, which model took the steps, and the tasks whose model changed mid-run (a
-rescue's swap)::
+failed calls, which model gave each step's result, and the tasks a rescue swapped to the
+strong model (atropos: the swapped step is answered again, both calls in its record)::
 
     EVOROUTE_HOME=/tmp/evo_live2/home python benchmarks/live_table.py            # every live run
     EVOROUTE_HOME=/tmp/evo_live2/home python benchmarks/live_table.py --runs 1,2
@@ -44,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
             runs = [r for r in runs if r["id"] in keep]
         print("| run | router | protocol | task success (test) | per tier | step success | "
               "cost, notional USD | mean latency s | mean TTFT s | failed calls | steps per model "
-              "| tasks with a mid-run swap |")
+              "| tasks swapped by a rescue |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in runs:
             tiers = {t.id: t.tier for t in W.load_tasks(r["dataset"])}
             tasks = rows(conn, "select task_key, success from task where run_id = :i and "
                                "phase = 'inference'", i=r["id"])
             recs = rows(conn, "select id, task_key, step_index, model, step_success, cost_usd, "
-                              "duration_s, ttft_s, error from step where run_id = :i and "
+                              "duration_s, ttft_s, error, explanation from step where run_id = :i and "
                               "phase = 'inference' order by id", i=r["id"])
             last = {}
             for x in recs:                       # a step's result is its last record
@@ -64,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 tier = tiers.get(t["task_key"].split(":", 1)[-1]) or "-"
                 per[tier][0] += t["success"] or 0
                 per[tier][1] += 1
-            by_task = defaultdict(set)
-            for x in res:
-                by_task[x["task_key"]].add(x["model"])
+            swapped = set()                      # a rescue's swap (atropos' explanation)
+            for x in recs:
+                rescue = json.loads(x["explanation"] or "{}").get("rescue") or {}
+                if rescue.get("swap"):
+                    swapped.add(x["task_key"])
             tier_rows = sorted(per.items(), key=lambda kv: TIER_ORDER.get(kv[0], 9))
             models = Counter(x["model"] for x in res)
             n = max(1, len(tasks))
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{mean([x['ttft_s'] for x in ok if x['ttft_s'] is not None]):.2f} | "
                   f"{sum(x['error'] is not None for x in recs)} | "
                   + ", ".join(f"{m} {c}" for m, c in models.most_common()) + " | "
-                  f"{sum(len(v) > 1 for v in by_task.values())} |")
+                  f"{len(swapped)} |")
         if runs:
             cfg = json.loads(runs[-1]["config_json"] or "{}").get("resolved", {}).get("backend", {})
             print(f"\nlast run's agent settings: few_shot={cfg.get('few_shot')}, "
