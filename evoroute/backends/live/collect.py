@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +43,8 @@ from evoroute.backends.live.client import redact
 from evoroute.core.errors import ValidationError
 from evoroute.core.types import StepContext
 
-if TYPE_CHECKING:
-    from evoroute.backends.live.backend import LiveBackend
+#: a :class:`evoroute.backends.live.backend.LiveBackend` (not imported: it imports this module)
+LiveBackend = Any
 
 FORMAT = 2
 #: ``report(done, total, detail)``: how far the pass is
