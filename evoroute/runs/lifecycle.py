@@ -35,7 +35,7 @@ class RunTakenOver(EvoRouteError):
 
 
 class StoppedWhilePreparing(EvoRouteError):
-    """A stop was asked for during a long preparation stage (a live collection pass): the run
+    """A stop was asked for during the long preparation stage (a live collection pass): the run
     ends ``stopped`` before its first step (what the stage made so far is kept, e.g. a pass's
     cached task runs)."""
 
@@ -133,7 +133,7 @@ class StageReporter:
             raise RunTakenOver(f"run {self.run_id} is no longer this worker's (pid "
                                f"{self.owner.pid}); stopping without writing")
         self.stage, self._last, self._at = stage, (stage, progress, detail), now
-        if stop and stage in stages.PREPARING:
+        if stop and stage == stages.COLLECTING:     # the long one; others end within seconds
             raise StoppedWhilePreparing(f"stopped on request while {stages.title(stage)} "
                                         f"({detail or 'before the first step'})")
         if self.heartbeat is not None:
