@@ -288,7 +288,7 @@ def grammar(role: str, task: AgentTask) -> str | None:
     # number is always followed by an operator (never by a digit, a letter or a "."): no
     # number can be built from the digits of others. The grammar is unambiguous (one parse
     # per prefix): an ambiguous one (names next to names) kept one parse stack per split of
-    # every name and made a 262k-token vocabulary ~17x slower to decode (docs/live.md).
+    # every name and made a 262k-token vocabulary ~16x slower to decode (docs/live.md).
     # A list is written from its brackets, its numbers (the question's) and ", ".
     rules = [head, *_CALC,
              'atom ::= "-"? num | "(" " "? sum " "? ")"',
