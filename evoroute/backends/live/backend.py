@@ -52,14 +52,17 @@ from evoroute.backends.live.client import (
 )
 from evoroute.backends.live.fallback import fallback_decision, ranked_models
 from evoroute.backends.live.sdk import load_litellm
-from evoroute.backends.live.tokens import count_prompt_tokens, registered_cost
+from evoroute.backends.live.tokens import (
+    PROMPT_TOKEN_MARGIN,
+    PROMPT_TOKEN_SLACK,
+    count_prompt_tokens,
+    registered_cost,
+)
 from evoroute.core import labels
 from evoroute.core.errors import BackendError, ValidationError
 from evoroute.core.types import Decision, ModelInfo, StepContext, StepOutcome
 from evoroute.netsafety import is_loopback, validate_api_base
 
-PROMPT_TOKEN_MARGIN = 1.25     # chat templates and tokenizer differences: estimate generously
-PROMPT_TOKEN_SLACK = 32
 TRANSCRIPTS_KEPT = 200
 
 

@@ -40,6 +40,7 @@ from evoroute.agent import tools as agent_tools
 from evoroute.agent import workflow as W
 from evoroute.backends.base import OutcomeTable
 from evoroute.backends.live.client import redact
+from evoroute.backends.live.tokens import PROMPT_TOKEN_MARGIN
 from evoroute.core.errors import ValidationError
 from evoroute.core.types import StepContext
 
@@ -143,20 +144,28 @@ def _todo(doc: dict[str, Any], tasks: list[Any], models: list[Any]) -> list[tupl
     return out
 
 
+#: what a later prompt may carry besides earlier outputs: tool results, verdict lines
+CARRIED_SLACK_TOKENS = 96
+
+
 def estimate_cost(backend: LiveBackend, split: str, home: Path | None = None) -> float:
-    """An upper bound of what the pass still has to spend, at registered prices (each step's
-    prompt before earlier steps' outputs exist, with the backend's margin, plus max_tokens of
-    output; 0 for models at price 0)."""
+    """An upper bound, per attempt, of what the pass still has to spend at registered prices:
+    each step's prompt as the backend estimates it before earlier steps ran (its margin
+    included) plus max_tokens of output, plus, as input, every earlier step's max_tokens (the
+    outputs a later prompt quotes) and :data:`CARRIED_SLACK_TOKENS`, with the same margin.
+    0 for models at price 0."""
     doc = _read(table_path(backend, split, home), table_key(backend, split))
     total = 0.0
     for m, t in _todo(doc, backend.tasks(split), backend.models):
+        carried = 0
         for i, s in enumerate(t.steps):
             ctx = StepContext(task_key=t.key, step_index=i, role=s.role, instruction=s.instruction)
             total += backend.estimate_cost(ctx, m) or 0.0
+            if carried:
+                total += backend.cost(m, (carried + CARRIED_SLACK_TOKENS) * PROMPT_TOKEN_MARGIN, 0)
+            carried += backend.max_tokens.get(s.role, 128)
         backend._state.pop(t.key, None)          # the estimate built a fresh state: drop it
-    # the prompts of later steps carry earlier outputs: at most max_tokens each
-    grow = sum(backend.max_tokens.get(r, 128) for r in W.ROLES)
-    return total * (1.0 + grow / 1000.0)
+    return total
 
 
 def collect(backend: LiveBackend, split: str, *, progress: Progress | None = None,

@@ -19,6 +19,9 @@ LOCAL_DELTA_TOKENS = 2.0           # see local_output_tokens
 
 _TOKENIZERS: dict[str, Callable[[str], int]] = {}
 
+PROMPT_TOKEN_MARGIN = 1.25     # chat templates and tokenizer differences: estimate generously
+PROMPT_TOKEN_SLACK = 32
+
 
 def tokenizer(model_id: str) -> Callable[[str], int]:
     """A fast ``text -> token count`` with the tokenizer litellm picks for the id (its
