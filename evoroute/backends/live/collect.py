@@ -75,11 +75,15 @@ def table_key(backend: LiveBackend, split: str) -> dict[str, Any]:
             "few_shot": d["few_shot"], "grammar": d["grammar"], "tool_limits": d["tool_limits"]}
 
 
+def _located(backend: LiveBackend, split: str, home: Path | None) -> tuple[dict[str, Any], Path]:
+    """The split's key and the file its table is cached in (the key computed once)."""
+    key = table_key(backend, split)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return key, Path(home or config.settings().home) / "live_tables" / f"{split}-{digest}.json"
+
+
 def table_path(backend: LiveBackend, split: str, home: Path | None = None) -> Path:
-    key = json.dumps(table_key(backend, split), sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    root = Path(home or config.settings().home) / "live_tables"
-    return root / f"{split}-{digest}.json"
+    return _located(backend, split, home)[1]
 
 
 def _read(path: Path, key: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +158,13 @@ def estimate_cost(backend: LiveBackend, split: str, home: Path | None = None) ->
     included) plus max_tokens of output, plus, as input, every earlier step's max_tokens (the
     outputs a later prompt quotes) and :data:`CARRIED_SLACK_TOKENS`, with the same margin.
     0 for models at price 0."""
-    doc = _read(table_path(backend, split, home), table_key(backend, split))
+    key, path = _located(backend, split, home)
+    return _estimate(backend, _todo(_read(path, key), backend.tasks(split), backend.models))
+
+
+def _estimate(backend: LiveBackend, todo: list[tuple[Any, Any]]) -> float:
     total = 0.0
-    for m, t in _todo(doc, backend.tasks(split), backend.models):
+    for m, t in todo:
         carried = 0
         for i, s in enumerate(t.steps):
             ctx = StepContext(task_key=t.key, step_index=i, role=s.role, instruction=s.instruction)
@@ -173,10 +181,10 @@ def collect(backend: LiveBackend, split: str, *, progress: Progress | None = Non
     """Run every model on every task of ``split`` not yet in the cache (and again those whose
     last try had a failed call); the table. ``budget_usd``: refuse, before any call, a pass
     whose upper-bound cost (:func:`estimate_cost`) exceeds it."""
-    key = table_key(backend, split)
-    path = table_path(backend, split, home)
+    key, path = _located(backend, split, home)
+    tasks = backend.tasks(split)
     if budget_usd is not None:
-        need = estimate_cost(backend, split, home)
+        need = _estimate(backend, _todo(_read(path, key), tasks, backend.models))
         if need > budget_usd:
             raise ValidationError(
                 f"the live collection pass could cost up to ${need:.4f} (every model on every "
@@ -185,7 +193,6 @@ def collect(backend: LiveBackend, split: str, *, progress: Progress | None = Non
                 f"table", "budget_usd")
     with _locked(path):
         doc = _read(path, key)                 # after the lock: another pass may have run
-        tasks = backend.tasks(split)
         total = len(tasks) * len(backend.models)
         todo = _todo(doc, tasks, backend.models)
         done = total - len(todo)
@@ -208,10 +215,10 @@ def skeleton(backend: LiveBackend, split: str) -> OutcomeTable:
 
 def cached(backend: LiveBackend, split: str, home: Path | None = None) -> OutcomeTable | None:
     """The split's table if a finished pass with these settings is cached (else None)."""
-    path = table_path(backend, split, home)
+    key, path = _located(backend, split, home)
     if not path.exists():
         return None
-    doc = _read(path, table_key(backend, split))
+    doc = _read(path, key)
     names = [m.name for m in backend.models]
     if not all(set(names) <= set(doc["tasks"].get(t.key, {})) for t in backend.tasks(split)):
         return None
