@@ -245,3 +245,24 @@ def test_a_stop_asked_for_while_collecting_ends_the_run_and_keeps_the_pass(scrip
     assert "while every model on every train task" in run.error
     doc = json.loads(collect.table_path(b, "train").read_text())
     assert 2 <= sum(len(v) for v in doc["tasks"].values()) < 2 * len(b.tasks("train"))
+
+
+@pytest.mark.parametrize("breakage", ["not json", "[]", "steps", "value"])
+def test_a_corrupt_or_hand_edited_cache_is_not_read_as_outcomes(script, breakage):
+    b = backend([hosted("a"), hosted("b")])
+    script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    collect.collect(b, "train")
+    path = collect.table_path(b, "train")
+    doc = json.loads(path.read_text())
+    rec = next(iter(doc["tasks"].values()))["a"]
+    if breakage == "steps":
+        rec["steps"] = rec["steps"][:2]
+    elif breakage == "value":
+        rec["steps"][0]["duration_s"] = "=cmd|' /C calc'!A0"
+    text = {"not json": "{", "[]": "[]"}.get(breakage, json.dumps(doc))
+    path.write_text(text)
+    assert collect.cached(b, "train") is None          # nothing half-read
+    llm = script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
+    tab = collect.collect(b, "train")                   # collected again, overwritten
+    assert llm.n_calls("openai/a") == 4 * len(b.tasks("train"))
+    assert np.all(tab.task_success() == 1.0)

@@ -86,12 +86,39 @@ def table_path(backend: LiveBackend, split: str, home: Path | None = None) -> Pa
     return _located(backend, split, home)[1]
 
 
+_STEP_FIELDS = ("step_success", "input_tokens", "output_tokens", "duration_s")
+
+
+def _well_formed(doc: Any, n_steps: int) -> bool:
+    """Every record has its steps with numeric (or null) measurements: a file edited by hand
+    or written by something else is not read as outcomes."""
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    if not isinstance(tasks, dict):
+        return False
+    for per_model in tasks.values():
+        if not isinstance(per_model, dict):
+            return False
+        for rec in per_model.values():
+            steps = rec.get("steps") if isinstance(rec, dict) else None
+            if not isinstance(steps, list) or len(steps) != n_steps:
+                return False
+            if not all(isinstance(st, dict) and all(
+                    st.get(f) is None or (isinstance(st.get(f), (int, float))
+                                          and not isinstance(st.get(f), bool))
+                    for f in _STEP_FIELDS) for st in steps):
+                return False
+    return True
+
+
 def _read(path: Path, key: dict[str, Any]) -> dict[str, Any]:
+    """The cached pass for ``key``; a missing, corrupt, malformed or other-settings file reads
+    as an empty pass (it is then collected again and overwritten)."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return {"key": key, "tasks": {}}
-    if doc.get("key") != key:          # another version of the settings: start again
+    if not isinstance(doc, dict) or doc.get("key") != key \
+            or not _well_formed(doc, len(W.ROLES)):
         return {"key": key, "tasks": {}}
     return doc
 
