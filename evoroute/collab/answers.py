@@ -119,18 +119,26 @@ def choice_table(long: pd.DataFrame, tasks: tuple[str, ...] = CHOICE_TASKS) -> C
 
 def choice_rows(query_ids: np.ndarray, questions: list[str], roles: np.ndarray, splits: np.ndarray,
                 models: tuple[str, ...], responses: np.ndarray | None, score: np.ndarray,
-                cost: np.ndarray, tasks: tuple[str, ...] = CHOICE_TASKS) -> ChoiceTable:
+                cost: np.ndarray, tasks: tuple[str, ...] = CHOICE_TASKS,
+                every_role: bool = False) -> ChoiceTable:
     """The same table from dense (row, model) arrays, as a backend or an outcome table holds
     them (``responses``: the recorded response texts, None or NaN where unknown): the rows whose
-    role is one of ``tasks`` and that every model scored, in their given order."""
+    role is one of ``tasks`` and that every model scored, in their given order.
+
+    ``every_role``: keep the rows of every role that every model scored; answers are parsed on
+    the rows of ``tasks`` only (``''`` elsewhere, and everywhere without ``responses``), so only
+    single-model modes are defined on the other rows (masrouter's role allocation)."""
     roles = np.asarray(roles, dtype=object).astype(str)
     score = np.asarray(score, dtype=float)
-    keep = np.isin(roles, tasks) & ~np.isnan(score).any(axis=1)
-    if responses is None:
+    choice = np.isin(roles, tasks)
+    keep = ~np.isnan(score).any(axis=1) & (True if every_role else choice)
+    if responses is None and not every_role:
         keep[:] = False
     idx = np.flatnonzero(keep)
     a = np.full((idx.size, len(models)), "", dtype=object)
     for n, r in enumerate(idx):
+        if responses is None or not choice[r]:
+            continue
         opts = options(questions[r])
         a[n] = [parse_choice(None if _missing(x) else x, opts) or "" for x in responses[r]]
     return _assemble(np.asarray(query_ids, dtype=object)[idx], roles[idx],

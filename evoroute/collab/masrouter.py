@@ -19,6 +19,11 @@ cost-weight grid. Candidate modes: the train-split Pareto front (quality up, cos
 single model, vote and escalation per role — only modes that are not dominated on train can
 ever be worth routing to, and pruning the rest removes a winner's curse over 700+ candidates.
 ``k``, ``kappa`` and ``tau`` are chosen by 5-fold cross-validation on the train split only.
+
+On a role that is not multiple choice (or whose recorded responses do not parse) only
+single-model modes are defined (a vote needs comparable answers): there the mode layer has one
+choice and the router reduces to MasRouter's role allocation, a model per (role, query) by the
+same estimate and utility — how it runs on the live agent's planner/solver/verifier/answerer.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evoroute.collab.answers import ChoiceTable
+from evoroute.collab.answers import CHOICE_TASKS, ChoiceTable
 from evoroute.collab.modes import Mode, ModeOutcome, candidate_modes, order_by_strength, replay
 from evoroute.core.pareto import pareto_mask
 
@@ -74,19 +79,26 @@ class MasRouter:
         self._prior: dict[str, np.ndarray] = {}
         self._cost: dict[str, np.ndarray] = {}
         self._cref: dict[str, float] = {}
+        singles = [m for m in allm if m.kind == "single"]
+        self.collaborates: dict[str, bool] = {}
         for role in dict.fromkeys(table.roles):
             rows = table.roles == role
             sub = table.rows(rows)
-            outs = [replay(m, sub) for m in allm]
+            # modes of several calls read parsed answers: only on multiple-choice roles whose
+            # recorded responses parse; elsewhere the cascade's mode layer has one choice
+            # (one call) and masrouter allocates a model to the role per query
+            self.collaborates[role] = bool(role in CHOICE_TASKS and (sub.answers != "").any())
+            cands = allm if self.collaborates[role] else singles
+            outs = [replay(m, sub) for m in cands]
             q = np.array([o.quality for o in outs])
             c = np.array([o.cost.mean() for o in outs])
             keep = pareto_mask(q, c, np.zeros_like(c))
-            modes = [m for m, k in zip(allm, keep) if k]
+            modes = [m for m, k in zip(cands, keep) if k]
             self.modes_by_role[role] = modes
             self._y[role] = np.column_stack([o.correct for o, k in zip(outs, keep) if k])
             self._prior[role] = q[keep]
             self._cost[role] = c[keep]
-            best = max((o for m, o in zip(allm, outs) if m.kind == "single"),
+            best = max((o for m, o in zip(cands, outs) if m.kind == "single"),
                        key=lambda o: o.quality)
             self._cref[role] = float(best.cost.mean()) or 1.0
         return self

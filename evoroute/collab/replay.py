@@ -16,6 +16,8 @@ docs/collaboration.md), so nothing is invented:
 A single-model mode is an ordinary call (the model's own name), never a composite arm.
 Modes are defined only on multiple-choice queries (:data:`~evoroute.collab.answers.CHOICE_TASKS`)
 with every routable model's recorded response: :func:`modes_undefined` says why not elsewhere.
+A dataset that mixes such roles with others (``routerbench``) has composite arms on the former
+rows only (:meth:`ChoiceReplay.covers`).
 """
 
 from __future__ import annotations
@@ -135,8 +137,10 @@ def choice_replay(backend: Any, dataset: str) -> ChoiceReplay:
             for i, s in enumerate(t.steps):
                 r = backend._row_of[(t.key, i)]
                 texts[r], roles[r], splits[r] = s.instruction, s.role, split
-    used = np.flatnonzero(roles != "")
-    why = modes_undefined(R.response, roles[used], dataset)
+    used = roles[roles != ""]
+    choice = used[np.isin(used, CHOICE_TASKS)]
+    # composite arms exist on the multiple-choice rows; other roles route single calls only
+    why = modes_undefined(R.response, choice if choice.size else used, dataset)
     if why:
         raise DatasetError(why)
     models = tuple(m.name for m in backend.models)

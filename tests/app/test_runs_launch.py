@@ -204,14 +204,14 @@ def test_the_overview_replay_can_keep_only_the_models_the_data_has(replay_db):
 
 
 def test_a_router_the_data_rules_out_is_refused_before_the_run(replay_db):
-    """masrouter needs multiple-choice answers and atropos multi-step tasks: on plain
-    RouterBench the form says so (naming the dataset) before a run exists."""
+    """best-vote needs multiple-choice answers on every role and atropos multi-step tasks: on
+    plain RouterBench the form says so (naming the dataset) before a run exists."""
     import pytest
 
     from evoroute.core.errors import ValidationError
 
     _, engine = replay_db
-    for router, words in (("masrouter", "routerbench"), ("atropos", "more than one step")):
+    for router, words in (("best-vote", "routerbench"), ("atropos", "more than one step")):
         spec = launch.build_spec(backend="replay", dataset="routerbench", router=router,
                                  models=routerbench_models())
         with db.session(engine) as s, pytest.raises(ValidationError, match=words) as exc:
@@ -237,7 +237,7 @@ def test_the_data_check_skips_a_backend_without_recorded_outcomes(replay_db):
             assert exc.field
     with db.session(engine) as s, pytest.raises(ValidationError):
         launch.check_launch(launch.build_spec(backend="replay", dataset="routerbench",
-                                              router="masrouter", models=routerbench_models()),
+                                              router="best-vote", models=routerbench_models()),
                             routerbench_models(), session=s)
 
 

@@ -207,22 +207,28 @@ def test_a_router_that_learns_from_the_train_table_runs_live_once_it_is_collecte
     assert {st["model"] for st in steps} == {"b"}
 
 
-def test_a_router_the_live_data_cannot_serve_is_refused_before_the_pass(script, engine):
-    """masrouter's modes read parsed multiple-choice answers; the live agent's steps are free
-    form: the run and the studio's launch check say so before a single call."""
+def test_masrouter_runs_live_as_role_allocation_on_the_collected_table(script, engine):
+    """The live agent's steps are free form, so no vote is defined: masrouter keeps the
+    single-model modes and allocates a model per (role, query) from the collected table; the
+    studio's launch check accepts it."""
     from evoroute.studio import launch
 
-    ms = [hosted("a"), hosted("b")]
+    ms = [hosted("a", 1.0, 2.0), hosted("b", 5.0, 10.0)]
     _register(engine, ms)
     b = backend(ms)
-    llm = script({"openai/a": [oracle(b)], "openai/b": [oracle(b)]})
-    with pytest.raises(EvoRouteError, match="not multiple choice"):
-        _run(engine, router="masrouter", collect=True)
-    assert llm.calls == []
+    llm = script({"openai/a": [wrong_answer], "openai/b": [oracle(b)]})
     with db.session(engine) as s:
-        with pytest.raises(ValidationError, match="not multiple choice"):
-            launch.check_launch(_spec("masrouter", collect=True), ["a", "b"], session=s)
+        launch.check_launch(_spec("masrouter", collect=True), ["a", "b"], session=s)
     assert llm.calls == []
+    steps, run = _run(engine, router="masrouter", collect=True)
+    assert run.status == "finished" and len(steps) == 2 * 4
+    n_train = len(b.tasks("train"))
+    # the pass (every model on every train task), then the test steps, all routed to b
+    assert llm.n_calls("openai/a") == 4 * n_train and llm.n_calls("openai/b") == 4 * n_train + 8
+    for st in steps:
+        e = json.loads(st["explanation_json"]) if "explanation_json" in st else st["explanation"]
+        assert st["model"] == "b" and e["mode"] == "collaboration: single"
+        assert "only single-model modes are defined" in e["reason"]
 
 
 def test_a_stop_asked_for_while_collecting_ends_the_run_and_keeps_the_pass(script, engine):

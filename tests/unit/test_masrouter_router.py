@@ -150,11 +150,46 @@ def test_best_vote_routes_every_query_to_the_best_train_vote():
     assert e.mode == "collaboration: vote" and "best train accuracy (1.000" in e.reason
 
 
-@pytest.mark.parametrize("router", ["masrouter", "best-vote"])
-def test_datasets_without_modes_are_refused_naming_the_dataset(router):
+def test_best_vote_refuses_datasets_without_modes_naming_the_dataset():
     code = choice_frame(4, 2).assign(role="mbpp")
     with pytest.raises(EvoRouteError, match=r"not defined on dataset 'my-code\.csv'.*'mbpp'"):
-        run(router, frame=code, dataset="my-code.csv", params={})
+        run("best-vote", frame=code, dataset="my-code.csv", params={})
     silent = choice_frame(4, 2).drop(columns=["response"])
     with pytest.raises(EvoRouteError, match=r"dataset 'flat\.csv'.*no recorded responses"):
-        run(router, frame=silent, dataset="flat.csv", params={})
+        run("best-vote", frame=silent, dataset="flat.csv", params={})
+
+
+@pytest.mark.parametrize("drop", ["role", "response"])
+def test_without_modes_masrouter_allocates_a_model_per_query(drop):
+    """Where votes are undefined (a role that is not multiple choice, or no recorded responses)
+    masrouter keeps the single-model modes and still routes by the query: the cheap models on
+    alpha queries, the strong one on beta queries (the cheap ones fail half of them)."""
+    frame = choice_frame()
+    frame = frame.assign(role="mbpp") if drop == "role" else frame.drop(columns=["response"])
+    steps = run(frame=frame, dataset="no-modes.csv", params={**PARAMS, "cost_weight": 0.2})
+    assert len(steps) == 12
+    for s in steps:
+        e = s.decision.explanation
+        assert e.mode == "collaboration: single" and ":" not in s.outcome.model
+        assert "only single-model modes are defined" in e.reason
+        assert {c.model for c in e.candidates} <= {"c1", "c2", "strong"}
+        want = "strong" if "beta" in s.ctx.instruction else ("c1", "c2")
+        assert s.outcome.model in want, (s.ctx.instruction, e.reason)
+
+
+def test_a_dataset_mixing_choice_and_other_roles_gets_modes_only_on_the_choice_role():
+    """RouterBench mixes multiple-choice roles with others: composite arms are routed and
+    replayed on the former, single calls on the latter."""
+    other = choice_frame().assign(role="mbpp")
+    other["query_id"] = "m-" + other["query_id"]
+    other["task_id"] = other["query_id"]
+    other["query"] = other["query"].str.replace("Question", "Task")
+    steps = run(frame=pd.concat([choice_frame(), other], ignore_index=True),
+                dataset="mixed.csv", params={**PARAMS, "cost_weight": 0.2})
+    by_role = {}
+    for s in steps:
+        by_role.setdefault(s.ctx.role, set()).add(s.outcome.model)
+    assert ESCALATE in by_role["arc_challenge"]
+    assert all(":" not in m for m in by_role["mbpp"]) and "strong" in by_role["mbpp"]
+
+

@@ -6,10 +6,13 @@ The runner routes one call per step: a mode with several calls is routed as one 
 arm* named like the mode (``vote:a+b+c``, ``escalate:a+b+s``), which the replay backend executes
 from the members' recorded answers (:mod:`evoroute.collab.replay`: the mode's correctness, the
 cost of the calls made); a single-model mode is an ordinary call to that model. Both routers
-learn from every model's train outcome and recorded response (``OutcomeTable.responses``), so
-they run only on multiple-choice data with recorded responses (``routerbench-choice``):
-elsewhere :meth:`unsupported_data` names the dataset and why, the benchmark leaves them out of
-its default list and a run stops before its first step.
+learn from every model's train outcome and recorded response (``OutcomeTable.responses``).
+Modes of several calls are defined only on multiple-choice roles with recorded responses
+(``routerbench-choice``, the ARC/Winogrande roles of ``routerbench``); on every other role
+``masrouter`` keeps the single-model modes, i.e. MasRouter's role allocation (a model per role
+and query), which is how it runs on the live agent and on ``agent_steps``. ``best-vote`` needs
+votes everywhere: elsewhere :meth:`unsupported_data` names the dataset and why, the benchmark
+leaves it out of its default list and a run stops before its first step.
 
 - ``masrouter``: per query the (mode, models) candidate of the step's role with the best
   P − λ·C/C_ref (:class:`~evoroute.collab.masrouter.MasRouter`: P from the query's nearest
@@ -65,6 +68,7 @@ class _ModeRouter(Baseline):
     needs_training = True
     seed_invariant = True
     run_params = ("dataset",)
+    every_role = False          # train on every role (single modes where votes are undefined)
 
     def __init__(self, models: list[ModelInfo], dataset: str | None = None) -> None:
         super().__init__(models)
@@ -81,7 +85,8 @@ class _ModeRouter(Baseline):
         n = len(table)
         return choice_rows(np.arange(n), list(table.instructions), np.asarray(table.roles),
                            np.full(n, "train", dtype=object), tuple(table.models),
-                           table.responses, table.scores, table.costs)
+                           table.responses, table.scores, table.costs,
+                           every_role=self.every_role)
 
     def _allowed(self, mode: Mode, names: set[str]) -> bool:
         return set(mode.models) <= names
@@ -99,6 +104,10 @@ class MasRouterRouter(_ModeRouter):
     cost_knob = LAMBDA_KNOB
     family = "learned"
     order = 35
+    every_role = True
+
+    def unsupported_data(self, table: Any) -> str | None:
+        return None          # single-model modes are defined on every role (checked in fit)
 
     def __init__(self, models: list[ModelInfo], cost_weight: float = DEFAULT_COST_WEIGHT,
                  k: int = MasRouter.k, kappa: float = MasRouter.kappa, tau: float = MasRouter.tau,
@@ -117,6 +126,11 @@ class MasRouterRouter(_ModeRouter):
 
     def fit(self, table: Any) -> None:
         train = self._train_table(table)
+        if len(train.query_ids) == 0:
+            where = f"dataset {self.dataset!r}" if self.dataset else "this dataset"
+            raise EvoRouteError(f"{self.name} compares every model on each train query, and no "
+                                f"train query of {where} has an outcome for every chosen "
+                                f"model; pick models the dataset records together")
         if table.embeddings is None:
             raise EvoRouteError("the masrouter router needs the train split's embeddings")
         emb = np.asarray(table.embeddings)[train.query_ids.astype(np.int64)]
@@ -132,7 +146,8 @@ class MasRouterRouter(_ModeRouter):
                                 "split); the runner does this for replay runs")
         modes = m.modes_by_role.get(step.role)
         if not modes:
-            return self._fallback(step, f"role {step.role!r} has no multiple-choice train queries")
+            return self._fallback(step, f"role {step.role!r} has no train query every model "
+                                        f"answered")
         names = set(self.candidates(step))
         allowed = np.array([self._allowed(md, names) for md in modes])
         if not allowed.any():
@@ -146,7 +161,12 @@ class MasRouterRouter(_ModeRouter):
         evidence = ("no embedding for this step: the modes' train rates of the role alone"
                     if e is None else "nearest train queries: " + "; ".join(
                         f"{t!r} (cos {c:.2f})" for t, c in top))
-        reason = (f"masrouter: {describe_mode(ch.mode)}. Why: {ch.reason()}. Utility P − λ·C/C_ref "
+        scope = ("" if m.collaborates.get(step.role) else
+                 f" Role {step.role!r} is not multiple choice (or its responses do not parse), so "
+                 f"only single-model modes are defined: the mode layer allocates a model to the "
+                 f"role for this query.")
+        reason = (f"masrouter: {describe_mode(ch.mode)}.{scope} Why: {ch.reason()}. "
+                  f"Utility P − λ·C/C_ref "
                   f"with λ = {self.cost_weight:g}, C_ref = ${cref:.6f} (mean train cost of the "
                   f"role's most accurate single model): {ch.utility[modes.index(ch.mode)]:.3f}; "
                   f"{len(modes)} candidate modes (the role's train Pareto front); {evidence}")
