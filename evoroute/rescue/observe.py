@@ -5,7 +5,10 @@ roles, the model each used, their position, what each call cost, and signals tha
 ground truth. The one step signal here is, on a multiple-choice step, whether the base model's
 parsed answer agrees with a cheap second opinion's parsed answer (both read from their recorded
 responses; the second opinion's recorded cost is paid), and whether the base answer parsed at
-all. :func:`observe` builds exactly that from a :class:`~.steps.StepTable` and a
+all; on the live agent's verifier step, the verdict its reply gives (``VERDICT: CORRECT`` /
+``WRONG``, the model's own judgement). The verdict features exist only when the train split has
+verifier steps (``verdicts=True``), so predictors of data without them are unchanged.
+:func:`observe` builds exactly that from a :class:`~.steps.StepTable` and a
 :class:`~.plan.Plan`; it never reads ``StepTable.score``, so no recorded correctness of any
 step, current, past or future, reaches a decision (``tests/unit/test_atropos.py`` corrupts it).
 
@@ -36,6 +39,10 @@ class Observed:
     agree: np.ndarray           # (n,) bool: both parsed and equal
     unparsed: np.ndarray        # (n,) bool: a multiple-choice step whose base answer did not parse
     ref_cost: np.ndarray        # (n,) the strong model's mean train cost on the role
+    verdict: np.ndarray | None = None   # (n,) the base reply's verdict: +1 / -1 / 0 (None: 0)
+
+    def verdicts(self) -> np.ndarray:
+        return np.zeros(len(self.roles)) if self.verdict is None else np.asarray(self.verdict, float)
 
     def __len__(self) -> int:
         return len(self.roles)
@@ -55,32 +62,42 @@ def observe(table: StepTable, plan: Plan) -> Observed:
                     model=np.array([table.models[j] for j in base], dtype=object),
                     cost=table.cost[rows, base], opinion_cost=np.where(has, table.cost[rows, sec], 0.0),
                     has_opinion=has, agree=agree, unparsed=table.choice & (mine == ""),
-                    ref_cost=np.array([plan.ref_cost.get(r, 1.0) for r in table.roles]))
+                    ref_cost=np.array([plan.ref_cost.get(r, 1.0) for r in table.roles]),
+                    verdict=None if table.verdict is None else table.verdict[rows, base])
 
 
-def node_names(roles: tuple[str, ...]) -> list[str]:
+VERDICT_NAMES = ("verifier says wrong", "verifier says correct")
+
+
+def node_names(roles: tuple[str, ...], verdicts: bool = False) -> list[str]:
     return [*(f"role={r}" for r in roles), "log1p(position)", "cost/strong cost",
-            "has second opinion", "agrees", "disagrees", "unparsed"]
+            "has second opinion", "agrees", "disagrees", "unparsed",
+            *(VERDICT_NAMES if verdicts else ())]
 
 
-def node_features(obs: Observed, roles: tuple[str, ...]) -> np.ndarray:
+def node_features(obs: Observed, roles: tuple[str, ...], verdicts: bool = False) -> np.ndarray:
     """(n, d) features of each step on its own (the graph network's node features)."""
     onehot = (obs.roles[:, None] == np.asarray(roles, dtype=object)[None, :]).astype(float)
     spent = (obs.cost + obs.opinion_cost) / np.maximum(obs.ref_cost, 1e-12)
-    return np.column_stack([onehot, np.log1p(obs.position), spent, obs.has_opinion, obs.agree,
-                            obs.has_opinion & ~obs.agree, obs.unparsed]).astype(float)
+    cols = [onehot, np.log1p(obs.position), spent, obs.has_opinion, obs.agree,
+            obs.has_opinion & ~obs.agree, obs.unparsed]
+    if verdicts:
+        v = obs.verdicts()
+        cols += [v < 0, v > 0]
+    return np.column_stack(cols).astype(float)
 
 
-def prefix_names(roles: tuple[str, ...]) -> list[str]:
+def prefix_names(roles: tuple[str, ...], verdicts: bool = False) -> list[str]:
     return ["steps so far", "cost so far/strong step cost", "disagreements so far",
             "share of opinions disagreeing", "unparsed so far",
-            *(f"now: {n}" for n in node_names(roles)),
+            *(["wrong verdicts so far"] if verdicts else []),
+            *(f"now: {n}" for n in node_names(roles, verdicts)),
             *(f"share so far: role={r}" for r in roles)]
 
 
-def prefix_features(obs: Observed, roles: tuple[str, ...]) -> np.ndarray:
+def prefix_features(obs: Observed, roles: tuple[str, ...], verdicts: bool = False) -> np.ndarray:
     """(n, d) features of the prefix of each run ending at each row (logistic regression)."""
-    node = node_features(obs, roles)
+    node = node_features(obs, roles, verdicts)
     k = len(roles)
     spent = node[:, k + 1]
     dis = node[:, k + 4]
@@ -93,8 +110,18 @@ def prefix_features(obs: Observed, roles: tuple[str, ...]) -> np.ndarray:
         cums[r] = running
     steps = obs.position + 1.0
     share_dis = np.where(cums[:, 2] > 0, cums[:, 1] / np.maximum(cums[:, 2], 1), 0.0)
-    return np.column_stack([steps, cums[:, 0], cums[:, 1], share_dis, cums[:, 3], node,
+    wrong = [_running_sum(obs, node[:, k + 6])] if verdicts else []
+    return np.column_stack([steps, cums[:, 0], cums[:, 1], share_dis, cums[:, 3], *wrong, node,
                             cums[:, 4:] / steps[:, None]])
+
+
+def _running_sum(obs: Observed, x: np.ndarray) -> np.ndarray:
+    """Per row, the sum of ``x`` over its run's rows so far."""
+    out, run = np.zeros(len(obs)), 0.0
+    for r in range(len(obs)):
+        run = x[r] + (0.0 if r == 0 or obs.task[r] != obs.task[r - 1] else run)
+        out[r] = run
+    return out
 
 
 def prefixes(obs: Observed) -> list[np.ndarray]:

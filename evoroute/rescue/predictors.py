@@ -53,6 +53,10 @@ def _vocab(obs: Observed) -> tuple[str, ...]:
     return tuple(sorted(set(obs.roles.tolist())))
 
 
+def _has_verdicts(obs: Observed) -> bool:
+    return bool((obs.verdicts() != 0).any())
+
+
 def _single_class(fails: np.ndarray) -> float | None:
     """The one label of a training set that has only one (a constant predictor), else None."""
     y = np.asarray(fails, dtype=float)
@@ -65,6 +69,7 @@ class LogisticPredictor:
     seed: int = 0
     name: str = "logistic"
     roles: tuple[str, ...] = ()
+    verdicts: bool = False          # the train split has verifier verdicts: their features used
     _model: object = field(default=None, repr=False)
     _const: float | None = field(default=None, repr=False)
 
@@ -73,29 +78,30 @@ class LogisticPredictor:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        self.roles = _vocab(obs)
+        self.roles, self.verdicts = _vocab(obs), _has_verdicts(obs)
         self._const = _single_class(fails)
         if self._const is not None:
             return self
         self._model = make_pipeline(StandardScaler(), LogisticRegression(
             C=self.C, max_iter=2000, random_state=self.seed))
-        self._model.fit(prefix_features(obs, self.roles), np.asarray(fails, dtype=int))
+        self._model.fit(prefix_features(obs, self.roles, self.verdicts), np.asarray(fails, dtype=int))
         return self
 
     def predict(self, obs: Observed) -> np.ndarray:
         if self._const is not None:
             return np.full(len(obs), self._const)
-        return self._model.predict_proba(prefix_features(obs, self.roles))[:, 1]
+        return self._model.predict_proba(prefix_features(obs, self.roles, self.verdicts))[:, 1]
 
     def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]:
         """The prefix features at ``row`` and their contributions to the log-odds of failure."""
-        x = prefix_features(obs, self.roles)[row]
+        x = prefix_features(obs, self.roles, self.verdicts)[row]
         if self._const is not None:
-            return {n: {"value": float(v)} for n, v in zip(prefix_names(self.roles), x) if v != 0}
+            names = prefix_names(self.roles, self.verdicts)
+            return {n: {"value": float(v)} for n, v in zip(names, x) if v != 0}
         scaler, lr = self._model.steps[0][1], self._model.steps[1][1]
         z = (x - scaler.mean_) / np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
         contrib = lr.coef_[0] * z
-        names = prefix_names(self.roles)
+        names = prefix_names(self.roles, self.verdicts)
         order = np.argsort(-np.abs(contrib), kind="stable")
         return {names[i]: {"value": float(x[i]), "log_odds": float(contrib[i])}
                 for i in order if x[i] != 0 or contrib[i] != 0}
@@ -110,6 +116,7 @@ class GraphPredictor:
     seed: int = 0
     name: str = "graph"
     roles: tuple[str, ...] = ()
+    verdicts: bool = False
     _net: object = field(default=None, repr=False)
     _mu: np.ndarray = field(default=None, repr=False)
     _sd: np.ndarray = field(default=None, repr=False)
@@ -118,7 +125,7 @@ class GraphPredictor:
     def _batch(self, obs: Observed):
         import torch
 
-        x = (node_features(obs, self.roles) - self._mu) / self._sd
+        x = (node_features(obs, self.roles, self.verdicts) - self._mu) / self._sd
         pre = prefixes(obs)
         width = max(len(p) for p in pre)
         X = np.zeros((len(pre), width, x.shape[1]))
@@ -138,11 +145,11 @@ class GraphPredictor:
         import torch
 
         torch.manual_seed(self.seed)
-        self.roles = _vocab(obs)
+        self.roles, self.verdicts = _vocab(obs), _has_verdicts(obs)
         self._const = _single_class(fails)
         if self._const is not None:
             return self
-        x = node_features(obs, self.roles)
+        x = node_features(obs, self.roles, self.verdicts)
         self._mu, sd = x.mean(axis=0), x.std(axis=0)
         self._sd = np.where(sd > 0, sd, 1.0)
         X, M, last = self._batch(obs)
@@ -168,8 +175,8 @@ class GraphPredictor:
 
     def features(self, obs: Observed, row: int) -> dict[str, dict[str, float]]:
         """The current step's node features (the graph reads every step so far the same way)."""
-        x = node_features(obs, self.roles)[row]
-        return {n: {"value": float(v)} for n, v in zip(node_names(self.roles), x) if v != 0}
+        x = node_features(obs, self.roles, self.verdicts)[row]
+        return {n: {"value": float(v)} for n, v in zip(node_names(self.roles, self.verdicts), x) if v != 0}
 
 
 @contextmanager
@@ -248,4 +255,5 @@ def subset(obs: Observed, keep: np.ndarray) -> Observed:
     return Observed(task=task, position=obs.position[keep], roles=obs.roles[keep],
                     model=obs.model[keep], cost=obs.cost[keep], opinion_cost=obs.opinion_cost[keep],
                     has_opinion=obs.has_opinion[keep], agree=obs.agree[keep],
-                    unparsed=obs.unparsed[keep], ref_cost=obs.ref_cost[keep])
+                    unparsed=obs.unparsed[keep], ref_cost=obs.ref_cost[keep],
+                    verdict=None if obs.verdict is None else obs.verdict[keep])

@@ -43,6 +43,9 @@ class StepTable:
     cost: np.ndarray                 # (n, m) recorded USD
     answer: np.ndarray               # (n, m) parsed choice, '' when none
     choice: np.ndarray               # (n,) bool: the role is multiple choice
+    # (n, m) the verifier's verdict read from the response: +1 CORRECT, -1 WRONG, 0 none or
+    # not a verifier step (None: no verifier steps at all)
+    verdict: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.roles)
@@ -58,7 +61,7 @@ class StepTable:
         """The same steps with other recorded scores (the tests corrupt the ground truth)."""
         return StepTable(self.task_keys, self.task, self.position, self.roles, self.query_ids,
                          self.models, np.asarray(score, dtype=float), self.cost, self.answer,
-                         self.choice)
+                         self.choice, self.verdict)
 
     def single_model(self, model: str) -> tuple[np.ndarray, float]:
         """(task success per task, total cost) had every step gone to ``model``."""
@@ -110,6 +113,23 @@ def step_table(backend: TableBackend, split: str, long: pd.DataFrame,
                      cost=out.costs[rows], answer=answer.astype(str), choice=choice)
 
 
+#: the live agent's role that judges the computed result (:mod:`evoroute.agent.workflow`)
+VERIFIER_ROLE = "verifier"
+
+
+def step_verdict(role: str, response: str | None) -> float:
+    """The verifier's verdict a (recorded or live) response gives: +1 ``VERDICT: CORRECT``,
+    -1 ``VERDICT: WRONG``, 0 none or another role. It is the model's own judgement, read by the
+    agent's own rule: what a real run sees of the call, no ground truth."""
+    # the agent's pattern (private there: its module's source is part of the live table's key)
+    from evoroute.agent.workflow import _VERDICT
+
+    if role != VERIFIER_ROLE or not response:
+        return 0.0
+    m = _VERDICT.search(str(response))
+    return 0.0 if m is None else (1.0 if m.group(1).upper() == "CORRECT" else -1.0)
+
+
 def step_answer(role: str, instruction: str, response: str | None) -> str:
     """The option a recorded (or live) response names on a multiple-choice step, '' when it
     names none or the role is not multiple choice: what a run sees of a call, no ground truth."""
@@ -128,15 +148,26 @@ def from_outcome_table(out: OutcomeTable) -> StepTable:
     models = tuple(out.models)
     answer = np.full((len(roles), len(models)), "", dtype=object)
     choice = np.isin(roles, CHOICE_TASKS)
+    verdict = None
     if out.responses is not None:
         for r in np.flatnonzero(choice):
             opts = options(out.instructions[r])
             answer[r] = [parse_choice(x, opts) or "" for x in out.responses[r]]
+        judged = np.flatnonzero(roles == VERIFIER_ROLE)
+        if judged.size:
+            verdict = np.zeros((len(roles), len(models)))
+            for r in judged:
+                verdict[r] = [step_verdict(VERIFIER_ROLE, None if _blank(x) else x)
+                              for x in out.responses[r]]
     return StepTable(task_keys=tuple(order), task=np.array([index[k] for k in keys], dtype=np.int64),
                      position=np.asarray(out.step_index, dtype=np.int64), roles=roles,
                      query_ids=np.array([f"row{i}" for i in range(len(roles))]), models=models,
                      score=np.asarray(out.scores, dtype=float), cost=np.asarray(out.costs, dtype=float),
-                     answer=answer.astype(str), choice=choice)
+                     answer=answer.astype(str), choice=choice, verdict=verdict)
+
+
+def _blank(x: object) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
 
 
 def routerbench_tasks(n_steps: int, seed: int = 0) -> tuple[dict[str, StepTable], pd.DataFrame]:

@@ -5,7 +5,8 @@ fitted on the train split: per role the cheapest model other than the strong one
 the role's best train score). After each step the router adds what a real system sees of it to
 the task's partial trajectory (role, model, position, the call's cost and, on a multiple-choice
 step, whether the base answer parsed and agrees with a cheap second opinion's, both parsed from
-the calls' responses), and the failure predictor trained on the train split
+the calls' responses; on the live agent's verifier step, the verdict its reply gives), and the
+failure predictor trained on the train split
 (:mod:`evoroute.rescue.predictors`: logistic regression for ``atropos``, the small graph network
 for ``atropos-graph``) gives P(the task fails | its steps so far). At the first step where it
 exceeds ``threshold`` (the cost knob) the strong model answers that step again (the hot swap)
@@ -186,22 +187,24 @@ class AtroposRouter(Baseline):
         """The next call of this step: the base model after the second opinion; the strong
         model (redoing the step) after the base when P(fail) > threshold; else none.
         ``outcome.step_success`` is never read."""
-        from evoroute.rescue.steps import step_answer
+        from evoroute.rescue.steps import step_answer, step_verdict
 
         run = self._runs.get(step.task_key)
         if run is None or run.stage in ("", "strong"):
             return None
         answer = "" if outcome.error else step_answer(step.role, step.instruction, outcome.response)
+        judged = 0.0 if outcome.error else step_verdict(step.role, outcome.response)
         if run.stage == "opinion":
             run.opinion = (outcome.model, answer, float(outcome.cost_usd))
             run.stage = "base"
             return run.base_decision
         run.stage = "strong"
-        p, row = self._observe(step, outcome.model, answer, float(outcome.cost_usd), run)
+        p, row = self._observe(step, outcome.model, answer, float(outcome.cost_usd), run, judged)
         swap = p > self.threshold
         info = {"p_fail": p, "swap": bool(swap), "second_opinion": row["opinion_model"],
                 "agrees": row["agree"] if row["has_opinion"] else None,
-                "unparsed": row["unparsed"], "features": self._features(run)}
+                "unparsed": row["unparsed"], "features": self._features(run),
+                "verifier_verdict": {1.0: "CORRECT", -1.0: "WRONG"}.get(judged)}
         base = decision
         verdict = (f"P(fail | steps 0..{step.step_index}) = {p:.3f} "
                    f"{'>' if swap else '<='} threshold {self.threshold:g}")
@@ -209,6 +212,8 @@ class AtroposRouter(Baseline):
                   f"; second opinion {row['opinion_model']} "
                   f"{'agrees' if row['agree'] else 'disagrees'}"
                   + (" (the base answer did not parse)" if row["unparsed"] else ""))
+        if judged:
+            signal += f"; its verdict: {'CORRECT' if judged > 0 else 'WRONG'}"
         if not swap:
             base.explanation.reason += f"{signal}; {verdict}: no swap, the task stays on the base policy"
             base.explanation.rescue = {**(base.explanation.rescue or {}), **info}
@@ -223,7 +228,7 @@ class AtroposRouter(Baseline):
                                                      "swapped": True}))
 
     def _observe(self, step: StepContext, model: str, answer: str, cost: float,
-                 run: _Run) -> tuple[float, dict[str, Any]]:
+                 run: _Run, verdict: float = 0.0) -> tuple[float, dict[str, Any]]:
         """Add the step to the task's trajectory; P(fail | the steps so far)."""
         from evoroute.collab.answers import CHOICE_TASKS
 
@@ -235,7 +240,7 @@ class AtroposRouter(Baseline):
                "opinion_model": op[0] if op else None,
                "agree": bool(op is not None and answer != "" and answer == op[1]),
                "unparsed": bool(choice and answer == ""),
-               "ref_cost": float(self.plan.ref_cost.get(step.role, 1.0))}
+               "ref_cost": float(self.plan.ref_cost.get(step.role, 1.0)), "verdict": verdict}
         run.rows.append(row)
         p = float(self.predictor.predict(self._observed(run))[-1])
         return p, row
@@ -250,7 +255,8 @@ class AtroposRouter(Baseline):
                         model=np.array([r["model"] for r in rows], dtype=object),
                         cost=col("cost"), opinion_cost=col("opinion_cost"),
                         has_opinion=col("has_opinion", bool), agree=col("agree", bool),
-                        unparsed=col("unparsed", bool), ref_cost=col("ref_cost"))
+                        unparsed=col("unparsed", bool), ref_cost=col("ref_cost"),
+                        verdict=col("verdict"))
 
     def _features(self, run: _Run) -> dict[str, dict[str, float]]:
         feats = self.predictor.features(self._observed(run), len(run.rows) - 1)
