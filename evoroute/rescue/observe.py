@@ -2,7 +2,7 @@
 
 After step t of a run has gone to the base model, a real system knows the steps so far: their
 roles, the model each used, their position, what each call cost, and signals that need no
-ground truth. The one step signal here is, on a multiple-choice step, whether the base model's
+ground truth. The step signals here are, on a multiple-choice step, whether the base model's
 parsed answer agrees with a cheap second opinion's parsed answer (both read from their recorded
 responses; the second opinion's recorded cost is paid), and whether the base answer parsed at
 all; on the live agent's verifier step, the verdict its reply gives (``VERDICT: CORRECT`` /

@@ -36,9 +36,15 @@ LABEL = "replayed"
 
 
 def base_failures(table: StepTable, plan: Plan) -> np.ndarray:
-    """Per run, 1 when it fails under the base policy alone (the training label, train only)."""
+    """Per run, 1 when it fails under the base policy alone (the training label, train only):
+    all its steps succeed, or, when the base policy is one model and the source records the
+    task's own success (a live pass: the final answer), that success."""
     base = np.array([table.col(plan.base_model(r)) for r in table.roles])
-    s = task_min(table.score[np.arange(len(table)), base], table.task, table.n_tasks)
+    rows = np.arange(len(table))
+    s = task_min(table.score[rows, base], table.task, table.n_tasks)
+    if table.task_score is not None and np.unique(base).size == 1:
+        own = task_min(table.task_score[rows, base], table.task, table.n_tasks)
+        s = np.where(np.isnan(own), s, own)
     return (s < 0.5).astype(int)
 
 

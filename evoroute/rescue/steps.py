@@ -46,6 +46,9 @@ class StepTable:
     # (n, m) the verifier's verdict read from the response: +1 CORRECT, -1 WRONG, 0 none or
     # not a verifier step (None: no verifier steps at all)
     verdict: np.ndarray | None = None
+    # (n, m) the task's own success had every step gone to that model, where the source records
+    # it apart from the steps (the live pass: the final answer); None: all steps succeed
+    task_score: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.roles)
@@ -61,7 +64,7 @@ class StepTable:
         """The same steps with other recorded scores (the tests corrupt the ground truth)."""
         return StepTable(self.task_keys, self.task, self.position, self.roles, self.query_ids,
                          self.models, np.asarray(score, dtype=float), self.cost, self.answer,
-                         self.choice, self.verdict)
+                         self.choice, self.verdict, self.task_score)
 
     def single_model(self, model: str) -> tuple[np.ndarray, float]:
         """(task success per task, total cost) had every step gone to ``model``."""
@@ -163,7 +166,9 @@ def from_outcome_table(out: OutcomeTable) -> StepTable:
                      position=np.asarray(out.step_index, dtype=np.int64), roles=roles,
                      query_ids=np.array([f"row{i}" for i in range(len(roles))]), models=models,
                      score=np.asarray(out.scores, dtype=float), cost=np.asarray(out.costs, dtype=float),
-                     answer=answer.astype(str), choice=choice, verdict=verdict)
+                     answer=answer.astype(str), choice=choice, verdict=verdict,
+                     task_score=None if out.task_scores is None
+                     else np.asarray(out.task_scores, dtype=float))
 
 
 def _blank(x: object) -> bool:

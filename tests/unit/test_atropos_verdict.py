@@ -99,3 +99,18 @@ def test_an_outcome_table_with_verifier_replies_gives_their_verdicts():
         step_index=np.arange(2), scores=np.ones((2, 2)), costs=np.ones((2, 2)),
         latencies=np.ones((2, 2)), responses=np.array([["a", "b"], ["c", "d"]], dtype=object)))
     assert no_verifier.verdict is None
+
+
+def test_the_training_label_is_the_tasks_own_success_where_the_source_records_it():
+    """On the live pass a task can succeed while a step scores 0 (a plan without the problem's
+    numbers): with one base model the label is the task's recorded success."""
+    train, fails = _agent_runs(0, 40)
+    plan = fit_plan(train, within=1.0)
+    score = train.score.copy()
+    score[train.roles == "planner", 0] = 0.0            # every plan of the cheap model scores 0
+    task_score = np.repeat(1.0 - fails, 4)[:, None] * np.ones((1, 2))
+    from dataclasses import replace
+    steps_only = replace(train, score=score)
+    assert base_failures(steps_only, plan).all()        # min over steps: every run fails
+    own = replace(steps_only, task_score=task_score)
+    assert np.array_equal(base_failures(own, plan), fails.astype(int))
