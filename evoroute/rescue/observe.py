@@ -101,27 +101,22 @@ def prefix_features(obs: Observed, roles: tuple[str, ...], verdicts: bool = Fals
     k = len(roles)
     spent = node[:, k + 1]
     dis = node[:, k + 4]
-    cums = np.zeros((len(obs), 4 + k))
-    running = np.zeros(4 + k)
+    # summed over each run so far: spent, disagreements, opinions, unparsed, the roles' one-hot,
+    # and (with verdicts) the wrong verdicts
+    each = np.column_stack([spent, dis, obs.has_opinion, obs.unparsed, node[:, :k],
+                            *([node[:, k + 6]] if verdicts else [])])
+    cums = np.zeros_like(each)
+    running = np.zeros(each.shape[1])
     for r in range(len(obs)):
         if r == 0 or obs.task[r] != obs.task[r - 1]:
             running[:] = 0.0
-        running += np.r_[spent[r], dis[r], obs.has_opinion[r], obs.unparsed[r], node[r, :k]]
+        running += each[r]
         cums[r] = running
     steps = obs.position + 1.0
     share_dis = np.where(cums[:, 2] > 0, cums[:, 1] / np.maximum(cums[:, 2], 1), 0.0)
-    wrong = [_running_sum(obs, node[:, k + 6])] if verdicts else []
+    wrong = [cums[:, 4 + k]] if verdicts else []
     return np.column_stack([steps, cums[:, 0], cums[:, 1], share_dis, cums[:, 3], *wrong, node,
-                            cums[:, 4:] / steps[:, None]])
-
-
-def _running_sum(obs: Observed, x: np.ndarray) -> np.ndarray:
-    """Per row, the sum of ``x`` over its run's rows so far."""
-    out, run = np.zeros(len(obs)), 0.0
-    for r in range(len(obs)):
-        run = x[r] + (0.0 if r == 0 or obs.task[r] != obs.task[r - 1] else run)
-        out[r] = run
-    return out
+                            cums[:, 4:4 + k] / steps[:, None]])
 
 
 def prefixes(obs: Observed) -> list[np.ndarray]:

@@ -36,9 +36,9 @@ LABEL = "replayed"
 
 
 def base_failures(table: StepTable, plan: Plan) -> np.ndarray:
-    """Per run, 1 when it fails under the base policy alone (the training label, train only):
-    all its steps succeed, or, when the base policy is one model and the source records the
-    task's own success (a live pass: the final answer), that success."""
+    """Per run, 1 when it fails under the base policy alone (the training label, train only).
+    A run succeeds when all its steps do, or, when the base policy is one model and the source
+    records the task's own success (a live pass: the final answer), when that says so."""
     base = np.array([table.col(plan.base_model(r)) for r in table.roles])
     rows = np.arange(len(table))
     s = task_min(table.score[rows, base], table.task, table.n_tasks)

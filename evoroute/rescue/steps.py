@@ -120,10 +120,11 @@ def step_table(backend: TableBackend, split: str, long: pd.DataFrame,
 VERIFIER_ROLE = "verifier"
 
 
-def step_verdict(role: str, response: str | None) -> float:
+def step_verdict(role: str, response: object) -> float:
     """The verifier's verdict a (recorded or live) response gives: +1 ``VERDICT: CORRECT``,
-    -1 ``VERDICT: WRONG``, 0 none or another role. It is the model's own judgement, read by the
-    agent's own rule: what a real run sees of the call, no ground truth."""
+    -1 ``VERDICT: WRONG``, 0 none (no response, an unknown one such as NaN) or another role.
+    It is the model's own judgement, read by the agent's own rule: what a real run sees of the
+    call, no ground truth."""
     # the agent's pattern (private there: its module's source is part of the live table's key)
     from evoroute.agent.workflow import _VERDICT
 
@@ -160,8 +161,7 @@ def from_outcome_table(out: OutcomeTable) -> StepTable:
         if judged.size:
             verdict = np.zeros((len(roles), len(models)))
             for r in judged:
-                verdict[r] = [step_verdict(VERIFIER_ROLE, None if _blank(x) else x)
-                              for x in out.responses[r]]
+                verdict[r] = [step_verdict(VERIFIER_ROLE, x) for x in out.responses[r]]
     return StepTable(task_keys=tuple(order), task=np.array([index[k] for k in keys], dtype=np.int64),
                      position=np.asarray(out.step_index, dtype=np.int64), roles=roles,
                      query_ids=np.array([f"row{i}" for i in range(len(roles))]), models=models,
@@ -169,10 +169,6 @@ def from_outcome_table(out: OutcomeTable) -> StepTable:
                      answer=answer.astype(str), choice=choice, verdict=verdict,
                      task_score=None if out.task_scores is None
                      else np.asarray(out.task_scores, dtype=float))
-
-
-def _blank(x: object) -> bool:
-    return x is None or (isinstance(x, float) and np.isnan(x))
 
 
 def routerbench_tasks(n_steps: int, seed: int = 0) -> tuple[dict[str, StepTable], pd.DataFrame]:

@@ -193,18 +193,19 @@ class AtroposRouter(Baseline):
         if run is None or run.stage in ("", "strong"):
             return None
         answer = "" if outcome.error else step_answer(step.role, step.instruction, outcome.response)
-        judged = 0.0 if outcome.error else step_verdict(step.role, outcome.response)
         if run.stage == "opinion":
             run.opinion = (outcome.model, answer, float(outcome.cost_usd))
             run.stage = "base"
             return run.base_decision
         run.stage = "strong"
+        judged = 0.0 if outcome.error else step_verdict(step.role, outcome.response)
+        said = {1.0: "CORRECT", -1.0: "WRONG"}.get(judged)
         p, row = self._observe(step, outcome.model, answer, float(outcome.cost_usd), run, judged)
         swap = p > self.threshold
         info = {"p_fail": p, "swap": bool(swap), "second_opinion": row["opinion_model"],
                 "agrees": row["agree"] if row["has_opinion"] else None,
                 "unparsed": row["unparsed"], "features": self._features(run),
-                "verifier_verdict": {1.0: "CORRECT", -1.0: "WRONG"}.get(judged)}
+                "verifier_verdict": said}
         base = decision
         verdict = (f"P(fail | steps 0..{step.step_index}) = {p:.3f} "
                    f"{'>' if swap else '<='} threshold {self.threshold:g}")
@@ -212,8 +213,8 @@ class AtroposRouter(Baseline):
                   f"; second opinion {row['opinion_model']} "
                   f"{'agrees' if row['agree'] else 'disagrees'}"
                   + (" (the base answer did not parse)" if row["unparsed"] else ""))
-        if judged:
-            signal += f"; its verdict: {'CORRECT' if judged > 0 else 'WRONG'}"
+        if said:
+            signal += f"; its verdict: {said}"
         if not swap:
             base.explanation.reason += f"{signal}; {verdict}: no swap, the task stays on the base policy"
             base.explanation.rescue = {**(base.explanation.rescue or {}), **info}
