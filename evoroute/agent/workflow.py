@@ -370,7 +370,9 @@ def build_messages(role: str, state: TaskState) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-_VERDICT = re.compile(r"VERDICT\W*?\s*[:=]?\s*(CORRECT|INCORRECT|WRONG)", re.IGNORECASE)
+# one run of non-word characters between the tag and the word (what the earlier
+# ``\W*?\s*[:=]?\s*`` matched, without its cubic backtracking on a long run of spaces)
+_VERDICT = re.compile(r"VERDICT\W*(CORRECT|INCORRECT|WRONG)", re.IGNORECASE)
 _NUM_IN_Q = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 
 

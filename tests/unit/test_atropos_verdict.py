@@ -114,3 +114,10 @@ def test_the_training_label_is_the_tasks_own_success_where_the_source_records_it
     assert base_failures(steps_only, plan).all()        # min over steps: every run fails
     own = replace(steps_only, task_score=task_score)
     assert np.array_equal(base_failures(own, plan), fails.astype(int))
+
+
+def test_a_hostile_reply_is_read_in_linear_time():
+    """A reply of a million spaces after the tag: the agent's verdict rule once backtracked
+    cubically on it (1,000 spaces took 10 s, a million would not end); now it answers at once."""
+    assert step_verdict("verifier", "VERDICT" + " " * 1_000_000 + "x") == 0.0
+    assert step_verdict("verifier", "VERDICT" + " := " * 1000 + "WRONG") == -1.0
