@@ -140,8 +140,31 @@ def run_tool(tool: str, expression: str, **limits: Any) -> ToolResult:
 
 
 # ------------------------------------------------------------------------------ reading model output
-_TAGGED = re.compile(r"^\W*(CALC|CALCULATOR|PYTHON)\W*?\s*[:=]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-_ARITH = re.compile(r"[\d(][\d\s.+\-*/()%^×÷]*[\d)]")
+# A reply is untrusted text, so every pattern that reads one runs in linear time: no two
+# unbounded quantifiers may compete for the same characters (the old ``\W*?\s*`` pairs
+# backtracked quadratically on a tag followed by thousands of spaces). Possessive ``*+``
+# (Python >= 3.11) never gives characters back.
+_TAGGED = re.compile(r"^[^\w\n]*+(CALC|CALCULATOR|PYTHON)[^\w:=]*+[:=]\s*+(.*\S)",
+                     re.IGNORECASE | re.MULTILINE)
+_ARITH_RUN = re.compile(r"[\d\s.+\-*/()%^×÷]++")
+_ARITH_START = re.compile(r"[\d(]")
+_ARITH_END = re.compile(r"[\d)]")
+_HAS_OPERATOR = re.compile(r"\d\s*+[-+*/×÷^%]\s*+[\d(]")
+
+
+def _arith_spans(text: str) -> list[str]:
+    """Each run of arithmetic characters, from its first digit or ``(`` to its last digit or
+    ``)`` (the spans the greedy ``[\\d(][...]*[\\d)]`` finds, without its backtracking)."""
+    spans = []
+    for run in _ARITH_RUN.finditer(text):
+        s = run.group()
+        start = _ARITH_START.search(s)
+        if start is None:
+            continue
+        end = next((k for k in range(len(s) - 1, start.start(), -1) if _ARITH_END.match(s, k)), None)
+        if end is not None:
+            spans.append(s[start.start():end + 1].strip())
+    return spans
 
 
 def extract_tool_calls(text: str, max_calls: int = 3, *, allow_untagged: bool = True
@@ -159,15 +182,17 @@ def extract_tool_calls(text: str, max_calls: int = 3, *, allow_untagged: bool = 
             calls.append((tool, expr))
     if calls or not allow_untagged:
         return calls[:max_calls]
-    spans = [s.strip() for s in _ARITH.findall(text or "")]
-    spans = [s for s in spans if re.search(r"\d\s*[-+*/×÷^%]\s*[\d(]", s)]
+    spans = [s for s in _arith_spans(text or "") if _HAS_OPERATOR.search(s)]
     if spans:
         return [("calculator", max(spans, key=len))]
     return []
 
 
-_NUMBER = r"[-+]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?"
-_ANSWER = re.compile(r"ANSWER\W*?\s*[:=]?\s*(" + _NUMBER + r")", re.IGNORECASE)
+_NUMBER = r"[-+]?\$?\s?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+# After the tag: any punctuation or space (``**ANSWER**: ``, ``ANSWER = ``) except what may
+# begin the number itself (sign, ``$``, ``.``); then a number with at least one digit (an
+# empty number once matched right after ``**ANSWER`` and sent the reader to the last number).
+_ANSWER = re.compile(r"ANSWER[^\w+\-$.]*+(" + _NUMBER + r")", re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 

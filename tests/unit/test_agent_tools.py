@@ -191,9 +191,33 @@ def test_extract_tool_calls_tagged_and_untagged():
     ("The change is 9.35 dollars.", 9.35),
     ("ANSWER: -3", -3.0),
     ("I do not know", None),
+    ("**ANSWER**: 42, not 7", 42.0),     # markdown around the tag: the tagged number wins
+    ("Answer - .5 then 9", -0.5),
+    ("the answer is 12 and 9", 9.0),     # no tag, so the last number
 ])
 def test_extract_answer(text, value):
     assert T.extract_answer(text) == value
+
+
+def test_tool_lines_may_break_after_the_tag():
+    assert T.extract_tool_calls("CALC:\n  2+3  \n") == [("calculator", "2+3")]
+    assert T.extract_tool_calls("CALC:   ") == []
+    assert T.extract_tool_calls("((1+2)*3) x ((") == [("calculator", "((1+2)*3)")]
+
+
+@pytest.mark.parametrize("reply", [
+    "CALC" + " " * 1_000_000 + "x",
+    "CALC: a" + " " * 1_000_000 + "b",
+    "!" * 500_000 + "CALC" + " " * 500_000,
+    "(" * 1_000_000 + "x",
+    "ANSWER" + " " * 1_000_000 + "-x",
+])
+def test_a_hostile_reply_is_read_in_linear_time(reply):
+    """A reply is untrusted: each of these once backtracked quadratically (16,000 characters
+    took 3 s, a million would take hours); now each is read in well under a second."""
+    assert T.extract_tool_calls(reply) == ([("calculator", "a" + " " * 1_000_000 + "b")]
+                                           if reply.startswith("CALC: a") else [])
+    assert T.extract_answer(reply) is None
 
 
 def test_answer_matches_at_the_stated_precision():
