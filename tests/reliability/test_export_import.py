@@ -210,6 +210,27 @@ def test_a_clean_explanation_is_returned_as_it_is():
     assert "sk-envvalue123456" not in out and json.loads(out)["neighbours"][:260] == texts
 
 
+@pytest.mark.parametrize("text", [
+    "pass=" + "a-" * 1_000_000,                  # a name, then a value of a million word starts
+    "x " + "a." * 1_000_000 + " pass=abc",       # a million word starts before the name
+    "token: abc" + " a_" * 700_000,
+    "https://" + "u:" * 1_000_000 + " token=abc",  # userinfo that never reaches its @
+])
+def test_a_hostile_cell_is_redacted_in_linear_time(text):
+    """A cell is untrusted (imports redact every cell; cells may hold 8 MiB): the name-prefix and
+    URL-scheme patterns once rescanned from every word start (40 KB took 1.5 s, 2 MB would take
+    an hour); now each of these 2 MB texts is redacted in about two seconds (no clock here: a
+    quadratic pattern would not end)."""
+    out = secrets.redact(text, env=[])
+    assert out != text and "[redacted]" in out
+
+
+def test_a_name_after_a_double_underscore_is_redacted():
+    assert secrets.redact("db__password=hunter22 ok", env=[]) == "db__password=[redacted] ok"
+    assert secrets.redact("see x-api-key: abcdefgh123", env=[]) == "see x-api-key: [redacted]"
+    assert secrets.redact("postgres://alice:s3cretpw@db/x", env=[]) == "postgres://[redacted]@db/x"
+
+
 def test_ordinary_text_is_not_redacted():
     for text in ("max_tokens=64 input_tokens: 5", "the token count was 12", "skip-list sk-ip",
                  "Authorization header missing", "password reset link sent"):
