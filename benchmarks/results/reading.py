@@ -300,6 +300,19 @@ def tuning_reading() -> str:
             f"single models and the oracle are used only for reporting (APGR, CPT, gaps, parity).")
 
 
+def modes_note(rows: dict[str, Any]) -> str:
+    """What ``masrouter``'s AIQ owes to its collaboration modes: the share of test steps it gave
+    a composite mode (``vote:`` / ``escalate:`` arms, the multiple-choice rows only)."""
+    m = rows.get("masrouter")
+    if not m or "per-role" not in rows or m["aiq"] <= rows["per-role"]["aiq"]:
+        return ""
+    share = sum(v for k, v in (m.get("model_share") or {}).items() if ":" in k)
+    return (f" `masrouter`'s lead over the per-role table (AIQ {m['aiq']:.3f}, full) comes from its "
+            f"collaboration modes: it gives {100 * share:.0f} % of the test steps (multiple-choice rows "
+            f"only) a vote or an escalation of cheap models to a strong one on disagreement "
+            f"(docs/collaboration.md), i.e. more calls per step, not a better single-model pick.")
+
+
 def issue9_why(reps: dict[str, Any], checks: dict[str, Any] | None, verdict: dict[str, Any]) -> str:
     """Why the issue 9 targets that are not met are not met, from the measurements."""
     b, f = reps["bandit"]["routers"], reps["full"]["routers"]
@@ -317,8 +330,9 @@ def issue9_why(reps: dict[str, Any], checks: dict[str, Any] | None, verdict: dic
                 for k in ("bandit", "full")) +
             " (the learned baselines are trained on every model's train outcomes in both protocols, so in "
             "the bandit protocol they see what `evoroute` has to explore for). The best by AIQ is "
-            + ", ".join(f"{best[k]} ({k})" for k in ("bandit", "full")) +
-            f"; the per-role table uses no per-query signal at all. Query-aware routers "
+            + ", ".join(f"{best[k]} ({k})" for k in ("bandit", "full")) + "." + modes_note(f) +
+            f" The per-role table (AIQ {f['per-role']['aiq']:.3f}, full) uses no per-query signal at all. "
+            f"Query-aware single-call routers "
             f"(logistic {f['logistic']['aiq']:.3f}, knn {f['knn']['aiq']:.3f} full) do not beat it: on "
             f"RouterBench the per-query signal in MiniLM space beyond the benchmark is weak. "
             f"docs/query_aware.md has the train-split cross-validation evidence (the query-aware estimate "
