@@ -83,6 +83,25 @@ def test_escalate_calls_the_strong_model_only_on_disagreement(table):
     assert list(out.correct) == [1] and list(out.cost) == [3.0] and list(out.calls) == [2]
 
 
+def test_an_escalation_whose_pair_agrees_on_a_wrong_answer_is_wrong_and_stops():
+    rows = [("q", Q4, "m1", "A", 0, 1.0), ("q", Q4, "m2", "A", 0, 2.0), ("q", Q4, "m3", "B", 1, 10.0)]
+    out = replay(Mode("escalate", ("m1", "m2", "m3")), choice_table(_frame(rows)))
+    assert list(out.correct) == [0] and list(out.cost) == [3.0] and list(out.calls) == [2]
+
+
+def test_a_query_whose_only_correct_response_does_not_parse_has_no_gold():
+    """The one correct model's answer cannot be read, so no vote can be scored right (nothing
+    is invented); its own single-model mode keeps its recorded score."""
+    rows = [("q", Q4, "m1", "A", 0, 1.0), ("q", Q4, "m2", "well, it depends", 1, 2.0),
+            ("q", Q4, "m3", "A", 0, 10.0)]
+    t = choice_table(_frame(rows))
+    assert list(t.gold) == [""]
+    assert replay(Mode("vote", ("m2", "m1", "m3")), t).correct.tolist() == [0]
+    assert replay(Mode("escalate", ("m1", "m3", "m2")), t).correct.tolist() == [0]   # agree on A
+    assert replay(Mode("escalate", ("m1", "m2", "m3")), t).correct.tolist() == [0]   # m3 wrong
+    assert replay(Mode("single", ("m2",)), t).correct.tolist() == [1]
+
+
 def test_single_uses_recorded_score(table):
     out = replay(Mode("single", ("m3",)), table)
     assert list(out.correct) == [1, 0, 1, 0] and out.total_cost == 40.0
