@@ -143,8 +143,11 @@ def test_a_table_is_reused_only_by_the_same_agent_settings(script, tmp_path, mon
                   backend(ms, grammar=False), backend(ms, few_shot=1),
                   backend([hosted("a"), hosted("c")])):
         assert collect.cached(other, "train") is None
-    monkeypatch.setattr(collect, "_agent_code", lambda: "another version")
+    # every run records which agent code ran (its configuration names it), the same digest
+    assert b.describe()["agent_code"] == collect.agent_code_digest()
+    monkeypatch.setattr(collect, "agent_code_digest", lambda: "another version")
     assert collect.cached(backend(ms), "train") is None
+    assert backend(ms).describe()["agent_code"] == "another version"
 
 
 def test_replies_are_stored_redacted(script, monkeypatch):

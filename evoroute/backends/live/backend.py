@@ -331,6 +331,7 @@ class LiveBackend(Backend):
                 f"the studio's live runs collect when they need it)")
 
     def describe(self) -> dict[str, Any]:
+        from evoroute.backends.live.collect import agent_code_digest
         c = self.client
         n = {s: sum(t.split == s for t in self._all_tasks) for s in config.DEFAULTS.splits}
         return {
@@ -345,6 +346,8 @@ class LiveBackend(Backend):
             "task_file_sha256": hashlib.sha256(self.task_file.read_bytes()).hexdigest(),
             "tasks": n, "roles": list(W.ROLES),
             "agent": "planner -> solver (calculator, sandboxed python) -> verifier -> answerer",
+            # the prompts, grammars, tools and answer reading are code: which version ran
+            "agent_code": agent_code_digest(),
             "task_success": "the final answer rounds to the known answer",
             "max_tokens": dict(self.max_tokens), "temperature": c.temperature,
             "few_shot": self.few_shot,

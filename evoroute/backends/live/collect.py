@@ -52,7 +52,7 @@ FORMAT = 2
 Progress = Callable[[int, int, str], None]
 
 
-def _agent_code() -> str:
+def agent_code_digest() -> str:
     """The agent's prompts, grammars, tools and scoring are code: a digest of its source, so
     a table collected by another version of the agent is never reused."""
     h = hashlib.sha256()
@@ -66,7 +66,7 @@ def table_key(backend: LiveBackend, split: str) -> dict[str, Any]:
     the tasks)."""
     d = backend.describe()
     return {"format": FORMAT, "split": split, "task_file_sha256": d["task_file_sha256"],
-            "agent_code": _agent_code(),
+            "agent_code": agent_code_digest(),
             "models": {m.name: m.litellm_id for m in backend.models},
             # whether a grammar is sent depends on the endpoint (a packaged llama.cpp server)
             "grammar_sent": {m.name: backend.grammar_for(m, "solver") is not None
