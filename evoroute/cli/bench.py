@@ -35,16 +35,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     routers = split_csv(args.routers)
     base = None
+    sweep_seeds: int | None = 3                   # run_bench's default
     if args.merge_into:
         base = _read_report(args.merge_into)
         if not routers:
             raise ValidationError("--merge-into needs --routers: the routers to rerun", "routers")
         refs = [r for r in base["routers"] if r.startswith("single:") or r in base.get("oracles", [])]
         routers = list(dict.fromkeys([*routers, *refs]))
+        if base.get("sweep_seeds"):               # the file's sweeps ran on its first N seeds
+            sweep_seeds = len(base["sweep_seeds"])
     result = run_bench(dataset=args.data, routers=routers,
                        weights=Weights.parse(args.weights).as_tuple(),
                        protocol=args.protocol, seeds=args.seeds,
-                       steps_per_task=args.steps_per_task,
+                       steps_per_task=args.steps_per_task, sweep_seeds=sweep_seeds,
                        json_path=None if base is not None else args.json,
                        progress=not args.quiet)
     if base is not None:

@@ -162,6 +162,26 @@ def test_a_router_rerun_and_merged_equals_the_same_router_benched_with_all(repor
         merge_reports(report, other)
 
 
+def test_a_merge_sweeps_on_as_many_seeds_as_the_file_did(tmp_path):
+    """A file whose sweeps ran on its first seed only (``sweep_seeds=1``) takes a merged router
+    swept the same way (the merge once refused it: "sweep_seeds differs")."""
+    import json
+
+    from evoroute.cli.main import main as cli_main
+
+    singles = [f"single:{GPT4}", f"single:{YI}"]
+    base = run_bench("routerbench-mbpp", protocol="full", seeds=2, sweep_seeds=1, progress=False,
+                     workers=1, routers=["cheapest", *singles])
+    assert base["sweep_seeds"] == [0]
+    path = tmp_path / "one_sweep_seed.json"
+    path.write_text(json.dumps(base))
+    assert cli_main(["bench", "--data", "routerbench-mbpp", "--protocol", "full", "--seeds", "2",
+                     "--routers", "per-role", "--merge-into", str(path), "--quiet"]) == 0
+    merged = json.loads(path.read_text())
+    assert merged["sweep_seeds"] == [0] and "per-role" in merged["routers"]
+    assert merged["routers"]["per-role"]["sweep_points"] > 1
+
+
 def test_bench_composes_multi_step_tasks_from_the_command_line(report, tmp_path):
     """``--steps-per-task N`` composes tasks of N queries (what atropos rescues); the report
     records it, the results' command names it, and a one-step file refuses to merge it."""
