@@ -7,13 +7,12 @@ from evoroute.core.errors import EvoRouteError
 from evoroute.settings import DEFAULTS
 from evoroute.studio import models as studio_models
 from ui import state
-from ui.widgets import field_error, run_action
+from ui.widgets import MISSING, field_error, run_action
 
 ADD_ERRORS, EDIT_ERRORS = "md_add_errors", "md_edit_errors"
 # each section's confirmation is shown beside the button that asked for it
 ADD_FLASH, EDIT_FLASH, LOCAL_FLASH = "md_flash_add", "md_flash_edit", "md_flash_local"
 LOCAL_ERROR = "md_local_error"
-NO_VALUE = "–"     # what a table shows for a missing value (as ui.widgets.num)
 st.session_state.setdefault(ADD_ERRORS, {})
 st.session_state.setdefault(EDIT_ERRORS, {})
 
@@ -33,7 +32,7 @@ with state.session() as s:
 if table.empty:
     st.info("No models registered yet.")
 else:
-    st.dataframe(table, hide_index=True, key="md_table", placeholder=NO_VALUE,
+    st.dataframe(table, hide_index=True, key="md_table", placeholder=MISSING,
                  column_config={"input $/1M": st.column_config.NumberColumn(format="$%.4f"),
                                 "output $/1M": st.column_config.NumberColumn(format="$%.4f")})
 
@@ -265,7 +264,7 @@ else:
     job = studio_models.server_job()
     busy = job is not None and not job.done
     st.dataframe(studio_models.local_model_catalogue(), hide_index=True, key="md_local_table",
-                 placeholder=NO_VALUE,
+                 placeholder=MISSING,
                  column_config={"up in (s)": st.column_config.NumberColumn(format="%.1f")})
     st.multiselect("local models", installed, default=installed, key="md_local_pick",
                    disabled=busy, help="the installed models Start / Stop act on (Stop with "

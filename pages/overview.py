@@ -6,9 +6,7 @@ from evoroute.core import labels
 from evoroute.core.labels import ALL_STEPS
 from evoroute.studio import launch, overview
 from ui import state
-from ui.widgets import label_badge, run_action
-
-NO_VALUE = "–"     # what a table shows for a missing value (as ui.widgets.num)
+from ui.widgets import MISSING, label_badge, run_action
 
 st.title("EvoRoute Studio")
 st.caption("Per-step LLM routing from an experience base: retrieve similar past steps → keep "
@@ -33,7 +31,7 @@ with right:
         st.dataframe({"role": list(counts.tasks_by_role),
                       "tasks": list(counts.tasks_by_role.values()),
                       "records": [counts.records_by_role[r] for r in counts.tasks_by_role]},
-                     hide_index=True, key="ov_roles", placeholder=NO_VALUE)
+                     hide_index=True, key="ov_roles", placeholder=MISSING)
     else:
         st.info("No records yet.")
 
@@ -83,7 +81,7 @@ with left:
         label_badge(labels.caption(sorted(runs["label"])))
         st.caption(f"Quality and cost per run: {ALL_STEPS}.")
         st.dataframe(runs.drop(columns=["created"]), hide_index=True, key="ov_runs",
-                     placeholder=NO_VALUE,
+                     placeholder=MISSING,
                      column_config={"quality": st.column_config.NumberColumn(format="%.3f"),
                                     "cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
                                     "latency per task (s)": st.column_config.NumberColumn(format="%.2f")})

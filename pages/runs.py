@@ -13,7 +13,7 @@ from evoroute.studio import explain, launch
 from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
 from evoroute.studio.overview import run_title
 from ui import charts, state
-from ui.widgets import field_error, label_badge, num, query_int, run_action, usd
+from ui.widgets import MISSING, field_error, label_badge, num, query_int, run_action, usd
 
 FORM_ERRORS = "rn_form_errors"
 # about once a second: every 0.75 s, so a step written just after a refresh (and committed by
@@ -329,7 +329,7 @@ def live_view(run_id: int, was_active: bool) -> None:
                    + (f" · {latest.iloc[0]['chosen']} for {latest.iloc[0]['role']}"
                       if len(latest) else ""))
     st.dataframe(shown.drop(columns=["id"]), key=table_key, on_select="rerun",
-                 selection_mode="single-row", hide_index=True, height=360,
+                 selection_mode="single-row", hide_index=True, height=360, placeholder=MISSING,
                  column_config={"cost (USD)": st.column_config.NumberColumn(format="$%.6f"),
                                 "latency (s)": st.column_config.NumberColumn(format="%.2f")})
     if picked is not None:
@@ -384,7 +384,8 @@ def show_explanation(ex: explain.StepExplanation) -> None:
         elif e.c_ref is not None:       # the learned baselines: q̂ − λ·ĉ/C_ref, no latency term
             st.caption(f"utility q̂ − λ·ĉ/C_ref with C_ref {usd(e.c_ref, 6)}: the largest mean "
                        "cost per query of any model (train split; for lints, observed so far)")
-        st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates")
+        st.dataframe(ex.candidates, hide_index=True, key="rn_expl_candidates",
+                     placeholder=MISSING)
 
 
 active = run.status not in TERMINAL_STATUSES

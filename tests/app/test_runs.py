@@ -56,6 +56,9 @@ def test_live_view_of_a_finished_run_and_its_explanations(replay_db):
     cand = next(d.value for d in at.dataframe if "θ_P" in d.value.columns)
     assert cand["model"].tolist() == [c.model for c in ex.explanation.candidates]
     assert cand["chosen"].sum() == 1
+    # a missing value (θ of an unexplored candidate, cost of a failed step) shows a dash, not
+    # Streamlit's "None"
+    assert [d.proto.placeholder for d in at.dataframe] == ["–"] * len(at.dataframe) == ["–", "–"]
     # the utility's scales are shown for routed steps (None for cold start and baselines)
     shows_scales = any("C_ref" in c.value and "Pareto-pruned ones included" in c.value for c in at.caption)
     assert shows_scales == (ex.explanation.c_ref is not None)
