@@ -6,10 +6,12 @@ import time
 import streamlit as st
 
 from evoroute.backends.names import BACKEND_NAMES
+from evoroute.core.errors import ValidationError
 from evoroute.core.labels import ALL_STEPS
 from evoroute.settings import DEFAULTS
 from evoroute.storage import repo
 from evoroute.studio import explain, launch
+from evoroute.studio import models as studio_models
 from evoroute.studio.feed import TERMINAL_STATUSES, LiveFeed
 from evoroute.studio.overview import run_title
 from ui import charts, state
@@ -77,13 +79,37 @@ def _launch() -> None:
             budget_usd=ss.get("rn_budget"), cold_start_tasks=int(ss["rn_cold"]),
             steps_per_task=int(ss["rn_steps_per_task"]), models=ss.get("rn_models") or None,
             protocol=ss["rn_protocol"], name=ss.get("rn_name", ""))
-        return launch.launch_run(spec, engine_url=state.db_url())     # checked, then started
+        try:
+            return launch.launch_run(spec, engine_url=state.db_url())     # checked, then started
+        except ValidationError as exc:          # local servers down: the page offers to start them
+            ss["rn_servers_down"] = list(getattr(exc, "names", ()))
+            raise
 
+    ss["rn_servers_down"], ss["rn_servers_asked"] = [], False
     run_id = run_action(go, field_errors_key=FORM_ERRORS)
     if run_id is not None:
         st.query_params["run"] = str(run_id)
         ss["rn_run"] = run_id
         ss[FORM_OPEN] = False         # the form folds away: the new run's progress is in view
+
+
+def _start_local(names: list[str]) -> None:
+    if run_action(lambda: studio_models.start_local_servers(names, engine_url=state.db_url())):
+        ss["rn_servers_down"] = []
+        ss["rn_servers_starting"] = ss["rn_servers_asked"] = True
+        ss[FORM_ERRORS].pop("models", None)
+
+
+@st.fragment(run_every=1.0)
+def _local_servers_status() -> None:
+    """The start of the local servers this form asked for, until it ends (then once more)."""
+    job = studio_models.server_job()
+    if job is None or job.done:
+        ss["rn_servers_starting"] = False
+        st.rerun()
+    st.info(f"starting the local servers ({', '.join(job.names)}) in the background … "
+            f"{job.elapsed_s:.0f} s; start the run again when they are up",
+            icon=":material/hourglass_top:")
 
 
 ss.setdefault(FORM_OPEN, not recent)
@@ -159,6 +185,20 @@ with st.expander("Launch a run", key=FORM_OPEN, on_change="rerun",
             field_error(errs, f)
         st.form_submit_button("Start run", type="primary", on_click=_launch, key="rn_submit",
                               icon=":material/play_arrow:")
+    down = [m for m in ss.get("rn_servers_down") or [] if m in studio_models.installed_local_models()]
+    if down:                  # the launch was refused because these servers do not answer
+        st.button(f"Start the local servers of {', '.join(down)}", key="rn_start_local",
+                  on_click=_start_local, args=(down,), type="primary",
+                  icon=":material/play_arrow:",
+                  help="the same start as on the Models page: in the background, the page stays usable")
+    if ss.get("rn_servers_starting"):
+        _local_servers_status()
+    elif ss.get("rn_servers_asked") and (job := studio_models.server_job()) is not None:
+        if job.error:
+            st.error(f"the local servers could not be started: {job.error}", icon=":material/error:")
+        else:
+            st.success(f"local servers up: {', '.join(job.result) or 'none'} — start the run again",
+                       icon=":material/check_circle:")
     if choice.without_outcomes:
         has = launch.dataset_models(ss["rn_backend"], ss["rn_dataset"]) or []
         st.caption(f"Not pre-selected: {', '.join(choice.without_outcomes)} — no recorded "

@@ -156,6 +156,10 @@ def preflight(spec: Any, *, session: Session) -> None:
         if why:
             raise ValidationError(f"router {spec.router}: {why}", "router")
     except ValidationError as exc:
+        from evoroute.backends.live.backend import CLI_MODELS_HINT, LocalServersDown
+
+        if isinstance(exc, LocalServersDown):     # in the studio's words; the page offers Start
+            raise LocalServersDown(str(exc).replace(CLI_MODELS_HINT, ""), list(exc.names)) from None
         if exc.field is None:
             raise ValidationError(str(exc), "backend") from None
         raise

@@ -248,3 +248,44 @@ def test_the_studios_live_runs_may_collect_the_train_table_and_no_other_backend_
     assert live.backend_params == {"collect": True}
     for backend in ("replay", "simulated"):
         assert launch.build_spec(backend=backend, dataset=None, router="evoroute").backend_params == {}
+
+
+def test_a_live_launch_with_its_local_servers_down_offers_to_start_them(replay_db, monkeypatch):
+    """Issue 11 item 8: a live run whose local servers are not up is refused before it exists,
+    in the studio's words (the Models page, no CLI flag), with a button that starts them."""
+    import socket
+
+    from evoroute.studio import models as studio_models
+
+    _, engine = replay_db
+    with socket.socket() as sock:                  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with db.session(engine) as s:
+        registry.add_model(session=s, name="smollm2-135m", litellm_id="openai/smollm2-135m",
+                           api_base=f"http://127.0.0.1:{port}/v1", input_price_per_m=0.05,
+                           output_price_per_m=0.1, notional=True)
+    job = studio_models.ServerJob(action="start", names=("smollm2-135m",))
+    started = []
+
+    def start(names, *, engine_url):               # the Models page's start, without llama.cpp
+        started.append(list(names))
+        job.done, job.result = True, list(names)
+        return job
+
+    monkeypatch.setattr(studio_models, "installed_local_models", lambda: ["smollm2-135m"])
+    monkeypatch.setattr(studio_models, "start_local_servers", start)
+    monkeypatch.setattr(studio_models, "server_job", lambda: job if started else None)
+    at = open_app("runs")
+    at.selectbox(key="rn_backend").set_value("live").run()
+    at.multiselect(key="rn_models").set_value(["smollm2-135m"])
+    before = _n_runs(engine)
+    at.button(key="rn_submit").click().run()
+    errs = errors(at)
+    assert len(errs) == 1 and "smollm2-135m: no server answers" in errs[0], errs
+    assert "Models page" in errs[0] and "--models" not in errs[0] and "OPENAI_API_KEY" not in errs[0]
+    assert _n_runs(engine) == before                                 # no failed run left
+    at.button(key="rn_start_local").click().run()
+    assert started == [["smollm2-135m"]]
+    assert any("local servers up: smollm2-135m" in m.value for m in at.success)
+    assert errors(at) == [] and not [b for b in at.button if b.key == "rn_start_local"]

@@ -152,11 +152,14 @@ class LiveBackend(Backend):
     # ------------------------------------------------------------ set-up checks
     def check_models(self) -> None:
         """Fail early, with what to do, when a candidate cannot be called at all: a hosted
-        model whose provider key is not in the environment, or a local server not answering."""
-        problems = []
+        model whose provider key is not in the environment, or a local server not answering
+        (:class:`LocalServersDown` then names those models, so the studio can offer to start
+        their servers)."""
+        problems, down = [], []
         for m in self.models:
             if is_loopback(m.api_base):
                 if not _answers(m.api_base):
+                    down.append(m.name)
                     problems.append(f"{m.name}: no server answers at {m.api_base} (start the local "
                                     f"servers on the studio's Models page, or with `python -m "
                                     f"evoroute local start`)")
@@ -169,8 +172,10 @@ class LiveBackend(Backend):
                     problems.append(f"{m.name} ({m.litellm_id}): set {', '.join(env['missing_keys'])} "
                                     f"in the environment")
         if problems:
-            raise ValidationError("cannot call every candidate model:\n- " + "\n- ".join(problems)
-                                  + "\n(choose callable models with --models)", "models")
+            message = "cannot call every candidate model:\n- " + "\n- ".join(problems) + CLI_MODELS_HINT
+            if down:
+                raise LocalServersDown(message, down)
+            raise ValidationError(message, "models")
 
     # ------------------------------------------------------------ tasks
     def tasks(self, split: str) -> list[TaskSpec]:
@@ -369,6 +374,18 @@ def served_by_llama_cpp(model: ModelInfo) -> bool:
 
     return is_loopback(model.api_base) and any(
         model.litellm_id == m.litellm_id for m in LOCAL_MODELS.values())
+
+
+#: the last line of a failed model check: the command line's way to pick other models
+CLI_MODELS_HINT = "\n(choose callable models with --models)"
+
+
+class LocalServersDown(ValidationError):
+    """Some candidates are local models whose servers do not answer (``names``)."""
+
+    def __init__(self, message: str, names: list[str]) -> None:
+        super().__init__(message, "models")
+        self.names = tuple(names)
 
 
 def _answers(api_base: str, timeout: float = 2.0) -> bool:
