@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from evoroute import secrets
 from evoroute.core.errors import DatasetError, EvoRouteError
-from evoroute.csvio.rows import iter_rows
+from evoroute.csvio.rows import iter_sourced_rows
 from evoroute.storage import db, repo, steps_io
 from evoroute.storage.steps_io import IMPORTING
 from evoroute.storage.tables import step_row, utcnow
@@ -72,6 +72,17 @@ def _opener(source: str | Path | bytes | IO) -> tuple[Any, str]:
     return (lambda: io.StringIO(text, newline="")), name
 
 
+def _stored_keys(sourced: list[tuple[str, Any]]) -> list[str]:
+    """Each row's task key in the import run: its own, unless rows of another source run hold the
+    same key (an export of several runs of one dataset), then ``<key>@run<source>`` so the two
+    tasks stay two."""
+    runs: dict[str, set[str]] = {}
+    for source, r in sourced:
+        runs.setdefault(r.task_key, set()).add(source)
+    return [f"{r.task_key}@run{source}" if len(runs[r.task_key]) > 1 else r.task_key
+            for source, r in sourced]
+
+
 def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
                name: str | None = None, embed: bool = False, embedder: Any = None,
                chunk: int = CHUNK) -> tuple[int, int]:
@@ -85,14 +96,16 @@ def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
     display = name or display
     env = secrets.env_secrets()
     # validate everything first (streaming); nothing is written before the last row passed
-    tasks: dict[str, dict[str, Any]] = {}    # task key -> its task row
+    tasks: dict[str, dict[str, Any]] = {}    # stored task key -> its task row
     total_cost = 0.0
     with opener() as fh:
-        rows = list(iter_rows(fh, display, env))
-    for r in rows:
-        t = tasks.setdefault(r.task_key, {"task_key": r.task_key, "split": "", "phase": "import",
-                                          "n_steps": 0, "success": None, "cost_usd": 0.0,
-                                          "duration_s": 0.0})
+        sourced = list(iter_sourced_rows(fh, display, env))
+    row_keys = _stored_keys(sourced)
+    rows = [r for _, r in sourced]
+    for (_, r), key in zip(sourced, row_keys):
+        t = tasks.setdefault(key, {"task_key": key, "split": "", "phase": "import",
+                                   "n_steps": 0, "success": None, "cost_usd": 0.0,
+                                   "duration_s": 0.0})
         t["n_steps"] += 1
         t["cost_usd"] += r.cost_usd
         t["duration_s"] += r.duration_s
@@ -122,15 +135,15 @@ def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,
             ids.update(steps_io.insert_tasks(engine, run_id, [
                 {**tasks[k], "created_at": now, "finished_at": now} for k in keys[i:i + chunk]]))
         for i in range(0, len(rows), chunk):
-            part = rows[i:i + chunk]
+            part, part_keys = rows[i:i + chunk], row_keys[i:i + chunk]
             vecs = None if embedder is None else embedder.encode([r.instruction for r in part])
             # P(τ) of a task is known for all its rows once any row gives it
             steps_io.insert_steps(engine, run_id, [step_row(**{
-                **r.model_dump(), "run_id": run_id, "task_id": ids[r.task_key],
-                "phase": "import", "task_success": tasks[r.task_key]["success"],
+                **r.model_dump(), "task_key": k, "run_id": run_id, "task_id": ids[k],
+                "phase": "import", "task_success": tasks[k]["success"],
                 "created_at": now,
                 "embedding": None if vecs is None else repo.embedding_to_bytes(vecs[j])})
-                for j, r in enumerate(part)])
+                for j, (r, k) in enumerate(zip(part, part_keys))])
         steps_io.finish_import(engine, run_id, n_steps=len(rows), cost_usd=total_cost,
                                finished_at=utcnow())
     except BaseException as exc:

@@ -217,6 +217,15 @@ def iter_rows(stream: IO[str], name: str = "upload",
     """Validated, redacted rows (:data:`StepCsvRow`) of a CSV stream; the first problem raises
     DatasetError with its line and column. Task success must agree between the rows of one
     task."""
+    for _, row in iter_sourced_rows(stream, name, env):
+        yield row
+
+
+def iter_sourced_rows(stream: IO[str], name: str = "upload",
+                      env: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, Any]]:
+    """``(source run, row)`` of :func:`iter_rows`: the source run is the file's ``run_id`` cell
+    (an export names the run each row came from; "" without the column). A task is its source
+    run and task key: two runs of one export may hold the same task with other outcomes."""
     raise_csv_limit()
     env = secrets.env_secrets() if env is None else env
     reader = csv.reader(stream)
@@ -224,7 +233,8 @@ def iter_rows(stream: IO[str], name: str = "upload",
         pos, width = _header(reader, name)
     except UnicodeDecodeError:
         raise DatasetError("the file is not UTF-8 text", file=name, line=1) from None
-    task_success: dict[str, tuple[float | None, int]] = {}
+    task_success: dict[tuple[str, str], tuple[float | None, int]] = {}
+    run_col = pos.get("run_id")
     line = reader.line_num + 1
     n = 0
     while True:
@@ -244,9 +254,10 @@ def iter_rows(stream: IO[str], name: str = "upload",
             raise DatasetError(f"has {len(cells)} cells, the header has {width}",
                                file=name, line=start)
         row = _row(cells, pos, start, name, env)
-        _check_task_success(row, start, name, task_success)
+        source = "" if run_col is None else cells[run_col].strip()
+        _check_task_success((source, row.task_key), row, start, name, task_success)
         n += 1
-        yield row
+        yield source, row
     if not n:
         raise EmptyDatasetError("the file has a header but no rows", file=name, line=2)
 
@@ -271,16 +282,16 @@ def _row(cells: list[str], pos: dict[str, int], start: int, name: str,
         raise DatasetError(message, file=name, line=start, column=column) from None
 
 
-def _check_task_success(row: Any, start: int, name: str,
-                        seen: dict[str, tuple[float | None, int]]) -> None:
-    prev = seen.get(row.task_key)
+def _check_task_success(key: tuple[str, str], row: Any, start: int, name: str,
+                        seen: dict[tuple[str, str], tuple[float | None, int]]) -> None:
+    prev = seen.get(key)
     if prev is not None and prev[0] is not None and row.task_success is not None \
             and prev[0] != row.task_success:
         raise DatasetError(f"task_success differs from line {prev[1]} of the same task "
                            f"({prev[0]:g} vs {row.task_success:g})", file=name, line=start,
                            column="task_success")
     if prev is None or prev[0] is None:
-        seen[row.task_key] = (row.task_success, start)
+        seen[key] = (row.task_success, start)
 
 
 def parse_rows(text: str, name: str = "upload") -> list[Any]:

@@ -4,8 +4,9 @@ screen at each step.
 
 Register a model on Models; on Runs, disable it (the replay has no outcomes for it), launch a
 replay run and watch the bar say each stage of the preparation, then the task phase, while the
-feed receives steps; on Pareto move a weight slider; on Experience export the CSV (checked on
-disk); open Compare with the new run in it. No page shows a traceback. About a minute.
+feed receives steps, and open one decision's explanation; on Pareto move a weight slider and
+see the operating point move; on Experience export the CSV (checked on disk) and import it back;
+open Compare with the new run in it. No page shows a traceback. About a minute and a half.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import re
 import time
 
 import pytest
+from sqlmodel import func, select
 
 from evoroute.runs import stages
 from evoroute.runs.execute import run_spec
 from evoroute.runs.spec import RunSpec
 from evoroute.storage import db, repo
-from evoroute.storage.tables import Run
+from evoroute.storage.tables import Run, StepRecord
 from evoroute.studio.feed import PENDING_STAGE, PREPARE_STAGE
 
 from browser import (
@@ -32,6 +34,7 @@ from browser import (
     expand,
     metric_value,
     move_slider,
+    open_first_explanation,
     open_page,
     set_input,
     streamlit_server,
@@ -59,6 +62,10 @@ def _no_traceback(d, page: str) -> None:
 
 def _int(text: str | None) -> int:
     return int((text or "0").replace(",", ""))
+
+
+def _usd(text: str) -> float:
+    return float(text.replace("$", "").replace(",", ""))
 
 
 @pytest.fixture
@@ -143,16 +150,35 @@ def test_a_person_registers_runs_watches_tunes_exports_and_compares(studio):
                for p in phases for c in texts), texts
     bar = d.find_element("css selector", '[data-testid="stProgress"]').text
     assert f"{TEST_TASKS + TRAIN_TASKS + 50:,} of {TEST_TASKS + TRAIN_TASKS + 50:,} tasks" in bar
+    # open one decision: the feed's first row (the run's last step) and why it was made
+    open_first_explanation(d)
+    with db.session(engine) as s:
+        last = s.exec(select(func.max(StepRecord.id)).where(StepRecord.run_id == run_id)).one()
+    wait_for(lambda: f"Step #{last}" in _body(d), what="the explanation of the last step")
+    assert "retrieved records per channel" in _body(d)
     _no_traceback(d, "runs")
 
-    # -- Pareto: a weight slider moves the operating point's weights ---------------------------
+    # -- Pareto: the weight sliders move the operating point ------------------------------------
     open_page(d, base, "pareto")
     wait_for(lambda: metric_value(d, "utility-optimal model"), timeout=60, what="the optimal point")
+
+    def point() -> tuple:
+        return tuple(metric_value(d, k) for k in ("utility-optimal model", "quality", "cost per step"))
+
+    before = point()
     move_slider(d, "w_c (cost)", 40)                                  # 0.10 -> 0.50
     wait_for(lambda: "with weights (1.0, 0.5, 0.05)" in _body(d), timeout=60,
              what="the page to rerun with w_c = 0.5")
     assert by_label(d, "w_c (cost)").get_attribute("value") == "0.5"
-    assert metric_value(d, "utility-optimal model")
+    # with no weight on performance the operating point moves to the cheapest, fastest model
+    # (in this run's records the model it sent most easy steps to is also the best: moving
+    # w_c alone keeps it)
+    move_slider(d, "w_p (performance)", -100)                         # 1.0 -> 0.0
+    wait_for(lambda: "with weights (0.0, 0.5, 0.05)" in _body(d), timeout=60,
+             what="the page to rerun with w_p = 0")
+    after = wait_for(lambda: (p := point()) != before and all(p) and p, timeout=30,
+                     what="the operating point to move")
+    assert _usd(after[2]) < _usd(before[2]), (before, after)
     _no_traceback(d, "pareto")
 
     # -- Experience: export every record as CSV ------------------------------------------------
@@ -173,6 +199,19 @@ def test_a_person_registers_runs_watches_tunes_exports_and_compares(studio):
     with db.session(engine) as s:
         assert len(rows) == n_rows == repo.count_steps(session=s)
     assert sum(r["run_id"] == str(run_id) for r in rows) == n_steps
+    # ... and import it back: the rows land in a new run, nothing else changes
+    # (without embeddings: the export's 3,000+ texts would take minutes on a busy CI core; the
+    # import with embeddings has its own browser test)
+    d.find_element("xpath", '//label[.//*[contains(text(), "compute embeddings")]]').click()
+    d.find_element("css selector", '[data-testid="stFileUploader"] input[type="file"]').send_keys(str(f))
+    wait_for(lambda: button(d, "Import").is_enabled(), what="the upload (Import enabled)")
+    click(d, "Import")
+    done = wait_for(lambda: re.search(r"imported ([\d,]+) records into run #(\d+)", _body(d)),
+                    timeout=180, every=0.5, what="the import message")
+    assert _int(done.group(1)) == n_rows
+    with db.session(engine) as s:
+        assert repo.count_steps(repo.StepFilter(run_ids=[int(done.group(2))]), session=s) == n_rows
+        assert repo.count_steps(session=s) == 2 * n_rows
     _no_traceback(d, "experience")
 
     # -- Compare: the new run is in the comparison, with its table and chart --------------------

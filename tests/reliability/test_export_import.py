@@ -517,3 +517,28 @@ def test_the_synced_index_never_reads_an_import_still_being_written(file_engine)
     with file_engine.begin() as conn:
         conn.execute(update(Run).where(Run.id == b).values(status="finished"))
     assert synced.sync() == 5 + 6 and len(synced.index) == 4 + 5 + 6
+
+
+def test_an_export_of_two_runs_of_one_task_imports_back(file_engine, tmp_path):
+    """Two runs of one dataset hold the same task key with other outcomes (a replay of gpt-4 and
+    one of EvoRoute): their export imports back as two tasks — the file's run_id tells them
+    apart — where the import once refused it ("task_success differs from line 2")."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["run_id", *HEADER.strip().split(",")])
+    w.writerow([1, "coder", "strong", "solve q1", 0.3, 1, 1, 1, "routerbench:q1", ""])
+    w.writerow([1, "coder", "strong", "solve q2", 0.3, 1, 1, 1, "routerbench:q2", ""])
+    w.writerow([2, "coder", "weak", "solve q1", 0.1, 1, 0, 0, "routerbench:q1", ""])
+    run_id, n = importer.import_csv(buf.getvalue().encode(), engine=file_engine, name="two.csv")
+    assert n == 3
+    with db.session(file_engine) as s:
+        tasks = {t.task_key: t.success for t in s.scalars(select(Task).where(Task.run_id == run_id))}
+        steps = [(r.task_key, r.task_success) for r in s.scalars(
+            select(StepRecord).where(StepRecord.run_id == run_id).order_by(StepRecord.id))]
+    assert tasks == {"routerbench:q1@run1": 1.0, "routerbench:q2": 1.0, "routerbench:q1@run2": 0.0}
+    assert steps == [("routerbench:q1@run1", 1.0), ("routerbench:q2", 1.0), ("routerbench:q1@run2", 0.0)]
+    # without a run_id column the rows of one key are one task, and they must agree
+    rows = buf.getvalue().splitlines()
+    one_run = "\n".join(line.split(",", 1)[1] for line in rows) + "\n"
+    with pytest.raises(DatasetError, match="task_success differs from line 2"):
+        importer.import_csv(one_run.encode(), engine=file_engine, name="one.csv")
