@@ -29,7 +29,8 @@ FILES = {
     "choice_full": "bench_choice_full.json",
 }
 #: the replayed studies beside the bench (docs/collaboration.md, docs/rescue.md)
-SIDE_FILES = {"collab": "collab.json", "atropos": "atropos.json"}
+SIDE_FILES = {"collab": "collab.json", "atropos": "atropos.json",
+              "steps3": "bench_routerbench_3steps_full.json"}   # the rescue as a router
 BEST = "single:gpt-4-1106-preview"
 #: the query-aware default and the paper's literal union
 EVOROUTE, PAPER = "evoroute", "evoroute-paper"
@@ -107,7 +108,8 @@ def load_reports(results: Path) -> dict[str, dict[str, Any]]:
 
 
 def load_side(results: Path) -> dict[str, dict[str, Any]]:
-    """The replayed studies' JSON files that exist (collaboration modes, mid-run rescue)."""
+    """The replayed studies' JSON files that exist (collaboration modes, mid-run rescue, the
+    bench on composed 3-step tasks)."""
     return {k: json.loads((results / n).read_text()) for k, n in SIDE_FILES.items()
             if (results / n).is_file()}
 

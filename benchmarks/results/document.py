@@ -248,6 +248,18 @@ def side_studies(side: dict[str, dict[str, Any]]) -> list[str]:
           f"model. The paper: {100 * paper['quality_kept']:.2f} % at {100 * paper['cost_share']:.1f} %. "
           "Here, "
           f"by the predictor with the higher test AIQ: " + "; ".join(cells) + ".")
+    s3 = side.get("steps3")
+    if s3:
+        rows = s3["routers"]
+        shown = [r for r in ("atropos", "atropos-graph", "masrouter", "per-role", EVOROUTE) if r in rows]
+        p(f"- **Both as routers on composed tasks** (`docs/results/bench_routerbench_3steps_full.json`: "
+          f"RouterBench, {s3.get('steps_per_task', 3)} queries per task, {s3['n_test']} test tasks, seeds "
+          f"{s3['seeds']}, full protocol): AIQ " + ", ".join(
+              f"{short(r)} {rows[r]['aiq']:.3f}" for r in shown) + "; gain over the single-model hull "
+          "at the default setting " + ", ".join(
+              f"{short(r)} {100 * rows[r]['gain_over_hull']:+.1f}" for r in shown) +
+          " points. The rescue pays for the base call before it can swap, so it trails the routers "
+          "that pick the strong tier up front (docs/rescue.md).")
     p("")
     return doc
 
