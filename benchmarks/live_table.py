@@ -5,6 +5,7 @@ strong model (atropos: the swapped step is answered again, both calls in its rec
 
     EVOROUTE_HOME=/tmp/evo_live2/home python benchmarks/live_table.py            # every live run
     EVOROUTE_HOME=/tmp/evo_live2/home python benchmarks/live_table.py --runs 1,2
+    EVOROUTE_HOME=/tmp/evo_live2/home python benchmarks/live_table.py --json docs/results/live_tiered.json
 
 Reads only what the runs stored (nothing is called): the numbers are the runs' own, *live*.
 """
@@ -34,11 +35,14 @@ def rows(conn, sql: str, **kw):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default=None, help="comma-separated run ids (default: every live run)")
+    p.add_argument("--json", default=None, help="also write the table (and each run's settings) "
+                                                "to this JSON file")
     a = p.parse_args(argv)
+    out: list[dict] = []
     eng = db.get_engine()
     with eng.connect() as conn:
-        runs = rows(conn, "select id, router, protocol, status, dataset, config_json from run "
-                          "where backend = 'live' order by id")
+        runs = rows(conn, "select id, router, protocol, status, dataset, config_json, created_at "
+                          "from run where backend = 'live' order by id")
         if a.runs:
             keep = {int(x) for x in a.runs.split(",")}
             runs = [r for r in runs if r["id"] in keep]
@@ -73,6 +77,23 @@ def main(argv: list[str] | None = None) -> int:
             models = Counter(x["model"] for x in res)
             n = max(1, len(tasks))
             mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+            cfg = json.loads(r["config_json"] or "{}")
+            backend = cfg.get("resolved", {}).get("backend", {})
+            out.append({
+                "run": r["id"], "router": r["router"], "protocol": r["protocol"],
+                "status": r["status"], "dataset": r["dataset"], "seed": cfg.get("seed"),
+                "created_at": str(r["created_at"]),
+                "models": backend.get("models"), "agent_code": backend.get("agent_code"),
+                "task_file_sha256": backend.get("task_file_sha256"),
+                "tasks_solved": int(solved), "tasks": len(tasks),
+                "per_tier": {k: [int(v[0]), v[1]] for k, v in tier_rows},
+                "step_success": mean([x["step_success"] or 0 for x in res]),
+                "cost_usd": sum(x["cost_usd"] or 0 for x in recs),
+                "mean_latency_s": mean([x["duration_s"] for x in ok]),
+                "mean_ttft_s": mean([x["ttft_s"] for x in ok if x["ttft_s"] is not None]),
+                "failed_calls": sum(x["error"] is not None for x in recs),
+                "step_results_per_model": dict(models.most_common()),
+                "tasks_swapped": len(swapped)})
             print(f"| {r['id']} | {r['router']} | {r['protocol']} | "
                   f"{solved / n:.3f} ({int(solved)} / {len(tasks)}) | "
                   + " · ".join(f"{k} {int(v[0])}/{v[1]}" for k, v in tier_rows) + " | "
@@ -88,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nlast run's agent settings: few_shot={cfg.get('few_shot')}, "
                   f"grammar={cfg.get('grammar')!r}, task file sha256 "
                   f"{str(cfg.get('task_file_sha256'))[:12]}")
+    if a.json:
+        doc = {"label": "live (measured: real calls to the local llama.cpp servers)",
+               "command": "EVOROUTE_HOME=<the base> python benchmarks/live_table.py --json "
+                          + a.json, "runs": out}
+        Path(a.json).write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        print(f"wrote {a.json}")
     return 0
 
 
