@@ -39,6 +39,16 @@ def _short(model: str, width: int = 17) -> str:
     return name if len(name) <= width else name[:width - 1] + "…"
 
 
+def _short_unique(models: list[str], width: int = 14) -> list[str]:
+    """Short names that still tell the models apart: a name whose cut form another model
+    shares is kept whole (its last path part, else the full id)."""
+    cut = [_short(m, width) for m in models]
+    last = [m.split("/")[-1] for m in models]
+    out = [c if cut.count(c) == 1 else (t if last.count(t) == 1 else m)
+           for c, t, m in zip(cut, last, models)]
+    return out if len(set(out)) == len(set(models)) else list(models)
+
+
 def model_share_area(share: pd.DataFrame, label: str) -> go.Figure:
     """Share of steps per model over the run (stacked, one window per point). The legend uses
     short names in fixed-width entries (several per row at any width); the trace's ``meta``
@@ -135,12 +145,18 @@ def pareto_scatter(points: pd.DataFrame, optimal: str | None, label: str,
 
 
 def mix_bars(mix: pd.DataFrame, label: str) -> go.Figure:
-    fig = go.Figure([go.Bar(name="recorded", x=mix["model"], y=mix["recorded"]),
-                     go.Bar(name="counterfactual", x=mix["model"], y=mix["counterfactual"])])
+    """Horizontal bars, one row per model under its short name (the hover has the full one):
+    upright names need no rotation, so at 400 px they neither collide nor reach the legend."""
+    full = [str(m) for m in mix["model"]]
+    names = _short_unique(full)
+    fig = go.Figure([go.Bar(name=name, y=names, x=mix[col], orientation="h", customdata=full,
+                            hovertemplate="%{customdata}: %{x:.1%}<extra>" + name + "</extra>")
+                     for name, col in (("recorded", "recorded"), ("counterfactual", "counterfactual"))])
     fig.update_layout(title=_title("Model mix: recorded vs counterfactual", label),
-                      barmode="group", yaxis=dict(title="share of sampled steps", tickformat=".0%"),
-                      height=360)
-    return _compact(fig)
+                      barmode="group", xaxis=dict(title="share of sampled steps", tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"), height=120 + 44 * max(1, len(names)))
+    # every model's row keeps its name (the shared tick cap is for numeric axes)
+    return _compact(fig).update_yaxes(tickmode="array", tickvals=names, ticktext=names, nticks=0)
 
 
 def run_colours(run_names: dict[int, str]) -> dict[int, str]:
@@ -219,11 +235,16 @@ def cumulative_curves(curves: pd.DataFrame, column: str, title: str, yaxis: str,
 
 
 def draws_box(draws: pd.DataFrame, metric: str, label: str) -> go.Figure:
+    """One horizontal box per model, every row named (short names; ``meta`` keeps the full)."""
     sub = draws[draws["metric"] == metric]
+    groups = list(sub.groupby("model"))
+    rows = _short_unique([str(m) for m, _ in groups])
     fig = go.Figure()
-    for model, g in sub.groupby("model"):
-        fig.add_trace(go.Box(y=g["draw"], name=model, boxpoints=False))
+    for row, (model, g) in zip(rows, groups):
+        fig.add_trace(go.Box(x=g["draw"], name=row, orientation="h", boxpoints=False,
+                             meta=str(model)))
     names = {"P": "performance θ_P", "C": "cost θ_C (USD)", "D": "duration θ_D (s)"}
-    fig.update_layout(title=_title(f"Posterior draws of {names[metric]}", label), height=340,
-                      showlegend=False)
-    return _compact(fig)
+    fig.update_layout(title=_title(f"Posterior draws of {names[metric]}", label),
+                      height=120 + 36 * max(1, len(rows)), showlegend=False,
+                      yaxis=dict(autorange="reversed"))
+    return _compact(fig).update_yaxes(tickmode="array", tickvals=rows, ticktext=rows, nticks=0)

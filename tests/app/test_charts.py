@@ -128,3 +128,18 @@ def test_thin_curves_leaves_short_curves_and_many_runs_readable():
     drawn, per_run = charts.thin_curves(many)
     assert per_run == charts.CURVE_POINTS_MIN_PER_RUN
     assert drawn.groupby("run").size().eq(per_run).all()
+
+
+def test_the_model_mix_names_every_model_upright():
+    """Horizontal bars: each model's row is labelled (ten models, ten names, not the tick cap's
+    six) with its short name, never rotated; the hover keeps the full name."""
+    models = [f"vendor/model-number-{i}-with-a-long-name" for i in range(10)]
+    mix = pd.DataFrame({"model": models, "recorded": 0.1, "counterfactual": 0.1})
+    fig = charts.mix_bars(mix, "counterfactual")
+    assert all(t.orientation == "h" for t in fig.data)
+    # cut to 14 characters they would all read "model-number-…": so each keeps its whole name
+    assert list(fig.layout.yaxis.tickvals) == [m.split("/")[-1] for m in models]
+    short = charts.mix_bars(pd.DataFrame({"model": ["a/claude-v1", "openai/gpt-4-1106-preview"],
+                                          "recorded": 0.5, "counterfactual": 0.5}), "c")
+    assert list(short.layout.yaxis.tickvals) == ["claude-v1", "gpt-4-1106-pr…"]
+    assert list(fig.data[0].customdata) == models
