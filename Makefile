@@ -36,7 +36,7 @@ demo: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m evoroute demo
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(PY) -m ui.serve --server.port $(PORT)
 
 test: $(STAMP) $(LOCAL) system-deps
 	$(PY) -m ruff check .

@@ -283,7 +283,7 @@ class CpuMeter:
 
     def read(self) -> dict[str, dict[int, float]]:
         kids = _children(os.getpid())      # again each time: Chromium starts renderers
-        server = [p for p in kids if " streamlit run " in _cmdline(p)]
+        server = [p for p in kids if " streamlit run " in _cmdline(p) or " ui.serve" in _cmdline(p)]
         browser = [p for p in kids if "chrom" in _cmdline(p)]
         return {"server": {p: _cpu_s(p) for p in server}, "browser": {p: _cpu_s(p) for p in browser}}
 
@@ -327,7 +327,7 @@ def browser_floor(url: str) -> dict:
     return out
 
 
-def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
+def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False) -> dict:
     """What a user waits for, in headless Chromium against a fresh `streamlit run app.py`
     (until the page's title is drawn and its script run has finished): opening the studio, then
     every page's first visit in the server process (lazy imports count) and second visit through
@@ -339,7 +339,8 @@ def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
     why = browser_missing()
     if why:
         return {"skipped": why}
-    out: dict = {"flags": list(flags)}
+    out: dict = {"flags": list(flags), "server": "python -m ui.serve" if launcher
+                 else "streamlit run app.py"}
 
     cpu: dict = {}      # the CPU seconds of every step measured, beside its wall time
 
@@ -364,7 +365,7 @@ def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
         return wall
 
     # a user's way round: open the studio, then the pages through the sidebar (no reload)
-    with streamlit_server(url, flags=flags) as base, chromium() as d:
+    with streamlit_server(url, flags=flags, launcher=launcher) as base, chromium() as d:
         meter = CpuMeter()
         out["studio_open_s"] = load(d, base, "overview", meter)
         out["studio_open_cpu"] = cpu["last"]
@@ -373,7 +374,7 @@ def browser_pages(url: str, flags: tuple[str, ...] = ()) -> dict:
                 out.setdefault(page, {})[visit] = navigate(d, page, meter)
                 out[page][visit[:-2] + "_cpu"] = cpu["last"]
     # every page opened by its address (a full page load, as a bookmark or a reload does)
-    with streamlit_server(url, flags=flags) as base, chromium() as d:
+    with streamlit_server(url, flags=flags, launcher=launcher) as base, chromium() as d:
         meter = CpuMeter()
         for visit in ("url_first_s", "url_second_s"):
             for page in PAGES:
@@ -422,6 +423,9 @@ def main(argv=None) -> int:
     ap.add_argument("--streamlit-flag", action="append", default=[], metavar="OPTION=VALUE",
                     help="extra `streamlit run` option for the browser page loads, e.g. "
                          "--streamlit-flag=--server.fileWatcherType=auto (repeatable)")
+    ap.add_argument("--launcher", action="store_true",
+                    help="start the server as `make run` does (python -m ui.serve: the pages' "
+                         "libraries imported before it listens) instead of `streamlit run app.py`")
     args = ap.parse_args(argv)
     offline_env()
     # the 100,000-record base (~250 MB) is removed afterwards
@@ -440,7 +444,7 @@ def main(argv=None) -> int:
         result["experience_index_build_s"] = round(time.perf_counter() - t, 2)
         result["pages"] = render_pages(query_run=1, url=url)
         result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
-            else browser_pages(url, tuple(args.streamlit_flag))
+            else browser_pages(url, tuple(args.streamlit_flag), launcher=args.launcher)
         result["browser_floor"] = {"skipped": "--no-browser"} if args.no_browser \
             else browser_floor(url)
         if not args.pages_only:

@@ -280,12 +280,17 @@ def prefetch_oracles(runs: Sequence[Run]) -> None:
     thread: the bundled data takes a few tenths of a second to read, which then overlaps the
     SQL reads of :func:`compare_runs` instead of following them."""
     for dataset in dict.fromkeys(r.dataset for r in runs if r.backend == "replay" and r.dataset):
-        with _ORACLE_LOCK:
-            if dataset in _ORACLES or dataset in _ORACLE_LOADS:
-                continue
-            _ORACLE_LOADS[dataset] = t = threading.Thread(
-                target=_load_oracle, args=(dataset,), name=f"oracle-{dataset}", daemon=True)
-        t.start()
+        prefetch_oracle(dataset)
+
+
+def prefetch_oracle(dataset: str) -> None:
+    """Start reading one replay dataset's per-step oracle in a background thread (once)."""
+    with _ORACLE_LOCK:
+        if dataset in _ORACLES or dataset in _ORACLE_LOADS:
+            return
+        _ORACLE_LOADS[dataset] = t = threading.Thread(
+            target=_load_oracle, args=(dataset,), name=f"oracle-{dataset}", daemon=True)
+    t.start()
 
 
 def replay_oracle(run: Run) -> dict[str, float] | None:

@@ -48,17 +48,20 @@ def free_port() -> int:
 @contextmanager
 def streamlit_server(db_url: str, *, port: int | None = None, log: Path | None = None,
                      timeout: float = 90.0, flags: tuple[str, ...] = (),
-                     app: Path = ROOT / "app.py") -> Iterator[str]:
+                     app: Path = ROOT / "app.py", launcher: bool = False) -> Iterator[str]:
     """`streamlit run app.py` bound to 127.0.0.1 on a free port; yields its base URL.
 
     Everything else comes from the project's .streamlit/config.toml, as when a user starts it
     (``flags``: more `streamlit run` options, e.g. to measure another setting; ``app``: another
-    script, run from the project root with the same config)."""
+    script, run from the project root with the same config; ``launcher``: start it as `make
+    run` does, ``python -m ui.serve``, which imports the pages' libraries first)."""
     port = port or free_port()
     env = {**os.environ, "EVOROUTE_DB_URL": db_url}     # app.py sets the offline switches
     out = open(log, "wb") if log else subprocess.DEVNULL
+    start = [sys.executable, "-m", "ui.serve"] if launcher else \
+        [sys.executable, "-m", "streamlit", "run", str(app)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(app),
+        [*start,
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false", *flags],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -73,3 +73,16 @@ def test_csv_import_with_embeddings_leaves_no_watcher_tracebacks(base_url, tmp_p
     text = log.read_text(errors="replace")
     assert "torchvision" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_make_runs_launcher_serves_the_studio_on_loopback(base_url, tmp_path):
+    """`python -m ui.serve` (what `make run` starts) imports the pages' libraries, then serves
+    the same app on 127.0.0.1: the Overview page is drawn, with no traceback in the log."""
+    log = tmp_path / "serve.log"
+    with streamlit_server(base_url, log=log, launcher=True) as base, chromium() as d:
+        assert base.startswith("http://127.0.0.1:")
+        open_page(d, base, "")
+        wait_for(lambda: "EvoRoute Studio" in d.find_element("tag name", "body").text,
+                 what="the Overview title")
+    text = log.read_text(errors="replace")
+    assert "libraries loaded in" in text and "Traceback" not in text, text[-2000:]
