@@ -25,9 +25,9 @@ SECRET_ENV_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", r
 # names whose value is a credential in ``name=value`` / ``name: value`` / ``"name": "value"``;
 # ``token`` must end the name (``max_tokens=64`` and ``input_tokens: 5`` are not secrets)
 # The name's own prefix (``db_``, ``x-``) is left to stand outside the match: the name is found
-# where it begins a word or follows ``_ . -``. (Matching the prefix as ``(?:[A-Za-z0-9]+[_.-])*``
-# tried the whole chain again at every word start: 32 KB of ``pass=a-a-a-…`` took 0.7 s, an
-# 8 MiB cell would take hours.)
+# where it begins a word or follows a letter or digit and ``_ . -``. (Matching the prefix as
+# ``(?:[A-Za-z0-9]+[_.-])*`` tried the whole chain again at every word start: 32 KB of
+# ``pass=a-a-a-…`` took 0.7 s, an 8 MiB cell would take hours.)
 _SECRET_KEY = (r"(?:password|passwd|pwd|pass|secret|api[_-]?key|apikey|"
                r"token|access[_-]?key|secret[_-]?key|private[_-]?key|auth[_-]?key|accountkey|"
                r"credentials?|client[_-]?secret|sig|signature)")
@@ -52,8 +52,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-]{8,}=*"), r"\1 " + REDACTED),
     (re.compile(r"(?i)\b(authorization|x-api-key)(\s*[:=]\s*)[\"']?(?!bearer\b|basic\b)"
                 r"[^\s\"',;]{8,}"), r"\1\2" + REDACTED),
-    (re.compile(r"(?i)(?:\b|(?<=[_.-]))(" + _SECRET_KEY + r")([\"']?\s*[:=]\s*[\"']?)(?!\[redacted)"
-                r"[^\s\"',;&<>]{3,}"), r"\1\2" + REDACTED),
+    (re.compile(r"(?i)(?:\b|(?<=[A-Za-z0-9][_.-]))(" + _SECRET_KEY
+                + r")([\"']?\s*[:=]\s*[\"']?)(?!\[redacted)[^\s\"',;&<>]{3,}"), r"\1\2" + REDACTED),
 )
 
 

@@ -85,7 +85,7 @@ def _launch() -> None:
             ss["rn_servers_down"] = list(getattr(exc, "names", ()))
             raise
 
-    ss["rn_servers_down"], ss["rn_servers_asked"] = [], False
+    ss["rn_servers_down"], ss["rn_server_job"] = [], None
     run_id = run_action(go, field_errors_key=FORM_ERRORS)
     if run_id is not None:
         st.query_params["run"] = str(run_id)
@@ -94,18 +94,17 @@ def _launch() -> None:
 
 
 def _start_local(names: list[str]) -> None:
-    if run_action(lambda: studio_models.start_local_servers(names, engine_url=state.db_url())):
-        ss["rn_servers_down"] = []
-        ss["rn_servers_starting"] = ss["rn_servers_asked"] = True
+    job = run_action(lambda: studio_models.start_local_servers(names, engine_url=state.db_url()))
+    if job is not None:                # this form's own job (not a later start or stop elsewhere)
+        ss["rn_servers_down"], ss["rn_server_job"] = [], job
         ss[FORM_ERRORS].pop("models", None)
 
 
 @st.fragment(run_every=1.0)
 def _local_servers_status() -> None:
     """The start of the local servers this form asked for, until it ends (then once more)."""
-    job = studio_models.server_job()
+    job = ss.get("rn_server_job")
     if job is None or job.done:
-        ss["rn_servers_starting"] = False
         st.rerun()
     st.info(f"starting the local servers ({', '.join(job.names)}) in the background … "
             f"{job.elapsed_s:.0f} s; start the run again when they are up",
@@ -191,9 +190,9 @@ with st.expander("Launch a run", key=FORM_OPEN, on_change="rerun",
                   on_click=_start_local, args=(down,), type="primary",
                   icon=":material/play_arrow:",
                   help="the same start as on the Models page: in the background, the page stays usable")
-    if ss.get("rn_servers_starting"):
+    if (job := ss.get("rn_server_job")) is not None and not job.done:
         _local_servers_status()
-    elif ss.get("rn_servers_asked") and (job := studio_models.server_job()) is not None:
+    elif job is not None:
         if job.error:
             st.error(f"the local servers could not be started: {job.error}", icon=":material/error:")
         else:

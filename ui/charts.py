@@ -235,7 +235,8 @@ def cumulative_curves(curves: pd.DataFrame, column: str, title: str, yaxis: str,
 
 
 def draws_box(draws: pd.DataFrame, metric: str, label: str) -> go.Figure:
-    """One horizontal box per model, every row named (short names; ``meta`` keeps the full)."""
+    """One horizontal box per model, every row named (short names; the trace's ``meta`` keeps
+    the full model name for code that reads the figure)."""
     sub = draws[draws["metric"] == metric]
     groups = list(sub.groupby("model"))
     rows = _short_unique([str(m) for m, _ in groups])

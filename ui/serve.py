@@ -4,7 +4,8 @@ It is ``streamlit run app.py`` bound to 127.0.0.1 (the project's .streamlit/conf
 the rest), with one difference: the libraries every page needs (pandas, SQLModel, plotly, the
 studio's own modules) are imported *before* the server starts listening. Under a plain
 ``streamlit run`` the first page a browser opens pays those imports inside its script run
-(about 0.8 s here: opening the studio 2.6 s → 1.6–2.0 s, ``python -m benchmarks.studio_open``);
+(opening the studio 2.0–2.7 s → 1.2–1.4 s here: ``python -m benchmarks.studio_open`` and
+``studio_pages --launcher``, docs/studio.md);
 here they are paid while the server starts, before anyone can be waiting for it. Compare's
 per-step oracle of the bundled RouterBench data is read in a background thread meanwhile.
 """

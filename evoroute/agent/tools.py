@@ -189,10 +189,11 @@ def extract_tool_calls(text: str, max_calls: int = 3, *, allow_untagged: bool = 
 
 
 _NUMBER = r"[-+]?\$?\s?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
-# After the tag: any punctuation or space (``**ANSWER**: ``, ``ANSWER = ``) except what may
-# begin the number itself (sign, ``$``, ``.``); then a number with at least one digit (an
-# empty number once matched right after ``**ANSWER`` and sent the reader to the last number).
-_ANSWER = re.compile(r"ANSWER[^\w+\-$.]*+(" + _NUMBER + r")", re.IGNORECASE)
+# After the tag: markdown and spaces, one ``:`` or ``=``, markdown and spaces (``**ANSWER**: ``,
+# ``ANSWER = ``); then a number with at least one digit (an empty number once matched right
+# after ``**ANSWER`` and sent the reader to the last number). Anything else after the tag
+# (``ANSWER (2 decimals): 3.59``) is not a tagged number: the last number is read instead.
+_ANSWER = re.compile(r"ANSWER[*_\s]*+[:=]?[*_\s]*+(" + _NUMBER + r")", re.IGNORECASE)
 _ANY_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 

@@ -28,7 +28,9 @@ import pandas as pd
 #: The RouterBench roles whose queries are multiple choice.
 CHOICE_TASKS: tuple[str, ...] = ("arc_challenge", "winogrande")
 
-_OPTION = re.compile(r"^\s*([A-Z])\)\s*(.*?)\s*$", re.MULTILINE)
+# linear on any text (an instruction is untrusted): the old ``^\s*…\)\s*(.*?)\s*$`` retried
+# every remaining newline from every line start (200,000 newlines: minutes); same matches
+_OPTION = re.compile(r"^[^\S\n]*+([A-Z])\)\s*+(.*\S)?", re.MULTILINE)
 _LETTER = re.compile(r"^([A-Z])(?:$|[).:]|\s*\()")
 MIN_PREFIX = 3
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from evoroute import secrets
 from evoroute.core.errors import DatasetError, EvoRouteError
+from evoroute.core.types import MAX_ID_CHARS
 from evoroute.csvio.rows import iter_sourced_rows
 from evoroute.storage import db, repo, steps_io
 from evoroute.storage.steps_io import IMPORTING
@@ -74,13 +75,35 @@ def _opener(source: str | Path | bytes | IO) -> tuple[Any, str]:
 
 def _stored_keys(sourced: list[tuple[str, Any]]) -> list[str]:
     """Each row's task key in the import run: its own, unless rows of another source run hold the
-    same key (an export of several runs of one dataset), then ``<key>@run<source>`` so the two
-    tasks stay two."""
+    same key (an export of several runs of one dataset), then ``<key>@run<source>`` (cut to the
+    key length limit, and numbered further while it would meet a key already in the file) so
+    the tasks stay apart."""
     runs: dict[str, set[str]] = {}
     for source, r in sourced:
         runs.setdefault(r.task_key, set()).add(source)
-    return [f"{r.task_key}@run{source}" if len(runs[r.task_key]) > 1 else r.task_key
-            for source, r in sourced]
+    taken = set(runs)                  # every key the file holds as it is
+    renamed: dict[tuple[str, str], str] = {}
+    out = []
+    for source, r in sourced:
+        key = r.task_key
+        if len(runs[key]) > 1:
+            if (source, key) not in renamed:
+                renamed[(source, key)] = _free_key(key, f"@run{source or 0}", taken)
+            key = renamed[(source, key)]
+        out.append(key)
+    return out
+
+
+def _free_key(key: str, suffix: str, taken: set[str]) -> str:
+    """``key + suffix`` within the key length limit, not in ``taken`` (then added to it)."""
+    n = 1
+    while True:
+        tail = suffix if n == 1 else f"{suffix}.{n}"
+        new = key[:MAX_ID_CHARS - len(tail)] + tail
+        if new not in taken:
+            taken.add(new)
+            return new
+        n += 1
 
 
 def import_csv(source: str | Path | bytes | IO, *, engine: Engine | None = None,

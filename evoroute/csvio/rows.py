@@ -254,7 +254,7 @@ def iter_sourced_rows(stream: IO[str], name: str = "upload",
             raise DatasetError(f"has {len(cells)} cells, the header has {width}",
                                file=name, line=start)
         row = _row(cells, pos, start, name, env)
-        source = "" if run_col is None else cells[run_col].strip()
+        source = "" if run_col is None else _source_run(cells[run_col])
         _check_task_success((source, row.task_key), row, start, name, task_success)
         n += 1
         yield source, row
@@ -280,6 +280,12 @@ def _row(cells: list[str], pos: dict[str, int], start: int, name: str,
         else:
             message = f"{column} {cause if cause is not None else first['msg']}"
         raise DatasetError(message, file=name, line=start, column=column) from None
+
+
+def _source_run(cell: str) -> str:
+    """The run a row came from, as an export writes it (a run id); anything else is no run."""
+    text = cell.strip()
+    return text if text.isascii() and text.isdigit() and len(text) <= 12 else ""
 
 
 def _check_task_success(key: tuple[str, str], row: Any, start: int, name: str,

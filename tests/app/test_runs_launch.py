@@ -275,7 +275,6 @@ def test_a_live_launch_with_its_local_servers_down_offers_to_start_them(replay_d
 
     monkeypatch.setattr(studio_models, "installed_local_models", lambda: ["smollm2-135m"])
     monkeypatch.setattr(studio_models, "start_local_servers", start)
-    monkeypatch.setattr(studio_models, "server_job", lambda: job if started else None)
     at = open_app("runs")
     at.selectbox(key="rn_backend").set_value("live").run()
     at.multiselect(key="rn_models").set_value(["smollm2-135m"])

@@ -217,3 +217,21 @@ def test_an_unreadable_stored_explanation_is_reported_not_raised(engine):
         assert ex.explanation is None and ex.candidates.empty
         assert "cannot be read" in ex.record["explanation_error"]
         assert "explanation_error" not in explain_step(good.id, session=s).record
+
+
+def test_the_launcher_hands_streamlit_run_app_py_on_loopback(monkeypatch):
+    """`python -m ui.serve` (make run): the pages' libraries are imported, then Streamlit's own
+    `run` gets app.py, 127.0.0.1 and the caller's options (after it, so they can override)."""
+    import sys
+
+    from streamlit.web import cli as stcli
+
+    from ui import serve
+
+    seen = {}
+    monkeypatch.setattr(stcli, "main", lambda: seen.setdefault("argv", list(sys.argv)) and 0)
+    monkeypatch.setattr(sys, "argv", ["serve"])
+    assert serve.main(["--server.port", "8765"]) == 0
+    assert seen["argv"] == ["streamlit", "run", str(serve.ROOT / "app.py"),
+                            "--server.address", "127.0.0.1", "--server.port", "8765"]
+    assert all(m in sys.modules for m in serve.PRELOAD)

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from bounded import ends_within
 
 from evoroute.agent import taskgen
 from evoroute.agent import tools as T
@@ -194,6 +195,8 @@ def test_extract_tool_calls_tagged_and_untagged():
     ("**ANSWER**: 42, not 7", 42.0),     # markdown around the tag: the tagged number wins
     ("Answer - .5 then 9", -0.5),
     ("the answer is 12 and 9", 9.0),     # no tag, so the last number
+    ("ANSWER (2 decimals): 3.59", 3.59),  # not a tagged number: the last number
+    ("**ANSWER** [1]: 17", 17.0),
 ])
 def test_extract_answer(text, value):
     assert T.extract_answer(text) == value
@@ -206,18 +209,24 @@ def test_tool_lines_may_break_after_the_tag():
 
 
 @pytest.mark.parametrize("reply", [
-    "CALC" + " " * 1_000_000 + "x",
-    "CALC: a" + " " * 1_000_000 + "b",
-    "!" * 500_000 + "CALC" + " " * 500_000,
-    "(" * 1_000_000 + "x",
-    "ANSWER" + " " * 1_000_000 + "-x",
+    '"CALC" + " " * 1_000_000 + "x"',
+    '"CALC: a" + " " * 1_000_000 + "b"',
+    '"!" * 500_000 + "CALC" + " " * 500_000',
+    '"(" * 1_000_000 + "x"',
+    '"ANSWER" + " " * 1_000_000 + "-x"',
+    '"ANSWER" + " *" * 500_000 + ":x"',
 ])
 def test_a_hostile_reply_is_read_in_linear_time(reply):
     """A reply is untrusted: each of these once backtracked quadratically (16,000 characters
-    took 3 s, a million would take hours); now each is read in well under a second."""
-    assert T.extract_tool_calls(reply) == ([("calculator", "a" + " " * 1_000_000 + "b")]
-                                           if reply.startswith("CALC: a") else [])
-    assert T.extract_answer(reply) is None
+    took 3 s, a million would take hours); now each is read in about a second."""
+    ends_within(f"""
+from evoroute.agent import tools as T
+reply = {reply}
+calls = T.extract_tool_calls(reply)
+want = [("calculator", "a" + " " * 1_000_000 + "b")] if reply.startswith("CALC: a") else []
+assert calls == want, [(t, e[:40]) for t, e in calls]
+assert T.extract_answer(reply) is None
+""")
 
 
 def test_answer_matches_at_the_stated_precision():

@@ -6,6 +6,7 @@ without them its features are exactly those it had before."""
 
 import numpy as np
 import pytest
+from bounded import ends_within
 
 from evoroute.backends.base import OutcomeTable
 from evoroute.rescue.observe import node_names, observe, prefix_names
@@ -119,5 +120,8 @@ def test_the_training_label_is_the_tasks_own_success_where_the_source_records_it
 def test_a_hostile_reply_is_read_in_linear_time():
     """A reply of a million spaces after the tag: the agent's verdict rule once backtracked
     cubically on it (1,000 spaces took 10 s, a million would not end); now it answers at once."""
-    assert step_verdict("verifier", "VERDICT" + " " * 1_000_000 + "x") == 0.0
+    ends_within("""
+from evoroute.rescue.steps import step_verdict
+assert step_verdict("verifier", "VERDICT" + " " * 1_000_000 + "x") == 0.0
+""")
     assert step_verdict("verifier", "VERDICT" + " := " * 1000 + "WRONG") == -1.0

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from bounded import ends_within
 
 from evoroute.collab.answers import choice_table, options, parse_choice
 from evoroute.collab.modes import Mode, majority, order_by_strength, replay
@@ -123,3 +124,13 @@ def test_order_by_strength_and_mode_validation(table):
     with pytest.raises(ValueError, match="takes 3"):
         Mode("escalate", ("m1", "m2"))
     assert np.isnan(replay(Mode("single", ("m1",)), table.subset("train")).quality)
+
+
+def test_options_are_read_in_linear_time():
+    """A question is untrusted text too: the option pattern once retried every remaining newline
+    from every line start (200,000 newlines took minutes)."""
+    ends_within("""
+from evoroute.collab.answers import options
+assert options("\\n" * 200_000 + "A) x\\nB)" + " " * 200_000 + "y") == {"A": "x", "B": "y"}
+assert options("A)" + " " * 200_000) == {"A": ""}
+""")
