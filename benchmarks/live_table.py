@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
             cfg = json.loads(r["config_json"] or "{}")
             backend = cfg.get("resolved", {}).get("backend", {})
-            out.append({
+            row = {
                 "run": r["id"], "router": r["router"], "protocol": r["protocol"],
                 "status": r["status"], "dataset": r["dataset"], "seed": cfg.get("seed"),
                 "created_at": str(r["created_at"]),
@@ -93,17 +93,15 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_ttft_s": mean([x["ttft_s"] for x in ok if x["ttft_s"] is not None]),
                 "failed_calls": sum(x["error"] is not None for x in recs),
                 "step_results_per_model": dict(models.most_common()),
-                "tasks_swapped": len(swapped)})
-            print(f"| {r['id']} | {r['router']} | {r['protocol']} | "
+                "tasks_swapped": len(swapped)}
+            out.append(row)
+            print(f"| {r['id']} | {r['router']} | {r['protocol']} | "   # the table: the row's numbers
                   f"{solved / n:.3f} ({int(solved)} / {len(tasks)}) | "
-                  + " · ".join(f"{k} {int(v[0])}/{v[1]}" for k, v in tier_rows) + " | "
-                  f"{mean([x['step_success'] or 0 for x in res]):.3f} | "
-                  f"{sum(x['cost_usd'] or 0 for x in recs):.6f} | "
-                  f"{mean([x['duration_s'] for x in ok]):.2f} | "
-                  f"{mean([x['ttft_s'] for x in ok if x['ttft_s'] is not None]):.2f} | "
-                  f"{sum(x['error'] is not None for x in recs)} | "
-                  + ", ".join(f"{m} {c}" for m, c in models.most_common()) + " | "
-                  f"{len(swapped)} |")
+                  + " · ".join(f"{k} {v[0]}/{v[1]}" for k, v in row["per_tier"].items()) + " | "
+                  f"{row['step_success']:.3f} | {row['cost_usd']:.6f} | "
+                  f"{row['mean_latency_s']:.2f} | {row['mean_ttft_s']:.2f} | {row['failed_calls']} | "
+                  + ", ".join(f"{m} {c}" for m, c in row["step_results_per_model"].items()) + " | "
+                  f"{row['tasks_swapped']} |")
         if runs:
             cfg = json.loads(runs[-1]["config_json"] or "{}").get("resolved", {}).get("backend", {})
             print(f"\nlast run's agent settings: few_shot={cfg.get('few_shot')}, "
