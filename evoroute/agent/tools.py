@@ -161,8 +161,9 @@ def _arith_spans(text: str) -> list[str]:
         start = _ARITH_START.search(s)
         if start is None:
             continue
-        end = next((k for k in range(len(s) - 1, start.start(), -1) if _ARITH_END.match(s, k)), None)
-        if end is not None:
+        last = _ARITH_END.search(s[::-1])           # the last digit or ")", found from the end
+        end = len(s) - 1 - last.start() if last else -1
+        if end > start.start():
             spans.append(s[start.start():end + 1].strip())
     return spans
 
