@@ -4,6 +4,9 @@ that store nothing (checked by reading the table back through a fresh session)."
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -33,6 +36,25 @@ def test_litellm_prices_for_a_known_id():
     assert litellm_prices("no-such-model-xyz") is None
     assert litellm_prices("") is None
     assert "gpt-4o-mini" in litellm_catalogue()
+
+
+def test_cost_map_is_litellms():
+    # the file read without importing litellm is exactly the map litellm itself loads offline
+    import litellm
+
+    from evoroute.registry import _cost_map
+
+    assert _cost_map() == dict(litellm.model_cost)
+
+
+def test_price_lookup_does_not_import_litellm():
+    # the studio's catalogue thread must not pay `import litellm` (seconds of CPU under the GIL)
+    code = ("import sys; from evoroute.registry import litellm_catalogue, litellm_prices; "
+            "assert litellm_prices('gpt-4o-mini') and litellm_catalogue(); "
+            "print('litellm' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert out.stdout.strip() == "False"
 
 
 def test_add_with_litellm_prices(engine, db_session):
