@@ -47,14 +47,30 @@ class SyncedIndex:
         # rows carry repo.EXPERIENCE_COLUMNS as attributes
         step_signal = self.perf_signal == "step"
         perf = [r.step_success if step_signal else r.task_success for r in rows]
+        tools: dict[str | None, frozenset[str]] = {}   # a base holds few distinct tool strings
         self.index.add_batch(
             roles=[r.role for r in rows], models=[r.model for r in rows],
             texts=[r.instruction for r in rows],
-            embeddings=[repo.embedding_from_bytes(r.embedding) for r in rows],
-            tools=[parse_tools(r.tools) for r in rows],
+            embeddings=_Embeddings(rows),
+            tools=[tools[t] if t in tools else tools.setdefault(t, parse_tools(t))
+                   for t in (r.tools for r in rows)],
             costs=[r.cost_usd for r in rows], durations=[r.duration_s for r in rows],
             perf=perf,
             # only records still waiting for their task's success need to be found again
             task_refs=[("task", r.task_id) if (p is None and r.task_id is not None) else None
                        for r, p in zip(rows, perf)],
             db_ids=[r.id for r in rows])
+
+
+class _Embeddings:
+    """The rows' embeddings, decoded only where the index asks: it keeps one vector per text,
+    so a record whose text it has seen before never needs its blob decoded."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return repo.embedding_from_bytes(self.rows[i].embedding)
