@@ -35,23 +35,23 @@ class SyncedIndex:
         added = 0
         with db.session(self.engine) as s:
             for rows in repo.load_experience(session=s, run_ids=self.run_ids,
-                                             since_id=self.index.last_db_id):
+                                             since_id=self.index.last_db_id, embeddings=False):
                 added += len(rows)
-                self._append(rows)
+                self._append(rows, s)
             pending = [ref[1] for ref in self.index.pending_tasks() if ref[0] == "task"]
             for task_id, success in repo.finished_task_successes(pending, session=s):
                 self.index.set_task_perf(("task", task_id), success)
         return added
 
-    def _append(self, rows: list[Row]) -> None:
-        # rows carry repo.EXPERIENCE_COLUMNS as attributes
+    def _append(self, rows: list[Row], session) -> None:
+        # rows carry repo.EXPERIENCE_COLUMNS (``has_embedding`` for ``embedding``) as attributes
         step_signal = self.perf_signal == "step"
         perf = [r.step_success if step_signal else r.task_success for r in rows]
+        texts = [r.instruction for r in rows]
         tools: dict[str | None, frozenset[str]] = {}   # a base holds few distinct tool strings
         self.index.add_batch(
-            roles=[r.role for r in rows], models=[r.model for r in rows],
-            texts=[r.instruction for r in rows],
-            embeddings=_Embeddings(rows),
+            roles=[r.role for r in rows], models=[r.model for r in rows], texts=texts,
+            embeddings=self._new_text_embeddings(rows, texts, session),
             tools=[tools[t] if t in tools else tools.setdefault(t, parse_tools(t))
                    for t in (r.tools for r in rows)],
             costs=[r.cost_usd for r in rows], durations=[r.duration_s for r in rows],
@@ -61,16 +61,21 @@ class SyncedIndex:
                        for r, p in zip(rows, perf)],
             db_ids=[r.id for r in rows])
 
+    def _new_text_embeddings(self, rows: list[Row], texts: list[str], session) -> list:
+        """Per row the decoded embedding where the index will keep it, else None.
 
-class _Embeddings:
-    """The rows' embeddings, decoded only where the index asks: it keeps one vector per text,
-    so a record whose text it has seen before never needs its blob decoded."""
-
-    def __init__(self, rows: list[Row]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int):
-        return repo.embedding_from_bytes(self.rows[i].embedding)
+        The index keeps one vector per text, from the first record of that text that has one;
+        every later record of a text it has reuses that vector and its blob is never read. So
+        only the first embedded record of each text the index does not know is fetched."""
+        first: dict[str, int] = {}
+        for i, (text, has) in enumerate(zip(texts, (r.has_embedding for r in rows))):
+            if has and text not in first:
+                first[text] = i
+        wanted = [i for text, i in first.items() if not self.index.has_text(text)]
+        blobs = repo.embeddings_by_id([rows[i].id for i in wanted], session=session)
+        out: list = [None] * len(rows)
+        for i in wanted:
+            blob = blobs.get(rows[i].id)
+            if blob is not None:
+                out[i] = repo.embedding_from_bytes(blob)
+        return out

@@ -251,6 +251,10 @@ class ExperienceIndex:
         if db_ids is not None and len(db_ids):
             self.last_db_id = max(self.last_db_id, int(max(db_ids)))
 
+    def has_text(self, text: str) -> bool:
+        """Whether the index holds an embedding for ``text`` (its records reuse it)."""
+        return text in self._text_ids
+
     def add(self, *, role: str, model: str, text: str, embedding: np.ndarray | None,
             tools: Iterable[str], cost: float, duration: float, perf: float | None,
             task_ref: Hashable | None = None, db_id: int | None = None) -> None:

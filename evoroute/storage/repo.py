@@ -295,13 +295,20 @@ EXPERIENCE_COLUMNS = ("id", "run_id", "task_key", "role", "model", "instruction"
 
 
 def load_experience(*, session: Session, run_ids: Sequence[int] | None = None,
-                    since_id: int = 0, batch: int = 50_000) -> Iterable[list[Row]]:
+                    since_id: int = 0, batch: int = 50_000,
+                    embeddings: bool = True) -> Iterable[list[Row]]:
     """Stream the experience rows the index needs, oldest first, in batches (no ORM objects).
 
     Rows of a run still ``importing`` (a CSV import being written in chunks; it may yet be
     removed) are not read, and neither is any row above the first of them: the caller pages on
-    ``since_id``, so reading past them would skip them for good once the import finishes."""
-    cols = [getattr(StepRecord, c) for c in EXPERIENCE_COLUMNS]
+    ``since_id``, so reading past them would skip them for good once the import finishes.
+
+    ``embeddings=False`` reads ``has_embedding`` (a bool) instead of the 1.5 KB ``embedding``
+    blob; the index needs one vector per distinct text, so the caller fetches only those with
+    :func:`embeddings_by_id` (100,000 records: 1.4 s of reading blobs -> 0.3 s)."""
+    cols = [getattr(StepRecord, c) for c in EXPERIENCE_COLUMNS if embeddings or c != "embedding"]
+    if not embeddings:
+        cols.append(col(StepRecord.embedding).is_not(None).label("has_embedding"))
     importing = select(func.min(StepRecord.id)).join(Run, col(Run.id) == StepRecord.run_id) \
         .where(Run.status == "importing")
     if run_ids:
@@ -314,11 +321,26 @@ def load_experience(*, session: Session, run_ids: Sequence[int] | None = None,
             .where(col(StepRecord.id) < below)
         if run_ids:
             stmt = stmt.where(col(StepRecord.run_id).in_(list(run_ids)))
-        rows = list(session.exec(stmt.order_by(StepRecord.id).limit(batch)))
+        # Core rows straight off the cursor (the ORM's column-row loading cost 0.3 s per
+        # 100,000 records and adds nothing here)
+        rows = session.connection().execute(stmt.order_by(StepRecord.id).limit(batch)).fetchall()
         if not rows:
             return
         last = rows[-1].id
         yield rows
+
+
+def embeddings_by_id(ids: Sequence[int], *, session: Session,
+                     chunk: int = 500) -> dict[int, bytes]:
+    """The stored embedding blob of each of the step ids ``ids`` that has one."""
+    out: dict[int, bytes] = {}
+    ids = list(ids)
+    for i in range(0, len(ids), chunk):
+        stmt = select(StepRecord.id, StepRecord.embedding) \
+            .where(col(StepRecord.id).in_(ids[i:i + chunk])) \
+            .where(col(StepRecord.embedding).is_not(None))
+        out.update((int(a), b) for a, b in session.exec(stmt))
+    return out
 
 
 def finished_task_successes(task_ids: Sequence[int], *, session: Session,
