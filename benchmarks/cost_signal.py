@@ -46,7 +46,11 @@ def sweep_aiqs(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
     S, C, T, role = _wide(test, models)
     P = np.array([[p_role[(r, m)] for m in models] for r in role])
     c_r = np.array([[c_role[(r, m)] for m in models] for r in role])
-    c_len = np.stack([line[m][0] + line[m][1] * T[m].to_numpy() for m in models], axis=1)
+    # an unconstrained line can slope down (claude-*, gpt-4: longer prompts, shorter answers);
+    # a cost estimate is kept above a tenth of the model's cheapest recorded call
+    floor = {m: 0.1 * float(train.cost_usd[train.model == m].min()) for m in models}
+    c_len = np.stack([np.maximum(line[m][0] + line[m][1] * T[m].to_numpy(), floor[m])
+                      for m in models], axis=1)
     rows = np.arange(len(S))
     curves = {}
     for name, est in (("role", c_r), ("length", c_len), ("exact", C.to_numpy())):

@@ -48,21 +48,38 @@ _FIELD_LABEL = {"input_price_per_m": "input price (USD per 1M tokens)",
 LITELLM_COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 
 
+def expand_aliases(cmap: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """litellm's own step after reading the file (``_expand_model_aliases``): every id in an
+    entry's ``aliases`` list becomes a top-level id of the same entry, unless it is already an
+    id or claimed by an earlier entry; the ``aliases`` key is removed."""
+    added: dict[str, dict[str, Any]] = {}
+    for info in cmap.values():
+        aliases = info.pop("aliases", None) if isinstance(info, dict) else None
+        if isinstance(aliases, list):
+            for alias in aliases:
+                if alias not in cmap and alias not in added:
+                    added[alias] = info
+    cmap.update(added)
+    return cmap
+
+
 @lru_cache(maxsize=1)
 def _cost_map() -> dict[str, dict[str, Any]]:
-    """litellm's bundled price map: the file ``litellm.model_cost`` is loaded from offline.
+    """litellm's bundled price map, as ``litellm.model_cost`` holds it offline.
 
     Read straight from the installed package (10 ms) instead of ``import litellm`` (2.4 s of
-    CPU, holding the GIL in the studio's background thread while pages render); the unit test
-    ``test_cost_map_is_litellms`` checks the two are equal for the pinned release. Falls back to
-    the import if the file is not where this release keeps it.
+    CPU, holding the GIL in the studio's background thread while pages render), with litellm's
+    alias expansion applied; the unit test ``test_cost_map_is_litellms`` checks the two are
+    equal for the pinned release. Always the bundled file: the product makes no network calls
+    at run time, so ``LITELLM_LOCAL_MODEL_COST_MAP=False`` (litellm's download) is not followed.
+    Falls back to the import if the file is not where this release keeps it.
     """
     offline_env()  # the bundled price map, never a download
     spec = importlib.util.find_spec("litellm")   # finds the package without importing it
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / LITELLM_COST_MAP_FILE
         if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+            return expand_aliases(json.loads(path.read_text(encoding="utf-8")))
     import litellm  # heavy: only if the bundled file moved
 
     return dict(litellm.model_cost)

@@ -47,6 +47,24 @@ def test_cost_map_is_litellms():
     assert _cost_map() == dict(litellm.model_cost)
 
 
+def test_cost_map_expands_aliases_as_litellm_does():
+    from litellm.litellm_core_utils.get_model_cost_map import _expand_model_aliases
+
+    from evoroute.registry import expand_aliases
+
+    def cmap():
+        return {"a": {"input_cost_per_token": 1e-6, "aliases": ["a-latest", "b", "dup"]},
+                "b": {"input_cost_per_token": 2e-6},
+                "c": {"input_cost_per_token": 3e-6, "aliases": ["dup", "c-1"]},
+                "d": {"input_cost_per_token": 4e-6, "aliases": "not-a-list"},
+                "sample_spec": {"max_tokens": 1}}
+
+    ours, theirs = expand_aliases(cmap()), _expand_model_aliases(cmap())
+    assert ours == theirs
+    assert ours["a-latest"] is ours["a"] and ours["dup"] is ours["a"] and ours["c-1"] is ours["c"]
+    assert ours["b"] == {"input_cost_per_token": 2e-6} and "aliases" not in ours["a"]
+
+
 def test_price_lookup_does_not_import_litellm():
     # the studio's catalogue thread must not pay `import litellm` (seconds of CPU under the GIL)
     code = ("import sys; from evoroute.registry import litellm_catalogue, litellm_prices; "
