@@ -7,7 +7,7 @@ reloads the whole base.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine, Row
@@ -24,6 +24,10 @@ class SyncedIndex:
     engine: Engine
     run_ids: Sequence[int] | None = None
     perf_signal: str = "task"
+    #: records read and appended at a time
+    batch: int = 50_000
+    #: called after each batch (the studio's background load yields to page runs there)
+    between_batches: Callable[[], None] | None = None
     index: ExperienceIndex = field(init=False)
 
     def __post_init__(self) -> None:
@@ -35,9 +39,12 @@ class SyncedIndex:
         added = 0
         with db.session(self.engine) as s:
             for rows in repo.load_experience(session=s, run_ids=self.run_ids,
-                                             since_id=self.index.last_db_id, embeddings=False):
+                                             since_id=self.index.last_db_id, batch=self.batch,
+                                             embeddings=False):
                 added += len(rows)
                 self._append(rows, s)
+                if self.between_batches is not None:
+                    self.between_batches()
             pending = [ref[1] for ref in self.index.pending_tasks() if ref[0] == "task"]
             for task_id, success in repo.finished_task_successes(pending, session=s):
                 self.index.set_task_perf(("task", task_id), success)
