@@ -74,8 +74,11 @@ def weights_view() -> None:
     lat_label = pareto.latency_source(label)
     if opt is not None:
         best = points.loc[opt.index]
-        m = st.columns([2, 1, 1, 1])
-        m[0].metric("utility-optimal model", opt.name)
+        # widths that fit the values at 1280 px (tests/e2e/test_labels.py); the model's id
+        # without its provider prefix, the whole id in the help
+        m = st.columns([2.2, 1, 1.15, 1])
+        m[0].metric("utility-optimal model", opt.name.rsplit("/", 1)[-1],
+                    help=f"{opt.name}: the highest utility among the scope's points")
         m[1].metric("quality", num(best["quality"]), help="mean task success over all steps it "
                     "handled in the scope")
         m[2].metric("cost per step", usd(best["cost"], 6), help="mean USD per step, all steps")

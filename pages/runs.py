@@ -310,14 +310,18 @@ def live_view(run_id: int, was_active: bool) -> None:
     if snap.error:
         {"failed": st.error, "interrupted": st.warning}.get(snap.status, st.info)(snap.error)
     m = st.columns(5)
-    m[0].metric("quality (finished tasks)", num(snap.quality), help=ALL_STEPS)
+    # labels short enough for a fifth of the page at 1280 px (tests/e2e/test_labels.py); what
+    # they leave out is in the help and the scope caption below
+    m[0].metric("quality", num(snap.quality),
+                help=f"mean success of the finished tasks; {ALL_STEPS}")
     m[1].metric("cost", usd(snap.cost_usd), help=ALL_STEPS)
-    m[2].metric(f"mean latency per step ({snap.latency_label})",
-                "–" if snap.mean_latency_s is None else f"{snap.mean_latency_s:.2f} s")
+    m[2].metric("latency/step",
+                "–" if snap.mean_latency_s is None else f"{snap.mean_latency_s:.2f} s",
+                help=f"mean seconds per step, latency {snap.latency_label}; {ALL_STEPS}")
     m[3].metric("steps seen", f"{snap.n_steps:,}",
                 delta=f"+{snap.new_steps:,} new" if 0 < snap.new_steps < snap.n_steps else None)
     m[4].metric("last step id", f"{snap.last_step_id}")
-    st.caption(f"Scope: {ALL_STEPS}.")
+    st.caption(f"Scope: {ALL_STEPS}. Latency {snap.latency_label}.")
     if snap.budget_usd:
         st.progress(min(1.0, snap.cost_usd / snap.budget_usd),
                     text=f"cost vs budget: {usd(snap.cost_usd)} of {usd(snap.budget_usd)}")
