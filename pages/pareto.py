@@ -74,7 +74,7 @@ def weights_view() -> None:
     lat_label = pareto.latency_source(label)
     if opt is not None:
         best = points.loc[opt.index]
-        # widths that fit the values at 1280 px (tests/e2e/test_labels.py); the model's id
+        # widths that fit the values at 1280 px (tests/e2e/test_metric_labels.py); the model's id
         # without its provider prefix, the whole id in the help
         m = st.columns([2.2, 1, 1.15, 1])
         m[0].metric("utility-optimal model", opt.name.rsplit("/", 1)[-1],

@@ -310,7 +310,7 @@ def live_view(run_id: int, was_active: bool) -> None:
     if snap.error:
         {"failed": st.error, "interrupted": st.warning}.get(snap.status, st.info)(snap.error)
     m = st.columns(5)
-    # labels short enough for a fifth of the page at 1280 px (tests/e2e/test_labels.py); what
+    # labels short enough for a fifth of the page at 1280 px (tests/e2e/test_metric_labels.py); what
     # they leave out is in the help and the scope caption below
     m[0].metric("quality", num(snap.quality),
                 help=f"mean success of the finished tasks; {ALL_STEPS}")
