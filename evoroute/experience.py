@@ -74,15 +74,24 @@ class SyncedIndex:
         The index keeps one vector per text, from the first record of that text that has one;
         every later record of a text it has reuses that vector and its blob is never read. So
         only the first embedded record of each text the index does not know is fetched."""
-        first: dict[str, int] = {}
+        embedded: dict[str, list[int]] = {}      # per new text, its embedded rows in order
         for i, (text, has) in enumerate(zip(texts, (r.has_embedding for r in rows))):
-            if has and text not in first:
-                first[text] = i
-        wanted = [i for text, i in first.items() if not self.index.has_text(text)]
-        blobs = repo.embeddings_by_id([rows[i].id for i in wanted], session=session)
+            if has and not self.index.has_text(text):
+                embedded.setdefault(text, []).append(i)
         out: list = [None] * len(rows)
-        for i in wanted:
-            blob = blobs.get(rows[i].id)
-            if blob is not None:
-                out[i] = repo.embedding_from_bytes(blob)
+        # the flag and the blobs are two reads: a row deleted in between (its run deleted) has
+        # no blob any more, so the text's next embedded row is tried, as one read would have
+        pending = {text: iter(rows_of) for text, rows_of in embedded.items()}
+        while pending:
+            wanted = {text: next(it, None) for text, it in pending.items()}
+            wanted = {t: i for t, i in wanted.items() if i is not None}
+            if not wanted:
+                break
+            blobs = repo.embeddings_by_id([rows[i].id for i in wanted.values()], session=session)
+            for text, i in wanted.items():
+                blob = blobs.get(rows[i].id)
+                if blob is not None:
+                    out[i] = repo.embedding_from_bytes(blob)
+                    del pending[text]
+            pending = {t: it for t, it in pending.items() if t in wanted}
         return out

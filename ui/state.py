@@ -164,8 +164,13 @@ class _SharedIndex:
 
     def _build(self, eng: Engine) -> None:
         try:
-            self.synced = SyncedIndex(eng, batch=INDEX_LOAD_BATCH,
-                                      between_batches=FOREGROUND.yield_to_pages)
+            synced = SyncedIndex(eng, batch=INDEX_LOAD_BATCH,
+                                 between_batches=FOREGROUND.yield_to_pages)
+            # later syncs run inside a page (experience_index()): a page must not wait for
+            # itself, so only this background build yields
+            synced.between_batches = None
+            synced.batch = 50_000
+            self.synced = synced
         except Exception as exc:  # shown by the pages that need the index
             self.error = f"the experience index could not be loaded ({type(exc).__name__}: {exc})"
         finally:

@@ -65,3 +65,25 @@ def test_synced_index_calls_the_hook_between_batches(engine, db_session):
     calls: list[int] = []
     synced = SyncedIndex(engine, batch=3, between_batches=lambda: calls.append(1))
     assert len(synced.index) == 7 and len(calls) == 3         # batches of 3, 3 and 1
+
+
+def test_a_sync_inside_a_page_run_does_not_wait_for_that_page(engine, db_session, monkeypatch):
+    """Only the background build yields: a page's own sync (experience_index()) must not wait
+    for the page it runs in."""
+    from ui import state
+
+    fg = _Foreground()
+    fg.PAUSE_S = 5.0
+    monkeypatch.setattr(state, "FOREGROUND", fg)
+    shared = state._SharedIndex(engine)
+    assert shared.ready.wait(30) and shared.error is None
+    run = repo.create_run(session=db_session, config={})
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
+    db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key="t", step_index=i,
+                                     phase="optimize", role="r", model="m", instruction=f"y{i}",
+                                     cost_usd=0.001, duration_s=1.0, step_success=1.0)
+                          for i in range(3)], session=db_session)
+    with fg.running():
+        t = time.monotonic()
+        assert shared.synced.sync() == 3
+        assert time.monotonic() - t < 1.0

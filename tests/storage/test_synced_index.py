@@ -106,3 +106,30 @@ def test_only_the_kept_embeddings_are_read(engine, db_session, monkeypatch):
                          session=db_session)
     synced.sync()
     assert len(asked) == 1                       # only the new text's blob
+
+
+def test_a_record_deleted_between_the_two_reads_does_not_cost_its_text_the_vector(
+        engine, db_session, monkeypatch):
+    run = repo.create_run(session=db_session, config={})
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
+    db_helpers.add_steps(_steps(run.id, task.id, [("alpha", 1), ("alpha", 2), ("beta", 3)], 0),
+                         session=db_session)
+    real = repo.embeddings_by_id
+    gone = min(r.id for b in repo.load_experience(session=db_session) for r in b)
+
+    def deleted_meanwhile(ids, *, session, chunk=500):   # the first alpha row's run was deleted
+        return {k: v for k, v in real(ids, session=session, chunk=chunk).items() if k != gone}
+
+    monkeypatch.setattr(repo, "embeddings_by_id", deleted_meanwhile)
+    idx = SyncedIndex(engine).index
+    assert idx.has_text("alpha") and idx.has_text("beta")
+    assert list(idx._r_text.view) == [-1, 0, 1]          # the next alpha row gave the vector
+
+
+def test_repeats_across_batch_boundaries_in_one_sync(engine, db_session):
+    run = repo.create_run(session=db_session, config={})
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
+    db_helpers.add_steps(_steps(run.id, task.id, [
+        ("alpha", None), ("beta", 2), ("alpha", 1), ("beta", 5), ("alpha", 3), ("gamma", None),
+        ("gamma", 4)], 0), session=db_session)
+    _same(SyncedIndex(engine, batch=2).index, _reference(db_session))
