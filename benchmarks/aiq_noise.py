@@ -110,17 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     offline_env()
     t0 = time.time()
-    from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
-    from evoroute.retrieval.embedder import get_embedder
-
-    data = load_replay_data("routerbench")
-    infos = dataset_models(data)
-    be = ReplayBackend(data, infos, seed=0)
-    tr, te = be.outcome_table("train"), be.outcome_table("test")
-    texts = list(dict.fromkeys(tr.instructions + te.instructions))
-    vec = dict(zip(texts, get_embedder().encode(texts)))
-    for t in (tr, te):
-        t.embeddings = np.stack([vec[x] for x in t.instructions])
+    tr, te, infos = cv.load_splits("routerbench")
 
     # 1. cross-validation on the train split
     y_tr, fold = tr.task_success(), cv.folds_of(tr, args.folds, args.seed)

@@ -69,6 +69,23 @@ def load_train(dataset: str, seed: int = 0) -> tuple[Any, list[Any]]:
     return tab, infos
 
 
+def load_splits(dataset: str, seed: int = 0) -> tuple[Any, Any, list[Any]]:
+    """(train, test, model infos): every model's outcome on both splits, with embeddings
+    (measurement scripts only: choices are made on the train split)."""
+    from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
+    from evoroute.retrieval.embedder import get_embedder
+
+    data = load_replay_data(dataset)
+    infos = dataset_models(data)
+    backend = ReplayBackend(data, infos, seed=seed)
+    tr, te = backend.outcome_table("train"), backend.outcome_table("test")
+    texts = list(dict.fromkeys(tr.instructions + te.instructions))
+    vecs = dict(zip(texts, get_embedder().encode(texts)))
+    for tab in (tr, te):
+        tab.embeddings = np.stack([vecs[t] for t in tab.instructions])
+    return tr, te, infos
+
+
 def folds_of(tab: Any, k: int, seed: int = 0) -> np.ndarray:
     """Fold number per row, whole tasks together (a multi-step task never straddles folds)."""
     keys = np.unique(np.asarray(tab.task_keys, dtype=object), return_inverse=True)[1]

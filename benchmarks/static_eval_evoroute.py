@@ -11,22 +11,13 @@ from dataclasses import replace
 import cv_evoroute as cv  # this script's folder is on sys.path when it runs
 import numpy as np
 
-from evoroute.backends.replay import ReplayBackend, dataset_models, load_replay_data
 from evoroute.evaluation import metrics
 from evoroute.policy.evoroute import EvoRouteConfig
-from evoroute.retrieval.embedder import get_embedder
 from evoroute.settings import DEFAULTS, offline_env
 
 offline_env()
 W_P, W_C, W_L = DEFAULTS.weights
-data = load_replay_data("routerbench")
-infos = dataset_models(data)
-be = ReplayBackend(data, infos, seed=0)
-tr, te = be.outcome_table("train"), be.outcome_table("test")
-texts = list(dict.fromkeys(tr.instructions + te.instructions))
-vec = dict(zip(texts, get_embedder().encode(texts)))
-for t in (tr, te):
-    t.embeddings = np.stack([vec[x] for x in t.instructions])
+tr, te, infos = cv.load_splits("routerbench")
 y, cost = te.task_success(), te.costs
 sq, sc = np.nanmean(y, 0), np.nansum(cost, 0)
 # the bench's 14-point grid; --wide adds 5, 10, 30, 100, 1000 (the sweep then reaches the

@@ -74,10 +74,11 @@ class SyncedIndex:
         The index keeps one vector per text, from the first record of that text that has one;
         every later record of a text it has reuses that vector and its blob is never read. So
         only the first embedded record of each text the index does not know is fetched."""
-        embedded: dict[str, list[int]] = {}      # per new text, its embedded rows in order
+        embedded: dict[str, list[int]] = {}      # per text, its embedded rows in order
         for i, (text, has) in enumerate(zip(texts, (r.has_embedding for r in rows))):
-            if has and not self.index.has_text(text):
+            if has:
                 embedded.setdefault(text, []).append(i)
+        embedded = {t: i for t, i in embedded.items() if not self.index.has_text(t)}
         out: list = [None] * len(rows)
         # the flag and the blobs are two reads: a row deleted in between (its run deleted) has
         # no blob any more, so the text's next embedded row is tried, as one read would have

@@ -14,6 +14,16 @@ from ui.state import _Foreground
 import db_helpers
 
 
+def _add_steps(db_session, n: int, prefix: str) -> None:
+    run = repo.create_run(session=db_session, config={})
+    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
+    db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key="t", step_index=i,
+                                     phase="optimize", role="r", model="m",
+                                     instruction=f"{prefix}{i}", cost_usd=0.001, duration_s=1.0,
+                                     step_success=1.0)
+                          for i in range(n)], session=db_session)
+
+
 def _timed_yield(fg: _Foreground) -> float:
     t = time.monotonic()
     fg.yield_to_pages()
@@ -56,12 +66,7 @@ def test_a_page_that_never_ends_delays_each_batch_by_the_cap_only():
 
 
 def test_synced_index_calls_the_hook_between_batches(engine, db_session):
-    run = repo.create_run(session=db_session, config={})
-    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
-    db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key="t", step_index=i,
-                                     phase="optimize", role="r", model="m", instruction=f"x{i}",
-                                     cost_usd=0.001, duration_s=1.0, step_success=1.0)
-                          for i in range(7)], session=db_session)
+    _add_steps(db_session, 7, "x")
     calls: list[int] = []
     synced = SyncedIndex(engine, batch=3, between_batches=lambda: calls.append(1))
     assert len(synced.index) == 7 and len(calls) == 3         # batches of 3, 3 and 1
@@ -77,12 +82,7 @@ def test_a_sync_inside_a_page_run_does_not_wait_for_that_page(engine, db_session
     monkeypatch.setattr(state, "FOREGROUND", fg)
     shared = state._SharedIndex(engine)
     assert shared.ready.wait(30) and shared.error is None
-    run = repo.create_run(session=db_session, config={})
-    task = db_helpers.create_task(session=db_session, run_id=run.id, task_key="t")
-    db_helpers.add_steps([StepRecord(run_id=run.id, task_id=task.id, task_key="t", step_index=i,
-                                     phase="optimize", role="r", model="m", instruction=f"y{i}",
-                                     cost_usd=0.001, duration_s=1.0, step_success=1.0)
-                          for i in range(3)], session=db_session)
+    _add_steps(db_session, 3, "y")
     with fg.running():
         t = time.monotonic()
         assert shared.synced.sync() == 3
