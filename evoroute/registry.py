@@ -51,10 +51,13 @@ LITELLM_COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 def expand_aliases(cmap: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """litellm's own step after reading the file (``_expand_model_aliases``): every id in an
     entry's ``aliases`` list becomes a top-level id of the same entry, unless it is already an
-    id or claimed by an earlier entry; the ``aliases`` key is removed."""
+    id or claimed by an earlier entry; a non-null ``aliases`` key is removed (litellm keeps
+    ``"aliases": null`` as it is)."""
     added: dict[str, dict[str, Any]] = {}
     for info in cmap.values():
-        aliases = info.pop("aliases", None) if isinstance(info, dict) else None
+        if not isinstance(info, dict) or info.get("aliases") is None:
+            continue
+        aliases = info.pop("aliases")
         if isinstance(aliases, list):
             for alias in aliases:
                 if alias not in cmap and alias not in added:

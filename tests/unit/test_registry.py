@@ -57,12 +57,15 @@ def test_cost_map_expands_aliases_as_litellm_does():
                 "b": {"input_cost_per_token": 2e-6},
                 "c": {"input_cost_per_token": 3e-6, "aliases": ["dup", "c-1"]},
                 "d": {"input_cost_per_token": 4e-6, "aliases": "not-a-list"},
+                "e": {"input_cost_per_token": 5e-6, "aliases": None},
+                "f": {"input_cost_per_token": 6e-6, "aliases": []},
                 "sample_spec": {"max_tokens": 1}}
 
     ours, theirs = expand_aliases(cmap()), _expand_model_aliases(cmap())
     assert ours == theirs
     assert ours["a-latest"] is ours["a"] and ours["dup"] is ours["a"] and ours["c-1"] is ours["c"]
     assert ours["b"] == {"input_cost_per_token": 2e-6} and "aliases" not in ours["a"]
+    assert ours["e"]["aliases"] is None and "aliases" not in ours["f"]     # as litellm leaves them
 
 
 def test_price_lookup_does_not_import_litellm():
