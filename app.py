@@ -7,6 +7,7 @@ from evoroute.settings import offline_env
 offline_env()  # bundled model and price map only, before any page imports them
 
 from ui import state  # noqa: E402  (after offline_env)
+from ui.prefetch import prefetch_charts  # noqa: E402
 
 st.set_page_config(page_title="EvoRoute Studio", page_icon=":material/alt_route:", layout="wide")
 page = st.navigation([
@@ -19,3 +20,4 @@ page = st.navigation([
 ])
 with state.page_run():   # the studio's background loads pause while a page runs
     page.run()
+prefetch_charts()        # then the browser loads plotly.js ahead of the first chart

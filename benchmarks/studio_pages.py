@@ -240,6 +240,20 @@ return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
 """
 
 
+#: The page as a person sees it: its script run has finished, every plotly chart on screen has
+#: drawn its SVG and every data grid in the viewport its canvas (the grid draws lazily: one
+#: below the fold has none until scrolled to).
+DRAWN_JS = """
+const app = document.querySelector('[data-testid="stApp"]');
+if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+const shown = e => e.offsetParent !== null;
+const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].filter(shown);
+const grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')].filter(shown)
+  .filter(e => e.getBoundingClientRect().top < innerHeight);
+return charts.every(c => c.querySelector('.main-svg')) && grids.every(g => g.querySelector('canvas'));
+"""
+
+
 #: Resolves once the page's main thread has a whole idle period (requestIdleCallback with
 #: >= 45 of its at most 50 ms left): what the page still draws after its script run has
 #: finished (plotly.js loading and drawing, the data grid) is done by then.
@@ -349,7 +363,8 @@ def browser_floor(url: str) -> dict:
     return out
 
 
-def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False) -> dict:
+def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False,
+                  think: float = 0.0) -> dict:
     """What a user waits for, in headless Chromium against a fresh `streamlit run app.py`
     (until the page's title is drawn and its script run has finished; ``*_settled_s``: until
     the browser is idle as well, which every step waits for before the next, so one page's
@@ -357,14 +372,16 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False)
     every page's first visit in the server process (lazy imports count) and second visit through
     the sidebar; on a second fresh server every page opened by its address (a full page load:
     the browser parses Streamlit's scripts again), first and second time; then the Pareto
-    explorer's rerender after one w_c slider step (until the new weights are drawn)."""
+    explorer's rerender after one w_c slider step (until the new weights are drawn).
+    ``*_drawn_s``: until every chart and on-screen grid is drawn (DRAWN_JS). ``think``: seconds
+    a user spends on each page before the next click or address (after the browser is idle)."""
     from tests.e2e.browser import browser_missing, by_label, chromium, streamlit_server, wait_for
 
     why = browser_missing()
     if why:
         return {"skipped": why}
     out: dict = {"flags": list(flags), "server": "python -m ui.serve" if launcher
-                 else "streamlit run app.py"}
+                 else "streamlit run app.py", "think_s": think}
 
     cpu: dict = {}      # the CPU seconds of every step measured, beside its wall time
 
@@ -375,8 +392,11 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False)
         wait_for(lambda: d.execute_script(SCRIPT_DONE_JS), 180, every=0.02, what=page)
         wall = round(time.perf_counter() - t, 3)
         cpu["last"] = meter.since(start)
+        wait_for(lambda: d.execute_script(DRAWN_JS), 60, every=0.02, what=f"{page} drawn")
+        cpu["drawn_s"] = round(time.perf_counter() - t, 3)
         settle(d)
         cpu["settled_s"] = round(time.perf_counter() - t, 3)
+        time.sleep(think)
         return wall
 
     def navigate(d, page: str, meter: CpuMeter) -> float:
@@ -388,8 +408,11 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False)
         wait_for(lambda: d.execute_script(NAV_DONE_JS, TITLES[page]), 180, every=0.02, what=page)
         wall = round(time.perf_counter() - t, 3)
         cpu["last"] = meter.since(start)
+        wait_for(lambda: d.execute_script(DRAWN_JS), 60, every=0.02, what=f"{page} drawn")
+        cpu["drawn_s"] = round(time.perf_counter() - t, 3)
         settle(d)
         cpu["settled_s"] = round(time.perf_counter() - t, 3)
+        time.sleep(think)
         return wall
 
     # a user's way round: open the studio, then the pages through the sidebar (no reload)
@@ -398,11 +421,13 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False)
         out["studio_open_s"] = load(d, base, "overview", meter)
         out["studio_open_cpu"] = cpu["last"]
         out["studio_open_settled_s"] = cpu["settled_s"]
+        out["studio_open_drawn_s"] = cpu["drawn_s"]
         for visit in ("sidebar_first_s", "sidebar_second_s"):
             for page in (*PAGES[1:], "overview"):
                 out.setdefault(page, {})[visit] = navigate(d, page, meter)
                 out[page][visit[:-2] + "_cpu"] = cpu["last"]
                 out[page][visit[:-2] + "_settled_s"] = cpu["settled_s"]
+                out[page][visit[:-2] + "_drawn_s"] = cpu["drawn_s"]
     # every page opened by its address (a full page load, as a bookmark or a reload does)
     with streamlit_server(url, flags=flags, launcher=launcher) as base, chromium() as d:
         meter = CpuMeter()
@@ -411,6 +436,7 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False)
                 out[page][visit] = load(d, base, page, meter)
                 out[page][visit[:-2] + "_cpu"] = cpu["last"]
                 out[page][visit[:-2] + "_settled_s"] = cpu["settled_s"]
+                out[page][visit[:-2] + "_drawn_s"] = cpu["drawn_s"]
         load(d, base, "pareto", meter)
         wait_for(lambda: "Starts" in d.find_element("tag name", "body").text, 120,
                  what="the launch caption")     # the index has loaded: the page is complete
@@ -454,6 +480,11 @@ def main(argv=None) -> int:
     ap.add_argument("--streamlit-flag", action="append", default=[], metavar="OPTION=VALUE",
                     help="extra `streamlit run` option for the browser page loads, e.g. "
                          "--streamlit-flag=--server.fileWatcherType=auto (repeatable)")
+    ap.add_argument("--think", type=float, default=0.0, metavar="S",
+                    help="seconds spent on each page (once the browser is idle) before the next "
+                         "click or address, as a user reading it (default 0)")
+    ap.add_argument("--db", help="an existing base to measure (its records as they are) instead "
+                                 "of seeding a new one")
     ap.add_argument("--launcher", action="store_true",
                     help="start the server as `make run` does (python -m ui.serve: the pages' "
                          "libraries imported before it listens) instead of `streamlit run app.py`")
@@ -461,12 +492,12 @@ def main(argv=None) -> int:
     offline_env()
     # the 100,000-record base (~250 MB) is removed afterwards
     with tempfile.TemporaryDirectory(prefix="evoroute-studio-bench-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'base.db'}"
+        url = args.db or f"sqlite:///{Path(tmp) / 'base.db'}"
         os.environ["EVOROUTE_DB_URL"] = url
         result = {"command": "python -m benchmarks.studio_pages" + " ".join(
                       [""] + (argv if argv is not None else sys.argv[1:])),
                   "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                  "base": seed_base(url, args.records)}
+                  "base": {"url": url} if args.db else seed_base(url, args.records)}
         from evoroute.experience import SyncedIndex
         from evoroute.storage import db
 
@@ -475,7 +506,8 @@ def main(argv=None) -> int:
         result["experience_index_build_s"] = round(time.perf_counter() - t, 2)
         result["pages"] = render_pages(query_run=1, url=url)
         result["browser_pages"] = {"skipped": "--no-browser"} if args.no_browser \
-            else browser_pages(url, tuple(args.streamlit_flag), launcher=args.launcher)
+            else browser_pages(url, tuple(args.streamlit_flag), launcher=args.launcher,
+                                           think=args.think)
         result["browser_floor"] = {"skipped": "--no-browser"} if args.no_browser \
             else browser_floor(url)
         if not args.pages_only:
