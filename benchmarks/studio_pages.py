@@ -240,13 +240,15 @@ return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
 """
 
 
-#: The page as a person sees it: its script run has finished, every plotly chart on screen has
-#: drawn its SVG and every data grid in the viewport its canvas (the grid draws lazily: one
-#: below the fold has none until scrolled to).
+#: The page as a person sees it: its script run has finished, no element is still a skeleton
+#: (Streamlit shows one while an element's lazily loaded script arrives: plotly.js, the data
+#: grid, even the select boxes on a fresh tab), every plotly chart on screen has drawn its SVG
+#: and every data grid in the viewport its canvas (one below the fold draws when scrolled to).
 DRAWN_JS = """
 const app = document.querySelector('[data-testid="stApp"]');
 if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
 const shown = e => e.offsetParent !== null;
+if ([...document.querySelectorAll('[data-testid="stSkeleton"]')].some(shown)) return false;
 const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].filter(shown);
 const grids = [...document.querySelectorAll('[data-testid="stDataFrame"]')].filter(shown)
   .filter(e => e.getBoundingClientRect().top < innerHeight);
@@ -260,6 +262,11 @@ return charts.every(c => c.querySelector('.main-svg')) && grids.every(g => g.que
 IDLE_JS = """
 const done = arguments[arguments.length - 1], t0 = performance.now();
 function check() {
+  const prefetch = window.__evorouteChartsPrefetch;     // ui/prefetch: charged to its page
+  if ((prefetch === "waiting" || prefetch === "loading") && performance.now() - t0 < 20000) {
+    setTimeout(check, 50);
+    return;
+  }
   requestIdleCallback(dl => {
     if (dl.timeRemaining() >= 45 || performance.now() - t0 > 20000) done(performance.now() - t0);
     else check();
