@@ -470,6 +470,18 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False,
     return out
 
 
+def _existing_base(url: str) -> dict:
+    """What a base given with --db holds (its records and runs), for the JSON."""
+    from evoroute.storage import db, views
+
+    engine = db.get_engine(url)
+    with db.session(engine) as s:
+        out = {"url": url, "records": views.count_records(session=s),
+               "runs": views.count_runs(session=s)}
+    engine.dispose()
+    return out
+
+
 def _status(engine, run_id: int) -> str:
     from evoroute.storage import db, repo
 
@@ -490,12 +502,20 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=0.0, metavar="S",
                     help="seconds spent on each page (once the browser is idle) before the next "
                          "click or address, as a user reading it (default 0)")
-    ap.add_argument("--db", help="an existing base to measure (its records as they are) instead "
-                                 "of seeding a new one")
+    ap.add_argument("--db", help="an existing base to measure (its records as they are; "
+                                 "with --pages-only only, which writes nothing to it) instead of "
+                                 "seeding a new one, e.g. one made by seed_base(url, 100_000)")
+    ap.add_argument("--no-prefetch", action="store_true",
+                    help="serve the studio without ui/prefetch's plotly.js prefetch "
+                         "(EVOROUTE_PREFETCH_CHARTS=0): the 'before' of docs/studio.md")
     ap.add_argument("--launcher", action="store_true",
                     help="start the server as `make run` does (python -m ui.serve: the pages' "
                          "libraries imported before it listens) instead of `streamlit run app.py`")
     args = ap.parse_args(argv)
+    if args.db and not args.pages_only:
+        ap.error("--db needs --pages-only (the live run and feed delay write runs into the base)")
+    if args.no_prefetch:
+        os.environ["EVOROUTE_PREFETCH_CHARTS"] = "0"      # the servers inherit it
     offline_env()
     # the 100,000-record base (~250 MB) is removed afterwards
     with tempfile.TemporaryDirectory(prefix="evoroute-studio-bench-") as tmp:
@@ -504,7 +524,8 @@ def main(argv=None) -> int:
         result = {"command": "python -m benchmarks.studio_pages" + " ".join(
                       [""] + (argv if argv is not None else sys.argv[1:])),
                   "cpus": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                  "base": {"url": url} if args.db else seed_base(url, args.records)}
+                  "prefetch": not args.no_prefetch,
+                  "base": _existing_base(url) if args.db else seed_base(url, args.records)}
         from evoroute.experience import SyncedIndex
         from evoroute.storage import db
 

@@ -5,10 +5,12 @@ Streamlit's frontend loads the script that draws ``st.plotly_chart`` (plotly.js 
 compiles and runs it then: in a fresh tab on this machine that is 1–2 s of Chromium's CPU after
 the page's script run has finished (docs/studio.md, "what the browser still draws"), so the
 first page with a chart (Runs through the sidebar) took twice as long to draw as the others.
-Every studio page therefore ends with a small script that, once the page is drawn and the
-browser is idle, imports that module: the very URL Streamlit's own lazy loader imports, so the
-module is fetched, compiled and run once per tab and the first chart finds it ready. A page
-that draws a chart itself has already started the same import; the script only joins it.
+Every studio page run that reaches its end (not one cut short by ``st.stop``, ``st.rerun`` or
+``st.switch_page``) therefore ends with a small script that, once the page's script run has
+ended and the browser is idle, imports that module: the very URL Streamlit's own lazy loader
+imports, so the module is fetched, compiled and run once per tab and the first chart finds it
+ready. A page that draws a chart itself has already started the same import; the script only
+joins it.
 
 The script is the studio's own constant text (no user or model data reaches it). If this
 Streamlit build has no such chunk, nothing is sent. It is the page's last element, so its empty
@@ -18,6 +20,7 @@ box and gap sit below everything else.
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 
@@ -38,15 +41,17 @@ _SCRIPT = """<script>
     window.__evorouteChartsPrefetch = "loading";
     Promise.all(names.map(n => import(new URL(n, main.src).href)))
       .then(() => { window.__evorouteChartsPrefetch = "loaded"; },
-            () => { window.__evorouteChartsPrefetch = "failed"; });
+            err => { window.__evorouteChartsPrefetch = "failed";
+                     console.warn("EvoRoute Studio: loading plotly.js ahead failed", err); });
   };
   const idle = window.requestIdleCallback || (f => setTimeout(f, 200));
-  const whenDrawn = () => {
+  const whenDrawn = () => {       // the script run has ended (not a rerun or stop pending)
     const app = document.querySelector('[data-testid="stApp"]');
-    if (!app || app.getAttribute("data-test-script-state") === "running") {
-      setTimeout(whenDrawn, 150);
-    } else {
+    if (app && app.getAttribute("data-test-script-state") === "notRunning") {
+      window.__evorouteChartsDrawnAt = performance.now();
       idle(load, {timeout: 4000});
+    } else {
+      setTimeout(whenDrawn, 150);
     }
   };
   whenDrawn();
@@ -61,10 +66,17 @@ def chunk_files() -> tuple[str, ...]:
     return tuple(sorted(p.name for name in CHUNKS for p in js.glob(f"{name}.*.js")))
 
 
+#: set to 0 to send no prefetch (``benchmarks/studio_pages.py --no-prefetch`` measures without it)
+ENV_SWITCH = "EVOROUTE_PREFETCH_CHARTS"
+
+
 def script() -> str | None:
-    """The ``<script>`` that imports the chunks (None when this Streamlit has none)."""
+    """The ``<script>`` that imports the chunks (None when this Streamlit has none, or when
+    ``EVOROUTE_PREFETCH_CHARTS=0``)."""
     names = chunk_files()
-    return _SCRIPT % {"names": json.dumps(list(names))} if names else None
+    if not names or os.environ.get(ENV_SWITCH, "1") == "0":
+        return None
+    return _SCRIPT % {"names": json.dumps(list(names))}
 
 
 def prefetch_charts() -> None:

@@ -6,6 +6,8 @@ pages/ directly), so the other pages' wiring is checked in the browser
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ui import prefetch, state
 
 from studio_helpers import open_app
@@ -42,6 +44,29 @@ def test_the_installed_streamlit_has_the_chunk_to_prefetch():
     assert prefetch.script().count(files[0]) == 1
 
 
+def test_the_script_finds_what_it_imports_in_this_streamlit():
+    """The two things the script relies on besides the chunk's name: the page loads Streamlit's
+    main module from static/js/index.<hash>.js (the script resolves the chunk against its src),
+    and that module lazily imports the chunk by that same relative name."""
+    import re
+
+    import streamlit
+
+    static = Path(streamlit.__file__).parent / "static"
+    mains = re.findall(r'<script type="module"[^>]*src="\./(static/js/index\.[^"]+\.js)"',
+                       (static / "index.html").read_text())
+    assert len(mains) == 1, mains
+    (chunk,) = prefetch.chunk_files()
+    assert f"./{chunk}" in (static / mains[0]).read_text()
+
+
 def test_no_chunk_no_script(monkeypatch):
     monkeypatch.setattr(prefetch, "chunk_files", lambda: ())
     assert prefetch.script() is None
+
+
+def test_the_switch_turns_it_off(monkeypatch):
+    monkeypatch.setenv(prefetch.ENV_SWITCH, "0")
+    assert prefetch.script() is None
+    monkeypatch.setenv(prefetch.ENV_SWITCH, "1")
+    assert prefetch.script() is not None

@@ -31,11 +31,19 @@ def test_overview_loads_plotly_ahead_and_runs_draws_with_it(tmp_path):
         wait_for(lambda: d.execute_script("return window.__evorouteChartsPrefetch") == "loaded",
                  timeout=60, what="the prefetch")
         assert d.execute_script(_LOADED, chunk) == 1                # fetched once, on Overview
+        # and only after the page's script run had ended (the script notes when it saw that)
+        started, drawn_at = d.execute_script(
+            """return [performance.getEntriesByType('resource').find(
+                 e => e.name.includes('/static/js/' + arguments[0])).startTime,
+               window.__evorouteChartsDrawnAt];""", chunk)
+        assert drawn_at is not None and started >= drawn_at, (started, drawn_at)
         # the prefetch's element is the page's last, with no height: nothing on screen moved
         last = d.execute_script("""const els = [...document.querySelectorAll(
             '[data-testid="stMain"] [data-testid="stElementContainer"]')];
-            const e = els[els.length - 1]; return [e.getBoundingClientRect().height, e.innerText];""")
-        assert last == [0, ""], last
+            const e = els[els.length - 1];
+            return [e.getBoundingClientRect().height, e.innerText,
+                    e.innerHTML.includes('__evorouteChartsPrefetch')];""")
+        assert last == [0, "", True], last
         d.find_element("css selector", '[data-testid="stSidebarNav"] a[href$="/runs"]').click()
         wait_for(lambda: d.execute_script(_CHARTS) >= 1, timeout=60, what="the share chart")
         assert d.execute_script(_LOADED, chunk) == 1                # not fetched again
