@@ -113,9 +113,10 @@ class Embedder:
 
     @property
     def cache_name(self) -> str:
-        """Disk-cache namespace: the model, plus "#int8" for the quantised backend (its vectors
-        differ from the reference's by ~1 %, the float32 backends' by ~1e-6)."""
-        return self.model_name + ("#int8" if self.backend == "onnx-int8" else "")
+        """Disk-cache namespace: the model, plus "#int8r7" for the quantised backend (7-bit
+        weights; its vectors differ from the reference's by ~1 %, the float32 backends' by
+        ~1e-6)."""
+        return self.model_name + ("#int8r7" if self.backend == "onnx-int8" else "")
 
     @property
     def loaded(self) -> bool:

@@ -174,7 +174,7 @@ def test_a_failing_fast_backend_falls_back_to_the_reference(monkeypatch, referen
 
 def test_int8_vectors_are_cached_apart(tmp_path):
     e = Embedder(cache_dir=tmp_path, shipped=False, backend="onnx-int8")
-    assert e.cache_name.endswith("#int8") and Embedder(cache_dir=None).cache_name == MODEL_NAME
+    assert e.cache_name.endswith("#int8r7") and Embedder(cache_dir=None).cache_name == MODEL_NAME
 
 
 # ------------------------------------------------------------------ ONNX variants
@@ -193,7 +193,7 @@ def test_fused_and_attention_int8_variants_are_cached_apart_and_faithful(tmp_pat
     tag = model_sha256()[:16]
     assert plain.file.name == f"minilm-l6-{tag}.onnx"
     assert fused.file.name == f"minilm-l6-{tag}-fused.onnx"
-    assert attn.file.name == f"minilm-l6-{tag}-fused-int8-attn.onnx"
+    assert attn.file.name == f"minilm-l6-{tag}-fused-int8-attn-r7.onnx"     # 7-bit weights
     ops = [n.op_type for n in onnx.load(str(fused.file), load_external_data=False).graph.node]
     assert ops.count("Attention") == 6 and "Softmax" not in ops
     ops = [n.op_type for n in onnx.load(str(attn.file), load_external_data=False).graph.node]
