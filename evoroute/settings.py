@@ -33,6 +33,8 @@ ENVIRONMENT = {
     "EVOROUTE_EMBED_BACKEND": "onnx (default), onnx-int8 or reference: the MiniLM query embedder",
     "EVOROUTE_SANDBOX_ISOLATION": "bwrap, unshare or none: how the tool sandbox is isolated",
     "EVOROUTE_SANDBOX_ALLOW_NO_ISOLATION": "1 to run the sandbox without namespaces (tests only)",
+    "EVOROUTE_PREFETCH_CHARTS": "0 to stop the studio loading plotly.js ahead of the first chart "
+                                "(ui/prefetch.py; default 1)",
 }
 
 
