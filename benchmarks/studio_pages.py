@@ -392,11 +392,13 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False,
 
     cpu: dict = {}      # the CPU seconds of every step measured, beside its wall time
 
-    def load(d, base: str, page: str, meter: CpuMeter) -> float:
+    def timed(d, page: str, meter: CpuMeter, go, done_js: str, *args) -> float:
+        """``go()``, then the wall time until ``done_js`` holds; ``cpu`` gets the step's CPU,
+        and the times until drawn and until the browser is idle; then ``think`` seconds."""
         start = meter.read()
         t = time.perf_counter()
-        d.get(f"{base}/{'' if page == 'overview' else page}")
-        wait_for(lambda: d.execute_script(SCRIPT_DONE_JS), 180, every=0.02, what=page)
+        go()
+        wait_for(lambda: d.execute_script(done_js, *args), 180, every=0.02, what=page)
         wall = round(time.perf_counter() - t, 3)
         cpu["last"] = meter.since(start)
         wait_for(lambda: d.execute_script(DRAWN_JS), 60, every=0.02, what=f"{page} drawn")
@@ -406,44 +408,38 @@ def browser_pages(url: str, flags: tuple[str, ...] = (), launcher: bool = False,
         time.sleep(think)
         return wall
 
+    def load(d, base: str, page: str, meter: CpuMeter) -> float:
+        return timed(d, page, meter, lambda: d.get(f"{base}/{'' if page == 'overview' else page}"),
+                     SCRIPT_DONE_JS)
+
     def navigate(d, page: str, meter: CpuMeter) -> float:
         link = d.find_element("css selector", '[data-testid="stSidebarNav"] a[href$="/%s"]'
                               % ("" if page == "overview" else page))
-        start = meter.read()
-        t = time.perf_counter()
-        link.click()
-        wait_for(lambda: d.execute_script(NAV_DONE_JS, TITLES[page]), 180, every=0.02, what=page)
-        wall = round(time.perf_counter() - t, 3)
-        cpu["last"] = meter.since(start)
-        wait_for(lambda: d.execute_script(DRAWN_JS), 60, every=0.02, what=f"{page} drawn")
-        cpu["drawn_s"] = round(time.perf_counter() - t, 3)
-        settle(d)
-        cpu["settled_s"] = round(time.perf_counter() - t, 3)
-        time.sleep(think)
-        return wall
+        return timed(d, page, meter, link.click, NAV_DONE_JS, TITLES[page])
+
+    def record(into: dict, prefix: str) -> None:
+        """The last step's CPU, drawn and idle times under ``<prefix>_cpu`` / ``_drawn_s`` /
+        ``_settled_s``."""
+        into[prefix + "_cpu"] = cpu["last"]
+        into[prefix + "_settled_s"] = cpu["settled_s"]
+        into[prefix + "_drawn_s"] = cpu["drawn_s"]
 
     # a user's way round: open the studio, then the pages through the sidebar (no reload)
     with streamlit_server(url, flags=flags, launcher=launcher) as base, chromium() as d:
         meter = CpuMeter()
         out["studio_open_s"] = load(d, base, "overview", meter)
-        out["studio_open_cpu"] = cpu["last"]
-        out["studio_open_settled_s"] = cpu["settled_s"]
-        out["studio_open_drawn_s"] = cpu["drawn_s"]
+        record(out, "studio_open")
         for visit in ("sidebar_first_s", "sidebar_second_s"):
             for page in (*PAGES[1:], "overview"):
                 out.setdefault(page, {})[visit] = navigate(d, page, meter)
-                out[page][visit[:-2] + "_cpu"] = cpu["last"]
-                out[page][visit[:-2] + "_settled_s"] = cpu["settled_s"]
-                out[page][visit[:-2] + "_drawn_s"] = cpu["drawn_s"]
+                record(out[page], visit[:-2])
     # every page opened by its address (a full page load, as a bookmark or a reload does)
     with streamlit_server(url, flags=flags, launcher=launcher) as base, chromium() as d:
         meter = CpuMeter()
         for visit in ("url_first_s", "url_second_s"):
             for page in PAGES:
                 out[page][visit] = load(d, base, page, meter)
-                out[page][visit[:-2] + "_cpu"] = cpu["last"]
-                out[page][visit[:-2] + "_settled_s"] = cpu["settled_s"]
-                out[page][visit[:-2] + "_drawn_s"] = cpu["drawn_s"]
+                record(out[page], visit[:-2])
         load(d, base, "pareto", meter)
         wait_for(lambda: "Starts" in d.find_element("tag name", "body").text, 120,
                  what="the launch caption")     # the index has loaded: the page is complete

@@ -121,8 +121,8 @@ class OnnxEncoder:
 
     @staticmethod
     def cache_file(path: Path, cache_dir: Path, variant: str) -> Path:
-        """Where a variant is cached: keyed by the weights' sha256 (fp32 and int8 keep the
-        names they had before the other variants existed)."""
+        """Where a variant is cached: keyed by the weights' sha256 (fp32 keeps the name it had
+        before the other variants existed; the int8 ones end in "-r7", see ``_quantize``)."""
         tag = model_sha256(path)[:16]
         if variant == "fp32":
             return Path(cache_dir) / f"minilm-l6-{tag}.onnx"
